@@ -1,0 +1,67 @@
+package sandbox
+
+import (
+	"context"
+	"time"
+)
+
+// Runtime runs sandboxes: the local OCI runtime on one machine, or
+// Kubernetes. Every implementation passes internal/runtime/runtimetest.
+//
+// Errors are of the kinds in errors.go: NotFound for an unknown id,
+// InvalidArgument for a bad Spec, Unavailable for a runtime that cannot be
+// reached, FailedPrecondition for a sandbox in the wrong state.
+type Runtime interface {
+	// Create pulls the image if needed, sets up the sandbox's filesystem,
+	// namespaces and cgroups, and starts the agent as its PID 1. It returns
+	// once the agent answers. A failed or cancelled Create leaves nothing
+	// behind.
+	Create(ctx context.Context, spec Spec) (Info, error)
+	// Start applies start through the agent (env, working dir, files) and
+	// starts the main command, if any. It is called once per sandbox.
+	Start(ctx context.Context, id string, start StartSpec) error
+	// Agent returns a client of the sandbox's agent, for processes, files and
+	// logs. The caller closes it.
+	Agent(ctx context.Context, id string) (Agent, error)
+	// Wait blocks until the sandbox's main command has exited, or until the
+	// sandbox is gone, and returns how it ended. For an idle sandbox it
+	// returns when the sandbox is stopped.
+	Wait(ctx context.Context, id string) (ExitStatus, error)
+	// Stop sends SIGTERM to the main command's process group (and every
+	// process of the sandbox), then SIGKILL to all after grace. It is
+	// idempotent.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Delete stops the sandbox if needed and removes everything it had: its
+	// container, mounts, cgroups, network namespace and directories.
+	// Deleting an unknown id returns NotFound.
+	Delete(ctx context.Context, id string) error
+	// List returns every sandbox this runtime has, including ones created by
+	// an earlier process, so that a restarted server can re-attach.
+	List(ctx context.Context) ([]Info, error)
+}
+
+// RuntimeStatus is what a runtime observes of a sandbox's container.
+type RuntimeStatus string
+
+// The runtime statuses.
+const (
+	// RuntimeCreated: set up, agent not yet answering.
+	RuntimeCreated RuntimeStatus = "created"
+	// RuntimeRunning: the agent is up.
+	RuntimeRunning RuntimeStatus = "running"
+	// RuntimeStopped: the container has exited; Delete cleans it up.
+	RuntimeStopped RuntimeStatus = "stopped"
+)
+
+// Info is what a runtime knows of one sandbox.
+type Info struct {
+	ID        string
+	Image     string
+	Resources Resources
+	Status    RuntimeStatus
+	// PID is the host pid of the sandbox's PID 1, when known.
+	PID       int
+	CreatedAt time.Time
+	// Exit is set when the main command has exited.
+	Exit *ExitStatus
+}

@@ -1,0 +1,69 @@
+// Package store persists sbx's records (sandboxes, sessions, tenants, API
+// keys) behind one interface. sqlite/ is the embedded default, postgres/ the
+// one for several server replicas; storetest/ is the conformance suite both
+// pass.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Store is sbx's persistence. Methods return errors of the sandbox package's
+// kinds: NotFound for a missing record (reason SANDBOX_NOT_FOUND,
+// SESSION_NOT_FOUND, ...), AlreadyExists for a duplicate id or request id.
+// A tenantID of "" in a lookup means "any tenant" (internal use only).
+type Store interface {
+	// CreateSandbox inserts a new record. AlreadyExists if its id, or its
+	// (TenantID, RequestID) when RequestID is set, is taken.
+	CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error
+	// GetSandbox returns one record; another tenant's id is NotFound.
+	GetSandbox(ctx context.Context, tenantID, id string) (*sandbox.Sandbox, error)
+	// GetSandboxByRequestID finds the sandbox a tenant created with requestID.
+	GetSandboxByRequestID(ctx context.Context, tenantID, requestID string) (*sandbox.Sandbox, error)
+	// UpdateSandbox reads the record, applies fn and writes it back in one
+	// transaction; if fn returns an error nothing is written and that error
+	// is returned.
+	UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.Sandbox) error) (*sandbox.Sandbox, error)
+	// ListSandboxes returns one page of records matching f, newest first.
+	ListSandboxes(ctx context.Context, f SandboxFilter) (page []*sandbox.Sandbox, nextPageToken string, err error)
+	// CountActive counts a tenant's non-terminal sandboxes.
+	CountActive(ctx context.Context, tenantID string) (int, error)
+	// DeleteSandbox removes a record. NotFound if absent.
+	DeleteSandbox(ctx context.Context, id string) error
+	// PurgeSandboxes removes terminal records that ended before cutoff and
+	// returns their ids.
+	PurgeSandboxes(ctx context.Context, cutoff time.Time) ([]string, error)
+
+	CreateSession(ctx context.Context, s *sandbox.Session) error
+	GetSession(ctx context.Context, tenantID, id string) (*sandbox.Session, error)
+	UpdateSession(ctx context.Context, id string, fn func(*sandbox.Session) error) (*sandbox.Session, error)
+	// ListSessions returns open sessions (all tenants when tenantID is "").
+	ListSessions(ctx context.Context, tenantID string) ([]*sandbox.Session, error)
+
+	CreateTenant(ctx context.Context, t *sandbox.Tenant) error
+	GetTenant(ctx context.Context, id string) (*sandbox.Tenant, error)
+	CreateAPIKey(ctx context.Context, k *sandbox.APIKey) error
+	// LookupAPIKey finds a key by the hash of its secret. NotFound if absent.
+	LookupAPIKey(ctx context.Context, hash string) (*sandbox.APIKey, error)
+
+	Close() error
+}
+
+// SandboxFilter selects sandboxes for ListSandboxes. Empty fields match all.
+type SandboxFilter struct {
+	// TenantID; "" matches every tenant (internal use).
+	TenantID  string
+	SessionID string
+	// Tags must all be present on a sandbox (AND).
+	Tags []string
+	// States to include; empty means every non-terminal state, plus the
+	// terminal ones when IncludeTerminal is set.
+	States          []sandbox.State
+	IncludeTerminal bool
+	// PageSize is at most 1000; 0 means 100.
+	PageSize  int
+	PageToken string
+}
