@@ -130,6 +130,8 @@ const (
 	ReasonDigestMismatch = "IMAGE_DIGEST_MISMATCH"
 	// ReasonPlatformNotAvailable: the image has no variant for this host's platform.
 	ReasonPlatformNotAvailable = "IMAGE_PLATFORM_NOT_AVAILABLE"
+	// ReasonImageInvalid: an image's content is malformed or unsafe (a layer tar that escapes its directory, an oversized config).
+	ReasonImageInvalid = "IMAGE_INVALID"
 	// ReasonImageInUse: the image cannot be removed while sandboxes use it.
 	ReasonImageInUse = "IMAGE_IN_USE"
 	// ReasonRuntimeError: the OCI runtime failed to create or run the container.
@@ -193,3 +195,29 @@ func Unavailable(reason, format string, args ...any) *Error {
 func Internal(format string, args ...any) *Error {
 	return Errorf(ErrInternal, ReasonInternal, format, args...)
 }
+
+// Reasons returned by the store (internal/store).
+const (
+	// ReasonRequestIDExists: the tenant already created a sandbox with that request id.
+	ReasonRequestIDExists = "REQUEST_ID_ALREADY_USED"
+	// ReasonSessionExists: a session with that id already exists.
+	ReasonSessionExists = "SESSION_ALREADY_EXISTS"
+	// ReasonTenantNotFound: no tenant with that id exists.
+	ReasonTenantNotFound = "TENANT_NOT_FOUND"
+	// ReasonTenantExists: a tenant with that id already exists.
+	ReasonTenantExists = "TENANT_ALREADY_EXISTS"
+	// ReasonAPIKeyNotFound: no API key with that id or hash exists.
+	ReasonAPIKeyNotFound = "API_KEY_NOT_FOUND"
+	// ReasonAPIKeyExists: an API key with that id or hash already exists.
+	ReasonAPIKeyExists = "API_KEY_ALREADY_EXISTS"
+	// ReasonInvalidPageToken: a list call's page token is malformed; start again without one.
+	ReasonInvalidPageToken = "INVALID_PAGE_TOKEN"
+)
+
+// Reasons of the sandbox agent.
+const (
+	// ReasonAgentInitialized: Init was already applied to this sandbox; a sandbox starts once.
+	ReasonAgentInitialized = "AGENT_ALREADY_INITIALIZED"
+	// ReasonProcessExited: the call needs a running process, and this one has ended.
+	ReasonProcessExited = "PROCESS_EXITED"
+)
