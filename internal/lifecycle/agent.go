@@ -1,0 +1,47 @@
+package lifecycle
+
+import (
+	"context"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Agent returns a client of a tenant's running sandbox's agent, for
+// processes, files and logs. The caller closes it. A sandbox that is not
+// RUNNING is FailedPrecondition SANDBOX_NOT_RUNNING.
+func (m *Manager) Agent(ctx context.Context, tenantID, id string) (sandbox.Agent, error) {
+	sb, err := m.Get(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != sandbox.StateRunning {
+		return nil, notRunning(sb)
+	}
+	return m.rt.Agent(ctx, id)
+}
+
+// LogAgent is Agent for reading logs: it also serves a sandbox that ended
+// recently, while its stopped container is kept (see Config.Linger).
+func (m *Manager) LogAgent(ctx context.Context, tenantID, id string) (sandbox.Agent, error) {
+	sb, err := m.Get(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != sandbox.StateRunning && !sb.State.Terminal() {
+		return nil, notRunning(sb)
+	}
+	a, err := m.rt.Agent(ctx, id)
+	if err != nil && sb.State.Terminal() {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning,
+			"sandbox %s ended (%s, %s) and its logs are no longer kept: read logs while it runs, or with follow", id, sb.State, sb.Reason)
+	}
+	return a, err
+}
+
+func notRunning(sb *sandbox.Sandbox) error {
+	hint := "wait for it to be RUNNING (Wait with until=RUNNING)"
+	if sb.State.Terminal() {
+		hint = "it has ended; create a new sandbox"
+	}
+	return sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning, "sandbox %s is %s (%s): %s", sb.ID, sb.State, sb.Reason, hint)
+}

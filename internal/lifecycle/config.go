@@ -1,0 +1,90 @@
+package lifecycle
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Config holds the manager's limits and timings. Zero fields take the
+// defaults noted on each.
+type Config struct {
+	// DefaultImage is used when neither request nor session names one
+	// (sandbox.DefaultImage).
+	DefaultImage string
+	// DefaultLifetime applies when a request leaves max_lifetime unset (600 s).
+	DefaultLifetime time.Duration
+	// MaxLifetime is the longest lifetime a request may ask for (24 h).
+	MaxLifetime time.Duration
+	// Retention is how long terminal records stay listable (24 h).
+	Retention time.Duration
+	// MaxSandboxesPerTenant is the default quota of concurrent non-terminal
+	// sandboxes per tenant, when the tenant sets none (100).
+	MaxSandboxesPerTenant int
+	// QuotaRetryAfter is the retry delay returned with QUOTA_EXCEEDED (5 s).
+	QuotaRetryAfter time.Duration
+	// DefaultLease and MaxLease bound session leases (60 s and 1 h).
+	DefaultLease, MaxLease time.Duration
+	// StopGrace is the default SIGTERM-to-SIGKILL grace of Stop (10 s).
+	StopGrace time.Duration
+	// CreateTimeout bounds Runtime.Create plus Runtime.Start (5 min), so a
+	// hung pull cannot hold a sandbox in CREATING forever.
+	CreateTimeout time.Duration
+	// Linger is how long a terminal sandbox's container is kept (stopped)
+	// before it is deleted, so its logs can still be read (60 s).
+	Linger time.Duration
+	// SweepInterval is how often lifetimes and leases are checked (1 s).
+	SweepInterval time.Duration
+	// PurgeInterval is how often expired terminal records are purged (1 min).
+	PurgeInterval time.Duration
+	// Logger receives the manager's structured logs (slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (time.Now); tests may replace it.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.DefaultImage == "" {
+		c.DefaultImage = sandbox.DefaultImage
+	}
+	set(&c.DefaultLifetime, 600*time.Second)
+	set(&c.MaxLifetime, 24*time.Hour)
+	set(&c.Retention, 24*time.Hour)
+	if c.MaxSandboxesPerTenant == 0 {
+		c.MaxSandboxesPerTenant = 100
+	}
+	set(&c.QuotaRetryAfter, 5*time.Second)
+	set(&c.DefaultLease, 60*time.Second)
+	set(&c.MaxLease, time.Hour)
+	set(&c.StopGrace, 10*time.Second)
+	set(&c.CreateTimeout, 5*time.Minute)
+	set(&c.Linger, 60*time.Second)
+	set(&c.SweepInterval, time.Second)
+	set(&c.PurgeInterval, time.Minute)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.DefaultLifetime < time.Second || c.DefaultLifetime > c.MaxLifetime:
+		return fmt.Errorf("default lifetime %v must be between 1s and the maximum lifetime %v", c.DefaultLifetime, c.MaxLifetime)
+	case c.DefaultLease > c.MaxLease:
+		return fmt.Errorf("default lease %v must not exceed the maximum lease %v", c.DefaultLease, c.MaxLease)
+	case c.MaxSandboxesPerTenant < 0 || c.Retention < 0 || c.Linger < 0:
+		return fmt.Errorf("quota, retention and linger must not be negative")
+	}
+	return nil
+}

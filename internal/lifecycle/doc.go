@@ -1,0 +1,12 @@
+// Package lifecycle is sbx's sandbox lifecycle manager: it validates create
+// requests, applies session defaults, quotas and idempotency, drives a
+// sandbox.Runtime through PENDING → CREATING → RUNNING → TERMINATING →
+// COMPLETED | FAILED | TERMINATED, records every transition in a
+// store.Store, enforces lifetimes, session leases and retention, and
+// re-attaches to running sandboxes after a server restart.
+//
+// It lives apart from internal/sandbox because it uses internal/store, which
+// imports internal/sandbox. The store is the source of truth: everything the
+// manager enforces (expiry, leases, retention) is computed from stored
+// records, so it survives restarts.
+package lifecycle

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+
+	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
+	"github.com/sbx-run/sbx/internal/lifecycle"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Create implements SandboxService.Create.
+func (s *sandboxService) Create(ctx context.Context, req *connect.Request[sbxv1.CreateSandboxRequest]) (*connect.Response[sbxv1.CreateSandboxResponse], error) {
+	r := req.Msg
+	cr := lifecycle.CreateRequest{
+		Image:      r.GetImage(),
+		Command:    r.GetCommand(),
+		Env:        r.GetEnv(),
+		WorkingDir: r.GetWorkingDir(),
+		User:       r.GetUser(),
+		Tags:       r.GetTags(),
+		Resources:  resourcesFromWire(r.GetResources()),
+		RequestID:  r.GetRequestId(),
+		SessionID:  r.GetSessionId(),
+	}
+	if r.MaxLifetimeSeconds != nil {
+		d := seconds(r.GetMaxLifetimeSeconds())
+		cr.MaxLifetime = &d
+	}
+	if len(r.GetMountedFiles()) > lifecycle.MaxFiles {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%d mounted files given: at most %d are allowed", len(r.GetMountedFiles()), lifecycle.MaxFiles)
+	}
+	for _, f := range r.GetMountedFiles() {
+		cr.Files = append(cr.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: fileMode(f.GetMode())})
+	}
+	sb, err := s.m.Create(ctx, tenant(ctx), cr)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&sbxv1.CreateSandboxResponse{Sandbox: sandboxToWire(sb)}), nil
+}

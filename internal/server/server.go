@@ -1,0 +1,100 @@
+// Package server serves sbx's public API (api/sbx/v1) over Connect, gRPC and
+// gRPC-Web on one HTTP handler. Handlers are one file per RPC: decode,
+// validate, call the lifecycle manager, convert; errors are mapped to
+// Connect codes in one place (errors.go). Generated wire types stop here.
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/sbx-run/sbx/gen/sbx/v1/sbxv1connect"
+	"github.com/sbx-run/sbx/internal/auth"
+	"github.com/sbx-run/sbx/internal/lifecycle"
+)
+
+// DefaultExecOutputLimit is the default and maximum output (stdout plus
+// stderr) forwarded per exec; beyond it output is dropped and the exit event
+// says truncated.
+const DefaultExecOutputLimit = 64 << 20
+
+// maxMessageBytes bounds one request message: a Create carrying 10 MiB of
+// mounted files fits, with room for the rest.
+const maxMessageBytes = 16 << 20
+
+// Config is what the API handler needs.
+type Config struct {
+	// Manager runs sandboxes and sessions (required).
+	Manager *lifecycle.Manager
+	// Auth resolves API keys to tenants (required).
+	Auth *auth.Authenticator
+	// Logger receives request errors (slog.Default()).
+	Logger *slog.Logger
+	// ExecOutputLimit caps each exec's forwarded output (DefaultExecOutputLimit).
+	ExecOutputLimit int64
+	// Interceptors run inside auth and error mapping (e.g. metrics).
+	Interceptors []connect.Interceptor
+}
+
+// deps is what every handler shares.
+type deps struct {
+	m           *lifecycle.Manager
+	log         *slog.Logger
+	outputLimit int64
+}
+
+// New returns the API handler: both services, plus GET /healthz.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ExecOutputLimit <= 0 {
+		cfg.ExecOutputLimit = DefaultExecOutputLimit
+	}
+	d := &deps{m: cfg.Manager, log: cfg.Logger, outputLimit: cfg.ExecOutputLimit}
+	interceptors := append([]connect.Interceptor{errorInterceptor(cfg.Logger), authInterceptor(cfg.Auth)}, cfg.Interceptors...)
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(interceptors...),
+		connect.WithReadMaxBytes(maxMessageBytes),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(sbxv1connect.NewSandboxServiceHandler(&sandboxService{d}, opts...))
+	mux.Handle(sbxv1connect.NewSessionServiceHandler(&sessionService{d}, opts...))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+// NewHTTPServer returns an http.Server for h on addr that speaks HTTP/1.1
+// and HTTP/2 over plain TCP (h2c), so gRPC clients work without TLS.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{Addr: addr, Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// sandboxService implements sbxv1connect.SandboxServiceHandler.
+type sandboxService struct{ *deps }
+
+// sessionService implements sbxv1connect.SessionServiceHandler.
+type sessionService struct{ *deps }
+
+var (
+	_ sbxv1connect.SandboxServiceHandler = (*sandboxService)(nil)
+	_ sbxv1connect.SessionServiceHandler = (*sessionService)(nil)
+)
+
+// tenant returns the caller's tenant; the auth interceptor guarantees one.
+func tenant(ctx context.Context) string {
+	id, _ := auth.TenantFrom(ctx)
+	return id
+}
