@@ -1,0 +1,172 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+	"github.com/sbx-run/sbx/internal/store/internal/rowcodec"
+)
+
+const sessionColumns = `id, tenant_id, defaults, lease, created_at, last_heartbeat, closed_at, close_reason`
+
+func scanSession(row pgx.Row) (*sandbox.Session, error) {
+	var (
+		s                                sandbox.Session
+		defaults                         []byte
+		lease, created, heartbeat, close int64
+	)
+	if err := row.Scan(&s.ID, &s.TenantID, &defaults, &lease, &created, &heartbeat, &close, &s.CloseReason); err != nil {
+		return nil, err
+	}
+	s.Lease = time.Duration(lease)
+	s.CreatedAt = rowcodec.Time(created)
+	s.LastHeartbeat = rowcodec.Time(heartbeat)
+	s.ClosedAt = rowcodec.Time(close)
+	if err := rowcodec.DecodeJSON("defaults of session "+s.ID, defaults, &s.Defaults); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// CreateSession implements store.Store.
+func (s *Store) CreateSession(ctx context.Context, sess *sandbox.Session) error {
+	defaults, err := rowcodec.EncodeJSON("session defaults", sess.Defaults)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (`+placeholders(8)+`)`,
+		sess.ID, sess.TenantID, defaults, int64(sess.Lease), rowcodec.Nanos(sess.CreatedAt),
+		rowcodec.Nanos(sess.LastHeartbeat), rowcodec.Nanos(sess.ClosedAt), sess.CloseReason)
+	if _, dup := uniqueViolation(err); dup {
+		return rowcodec.SessionExists(sess.ID, err)
+	}
+	return rowcodec.Wrap("create session "+sess.ID, err)
+}
+
+// GetSession implements store.Store.
+func (s *Store) GetSession(ctx context.Context, tenantID, id string) (*sandbox.Session, error) {
+	return getSession(ctx, s.pool, tenantID, id, "")
+}
+
+func getSession(ctx context.Context, q querier, tenantID, id, lock string) (*sandbox.Session, error) {
+	sess, err := scanSession(q.QueryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1 `+lock, id))
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && tenantID != "" && sess.TenantID != tenantID) {
+		return nil, rowcodec.SessionNotFound(id)
+	}
+	if err != nil {
+		return nil, rowcodec.Wrap("get session "+id, err)
+	}
+	return sess, nil
+}
+
+// UpdateSession implements store.Store. fn runs inside the write
+// transaction and must not call the store.
+func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*sandbox.Session) error) (*sandbox.Session, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, rowcodec.Wrap("begin update session", err)
+	}
+	defer tx.Rollback(ctx)
+	sess, err := getSession(ctx, tx, "", id, "FOR UPDATE")
+	if err != nil {
+		return nil, err
+	}
+	oldTenant := sess.TenantID
+	if err := fn(sess); err != nil {
+		return nil, err
+	}
+	if err := rowcodec.CheckImmutable("session", id, oldTenant, sess.ID, sess.TenantID); err != nil {
+		return nil, err
+	}
+	defaults, err := rowcodec.EncodeJSON("session defaults", sess.Defaults)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE sessions SET defaults = $1, lease = $2, created_at = $3, last_heartbeat = $4,
+		closed_at = $5, close_reason = $6 WHERE id = $7`,
+		defaults, int64(sess.Lease), rowcodec.Nanos(sess.CreatedAt), rowcodec.Nanos(sess.LastHeartbeat),
+		rowcodec.Nanos(sess.ClosedAt), sess.CloseReason, id); err != nil {
+		return nil, rowcodec.Wrap("update session "+id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, rowcodec.Wrap("commit update session "+id, err)
+	}
+	return sess, nil
+}
+
+// ListSessions implements store.Store: open sessions, oldest first.
+func (s *Store) ListSessions(ctx context.Context, tenantID string) ([]*sandbox.Session, error) {
+	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE closed_at = 0`
+	var a args
+	if tenantID != "" {
+		query += ` AND tenant_id = ` + a.add(tenantID)
+	}
+	rows, err := s.pool.Query(ctx, query+` ORDER BY created_at, id`, a...)
+	if err != nil {
+		return nil, rowcodec.Wrap("list sessions", err)
+	}
+	defer rows.Close()
+	var out []*sandbox.Session
+	for rows.Next() {
+		sess, err := scanSession(rows)
+		if err != nil {
+			return nil, rowcodec.Wrap("list sessions", err)
+		}
+		out = append(out, sess)
+	}
+	return out, rowcodec.Wrap("list sessions", rows.Err())
+}
+
+// CreateTenant implements store.Store.
+func (s *Store) CreateTenant(ctx context.Context, t *sandbox.Tenant) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO tenants (id, name, max_sandboxes) VALUES ($1, $2, $3)`, t.ID, t.Name, t.MaxSandboxes)
+	if _, dup := uniqueViolation(err); dup {
+		return rowcodec.TenantExists(t.ID, err)
+	}
+	return rowcodec.Wrap("create tenant "+t.ID, err)
+}
+
+// GetTenant implements store.Store.
+func (s *Store) GetTenant(ctx context.Context, id string) (*sandbox.Tenant, error) {
+	var t sandbox.Tenant
+	err := s.pool.QueryRow(ctx, `SELECT id, name, max_sandboxes FROM tenants WHERE id = $1`, id).Scan(&t.ID, &t.Name, &t.MaxSandboxes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, rowcodec.TenantNotFound(id)
+	}
+	if err != nil {
+		return nil, rowcodec.Wrap("get tenant "+id, err)
+	}
+	return &t, nil
+}
+
+// CreateAPIKey implements store.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k *sandbox.APIKey) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys (id, tenant_id, hash, created_at) VALUES ($1, $2, $3, $4)`,
+		k.ID, k.TenantID, k.Hash, rowcodec.Nanos(k.CreatedAt))
+	if _, dup := uniqueViolation(err); dup {
+		return rowcodec.APIKeyExists(k.ID, err)
+	}
+	return rowcodec.Wrap("create API key "+k.ID, err)
+}
+
+// LookupAPIKey implements store.Store.
+func (s *Store) LookupAPIKey(ctx context.Context, hash string) (*sandbox.APIKey, error) {
+	var (
+		k       sandbox.APIKey
+		created int64
+	)
+	err := s.pool.QueryRow(ctx, `SELECT id, tenant_id, hash, created_at FROM api_keys WHERE hash = $1`, hash).
+		Scan(&k.ID, &k.TenantID, &k.Hash, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, rowcodec.APIKeyNotFound()
+	}
+	if err != nil {
+		return nil, rowcodec.Wrap("look up API key", err)
+	}
+	k.CreatedAt = rowcodec.Time(created)
+	return &k, nil
+}
