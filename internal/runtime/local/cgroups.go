@@ -1,0 +1,217 @@
+package local
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// CgroupLayout is how the host mounts cgroups.
+type CgroupLayout int
+
+// The layouts.
+const (
+	// CgroupV1: only v1 controller hierarchies.
+	CgroupV1 CgroupLayout = iota + 1
+	// CgroupHybrid: v1 controllers plus a cgroup2 mount (usually
+	// /sys/fs/cgroup/unified) without controllers.
+	CgroupHybrid
+	// CgroupV2: the unified hierarchy only, at /sys/fs/cgroup.
+	CgroupV2
+)
+
+func (l CgroupLayout) String() string {
+	switch l {
+	case CgroupV1:
+		return "v1"
+	case CgroupHybrid:
+		return "hybrid"
+	case CgroupV2:
+		return "v2"
+	}
+	return "unknown"
+}
+
+// cgroupMounts are the cgroup hierarchies mounted in this mount namespace.
+type cgroupMounts struct {
+	layout CgroupLayout
+	// dirs are the mount points of every hierarchy (v1 and v2), where a
+	// sandbox's cgroup may appear as <dir>/<parent>/<id>.
+	dirs []string
+	// memory is the mount point of the memory controller ("" if none).
+	memory string
+	// v2 is the mount point of the cgroup2 hierarchy ("" if none).
+	v2 string
+}
+
+// detectCgroups reads /proc/self/mountinfo.
+func detectCgroups() (cgroupMounts, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return cgroupMounts{}, err
+	}
+	defer f.Close()
+	var m cgroupMounts
+	v1 := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "36 30 0:33 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory"
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || len(fields) < sep+4 || len(fields) < 5 {
+			continue
+		}
+		mnt, fstype, opts := unescapeMount(fields[4]), fields[sep+1], fields[sep+3]
+		switch fstype {
+		case "cgroup":
+			v1 = true
+			m.dirs = append(m.dirs, mnt)
+			for _, o := range strings.Split(opts, ",") {
+				if o == "memory" {
+					m.memory = mnt
+				}
+			}
+		case "cgroup2":
+			m.v2 = mnt
+			m.dirs = append(m.dirs, mnt)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return cgroupMounts{}, err
+	}
+	switch {
+	case v1 && m.v2 != "":
+		m.layout = CgroupHybrid
+	case v1:
+		m.layout = CgroupV1
+	case m.v2 != "":
+		m.layout = CgroupV2
+		m.memory = m.v2
+	default:
+		return cgroupMounts{}, errors.New("no cgroup hierarchy is mounted: mount cgroup2 at /sys/fs/cgroup")
+	}
+	return m, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(byte(c))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// cgroupsPath is the spec's linux.cgroupsPath of a sandbox: a plain path
+// relative to each hierarchy's root, the same on v1 and v2.
+func cgroupsPath(parent, id string) string { return "/" + parent + "/" + id }
+
+// sandboxCgroupDirs lists the host dirs where the sandbox's cgroup exists.
+func (m cgroupMounts) sandboxCgroupDirs(parent, id string) []string {
+	var out []string
+	for _, d := range m.dirs {
+		p := filepath.Join(d, parent, id)
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// removeCgroup kills what is left in the sandbox's cgroups and removes them.
+// The OCI runtime's delete normally does this; this catches what a killed
+// runtime or a killed server left behind.
+func (m cgroupMounts) removeCgroup(parent, id string) error {
+	var errs []error
+	for _, dir := range m.sandboxCgroupDirs(parent, id) {
+		if err := removeCgroupTree(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroupTree removes dir and its sub-cgroups, depth first, killing any
+// process still in them.
+func removeCgroupTree(dir string) error {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			_ = removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	var err error
+	for attempt := 0; attempt < 100; attempt++ {
+		if err = unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		killCgroupProcs(dir)
+		sleepBackoff(attempt)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+}
+
+func killCgroupProcs(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// oomKills returns how many processes the OOM killer has killed in the
+// sandbox's memory cgroup, or -1 if unknown.
+func (m cgroupMounts) oomKills(parent, id string) int {
+	if m.memory == "" {
+		return -1
+	}
+	dir := filepath.Join(m.memory, parent, id)
+	file, key := "memory.oom_control", "oom_kill"
+	if m.layout == CgroupV2 {
+		file, key = "memory.events", "oom_kill"
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == key {
+			var n int
+			if _, err := fmt.Sscan(f[1], &n); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}

@@ -1,0 +1,294 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/agent"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Create pulls the image if needed, mounts the sandbox's overlay root, runs
+// the container with the agent as PID 1 and returns once the agent answers.
+// On any failure, or when ctx ends first, it removes everything it made.
+func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, error) {
+	if err := validID(spec.ID); err != nil {
+		return sandbox.Info{}, err
+	}
+	if err := checkResources(spec.Resources); err != nil {
+		return sandbox.Info{}, err
+	}
+	if spec.Image == "" {
+		spec.Image = sandbox.DefaultImage
+	}
+	if len(spec.Image) > 1024 {
+		return sandbox.Info{}, sandbox.InvalidArgument(sandbox.ReasonInvalidImageRef, "image reference is %d bytes long: the limit is 1024", len(spec.Image))
+	}
+	res := spec.Resources
+	if res.CPUMillis == 0 {
+		res.CPUMillis = r.cfg.Defaults.CPUMillis
+	}
+	if res.MemoryBytes == 0 {
+		res.MemoryBytes = r.cfg.Defaults.MemoryBytes
+	}
+	if res.Pids == 0 {
+		res.Pids = r.cfg.Defaults.Pids
+	}
+
+	b := &box{dir: r.dirOf(spec.ID)}
+	b.op.Lock()
+	defer b.op.Unlock()
+	r.mu.Lock()
+	if r.boxes[spec.ID] != nil {
+		r.mu.Unlock()
+		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already exists: choose another id or delete it first", spec.ID)
+	}
+	if err := os.Mkdir(b.dir, 0o700); err != nil {
+		r.mu.Unlock()
+		if errors.Is(err, os.ErrExist) {
+			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already exists on disk (made by another server on the same root?)", spec.ID)
+		}
+		return sandbox.Info{}, sandbox.Internal("create sandbox dir: %w", err)
+	}
+	b.rec = record{
+		ID: spec.ID, Phase: phaseCreating, Image: spec.Image, Resources: res,
+		Runtime: r.cfg.Runtime, CreatedAt: time.Now().UTC(),
+	}
+	r.boxes[spec.ID] = b
+	r.mu.Unlock()
+
+	info, err := r.create(ctx, b)
+	if err != nil {
+		r.teardown(context.WithoutCancel(ctx), b)
+		r.forget(b)
+		if ctx.Err() != nil {
+			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonRuntimeError,
+				"create of sandbox %q was cancelled or timed out; nothing was left behind: %w", spec.ID, ctx.Err())
+		}
+		return sandbox.Info{}, err
+	}
+	return info, nil
+}
+
+// create does the work of Create; the caller tears down on error.
+func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
+	rec := b.rec
+	// The record first: whatever exists after it was written, recovery
+	// finds through it.
+	if err := writeRecord(b.dir, &rec); err != nil {
+		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
+	}
+	img, err := r.cfg.Images.Get(ctx, rec.Image, nil)
+	if err != nil {
+		return sandbox.Info{}, err
+	}
+	rec.ImageRef, rec.Digest, rec.Config = img.Ref, img.Digest, img.Config
+	// Record the digest before Use, so a crash in between still releases.
+	if err := writeRecord(b.dir, &rec); err != nil {
+		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
+	}
+	b.setRecord(rec)
+	if err := r.cfg.Images.Use(img.Digest, rec.ID); err != nil {
+		return sandbox.Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return sandbox.Info{}, err
+	}
+
+	rootfs := filepath.Join(b.dir, "rootfs")
+	upper, work := filepath.Join(b.dir, "upper"), filepath.Join(b.dir, "work")
+	for _, d := range []string{rootfs, upper, work, stateDir(b.dir)} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return sandbox.Info{}, sandbox.Internal("create %s: %w", d, err)
+		}
+	}
+	layers := img.Layers
+	if len(layers) == 0 {
+		// overlayfs needs a lowerdir; an image without layers gets an empty one.
+		empty := filepath.Join(b.dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return sandbox.Info{}, sandbox.Internal("create %s: %w", empty, err)
+		}
+		layers = []string{empty}
+	}
+	if err := mountOverlay(layers, upper, work, rootfs); err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
+	}
+
+	spec := buildSpec(specInput{
+		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: stateDir(b.dir),
+		cgroups: cgroupsPath(r.cfg.CgroupParent, rec.ID), res: rec.Resources, swap: r.swap, nofile: r.nofile,
+	})
+	js, err := json.Marshal(spec)
+	if err != nil {
+		return sandbox.Info{}, sandbox.Internal("encode OCI spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "config.json"), js, 0o600); err != nil {
+		return sandbox.Info{}, sandbox.Internal("write OCI spec: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return sandbox.Info{}, err
+	}
+	pid, err := r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"))
+	if err != nil {
+		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "start the container of sandbox %q: %w", rec.ID, err)
+	}
+	r.reaper.watch(pid)
+	_, start, err := pidStart(pid)
+	if err != nil {
+		// The container started, so its PID 1, the agent, is what exited.
+		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable,
+			"the agent of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
+	}
+	rec.PID, rec.PIDStart = pid, start
+	if err := writeRecord(b.dir, &rec); err != nil {
+		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
+	}
+	b.setRecord(rec)
+
+	if err := r.waitAgent(ctx, b.dir, rec, r.cfg.StartTimeout); err != nil {
+		return sandbox.Info{}, err
+	}
+	rec.Phase = phaseCreated
+	if err := writeRecord(b.dir, &rec); err != nil {
+		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
+	}
+	b.setRecord(rec)
+	return r.info(rec, b.dir), nil
+}
+
+// waitAgent returns once the agent answers; it gives up when the container
+// exits, ctx ends or timeout passes.
+func (r *Runtime) waitAgent(ctx context.Context, dir string, rec record, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	died := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			if !alive(rec.PID, rec.PIDStart) {
+				close(died)
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(i+1)*5*time.Millisecond, 100*time.Millisecond)):
+			}
+		}
+	}()
+	// Watch for the socket at a fine grain first: the agent listens a few
+	// milliseconds after it starts, and the client's own backoff is coarser.
+	sock := socketPath(dir)
+	for i := 0; ; i++ {
+		if _, err := os.Lstat(sock); err == nil || ctx.Err() != nil || i > 2000 {
+			break
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	c := agent.Dial(sock)
+	defer c.Close()
+	err := c.WaitReady(ctx)
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-died:
+		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable,
+			"the agent of sandbox %q exited before it answered: %s", rec.ID, tail(filepath.Join(dir, "console.log"), 2048))
+	default:
+	}
+	return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable, "the agent of sandbox %q did not answer within %s: %w", rec.ID, timeout, err)
+}
+
+// teardown removes everything of a sandbox but its dir's record and state
+// (release) or everything (remove). It is idempotent and tolerates any
+// half-made state.
+func (r *Runtime) teardown(ctx context.Context, b *box) error {
+	errs := []error{r.release(ctx, b)}
+	rec, _ := b.snapshot()
+	if isMountPoint(filepath.Join(b.dir, "rootfs")) {
+		return errors.Join(errs...)
+	}
+	if err := os.RemoveAll(b.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if rec.Digest != "" {
+		if err := r.cfg.Images.Release(rec.Digest, rec.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// release kills the container and removes it, its cgroups, its overlay
+// mount and its writable layer; the record and state dir stay.
+func (r *Runtime) release(ctx context.Context, b *box) error {
+	rec, _ := b.snapshot()
+	if rec.PID == 0 {
+		// Killed between the runtime's start and the record's update: the
+		// pid file still names the container's PID 1.
+		if pb, err := os.ReadFile(filepath.Join(b.dir, "init.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(pb))); err == nil && pid > 0 {
+				if _, start, err := pidStart(pid); err == nil {
+					rec.PID, rec.PIDStart = pid, start
+				}
+			}
+		}
+	}
+	if sameProcess(rec.PID, rec.PIDStart) {
+		// A PID 1 orphaned by a killed server may have become our child
+		// (we are a subreaper): reap it once it dies.
+		r.reaper.watch(rec.PID)
+	}
+	var errs []error
+	if err := r.oci.delete(ctx, rec.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if rec.PID > 0 {
+		// delete --force killed it; make sure it is gone before unmounting.
+		for i := 0; alive(rec.PID, rec.PIDStart) && i < 200; i++ {
+			sleepBackoff(i)
+		}
+	}
+	if err := r.cg.removeCgroup(r.cfg.CgroupParent, rec.ID); err != nil {
+		errs = append(errs, err)
+	}
+	rootfs := filepath.Join(b.dir, "rootfs")
+	if err := unmount(rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	if isMountPoint(rootfs) {
+		errs = append(errs, fmt.Errorf("%s is still mounted; not removing the sandbox's files", rootfs))
+		return errors.Join(errs...)
+	}
+	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid"} {
+		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return sandbox.Internal("release sandbox %q: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// forget drops b from the map.
+func (r *Runtime) forget(b *box) {
+	b.mu.Lock()
+	b.deleted = true
+	id := b.rec.ID
+	b.mu.Unlock()
+	r.mu.Lock()
+	if r.boxes[id] == b {
+		delete(r.boxes, id)
+	}
+	r.mu.Unlock()
+}

@@ -1,0 +1,198 @@
+package local
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+func harness(t *testing.T, rt *Runtime, res sandbox.Resources) runtimetest.Harness {
+	ref, _ := env(t)
+	return runtimetest.Harness{Runtime: rt, Image: ref, Resources: res, Timeout: 2 * time.Minute}
+}
+
+func sh(t *testing.T, ag sandbox.Agent, script string) runtimetest.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runtimetest.Exec(ctx, ag, sandbox.ExecSpec{Command: []string{"sh", "-c", script}})
+	if err != nil {
+		t.Fatalf("exec %q: %v", script, err)
+	}
+	return r
+}
+
+func TestIsolation(t *testing.T) {
+	rt := newRuntime(t, "crun")
+	id, ag := runtimetest.Create(t, harness(t, rt, sandbox.Resources{}), "iso")
+
+	t.Run("OwnProcessesOnly", func(t *testing.T) {
+		r := sh(t, ag, "ls /proc | grep -E '^[0-9]+$' | wc -l; tr '\\0' ' ' < /proc/1/cmdline")
+		lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+		n, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
+		// The agent, sh, ls, grep, wc: a handful, never the host's hundreds.
+		if n == 0 || n > 8 || len(lines) < 2 || !strings.HasPrefix(lines[1], AgentPathInSandbox) {
+			t.Errorf("processes visible inside: %q", r.Stdout)
+		}
+		if r := sh(t, ag, "kill -0 "+strconv.Itoa(os.Getpid())); r.Exit.Code == 0 {
+			t.Errorf("the host's test process (pid %d) is visible inside", os.Getpid())
+		}
+	})
+	t.Run("Hostname", func(t *testing.T) {
+		if r := sh(t, ag, "hostname"); r.Stdout != id+"\n" {
+			t.Errorf("hostname %q, want %q", r.Stdout, id)
+		}
+	})
+	t.Run("CannotMount", func(t *testing.T) {
+		r := sh(t, ag, "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x")
+		if r.Exit.Code == 0 {
+			t.Errorf("mount succeeded inside the sandbox: %+v", r)
+		}
+		if r := sh(t, ag, "mount --bind /tmp /mnt/x"); r.Exit.Code == 0 {
+			t.Errorf("bind mount succeeded inside the sandbox")
+		}
+	})
+	t.Run("ProcSysReadOnly", func(t *testing.T) {
+		for _, f := range []string{"/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger"} {
+			if r := sh(t, ag, "echo 1 > "+f); r.Exit.Code == 0 {
+				t.Errorf("writing %s succeeded", f)
+			}
+		}
+		if r := sh(t, ag, "head -c 16 /proc/kcore | wc -c"); strings.TrimSpace(r.Stdout) != "0" {
+			t.Errorf("/proc/kcore is readable: %q", r.Stdout)
+		}
+	})
+	t.Run("NoNewNamespaces", func(t *testing.T) {
+		for _, flags := range []string{"-U", "-n", "-m", "-p -f"} {
+			if r := sh(t, ag, "unshare "+flags+" true"); r.Exit.Code == 0 {
+				t.Errorf("unshare %s succeeded", flags)
+			}
+		}
+	})
+	t.Run("Capabilities", func(t *testing.T) {
+		// Docker's 14 capabilities, nothing else.
+		r := sh(t, ag, "grep CapEff /proc/self/status")
+		if !strings.Contains(r.Stdout, "00000000a80425fb") {
+			t.Errorf("effective capabilities: %q, want 00000000a80425fb", r.Stdout)
+		}
+		if r := sh(t, ag, "grep NoNewPrivs /proc/self/status"); !strings.Contains(r.Stdout, "1") {
+			t.Errorf("no_new_privs not set: %q", r.Stdout)
+		}
+		if r := sh(t, ag, "grep Seccomp: /proc/self/status"); !strings.Contains(r.Stdout, "2") {
+			t.Errorf("seccomp filter not active: %q", r.Stdout)
+		}
+	})
+	t.Run("Devices", func(t *testing.T) {
+		r := sh(t, ag, "ls /dev | sort | tr '\\n' ' '")
+		for _, d := range strings.Fields(r.Stdout) {
+			switch d {
+			case "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero":
+			default:
+				t.Errorf("unexpected /dev entry %q", d)
+			}
+		}
+		if r := sh(t, ag, "mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda"); r.Exit.Code == 0 {
+			t.Errorf("a block device made inside could be read")
+		}
+	})
+	t.Run("NoHostLoopback", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var accepted atomic.Int32
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				c.Close()
+			}
+		}()
+		port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		if r := sh(t, ag, "echo hi | nc -w 2 127.0.0.1 "+port); r.Exit.Code == 0 {
+			t.Errorf("nc to the host's 127.0.0.1:%s succeeded: %+v", port, r)
+		}
+		if r := sh(t, ag, "wget -q -T 2 -O - http://127.0.0.1:"+port+"/"); r.Exit.Code == 0 {
+			t.Errorf("wget to the host's loopback succeeded")
+		}
+		if n := accepted.Load(); n != 0 {
+			t.Errorf("the host listener accepted %d connections from the sandbox", n)
+		}
+		// Its own loopback works.
+		r := sh(t, ag, "ip addr show lo | grep -c 'inet 127.0.0.1'; ip link | grep -c '^[0-9]'")
+		if r.Stdout != "1\n1\n" {
+			t.Errorf("want exactly one interface, lo with 127.0.0.1: %q", r.Stdout)
+		}
+	})
+}
+
+func TestOOMKillSparesNeighbour(t *testing.T) {
+	rt := newRuntime(t, "crun")
+	h := harness(t, rt, sandbox.Resources{MemoryBytes: 64 << 20})
+	id, hog := runtimetest.Create(t, h, "hog")
+	_, neighbour := runtimetest.Create(t, harness(t, rt, sandbox.Resources{}), "calm")
+	// Doubling a string until the cgroup's limit stops it.
+	r := sh(t, hog, `awk 'BEGIN { s = "xxxxxxxxxxxxxxxx"; while (1) s = s s }'`)
+	if r.Exit.Signal != "SIGKILL" {
+		t.Fatalf("memory hog ended %+v, want SIGKILL by the OOM killer", r.Exit)
+	}
+	if n := rt.cg.oomKills(rt.cfg.CgroupParent, id); n == 0 {
+		t.Errorf("the memory cgroup records no OOM kill")
+	}
+	if r := sh(t, hog, "echo alive"); r.Stdout != "alive\n" {
+		t.Errorf("the hog's sandbox no longer answers: %+v", r)
+	}
+	if r := sh(t, neighbour, "echo fine"); r.Stdout != "fine\n" {
+		t.Errorf("the neighbour was harmed: %+v", r)
+	}
+}
+
+func TestForkBombStopsAtPidsLimit(t *testing.T) {
+	rt := newRuntime(t, "crun")
+	id, ag := runtimetest.Create(t, harness(t, rt, sandbox.Resources{Pids: 64}), "bomb")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runtimetest.Exec(ctx, ag, sandbox.ExecSpec{
+		Command: []string{"sh", "-c", `i=0; while [ $i -lt 300 ]; do sleep 5 & i=$((i+1)); done; echo spawned $i`},
+		Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Stderr, "fork") && !strings.Contains(r.Stderr, "Resource temporarily unavailable") {
+		t.Errorf("300 processes under a limit of 64 did not fail to fork: %+v", r)
+	}
+	pidsMax := filepath.Join("/sys/fs/cgroup/pids", rt.cfg.CgroupParent, id, "pids.max")
+	if b, err := os.ReadFile(pidsMax); err == nil && strings.TrimSpace(string(b)) != "64" {
+		t.Errorf("pids.max = %q, want 64", b)
+	}
+	// The agent still serves calls while the limit is reached…
+	if _, err := ag.Stat(ctx, "/"); err != nil {
+		t.Errorf("the agent stopped answering at the pids limit: %v", err)
+	}
+	// …and runs commands again once the sleeps end.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := runtimetest.Exec(ctx, ag, sandbox.ExecSpec{Command: []string{"echo", "ok"}})
+		if err == nil && r.Stdout == "ok\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox never answered again: %+v, %v", r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

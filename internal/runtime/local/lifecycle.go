@@ -1,0 +1,250 @@
+package local
+
+import (
+	"context"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/agent"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Start applies start through the agent and starts the main command.
+func (r *Runtime) Start(ctx context.Context, id string, start sandbox.StartSpec) error {
+	b, err := r.running(id)
+	if err != nil {
+		return err
+	}
+	rec, _ := b.snapshot()
+	c := agent.Dial(socketPath(b.dir))
+	defer c.Close()
+	return c.Init(ctx, agent.InitSpec{Image: rec.Config, Start: start})
+}
+
+// Agent returns a client of the sandbox's agent.
+func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
+	b, err := r.running(id)
+	if err != nil {
+		return nil, err
+	}
+	return agent.Dial(socketPath(b.dir)), nil
+}
+
+// running returns the sandbox if its container runs, else NotFound or
+// FailedPrecondition.
+func (r *Runtime) running(id string) (*box, error) {
+	b, err := r.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	rec, _ := b.snapshot()
+	if rec.Phase != phaseCreated || !alive(rec.PID, rec.PIDStart) {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning, "sandbox %q is not running", id)
+	}
+	// The state dir is writable inside the sandbox: refuse a socket path
+	// that was replaced by something else (a symlink to a host socket).
+	if st, err := os.Lstat(socketPath(b.dir)); err != nil || st.Mode().Type() != os.ModeSocket {
+		return nil, sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the agent socket of sandbox %q is missing or not a socket", id)
+	}
+	return b, nil
+}
+
+// Wait blocks until the main command has exited (or, for an idle sandbox,
+// the container has), and returns how it ended. It asks the agent while the
+// agent lives, and reads the exit file the agent left once it is gone.
+func (r *Runtime) Wait(ctx context.Context, id string) (sandbox.ExitStatus, error) {
+	b, err := r.lookup(id)
+	if err != nil {
+		return sandbox.ExitStatus{}, err
+	}
+	rec, _ := b.snapshot()
+	if st, ok := r.exited(b.dir, rec); ok {
+		return st, nil
+	}
+	c := agent.Dial(socketPath(b.dir))
+	st, err := c.WaitMain(ctx)
+	c.Close()
+	if err == nil {
+		return r.enrich(rec, st), nil
+	}
+	if ctx.Err() != nil {
+		return sandbox.ExitStatus{}, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonInternal, "wait for sandbox %q: %w", id, ctx.Err())
+	}
+	// No main command, or the agent is gone: poll the exit file and the
+	// container until one says it ended.
+	for i := 0; ; i++ {
+		rec, deleted := b.snapshot()
+		if deleted {
+			return sandbox.ExitStatus{}, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q was deleted while waiting", id)
+		}
+		if st, ok := r.exited(b.dir, rec); ok {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return sandbox.ExitStatus{}, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonInternal, "wait for sandbox %q: %w", id, ctx.Err())
+		case <-time.After(min(time.Duration(i+1)*10*time.Millisecond, 250*time.Millisecond)):
+		}
+	}
+}
+
+// exited returns the main command's exit status from the agent's exit file,
+// or, once the container is gone without one, how its PID 1 ended.
+func (r *Runtime) exited(dir string, rec record) (sandbox.ExitStatus, bool) {
+	if st, err := agent.ReadExitFile(stateDir(dir)); err == nil && st != nil {
+		return r.enrich(rec, *st), true
+	}
+	if rec.Phase == phaseCreated && alive(rec.PID, rec.PIDStart) {
+		return sandbox.ExitStatus{}, false
+	}
+	if rec.Phase == phaseCreating {
+		return sandbox.ExitStatus{}, false
+	}
+	if st, ok := r.reaper.exitStatus(rec.PID); ok {
+		return r.enrich(rec, st), true
+	}
+	// Not our child (re-attached): we cannot know; it was killed.
+	return sandbox.ExitStatus{Code: 137, Signal: "SIGKILL", At: time.Now().UTC()}, true
+}
+
+// enrich marks a status OOMKilled when the kernel's OOM killer acted in the
+// sandbox's memory cgroup and the process died of SIGKILL.
+func (r *Runtime) enrich(rec record, st sandbox.ExitStatus) sandbox.ExitStatus {
+	if !st.OOMKilled && st.Signal == "SIGKILL" && !st.TimedOut && r.cg.oomKills(r.cfg.CgroupParent, rec.ID) > 0 {
+		st.OOMKilled = true
+	}
+	return st
+}
+
+// Stop sends SIGTERM to the agent (which forwards it to the main command's
+// process group and ends the sandbox), waits up to grace for the container
+// to exit, then kills it with SIGKILL, which ends its whole PID namespace.
+func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	b, err := r.lookup(id)
+	if err != nil {
+		return err
+	}
+	b.op.Lock()
+	defer b.op.Unlock()
+	return r.stop(ctx, b, grace)
+}
+
+func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
+	rec, _ := b.snapshot()
+	if !alive(rec.PID, rec.PIDStart) {
+		return nil
+	}
+	if grace > 0 {
+		if err := r.oci.kill(ctx, rec.ID, "SIGTERM"); err != nil {
+			return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, err)
+		}
+		// The grace period is the main command's: once it has ended (its
+		// exit file exists) the rest of the sandbox need not linger.
+		if waitGone(ctx, rec, grace, stateDir(b.dir)) {
+			return nil
+		}
+	}
+	if err := r.oci.kill(ctx, rec.ID, "SIGKILL"); err != nil {
+		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "kill sandbox %q: %w", rec.ID, err)
+	}
+	if !waitGone(ctx, rec, 30*time.Second, "") {
+		if ctx.Err() != nil {
+			return sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, ctx.Err())
+		}
+		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "sandbox %q did not exit 30s after SIGKILL", rec.ID)
+	}
+	return nil
+}
+
+// waitGone polls until the container's PID 1 is gone, for up to d. With a
+// state dir, it also stops early (returning false) once the main command's
+// exit file appears.
+func waitGone(ctx context.Context, rec record, d time.Duration, state string) bool {
+	deadline := time.Now().Add(d)
+	for i := 0; ; i++ {
+		if !alive(rec.PID, rec.PIDStart) {
+			return true
+		}
+		if state != "" {
+			if st, err := agent.ReadExitFile(state); err == nil && st != nil {
+				return false
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		sleepBackoff(i)
+	}
+}
+
+// Delete stops the sandbox if needed and removes everything it had.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	b, err := r.lookup(id)
+	if err != nil {
+		return err
+	}
+	b.op.Lock()
+	defer b.op.Unlock()
+	if _, deleted := b.snapshot(); deleted {
+		return sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q does not exist on this host", id)
+	}
+	// Cleanup must finish even if the caller gives up half way.
+	ctx = context.WithoutCancel(ctx)
+	if err := r.stop(ctx, b, 0); err != nil {
+		return err
+	}
+	rec, _ := b.snapshot()
+	err = r.teardown(ctx, b)
+	r.forget(b)
+	r.reaper.forget(rec.PID)
+	return err
+}
+
+// List returns every sandbox under this Runtime's root.
+func (r *Runtime) List(ctx context.Context) ([]sandbox.Info, error) {
+	r.mu.Lock()
+	boxes := make([]*box, 0, len(r.boxes))
+	for _, b := range r.boxes {
+		boxes = append(boxes, b)
+	}
+	r.mu.Unlock()
+	out := make([]sandbox.Info, 0, len(boxes))
+	for _, b := range boxes {
+		rec, deleted := b.snapshot()
+		if !deleted {
+			out = append(out, r.info(rec, b.dir))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Info describes one sandbox (an extension of sandbox.Runtime for callers
+// that need one sandbox without listing all).
+func (r *Runtime) Info(ctx context.Context, id string) (sandbox.Info, error) {
+	b, err := r.lookup(id)
+	if err != nil {
+		return sandbox.Info{}, err
+	}
+	rec, _ := b.snapshot()
+	return r.info(rec, b.dir), nil
+}
+
+func (r *Runtime) info(rec record, dir string) sandbox.Info {
+	in := sandbox.Info{ID: rec.ID, Image: rec.Image, Resources: rec.Resources, PID: rec.PID, CreatedAt: rec.CreatedAt}
+	switch {
+	case rec.Phase == phaseCreating:
+		in.Status = sandbox.RuntimeCreated
+	case rec.Phase == phaseCreated && alive(rec.PID, rec.PIDStart):
+		in.Status = sandbox.RuntimeRunning
+	default:
+		in.Status = sandbox.RuntimeStopped
+		in.PID = 0
+	}
+	if st, err := agent.ReadExitFile(stateDir(dir)); err == nil && st != nil {
+		s := r.enrich(rec, *st)
+		in.Exit = &s
+	}
+	return in
+}

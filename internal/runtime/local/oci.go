@@ -1,0 +1,138 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ociRuntime drives an OCI runtime binary (crun, runc, runsc) through its
+// CLI, with its state under root so containers outlive us.
+type ociRuntime struct {
+	name string // "crun", "runc", "runsc"
+	path string // binary
+	root string // --root
+}
+
+// output runs the runtime with args and returns its combined output (or only
+// stdout with stdoutOnly).
+func (o *ociRuntime) output(ctx context.Context, stdoutOnly bool, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, o.path, append([]string{"--root", o.root}, args...)...)
+	ociCommands.RLock()
+	defer ociCommands.RUnlock()
+	if stdoutOnly {
+		return cmd.Output()
+	}
+	return cmd.CombinedOutput()
+}
+
+// run creates and starts a detached container from bundle. Its stdio (the
+// runtime's own errors, then the agent's stderr) goes to logPath, never to
+// a pipe: a detached container would keep a pipe open and whoever waits for
+// it to close would hang. It returns the container's PID 1.
+func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string) (int, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer devnull.Close()
+	pidFile := filepath.Join(bundle, "init.pid")
+	// Not CommandContext: killing the runtime mid-create leaves a container
+	// half made; Create's cleanup handles cancellation after run returns.
+	cmd := exec.Command(o.path, "--root", o.root, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	ociCommands.RLock()
+	err = cmd.Run()
+	ociCommands.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("%s run %s: %w: %s", o.name, id, err, tail(logPath, 2048))
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, fmt.Errorf("%s run %s: no pid file: %w", o.name, id, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%s run %s: bad pid file %q", o.name, id, b)
+	}
+	return pid, nil
+}
+
+// kill sends sig to the container's PID 1. A container that no longer runs
+// is not an error.
+func (o *ociRuntime) kill(ctx context.Context, id, sig string) error {
+	out, err := o.output(ctx, false, "kill", id, sig)
+	if err != nil && !notRunning(out) {
+		return fmt.Errorf("%s kill %s %s: %w: %s", o.name, id, sig, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// delete removes the container (killing it if needed) and its cgroups. An
+// unknown container is not an error.
+func (o *ociRuntime) delete(ctx context.Context, id string) error {
+	out, err := o.output(ctx, false, "delete", "--force", id)
+	if err != nil && !notRunning(out) {
+		return fmt.Errorf("%s delete %s: %w: %s", o.name, id, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// list returns the ids of the containers in the runtime's state dir.
+func (o *ociRuntime) list(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(o.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Each container is a directory named by its id (crun, runc, runsc).
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && validID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// notRunning reports whether a runtime's error output says the container
+// does not exist or is not running: what idempotent kill and delete ignore.
+func notRunning(out []byte) bool {
+	s := strings.ToLower(string(out))
+	for _, m := range []string{"does not exist", "not exist", "no such", "not running", "container not found", "process already finished", "no such process"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// tail returns the last n bytes of a file, for error messages.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-n, 0)
+	b := make([]byte, st.Size()-off)
+	_, _ = f.ReadAt(b, off)
+	return strings.TrimSpace(string(b))
+}

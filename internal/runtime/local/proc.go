@@ -1,0 +1,212 @@
+package local
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// pidStart returns a process's state and start time (clock ticks since boot)
+// from /proc/<pid>/stat.
+func pidStart(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name may hold spaces and parens: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	fields := bytes.Fields(b[i+1:])
+	// fields[0] is field 3 (state); starttime is field 22.
+	if len(fields) < 20 {
+		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
+	return fields[0][0], start, err
+}
+
+// alive reports whether the process pid, started at start, still runs (a
+// zombie does not count).
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	state, s, err := pidStart(pid)
+	return err == nil && s == start && state != 'Z' && state != 'X'
+}
+
+// sameProcess reports whether pid is still (alive or a zombie) the process
+// that started at start.
+func sameProcess(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	_, s, err := pidStart(pid)
+	return err == nil && s == start
+}
+
+// reaper reaps the container PID 1s that became our children (we are a
+// child subreaper, and the OCI runtime exits after starting them). It waits
+// for known pids only: wait4(-1) would steal os/exec's children.
+type reaper struct {
+	mu     sync.Mutex
+	pids   map[int]bool
+	status map[int]unix.WaitStatus
+}
+
+var (
+	reaperOnce sync.Once
+	theReaper  *reaper
+	reaperErr  error
+)
+
+// startReaper makes this process a child subreaper and starts the reaper.
+func startReaper() (*reaper, error) {
+	reaperOnce.Do(func() {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			reaperErr = fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+			return
+		}
+		theReaper = &reaper{pids: map[int]bool{}, status: map[int]unix.WaitStatus{}}
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, unix.SIGCHLD)
+		go theReaper.loop(sigs)
+	})
+	return theReaper, reaperErr
+}
+
+func (r *reaper) loop(sigs chan os.Signal) {
+	// The ticker catches a pid that was registered after its SIGCHLD.
+	t := time.NewTicker(time.Second)
+	for {
+		select {
+		case <-sigs:
+		case <-t.C:
+		}
+		r.reap()
+	}
+}
+
+// ociCommands is held shared by every OCI runtime command this process runs,
+// from its start until os/exec has waited for it, so that the orphan sweep
+// never reaps (and steals the exit status of) one of them.
+var ociCommands sync.RWMutex
+
+// orphanNames are the command names of the orphans an OCI runtime leaves us:
+// crun's intermediate processes, and container PID 1s we do not know (a
+// killed server's).
+var orphanNames = []string{"crun", "runc", "runsc", "sbx-agent"}
+
+func (r *reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ociCommands.TryLock() {
+		r.sweepOrphans()
+		ociCommands.Unlock()
+	}
+	for pid := range r.pids {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		switch {
+		case got == pid:
+			delete(r.pids, pid)
+			r.status[pid] = ws
+		case err == unix.ECHILD:
+			// Not (or no longer) our child: someone else reaps it.
+			delete(r.pids, pid)
+		}
+	}
+}
+
+// watch registers a container PID 1 to reap.
+func (r *reaper) watch(pid int) {
+	r.mu.Lock()
+	r.pids[pid] = true
+	r.mu.Unlock()
+	r.reap()
+}
+
+// exitStatus returns (and forgets) how pid ended, if we reaped it.
+func (r *reaper) exitStatus(pid int) (sandbox.ExitStatus, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ws, ok := r.status[pid]
+	if !ok {
+		return sandbox.ExitStatus{}, false
+	}
+	return waitStatus(ws), true
+}
+
+func (r *reaper) forget(pid int) {
+	r.mu.Lock()
+	delete(r.status, pid)
+	r.mu.Unlock()
+}
+
+func waitStatus(ws unix.WaitStatus) sandbox.ExitStatus {
+	if ws.Signaled() {
+		return sandbox.ExitStatus{Code: 128 + int(ws.Signal()), Signal: signalName(ws.Signal()), At: time.Now()}
+	}
+	return sandbox.ExitStatus{Code: ws.ExitStatus(), At: time.Now()}
+}
+
+func signalName(s unix.Signal) string {
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return "SIG" + strconv.Itoa(int(s))
+}
+
+// sleepBackoff sleeps 1, 2, 4 … up to 50 ms.
+func sleepBackoff(attempt int) {
+	d := time.Millisecond << min(attempt, 6)
+	time.Sleep(min(d, 50*time.Millisecond))
+}
+
+// sweepOrphans reaps zombie children whose command name is an OCI
+// runtime's or the agent's: as a subreaper we inherit the intermediate
+// processes crun forks, which nobody else waits for. Other zombies are left
+// to whoever started them.
+func (r *reaper) sweepOrphans() {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range bytes.Fields(b) {
+			pid, err := strconv.Atoi(string(f))
+			if err != nil {
+				continue
+			}
+			if state, _, err := pidStart(pid); err != nil || state != 'Z' {
+				continue
+			}
+			comm, _ := os.ReadFile("/proc/" + string(f) + "/comm")
+			name := string(bytes.TrimSpace(comm))
+			match := false
+			for _, n := range orphanNames {
+				match = match || strings.HasPrefix(name, n)
+			}
+			if !match {
+				continue
+			}
+			var ws unix.WaitStatus
+			if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid && r.pids[pid] {
+				delete(r.pids, pid)
+				r.status[pid] = ws
+			}
+		}
+	}
+}

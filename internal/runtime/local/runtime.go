@@ -1,0 +1,260 @@
+package local
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/agent"
+	"github.com/sbx-run/sbx/internal/image"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Config configures a Runtime. cmd/ builds it from the server config.
+type Config struct {
+	// Root holds the per-sandbox dirs and the OCI runtime's state, e.g.
+	// <data-dir>/sandboxes. At most 70 bytes, so that agent socket paths
+	// fit a Unix socket address.
+	Root string
+	// Runtime is the OCI runtime: "crun" (default), "runc" or "runsc".
+	Runtime string
+	// RuntimePath is the runtime binary; empty looks Runtime up in PATH.
+	RuntimePath string
+	// AgentPath is the host path of the static sbx-agent binary.
+	AgentPath string
+	// Images is the image store sandboxes are created from.
+	Images *image.Store
+	// Defaults are the limits used where a Spec leaves a resource at 0;
+	// zero fields here default to one core, 1 GiB and 4096 processes.
+	Defaults sandbox.Resources
+	// CgroupParent is the cgroup under which each sandbox gets <parent>/<id>
+	// in every hierarchy; default "sbx".
+	CgroupParent string
+	// StartTimeout bounds how long Create waits for the agent to answer;
+	// default 30s.
+	StartTimeout time.Duration
+	// AttachTimeout bounds how long New waits for the agent of a sandbox it
+	// re-attaches to; default 2s.
+	AttachTimeout time.Duration
+}
+
+// Resource bounds a Spec (or Config.Defaults) must stay within.
+const (
+	MaxCPUMillis   = 256_000
+	MinMemoryBytes = 16 << 20
+	MaxMemoryBytes = 1 << 40
+	MinPids        = 8
+	MaxPids        = 1 << 22
+)
+
+const maxRootLen = 70
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func (c *Config) setDefaults() error {
+	if c.Runtime == "" {
+		c.Runtime = "crun"
+	}
+	switch c.Runtime {
+	case "crun", "runc", "runsc":
+	default:
+		return fmt.Errorf("runtime %q is not supported: use crun, runc or runsc", c.Runtime)
+	}
+	if c.Root == "" || !filepath.IsAbs(c.Root) {
+		return fmt.Errorf("root %q must be an absolute path", c.Root)
+	}
+	c.Root = filepath.Clean(c.Root)
+	if len(c.Root) > maxRootLen {
+		return fmt.Errorf("root %q is longer than %d bytes: agent socket paths under it would not fit a Unix socket address; choose a shorter data dir", c.Root, maxRootLen)
+	}
+	if c.Images == nil {
+		return errors.New("no image store configured")
+	}
+	if c.AgentPath == "" {
+		return errors.New("no agent binary configured: build cmd/sbx-agent statically and set its path")
+	}
+	if st, err := os.Stat(c.AgentPath); err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("agent binary %q is not an executable file", c.AgentPath)
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = "sbx"
+	}
+	if !namePattern.MatchString(c.CgroupParent) {
+		return fmt.Errorf("cgroup parent %q is invalid: use letters, digits, '.', '_' or '-'", c.CgroupParent)
+	}
+	if c.Defaults.CPUMillis == 0 {
+		c.Defaults.CPUMillis = 1000
+	}
+	if c.Defaults.MemoryBytes == 0 {
+		c.Defaults.MemoryBytes = 1 << 30
+	}
+	if c.Defaults.Pids == 0 {
+		c.Defaults.Pids = 4096
+	}
+	if err := checkResources(c.Defaults); err != nil {
+		return fmt.Errorf("default resources: %w", err)
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 30 * time.Second
+	}
+	if c.AttachTimeout <= 0 {
+		c.AttachTimeout = 2 * time.Second
+	}
+	return nil
+}
+
+func checkResources(r sandbox.Resources) error {
+	switch {
+	case r.CPUMillis < 0 || r.CPUMillis > MaxCPUMillis:
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "cpu of %d millicores is out of range: use 1 to %d", r.CPUMillis, MaxCPUMillis)
+	case r.MemoryBytes != 0 && (r.MemoryBytes < MinMemoryBytes || r.MemoryBytes > MaxMemoryBytes):
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "memory of %d bytes is out of range: use %d MiB to %d GiB", r.MemoryBytes, MinMemoryBytes>>20, MaxMemoryBytes>>30)
+	case r.MemoryBytes < 0:
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "memory of %d bytes is negative", r.MemoryBytes)
+	case r.Pids != 0 && (r.Pids < MinPids || r.Pids > MaxPids):
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "process limit %d is out of range: use %d to %d", r.Pids, MinPids, MaxPids)
+	case r.Pids < 0:
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "process limit %d is negative", r.Pids)
+	}
+	return nil
+}
+
+// Runtime runs sandboxes as OCI containers on this machine. It implements
+// sandbox.Runtime and is safe for concurrent use.
+type Runtime struct {
+	cfg    Config
+	oci    *ociRuntime
+	cg     cgroupMounts
+	swap   bool
+	nofile uint64
+	reaper *reaper
+
+	mu    sync.Mutex
+	boxes map[string]*box
+}
+
+var _ sandbox.Runtime = (*Runtime)(nil)
+
+// box is one sandbox this Runtime knows.
+type box struct {
+	// op serializes Create, Stop and Delete of one sandbox.
+	op  sync.Mutex
+	dir string
+
+	// mu guards rec and deleted, for short reads while op is held.
+	mu      sync.Mutex
+	rec     record
+	deleted bool
+}
+
+// New validates cfg, detects the host's cgroup layout, and recovers the
+// sandboxes under cfg.Root: it re-attaches to running ones, releases what
+// dead ones held, and removes half-made ones.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "local runtime config: %w", err)
+	}
+	path := cfg.RuntimePath
+	if path == "" {
+		p, err := exec.LookPath(cfg.Runtime)
+		if err != nil {
+			return nil, sandbox.Unavailable(sandbox.ReasonRuntimeError, "OCI runtime %s is not installed (apt-get install %s) or set its path in the config: %w", cfg.Runtime, cfg.Runtime, err)
+		}
+		path = p
+	}
+	cg, err := detectCgroups()
+	if err != nil {
+		return nil, sandbox.Unavailable(sandbox.ReasonRuntimeError, "detect cgroups: %w", err)
+	}
+	if cg.layout == CgroupHybrid && cfg.Runtime == "crun" {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonRuntimeError,
+			"crun cannot run on a hybrid cgroup host while %s is mounted: call local.EnterMountNamespace first (sbx serve does), or use runc", cg.v2)
+	}
+	nofile, err := nofileLimit()
+	if err != nil {
+		return nil, sandbox.Internal("%w", err)
+	}
+	rp, err := startReaper()
+	if err != nil {
+		return nil, sandbox.Internal("%w", err)
+	}
+	r := &Runtime{
+		cfg:    cfg,
+		oci:    &ociRuntime{name: cfg.Runtime, path: path, root: filepath.Join(cfg.Root, "oci", cfg.Runtime)},
+		cg:     cg,
+		swap:   swapAccounted(cg),
+		nofile: nofile,
+		reaper: rp,
+		boxes:  map[string]*box{},
+	}
+	for _, d := range []string{r.oci.root, filepath.Join(cfg.Root, "sb")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, sandbox.Internal("create %s: %w", d, err)
+		}
+	}
+	if err := r.recover(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// swapAccounted reports whether the memory cgroup can limit swap; a spec
+// with a swap limit fails on hosts where it cannot.
+func swapAccounted(cg cgroupMounts) bool {
+	if cg.memory == "" {
+		return false
+	}
+	if cg.layout == CgroupV2 {
+		// The root has no memory.swap.max; the kernel accounts swap if a
+		// child cgroup has one.
+		m, _ := filepath.Glob(filepath.Join(cg.v2, "*", "memory.swap.max"))
+		return len(m) > 0
+	}
+	_, err := os.Stat(filepath.Join(cg.memory, "memory.memsw.limit_in_bytes"))
+	return err == nil
+}
+
+// CgroupLayout is the host's cgroup layout as this Runtime sees it.
+func (r *Runtime) CgroupLayout() CgroupLayout { return r.cg.layout }
+
+// dirOf is a sandbox's dir: named by a hash of the id to keep socket paths
+// short.
+func (r *Runtime) dirOf(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(r.cfg.Root, "sb", hex.EncodeToString(sum[:8]))
+}
+
+func stateDir(dir string) string   { return filepath.Join(dir, "state") }
+func socketPath(dir string) string { return filepath.Join(dir, "state", agent.SocketName) }
+
+// lookup returns the sandbox with id, or NotFound.
+func (r *Runtime) lookup(id string) (*box, error) {
+	r.mu.Lock()
+	b := r.boxes[id]
+	r.mu.Unlock()
+	if b == nil {
+		return nil, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q does not exist on this host", id)
+	}
+	return b, nil
+}
+
+// snapshot returns a copy of b's record and whether b was deleted.
+func (b *box) snapshot() (record, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rec, b.deleted
+}
+
+func (b *box) setRecord(rec record) {
+	b.mu.Lock()
+	b.rec = rec
+	b.mu.Unlock()
+}

@@ -1,0 +1,147 @@
+package local
+
+import (
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Paths inside every sandbox.
+const (
+	// AgentPathInSandbox is where the agent binary is bind-mounted read-only.
+	AgentPathInSandbox = "/.sbx/bin/sbx-agent"
+	// StateDirInSandbox is where the agent's state dir is bind-mounted.
+	StateDirInSandbox = "/.sbx/state"
+)
+
+// ociVersion is the spec version we write: crun 1.8 and runc 1.1 (Debian
+// 12) refuse versions newer than they know, and we use nothing newer.
+const ociVersion = "1.0.2"
+
+// defaultCaps is the capability set container engines give by default
+// (Docker's 14); no CAP_SYS_ADMIN, no CAP_NET_ADMIN.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// maskedPaths and readonlyPaths are Docker's.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// specInput is what buildSpec needs of one sandbox.
+type specInput struct {
+	id        string
+	rootfs    string // host path of the mounted overlay
+	agentPath string // host path of the agent binary
+	stateDir  string // host path of the agent's state dir
+	cgroups   string // linux.cgroupsPath
+	res       sandbox.Resources
+	swap      bool   // whether the host accounts swap (memory.memsw / memory.swap.max)
+	nofile    uint64 // the RLIMIT_NOFILE hard limit we may grant
+}
+
+// buildSpec returns the OCI spec of a sandbox whose PID 1 is the agent.
+func buildSpec(in specInput) *specs.Spec {
+	caps := append([]string(nil), defaultCaps...)
+	s := &specs.Spec{
+		Version:  ociVersion,
+		Hostname: in.id,
+		Root:     &specs.Root{Path: in.rootfs},
+		Process: &specs.Process{
+			Args: []string{AgentPathInSandbox, "--state-dir", StateDirInSandbox},
+			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Cwd:  "/",
+			User: specs.User{UID: 0, GID: 0},
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			NoNewPrivileges: true,
+			Rlimits: []specs.POSIXRlimit{
+				// The runtime cannot raise a hard limit above its own (root
+				// here lacks CAP_SYS_RESOURCE), so grant what we have.
+				{Type: "RLIMIT_NOFILE", Hard: in.nofile, Soft: in.nofile},
+			},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+			{Destination: AgentPathInSandbox, Type: "bind", Source: in.agentPath, Options: []string{"bind", "ro", "nosuid", "nodev"}},
+			{Destination: StateDirInSandbox, Type: "bind", Source: in.stateDir, Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}},
+		},
+		Linux: &specs.Linux{
+			CgroupsPath: in.cgroups,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.NetworkNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.IPCNamespace}, {Type: specs.CgroupNamespace},
+			},
+			Resources:     resources(in.res, in.swap),
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+			Seccomp:       seccompProfile(),
+		},
+	}
+	return s
+}
+
+// resources turns sandbox limits into cgroup settings. The device cgroup
+// allows only the nodes the runtime creates in /dev (plus mknod, as Docker
+// does; the nodes are useless without an allow rule).
+func resources(r sandbox.Resources, swap bool) *specs.LinuxResources {
+	period := uint64(100_000)
+	quota := r.CPUMillis * int64(period) / 1000
+	mem := r.MemoryBytes
+	out := &specs.LinuxResources{
+		CPU:    &specs.LinuxCPU{Period: &period, Quota: &quota},
+		Memory: &specs.LinuxMemory{Limit: &mem},
+		Pids:   &specs.LinuxPids{Limit: &r.Pids},
+		Devices: []specs.LinuxDeviceCgroup{
+			{Allow: false, Access: "rwm"},
+			// A nil major or minor is the wildcard.
+			{Allow: true, Type: "c", Access: "m"},
+			{Allow: true, Type: "b", Access: "m"},
+			dev(1, 3), dev(1, 5), dev(1, 7), dev(1, 8), dev(1, 9), // null zero full random urandom
+			dev(5, 0), dev(5, 1), dev(5, 2), // tty console ptmx
+			{Allow: true, Type: "c", Major: i64(136), Access: "rwm"}, // /dev/pts/*
+		},
+	}
+	if swap {
+		// Swap limit = memory limit: no swapping beyond the limit.
+		out.Memory.Swap = &mem
+	}
+	return out
+}
+
+func dev(major, minor int64) specs.LinuxDeviceCgroup {
+	return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}
+}
+
+func i64(v int64) *int64 { return &v }
+
+// nofileLimit is the RLIMIT_NOFILE hard limit this process has, capped at
+// the usual container default of 1Mi.
+func nofileLimit() (uint64, error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit(RLIMIT_NOFILE): %w", err)
+	}
+	return min(rl.Max, 1<<20), nil
+}
