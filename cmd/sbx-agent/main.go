@@ -1,0 +1,33 @@
+// Command sbx-agent is PID 1 of every sbx sandbox: it reaps, forwards
+// signals, runs the main command and serves the runtime over a Unix socket.
+// The work is done by internal/agent; this file parses flags.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/sbx-run/sbx/internal/agent"
+)
+
+func main() {
+	var cfg agent.Config
+	flag.StringVar(&cfg.StateDir, "state-dir", "/.sbx/state", "directory for the socket, the main command's log and its exit status")
+	flag.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", agent.DefaultLogMaxBytes, "size at which the main command's log is rotated (at most twice this is kept)")
+	flag.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", 0, "largest file a write may create; 0 is no limit")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "sbx-agent: unexpected arguments %q; the main command comes through Init\n", flag.Args())
+		os.Exit(2)
+	}
+	s, err := agent.New(cfg)
+	if err == nil {
+		err = s.Run(context.Background())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sbx-agent:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+
+	"connectrpc.com/connect"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// ReadFile streams a file's content. The caller closes the reader.
+func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	st, err := c.fs.Read(ctx, connect.NewRequest(&agentv1.ReadRequest{Path: path, ChunkSize: defaultChunk}))
+	if err != nil {
+		cancel()
+		return nil, fromWire(err, "read "+path)
+	}
+	r := &fileReader{st: st, cancel: cancel, path: path}
+	// Receive the first chunk now, so that a missing file is an error of
+	// ReadFile rather than of the first Read.
+	if err := r.fill(); err != nil && err != io.EOF {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+type fileReader struct {
+	st     *connect.ServerStreamForClient[agentv1.ReadResponse]
+	cancel context.CancelFunc
+	path   string
+	buf    []byte
+	err    error
+}
+
+func (r *fileReader) fill() error {
+	for len(r.buf) == 0 && r.err == nil {
+		if r.st.Receive() {
+			r.buf = r.st.Msg().GetData()
+			continue
+		}
+		if err := r.st.Err(); err != nil {
+			r.err = fromWire(err, "read "+r.path)
+		} else {
+			r.err = io.EOF
+		}
+	}
+	if len(r.buf) > 0 {
+		return nil
+	}
+	return r.err
+}
+
+func (r *fileReader) Read(p []byte) (int, error) {
+	if err := r.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *fileReader) Close() error {
+	r.cancel()
+	return r.st.Close()
+}
+
+// WriteFile streams r into path atomically: a header, chunks, then a commit
+// with the size. If r fails, the call is cancelled before the commit, so
+// the agent keeps the old file.
+func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st := c.fs.Write(ctx)
+	send := func(m *agentv1.WriteRequest) error {
+		if err := st.Send(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The agent answered early (with an error): fetch it.
+				_, err = st.CloseAndReceive()
+			}
+			return fromWire(err, "write "+path)
+		}
+		return nil
+	}
+	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Mode: uint32(mode.Perm())}}}); err != nil {
+		return err
+	}
+	buf := make([]byte, defaultChunk)
+	var size int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			size += int64(n)
+			if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Data{Data: buf[:n]}}); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			cancel() // the agent sees a reset stream and drops the temp file
+			_, _ = st.CloseAndReceive()
+			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: reading the content failed, the old file is kept: %w", path, rerr)
+		}
+	}
+	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Commit_{Commit: &agentv1.WriteRequest_Commit{Size: size}}}); err != nil {
+		return err
+	}
+	_, err := st.CloseAndReceive()
+	return fromWire(err, "write "+path)
+}
+
+// Stat describes one path (without following a final symlink).
+func (c *Client) Stat(ctx context.Context, path string) (sandbox.FileInfo, error) {
+	res, err := c.fs.Stat(ctx, connect.NewRequest(&agentv1.StatRequest{Path: path}))
+	if err != nil {
+		return sandbox.FileInfo{}, fromWire(err, "stat "+path)
+	}
+	return fileInfoFromWire(res.Msg.GetInfo()), nil
+}
+
+// ListDir lists a directory's entries, sorted by name.
+func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, error) {
+	res, err := c.fs.ListDir(ctx, connect.NewRequest(&agentv1.ListDirRequest{Path: path}))
+	if err != nil {
+		return nil, fromWire(err, "list "+path)
+	}
+	out := make([]sandbox.FileInfo, 0, len(res.Msg.GetEntries()))
+	for _, m := range res.Msg.GetEntries() {
+		out = append(out, fileInfoFromWire(m))
+	}
+	return out, nil
+}
+
+// MkdirAll creates a directory and its parents.
+func (c *Client) MkdirAll(ctx context.Context, path string, mode os.FileMode) error {
+	_, err := c.fs.MakeDir(ctx, connect.NewRequest(&agentv1.MakeDirRequest{Path: path, Mode: uint32(mode.Perm())}))
+	return fromWire(err, "mkdir "+path)
+}
+
+// Remove removes a file or an empty directory, or a tree when recursive.
+func (c *Client) Remove(ctx context.Context, path string, recursive bool) error {
+	_, err := c.fs.Remove(ctx, connect.NewRequest(&agentv1.RemoveRequest{Path: path, Recursive: recursive}))
+	return fromWire(err, "remove "+path)
+}
+
+// Rename moves from to to.
+func (c *Client) Rename(ctx context.Context, from, to string) error {
+	_, err := c.fs.Rename(ctx, connect.NewRequest(&agentv1.RenameRequest{From: from, To: to}))
+	return fromWire(err, "rename "+from)
+}

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"io/fs"
+	"os"
+	"time"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Conversions between the wire types and the domain types. Wire types stop
+// here: the rest of the package works with sandbox types.
+
+func imageFromWire(m *agentv1.ImageConfig) sandbox.ImageConfig {
+	return sandbox.ImageConfig{Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser(), Entrypoint: m.GetEntrypoint(), Cmd: m.GetCmd()}
+}
+
+func imageToWire(c sandbox.ImageConfig) *agentv1.ImageConfig {
+	return &agentv1.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd}
+}
+
+func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
+	st := sandbox.StartSpec{Command: m.GetCommand(), Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser()}
+	for _, f := range m.GetFiles() {
+		st.Files = append(st.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: os.FileMode(f.GetMode()).Perm()})
+	}
+	return st
+}
+
+func startToWire(st sandbox.StartSpec) *agentv1.StartSpec {
+	m := &agentv1.StartSpec{Command: st.Command, Env: st.Env, WorkingDir: st.WorkingDir, User: st.User}
+	for _, f := range st.Files {
+		m.Files = append(m.Files, &agentv1.File{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())})
+	}
+	return m
+}
+
+func exitToWire(st *sandbox.ExitStatus) *agentv1.ExitStatus {
+	if st == nil {
+		return nil
+	}
+	return &agentv1.ExitStatus{Code: int32(st.Code), Signal: st.Signal, OomKilled: st.OOMKilled, TimedOut: st.TimedOut, AtUnixNano: st.At.UnixNano()}
+}
+
+func exitFromWire(m *agentv1.ExitStatus) *sandbox.ExitStatus {
+	if m == nil {
+		return nil
+	}
+	return &sandbox.ExitStatus{Code: int(m.GetCode()), Signal: m.GetSignal(), OOMKilled: m.GetOomKilled(), TimedOut: m.GetTimedOut(), At: unixNano(m.GetAtUnixNano())}
+}
+
+func unixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func fileInfoToWire(path string, fi fs.FileInfo, target string) *agentv1.FileInfo {
+	return &agentv1.FileInfo{
+		Name: fi.Name(), Path: path, Size: fi.Size(), Mode: uint32(fi.Mode()),
+		ModTimeUnixNano: fi.ModTime().UnixNano(), IsDir: fi.IsDir(), SymlinkTarget: target,
+	}
+}
+
+func fileInfoFromWire(m *agentv1.FileInfo) sandbox.FileInfo {
+	return sandbox.FileInfo{
+		Name: m.GetName(), Path: m.GetPath(), Size: m.GetSize(), Mode: os.FileMode(m.GetMode()),
+		ModTime: unixNano(m.GetModTimeUnixNano()), IsDir: m.GetIsDir(), Target: m.GetSymlinkTarget(),
+	}
+}
+
+func processInfoToWire(p *process) *agentv1.ProcessInfo {
+	return &agentv1.ProcessInfo{
+		ExecId: p.id, Pid: int64(p.getPID()), Command: p.argv, Tag: p.tag, Tty: p.tty,
+		StartedUnixNano: p.started.UnixNano(), Exit: exitToWire(p.status()),
+	}
+}
+
+func processInfoFromWire(m *agentv1.ProcessInfo) sandbox.ProcessInfo {
+	return sandbox.ProcessInfo{
+		ExecID: m.GetExecId(), PID: int(m.GetPid()), Command: m.GetCommand(), Tag: m.GetTag(), TTY: m.GetTty(),
+		Started: unixNano(m.GetStartedUnixNano()), Exit: exitFromWire(m.GetExit()),
+	}
+}
+
+func streamToWire(s sandbox.Stream) agentv1.Stream {
+	if s == sandbox.Stderr {
+		return agentv1.Stream_STREAM_STDERR
+	}
+	return agentv1.Stream_STREAM_STDOUT
+}
+
+func streamFromWire(s agentv1.Stream) sandbox.Stream {
+	if s == agentv1.Stream_STREAM_STDERR {
+		return sandbox.Stderr
+	}
+	return sandbox.Stdout
+}

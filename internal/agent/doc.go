@@ -1,0 +1,8 @@
+// Package agent is the sbx-agent, PID 1 of every sandbox, and its client.
+//
+// The server side (Server) reaps zombies, forwards signals, runs the main
+// command with its output kept as the sandbox log, and serves process and
+// filesystem RPCs (api/sbx/agent/v1) over a Unix socket with Connect over
+// h2c. The client side (Client) is what runtimes use; it implements
+// sandbox.Agent and maps wire errors back to the sandbox error vocabulary.
+package agent

@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"connectrpc.com/connect"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// maxDirEntries bounds one ListDir answer.
+const maxDirEntries = 100000
+
+func (fsv *filesystemService) Stat(ctx context.Context, req *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error) {
+	path, err := cleanPath(req.Msg.GetPath())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	info, err := statPath(path)
+	if err != nil {
+		return nil, toWire(err)
+	}
+	return connect.NewResponse(&agentv1.StatResponse{Info: info}), nil
+}
+
+func statPath(path string) (*agentv1.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, fsError("stat", path, err)
+	}
+	var target string
+	if fi.Mode()&os.ModeSymlink != 0 {
+		target, _ = os.Readlink(path)
+	}
+	return fileInfoToWire(path, fi, target), nil
+}
+
+func (fsv *filesystemService) ListDir(ctx context.Context, req *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error) {
+	path, err := cleanPath(req.Msg.GetPath())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, toWire(fsError("list", path, err))
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(maxDirEntries + 1)
+	if err != nil && len(names) == 0 {
+		if fi, serr := f.Stat(); serr == nil && !fi.IsDir() {
+			return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonNotDirectory, "list %s: the path is not a directory", path))
+		}
+		if !errors.Is(err, io.EOF) {
+			return nil, toWire(fsError("list", path, err))
+		}
+	}
+	if len(names) > maxDirEntries {
+		return nil, toWire(sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded, "list %s: the directory has more than %d entries", path, maxDirEntries))
+	}
+	res := &agentv1.ListDirResponse{}
+	for _, name := range names {
+		info, err := statPath(filepath.Join(path, name))
+		if err != nil {
+			continue // removed while listing
+		}
+		res.Entries = append(res.Entries, info)
+	}
+	sortInfos(res.Entries)
+	return connect.NewResponse(res), nil
+}
+
+func (fsv *filesystemService) MakeDir(ctx context.Context, req *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error) {
+	path, err := cleanPath(req.Msg.GetPath())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	mode := os.FileMode(req.Msg.GetMode()).Perm()
+	if mode == 0 {
+		mode = 0o755
+	}
+	if err := os.MkdirAll(path, mode); err != nil {
+		return nil, toWire(fsError("mkdir", path, err))
+	}
+	return connect.NewResponse(&agentv1.MakeDirResponse{}), nil
+}
+
+func (fsv *filesystemService) Remove(ctx context.Context, req *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error) {
+	path, err := cleanPath(req.Msg.GetPath())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	if path == "/" {
+		return nil, toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "remove /: refusing to remove the sandbox's root"))
+	}
+	if req.Msg.GetRecursive() {
+		if _, err := os.Lstat(path); err != nil {
+			return nil, toWire(fsError("remove", path, err))
+		}
+		err = os.RemoveAll(path)
+	} else {
+		err = os.Remove(path)
+	}
+	if err != nil {
+		return nil, toWire(fsError("remove", path, err))
+	}
+	return connect.NewResponse(&agentv1.RemoveResponse{}), nil
+}
+
+func (fsv *filesystemService) Rename(ctx context.Context, req *connect.Request[agentv1.RenameRequest]) (*connect.Response[agentv1.RenameResponse], error) {
+	from, err := cleanPath(req.Msg.GetFrom())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	to, err := cleanPath(req.Msg.GetTo())
+	if err != nil {
+		return nil, toWire(err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return nil, toWire(fsError("rename", from+" to "+to, err))
+	}
+	return connect.NewResponse(&agentv1.RenameResponse{}), nil
+}
+
+func sortInfos(infos []*agentv1.FileInfo) {
+	sort.Slice(infos, func(i, j int) bool { return infos[i].GetName() < infos[j].GetName() })
+}

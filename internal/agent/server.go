@@ -1,0 +1,266 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Config is the agent's configuration, parsed by cmd/sbx-agent.
+type Config struct {
+	// StateDir holds SocketName, ExitFile and LogFile.
+	StateDir string
+	// LogMaxBytes is the rotation size of LogFile; 0 means DefaultLogMaxBytes.
+	LogMaxBytes int64
+	// MaxFileBytes bounds a file written through Write or Init; 0 is no bound.
+	MaxFileBytes int64
+	// OutputBufferBytes is how much recent output is kept per exec for
+	// re-attaching; 0 means 1 MiB.
+	OutputBufferBytes int
+	// StopGrace is how long SIGTERM waits for an idle sandbox's processes
+	// before SIGKILL; 0 means 2s.
+	StopGrace time.Duration
+}
+
+// Bounds of the agent's bookkeeping.
+const (
+	maxRunningExecs = 1024
+	maxEndedExecs   = 64
+	endedRetention  = 10 * time.Minute
+	// maxMessageBytes bounds one RPC message: a 1 MiB chunk plus framing.
+	maxMessageBytes = 2 << 20
+	// maxInitBytes bounds the Init request, whose files arrive whole.
+	maxInitBytes = 64 << 20
+)
+
+// Server is the agent: PID 1 duties plus the RPC services.
+type Server struct {
+	cfg    Config
+	reaper *reaper
+	log    *logWriter
+	execs  *processTable
+	// stopping is closed when the agent was told to stop (SIGTERM).
+	stopping chan struct{}
+	stopOnce sync.Once
+
+	trimMu sync.Mutex
+	trim   *time.Timer
+
+	mu       sync.Mutex
+	inited   bool
+	env      []string  // the sandbox's environment, after Init
+	dir      string    // the default working dir
+	ident    *identity // the default user, nil for the agent's own
+	main     *process
+	mainDone chan struct{} // closed once mainExit is set
+	mainExit *sandbox.ExitStatus
+}
+
+// New prepares an agent with cfg; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.StateDir == "" {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "agent state dir is empty")
+	}
+	if cfg.OutputBufferBytes <= 0 {
+		cfg.OutputBufferBytes = 1 << 20
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 2 * time.Second
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the state dir: %w", err)
+	}
+	l, err := openLog(cfg.StateDir, cfg.LogMaxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("open the log: %w", err)
+	}
+	return &Server{
+		cfg:      cfg,
+		reaper:   newReaper(),
+		log:      l,
+		execs:    newProcessTable(maxRunningExecs, maxEndedExecs, endedRetention),
+		stopping: make(chan struct{}),
+		env:      os.Environ(),
+		dir:      "/",
+		mainDone: make(chan struct{}),
+	}, nil
+}
+
+// Handler returns the HTTP handler of the agent's three Connect services.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// Compression only costs CPU over a local socket: file data (most bytes)
+	// is often compressed already.
+	noGzip := connect.WithCompression("gzip", nil, nil)
+	small := connect.WithReadMaxBytes(maxMessageBytes)
+	mux.Handle(agentv1connect.NewAgentServiceHandler(&agentService{s}, noGzip, connect.WithReadMaxBytes(maxInitBytes)))
+	mux.Handle(agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, small))
+	mux.Handle(agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, small))
+	return mux
+}
+
+// Run serves on StateDir/SocketName and does the PID 1 duties until the
+// agent is told to stop (SIGTERM) or ctx ends; then it ends every process.
+func (s *Server) Run(ctx context.Context) error {
+	if os.Getpid() != 1 {
+		// Outside a sandbox (tests), adopt orphans as PID 1 would.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go s.reaper.run()
+	defer s.reaper.close()
+
+	sock := filepath.Join(s.cfg.StateDir, SocketName)
+	_ = os.Remove(sock) // left by an agent that died
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	_ = os.Chmod(sock, 0o600)
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	var runErr error
+	done := s.stopped()
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			s.forward(sig.(syscall.Signal))
+			if sig == syscall.SIGTERM {
+				s.stop()
+			}
+		case <-done:
+			break loop
+		case <-ctx.Done():
+			s.stop()
+			ctx = context.Background() // ctx.Done no longer selects
+		case err := <-serveErr:
+			runErr = err
+			break loop
+		}
+	}
+	s.killAll()
+	s.log.end()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	go func() { time.Sleep(200 * time.Millisecond); cancelBase() }() // end streams after WaitMain answers
+	_ = srv.Shutdown(sctx)
+	_ = os.Remove(sock)
+	s.log.close()
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}
+
+// stop marks the agent as stopping; idempotent.
+func (s *Server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// stopped returns a channel closed when the agent may exit after a stop:
+// once the main command (if any) has exited and the execs have ended or had
+// StopGrace to do so.
+func (s *Server) stopped() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		<-s.stopping
+		s.mu.Lock()
+		main := s.main
+		s.mu.Unlock()
+		if main != nil {
+			<-s.mainDone
+		}
+		s.waitExecs(s.cfg.StopGrace)
+		close(ch)
+	}()
+	return ch
+}
+
+// forward sends sig to the main command's and every exec's process group.
+func (s *Server) forward(sig syscall.Signal) {
+	for _, p := range s.groups() {
+		if pid := p.getPID(); pid > 0 {
+			_ = syscall.Kill(-pid, sig)
+		}
+	}
+}
+
+// groups returns the running processes: the main command and the execs.
+func (s *Server) groups() []*process {
+	var ps []*process
+	s.mu.Lock()
+	if s.main != nil && s.main.status() == nil {
+		ps = append(ps, s.main)
+	}
+	s.mu.Unlock()
+	for _, p := range s.execs.list() {
+		if p.status() == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// waitExecs waits up to grace for every exec to end.
+func (s *Server) waitExecs(grace time.Duration) {
+	deadline := time.After(grace)
+	for _, p := range s.groups() {
+		select {
+		case <-p.done:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// killAll sends SIGKILL to every process group the agent started.
+func (s *Server) killAll() { s.forward(syscall.SIGKILL) }
+
+// trimSoon returns freed memory to the kernel a second after the last burst
+// of work (a file transfer, an exec), so that an idle agent stays small; the
+// Go scavenger alone takes minutes.
+func (s *Server) trimSoon() {
+	s.trimMu.Lock()
+	defer s.trimMu.Unlock()
+	if s.trim == nil {
+		s.trim = time.AfterFunc(time.Second, debug.FreeOSMemory)
+		return
+	}
+	s.trim.Reset(time.Second)
+}
+
+// sandboxDefaults returns the env, working dir and user that processes get
+// unless their request says otherwise.
+func (s *Server) sandboxDefaults() ([]string, string, *identity) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.env, s.dir, s.ident
+}

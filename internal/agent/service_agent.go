@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// maxInitFiles bounds the number of files one Init writes.
+const maxInitFiles = 1000
+
+// agentService implements AgentService: Ping, Init, WaitMain and Logs.
+type agentService struct{ s *Server }
+
+func (a *agentService) Ping(ctx context.Context, req *connect.Request[agentv1.PingRequest]) (*connect.Response[agentv1.PingResponse], error) {
+	a.s.mu.Lock()
+	inited := a.s.inited
+	a.s.mu.Unlock()
+	return connect.NewResponse(&agentv1.PingResponse{Pid: int64(os.Getpid()), Initialized: inited}), nil
+}
+
+func (a *agentService) Init(ctx context.Context, req *connect.Request[agentv1.InitRequest]) (*connect.Response[agentv1.InitResponse], error) {
+	pid, err := a.s.init(imageFromWire(req.Msg.GetImage()), startFromWire(req.Msg.GetStart()))
+	if err != nil {
+		return nil, toWire(err)
+	}
+	return connect.NewResponse(&agentv1.InitResponse{MainPid: int64(pid)}), nil
+}
+
+// init applies the request-specific start once: env, working dir, user,
+// files, then the main command. It returns the main command's pid (0 when
+// idle).
+func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inited {
+		return 0, sandbox.FailedPrecondition(sandbox.ReasonAgentInitialized, "the sandbox was started already; a sandbox is started once")
+	}
+	if len(st.Files) > maxInitFiles {
+		return 0, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "start has %d files; the limit is %d", len(st.Files), maxInitFiles)
+	}
+	base, err := mergeEnv(s.env, envMap(img.Env))
+	if err != nil {
+		return 0, err
+	}
+	env, err := mergeEnv(base, st.Env)
+	if err != nil {
+		return 0, err
+	}
+	dir := firstNonEmpty(st.WorkingDir, img.WorkingDir, "/")
+	if dir, err = cleanPath(dir); err != nil {
+		return 0, err
+	}
+	ident, err := lookupUser("/", firstNonEmpty(st.User, img.User))
+	if err != nil {
+		return 0, err
+	}
+	if ident != nil && !envHas(env, "HOME") {
+		env = append(env, "HOME="+ident.home)
+	}
+	if len(st.Command) > 0 {
+		if err := checkArgv(st.Command); err != nil {
+			return 0, err
+		}
+	}
+	s.inited = true
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fsError("create the working dir", dir, err)
+	}
+	for _, f := range st.Files {
+		if err := s.writeInitFile(f); err != nil {
+			return 0, err
+		}
+	}
+	s.env, s.dir, s.ident = env, dir, ident
+	if len(st.Command) == 0 {
+		return 0, nil
+	}
+	p := &process{id: "main", argv: st.Command, sink: s.log, stop: s.stopping}
+	p.onDone = func(p *process) { s.mainEnded(p.status()) }
+	if err := spawn(s.reaper, p, procSpec{argv: st.Command, env: env, dir: dir, ident: ident, mergeOutput: true}); err != nil {
+		// Record the failure as the main command's end, so WaitMain returns.
+		at := time.Now()
+		fmtErr := []byte("sbx-agent: " + err.Error() + "\n")
+		_, _ = s.log.Write(fmtErr)
+		go s.mainEnded(&sandbox.ExitStatus{Code: 127, At: at})
+		return 0, err
+	}
+	s.main = p
+	return p.pid, nil
+}
+
+func (s *Server) writeInitFile(f sandbox.File) error {
+	path, err := cleanPath(f.Path)
+	if err != nil {
+		return err
+	}
+	if s.cfg.MaxFileBytes > 0 && int64(len(f.Content)) > s.cfg.MaxFileBytes {
+		return sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "file %s is %d bytes; the limit is %d", path, len(f.Content), s.cfg.MaxFileBytes)
+	}
+	mode := f.Mode.Perm()
+	if mode == 0 {
+		mode = 0o444
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fsError("write", path, err)
+	}
+	err = writeAtomic(path, mode, func(w *os.File) error {
+		_, err := w.Write(f.Content)
+		return err
+	})
+	if err != nil {
+		return fsError("write", path, err)
+	}
+	return nil
+}
+
+// mainEnded records the main command's exit: in ExitFile, then for WaitMain.
+func (s *Server) mainEnded(st *sandbox.ExitStatus) {
+	_ = writeExitFile(s.cfg.StateDir, *st)
+	s.log.end()
+	s.mu.Lock()
+	s.mainExit = st
+	s.mu.Unlock()
+	close(s.mainDone)
+}
+
+func (a *agentService) WaitMain(ctx context.Context, req *connect.Request[agentv1.WaitMainRequest]) (*connect.Response[agentv1.WaitMainResponse], error) {
+	s := a.s
+	select {
+	case <-s.mainDone:
+		s.mu.Lock()
+		st := *s.mainExit
+		s.mu.Unlock()
+		return connect.NewResponse(&agentv1.WaitMainResponse{Exit: exitToWire(&st)}), nil
+	case <-s.stopping:
+		s.mu.Lock()
+		hasMain := s.main != nil
+		s.mu.Unlock()
+		if hasMain {
+			select {
+			case <-s.mainDone:
+				return a.WaitMain(ctx, req)
+			case <-ctx.Done():
+				return nil, toWire(ctx.Err())
+			}
+		}
+		// An idle sandbox ends when it is told to stop.
+		st := sandbox.ExitStatus{Code: 128 + 15, Signal: "SIGTERM", At: time.Now()}
+		return connect.NewResponse(&agentv1.WaitMainResponse{Exit: exitToWire(&st)}), nil
+	case <-ctx.Done():
+		return nil, toWire(ctx.Err())
+	}
+}
+
+func (a *agentService) Logs(ctx context.Context, req *connect.Request[agentv1.LogsRequest], stream *connect.ServerStream[agentv1.LogsResponse]) error {
+	var w *logWriter
+	if req.Msg.GetFollow() {
+		w = a.s.log
+	}
+	r, err := newLogReader(a.s.cfg.StateDir, int(min(req.Msg.GetTail(), 1<<24)), w)
+	if err != nil {
+		return toWire(err)
+	}
+	defer r.Close()
+	// An empty first message sends the response headers now, so that the
+	// client's call returns even while the log is still empty.
+	if err := stream.Send(&agentv1.LogsResponse{}); err != nil {
+		return err
+	}
+	for {
+		b, err := r.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return toWire(err)
+		}
+		if err := stream.Send(&agentv1.LogsResponse{Data: b}); err != nil {
+			return err
+		}
+	}
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// envMap turns "K=V" entries into a map (a later entry wins).
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if k != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
