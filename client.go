@@ -1,0 +1,276 @@
+package sbx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"connectrpc.com/connect"
+
+	"github.com/sbx-run/sbx/gen/sbx/v1/sbxv1connect"
+)
+
+// DefaultURL is where a Client looks for the server when neither an option,
+// SBX_URL nor the credentials file names one. `sbx serve` listens here by
+// default.
+const DefaultURL = "http://127.0.0.1:7420"
+
+// The environment variables a Client reads.
+const (
+	EnvURL       = "SBX_URL"
+	EnvAPIKey    = "SBX_API_KEY"
+	EnvConfigDir = "SBX_CONFIG_DIR"
+)
+
+// DefaultCredentialsPath returns the file where a local `sbx serve` writes
+// the URL and API key it created, and where clients read them:
+// $SBX_CONFIG_DIR/credentials, else $XDG_CONFIG_HOME/sbx/credentials, else
+// ~/.config/sbx/credentials.
+func DefaultCredentialsPath() string {
+	if d := os.Getenv(EnvConfigDir); d != "" {
+		return filepath.Join(d, "credentials")
+	}
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "sbx", "credentials")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "/root"
+	}
+	return filepath.Join(home, ".config", "sbx", "credentials")
+}
+
+// Credentials are what the credentials file holds, as JSON:
+// {"url": "http://127.0.0.1:7420", "api_key": "..."}.
+type Credentials struct {
+	URL    string `json:"url,omitempty"`
+	APIKey string `json:"api_key,omitempty"`
+}
+
+// maxCredentialsSize bounds the credentials file we are willing to read.
+const maxCredentialsSize = 64 << 10
+
+// ReadCredentials reads a credentials file. A missing file returns an error
+// that wraps os.ErrNotExist.
+func ReadCredentials(path string) (Credentials, error) {
+	var c Credentials
+	f, err := os.Open(path)
+	if err != nil {
+		return c, err
+	}
+	defer f.Close()
+	dec := json.NewDecoder(http.MaxBytesReader(nil, f, maxCredentialsSize))
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("credentials file %s is not valid JSON (%v): remove it and restart `sbx serve`, or set %s", path, err, EnvAPIKey)
+	}
+	return c, nil
+}
+
+// WriteCredentials writes c to path with mode 0600, creating its directory
+// (0700), atomically: a reader never sees a half-written file.
+func WriteCredentials(path string, c Credentials) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".credentials-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Client talks to one sbx server. It is safe for concurrent use.
+type Client struct {
+	url       string
+	apiKey    string
+	sandboxes sbxv1connect.SandboxServiceClient
+	sessions  sbxv1connect.SessionServiceClient
+}
+
+// ClientOption configures NewClient.
+type ClientOption func(*clientConfig)
+
+type clientConfig struct {
+	url, apiKey     string
+	credentialsPath string
+	httpClient      connect.HTTPClient
+	grpc            bool
+}
+
+// WithURL sets the server's base URL (e.g. "http://127.0.0.1:7420").
+func WithURL(url string) ClientOption { return func(c *clientConfig) { c.url = url } }
+
+// WithAPIKey sets the API key sent as a Bearer token.
+func WithAPIKey(key string) ClientOption { return func(c *clientConfig) { c.apiKey = key } }
+
+// WithHTTPClient sets the HTTP client (e.g. for TLS settings). It must not
+// set a whole-request timeout, since exec and log streams last long.
+func WithHTTPClient(hc *http.Client) ClientOption {
+	return func(c *clientConfig) { c.httpClient = hc }
+}
+
+// WithCredentialsFile reads the URL and key from path (instead of
+// DefaultCredentialsPath) when options and environment leave them unset.
+func WithCredentialsFile(path string) ClientOption {
+	return func(c *clientConfig) { c.credentialsPath = path }
+}
+
+// WithGRPC talks gRPC (over HTTP/2; h2c for http:// URLs) instead of the
+// Connect protocol over HTTP/1.1. A client set with WithHTTPClient must then
+// speak HTTP/2 itself.
+func WithGRPC() ClientOption { return func(c *clientConfig) { c.grpc = true } }
+
+// NewClient returns a client configured by opts; what they leave unset comes
+// from SBX_URL and SBX_API_KEY, then from the credentials file, then
+// DefaultURL (and no key).
+func NewClient(opts ...ClientOption) (*Client, error) {
+	var cfg clientConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.url == "" {
+		cfg.url = os.Getenv(EnvURL)
+	}
+	if cfg.apiKey == "" {
+		cfg.apiKey = os.Getenv(EnvAPIKey)
+	}
+	if cfg.url == "" || cfg.apiKey == "" {
+		path := cfg.credentialsPath
+		if path == "" {
+			path = DefaultCredentialsPath()
+		}
+		creds, err := ReadCredentials(path)
+		switch {
+		case err == nil:
+			// A key from the file belongs to the file's server: use it only
+			// for that server.
+			if cfg.url == "" {
+				cfg.url = creds.URL
+			}
+			if cfg.apiKey == "" && (creds.URL == "" || sameURL(creds.URL, cfg.url)) {
+				cfg.apiKey = creds.APIKey
+			}
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return nil, errorf(ErrInvalidArgument, "INVALID_CREDENTIALS", "%v", err)
+		}
+	}
+	if cfg.url == "" {
+		cfg.url = DefaultURL
+	}
+	if !strings.HasPrefix(cfg.url, "http://") && !strings.HasPrefix(cfg.url, "https://") {
+		return nil, errorf(ErrInvalidArgument, "INVALID_URL", "server URL %q must start with http:// or https://", cfg.url)
+	}
+	cfg.url = strings.TrimRight(cfg.url, "/")
+	if cfg.httpClient == nil {
+		cfg.httpClient = defaultHTTPClient(cfg.grpc)
+	}
+	copts := []connect.ClientOption{
+		connect.WithInterceptors(&authInterceptor{key: cfg.apiKey}),
+		// No gzip: sandbox traffic is mostly small messages on fast links,
+		// where compressing costs more latency than it saves.
+		connect.WithAcceptCompression("gzip", nil, nil),
+	}
+	if cfg.grpc {
+		copts = append(copts, connect.WithGRPC())
+	}
+	return &Client{
+		url:       cfg.url,
+		apiKey:    cfg.apiKey,
+		sandboxes: sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
+		sessions:  sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
+	}, nil
+}
+
+// URL returns the server's base URL.
+func (c *Client) URL() string { return c.url }
+
+func sameURL(a, b string) bool { return strings.TrimRight(a, "/") == strings.TrimRight(b, "/") }
+
+// defaultHTTPClient keeps enough idle connections for many concurrent
+// streams (the Connect protocol over HTTP/1.1 uses one connection per
+// in-flight stream) and has no overall timeout, since streams last long.
+// For gRPC it speaks HTTP/2, over plain TCP (h2c) for http:// URLs, as
+// `sbx serve` does.
+func defaultHTTPClient(http2Only bool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	if http2Only {
+		var p http.Protocols
+		p.SetHTTP2(true)
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = &p
+	}
+	return &http.Client{Transport: t}
+}
+
+// authInterceptor adds the API key to every call.
+type authInterceptor struct{ key string }
+
+func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if a.key != "" {
+			req.Header().Set("Authorization", "Bearer "+a.key)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if a.key != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+a.key)
+		}
+		return conn
+	}
+}
+
+func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+var (
+	defaultOnce   sync.Once
+	defaultClient *Client
+	defaultErr    error
+)
+
+// DefaultClient returns the client that the package-level functions (Run,
+// Get, List, ...) use, configured from the environment once.
+func DefaultClient() (*Client, error) {
+	defaultOnce.Do(func() { defaultClient, defaultErr = NewClient() })
+	return defaultClient, defaultErr
+}
+
+// Run starts a sandbox with the DefaultClient; see Client.Run.
+func Run(ctx context.Context, opts ...RunOption) (*Sandbox, error) {
+	c, err := DefaultClient()
+	if err != nil {
+		return nil, err
+	}
+	return c.Run(ctx, opts...)
+}
