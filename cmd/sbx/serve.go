@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sbx-run/sbx/internal/daemon"
+)
+
+func init() { commands = append(commands, newServeCmd) }
+
+// newServeCmd is `sbx serve`: flags over the config file over the embedded
+// defaults, parsed into one daemon.Config, then daemon.Run.
+func newServeCmd() *cobra.Command {
+	def := daemon.Default()
+	f := def // flag values; only the flags set on the command line are used
+	var configPath string
+	var lifetime, maxLifetime, retention time.Duration
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the sbx server (API, lifecycle, store) on this machine",
+		Long: "serve runs the sbx server with its embedded defaults: SQLite in the data dir, the local\n" +
+			"OCI runtime, and in local mode one tenant whose API key is printed on first start and\n" +
+			"written to the credentials file the CLI and SDK read. Flags override --config.",
+		Args: exactArgs(0, "no arguments"),
+	}
+	fs := c.Flags()
+	fs.StringVar(&configPath, "config", "", "YAML config file (flags override it)")
+	fs.StringVar(&f.Listen, "listen", def.Listen, "address of the API, /healthz and /metrics")
+	fs.StringVar(&f.DataDir, "data-dir", def.DataDir, "directory of the store, image cache and sandboxes")
+	fs.StringVar(&f.StoreDSN, "store-dsn", "", "postgres://... to use PostgreSQL instead of SQLite in the data dir")
+	fs.StringArrayVar(&f.RegistryMirrors, "registry-mirror", nil, "host=endpoint registry mirror, e.g. docker.io=http://127.0.0.1:5000 (repeatable)")
+	fs.StringArrayVar(&f.InsecureRegistries, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (repeatable)")
+	fs.StringVar(&f.Runtime, "runtime", def.Runtime, "OCI runtime: crun, runc or runsc")
+	fs.StringVar(&f.RuntimePath, "runtime-path", "", "OCI runtime binary (default: looked up in PATH)")
+	fs.StringVar(&f.AgentPath, "agent-path", "", "static sbx-agent binary (default: next to sbx, then PATH)")
+	fs.Int64Var(&f.DefaultCPUMillis, "default-cpu-millis", def.DefaultCPUMillis, "default CPU limit of a sandbox, in millicores")
+	fs.Int64Var(&f.DefaultMemoryBytes, "default-memory-bytes", def.DefaultMemoryBytes, "default memory limit of a sandbox, in bytes")
+	fs.Int64Var(&f.DefaultPids, "default-pids", def.DefaultPids, "default process limit of a sandbox")
+	fs.DurationVar(&lifetime, "default-lifetime", time.Duration(def.DefaultLifetime), "lifetime of a sandbox that asks for none")
+	fs.DurationVar(&maxLifetime, "max-lifetime", time.Duration(def.MaxLifetime), "longest lifetime a sandbox may ask for")
+	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
+	fs.IntVar(&f.MaxSandboxesPerTenant, "max-sandboxes-per-tenant", def.MaxSandboxesPerTenant, "default quota of concurrent sandboxes per tenant")
+	fs.BoolVar(&f.LocalMode, "local", def.LocalMode, "create one tenant and API key on first start and write it to the credentials file")
+	fs.StringVar(&f.CredentialsPath, "credentials-path", "", "where local mode writes the URL and API key (default $SBX_CONFIG_DIR/credentials or ~/.config/sbx/credentials)")
+	fs.StringVar(&f.LogLevel, "log-level", def.LogLevel, "debug, info, warn or error")
+
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		f.DefaultLifetime, f.MaxLifetime, f.Retention = daemon.Duration(lifetime), daemon.Duration(maxLifetime), daemon.Duration(retention)
+		cfg := daemon.Default()
+		if configPath != "" {
+			if err := cfg.LoadFile(configPath); err != nil {
+				return usageErrorf("%v", err)
+			}
+		}
+		fs.Visit(func(fl *pflag.Flag) { overrideFromFlag(&cfg, &f, fl.Name) })
+		if err := cfg.Validate(); err != nil {
+			return usageErrorf("%v", err)
+		}
+		err := daemon.Run(cmd.Context(), cfg)
+		var code daemon.ExitCode
+		if errors.As(err, &code) {
+			return exitCode(int(code))
+		}
+		return err
+	}
+	return c
+}
+
+// overrideFromFlag copies the field of flag name from f to cfg.
+func overrideFromFlag(cfg, f *daemon.Config, name string) {
+	switch name {
+	case "listen":
+		cfg.Listen = f.Listen
+	case "data-dir":
+		cfg.DataDir = f.DataDir
+	case "store-dsn":
+		cfg.StoreDSN = f.StoreDSN
+	case "registry-mirror":
+		cfg.RegistryMirrors = f.RegistryMirrors
+	case "insecure-registry":
+		cfg.InsecureRegistries = f.InsecureRegistries
+	case "runtime":
+		cfg.Runtime = f.Runtime
+	case "runtime-path":
+		cfg.RuntimePath = f.RuntimePath
+	case "agent-path":
+		cfg.AgentPath = f.AgentPath
+	case "default-cpu-millis":
+		cfg.DefaultCPUMillis = f.DefaultCPUMillis
+	case "default-memory-bytes":
+		cfg.DefaultMemoryBytes = f.DefaultMemoryBytes
+	case "default-pids":
+		cfg.DefaultPids = f.DefaultPids
+	case "default-lifetime":
+		cfg.DefaultLifetime = f.DefaultLifetime
+	case "max-lifetime":
+		cfg.MaxLifetime = f.MaxLifetime
+	case "retention":
+		cfg.Retention = f.Retention
+	case "max-sandboxes-per-tenant":
+		cfg.MaxSandboxesPerTenant = f.MaxSandboxesPerTenant
+	case "local":
+		cfg.LocalMode = f.LocalMode
+	case "credentials-path":
+		cfg.CredentialsPath = f.CredentialsPath
+	case "log-level":
+		cfg.LogLevel = f.LogLevel
+	}
+}

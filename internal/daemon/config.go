@@ -1,0 +1,265 @@
+// Package daemon wires sbx's packages into one server, `sbx serve`: it holds
+// the server's configuration (defaults, validation, the YAML config file),
+// opens the store, the image store, the runtime and the lifecycle manager,
+// serves the API with /healthz and /metrics, creates the local tenant and
+// API key on first start, and shuts down gracefully, leaving sandboxes
+// running.
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/sbx-run/sbx/internal/image"
+)
+
+// DefaultListen is where `sbx serve` listens; it matches the SDK's DefaultURL.
+const DefaultListen = "127.0.0.1:7420"
+
+// DefaultDataDir holds the store, the image cache and the sandboxes.
+const DefaultDataDir = "/var/lib/sbx"
+
+// maxConfigFile bounds the config file we read.
+const maxConfigFile = 1 << 20
+
+// Config is the whole configuration of `sbx serve`. It is filled from
+// Default, then the YAML config file (LoadFile), then flags; Validate checks
+// it. Field names in the file are the JSON tags (camelCase).
+type Config struct {
+	// Listen is the TCP address of the API, /healthz and /metrics.
+	Listen string `json:"listen,omitempty"`
+	// DataDir holds sbx.db, images/ and sandboxes/.
+	DataDir string `json:"dataDir,omitempty"`
+	// StoreDSN selects the store: empty is SQLite at <DataDir>/sbx.db;
+	// "postgres://..." is PostgreSQL.
+	StoreDSN string `json:"storeDSN,omitempty"`
+	// RegistryMirrors are "host=endpoint" pairs, e.g.
+	// "docker.io=http://127.0.0.1:5000"; several for one host are tried in order.
+	RegistryMirrors []string `json:"registryMirrors,omitempty"`
+	// InsecureRegistries are hosts (host[:port]) reached over plain HTTP.
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+	// RegistryAuth maps a registry host to its credentials.
+	RegistryAuth map[string]RegistryCredentials `json:"registryAuth,omitempty"`
+	// Runtime is the OCI runtime: crun, runc or runsc.
+	Runtime string `json:"runtime,omitempty"`
+	// RuntimePath is the runtime's binary; empty looks it up in PATH.
+	RuntimePath string `json:"runtimePath,omitempty"`
+	// AgentPath is the static sbx-agent; empty looks next to the sbx
+	// executable, then in PATH.
+	AgentPath string `json:"agentPath,omitempty"`
+
+	// Default resources of a sandbox that asks for none.
+	DefaultCPUMillis   int64 `json:"defaultCPUMillis,omitempty"`
+	DefaultMemoryBytes int64 `json:"defaultMemoryBytes,omitempty"`
+	DefaultPids        int64 `json:"defaultPids,omitempty"`
+
+	// DefaultLifetime and MaxLifetime bound max_lifetime_seconds.
+	DefaultLifetime Duration `json:"defaultLifetime,omitempty"`
+	MaxLifetime     Duration `json:"maxLifetime,omitempty"`
+	// Retention is how long terminal sandboxes stay listable.
+	Retention Duration `json:"retention,omitempty"`
+	// MaxSandboxesPerTenant is the default quota of concurrent sandboxes.
+	MaxSandboxesPerTenant int `json:"maxSandboxesPerTenant,omitempty"`
+	// DefaultLease and MaxLease bound session leases.
+	DefaultLease Duration `json:"defaultLease,omitempty"`
+	MaxLease     Duration `json:"maxLease,omitempty"`
+
+	// LocalMode creates one tenant and API key on first start, prints the
+	// key and writes it to CredentialsPath.
+	LocalMode bool `json:"localMode,omitempty"`
+	// CredentialsPath is where local mode writes the URL and key; empty is
+	// the SDK's DefaultCredentialsPath.
+	CredentialsPath string `json:"credentialsPath,omitempty"`
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel,omitempty"`
+	// ShutdownTimeout bounds the graceful shutdown of in-flight requests.
+	ShutdownTimeout Duration `json:"shutdownTimeout,omitempty"`
+}
+
+// RegistryCredentials authenticate to one private registry.
+type RegistryCredentials struct {
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Token    string `json:"token,omitempty"`
+}
+
+// Default returns the embedded defaults: everything `sbx serve` needs to
+// run on one machine with no flags.
+func Default() Config {
+	return Config{
+		Listen:                DefaultListen,
+		DataDir:               DefaultDataDir,
+		Runtime:               "crun",
+		DefaultCPUMillis:      1000,
+		DefaultMemoryBytes:    1 << 30,
+		DefaultPids:           4096,
+		DefaultLifetime:       Duration(600 * time.Second),
+		MaxLifetime:           Duration(24 * time.Hour),
+		Retention:             Duration(24 * time.Hour),
+		MaxSandboxesPerTenant: 100,
+		DefaultLease:          Duration(60 * time.Second),
+		MaxLease:              Duration(time.Hour),
+		LocalMode:             true,
+		LogLevel:              "info",
+		ShutdownTimeout:       Duration(10 * time.Second),
+	}
+}
+
+// LoadFile reads a YAML (or JSON) config file over c: fields present in the
+// file replace c's; unknown fields are an error, so typos do not pass
+// silently.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(b) > maxConfigFile {
+		return fmt.Errorf("config file %s is larger than %d bytes", path, maxConfigFile)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return fmt.Errorf("config file %s is not valid YAML: %w", path, err)
+	}
+	if bytes.Equal(bytes.TrimSpace(j), []byte("null")) {
+		return nil // empty file
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config file %s: %w (field names are listed in the configuration reference)", path, err)
+	}
+	return nil
+}
+
+// Validate checks every field and says what to change.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q is not host:port: %w", c.Listen, err)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("data dir %q must be an absolute path", c.DataDir)
+	}
+	// The runtime keeps agent sockets under <data-dir>/sandboxes, and Unix
+	// socket paths are short.
+	if len(filepath.Clean(c.DataDir)) > 56 {
+		return fmt.Errorf("data dir %q is longer than 56 bytes: agent socket paths under it would not fit a Unix socket address; choose a shorter one", c.DataDir)
+	}
+	if c.StoreDSN != "" && !strings.HasPrefix(c.StoreDSN, "postgres://") && !strings.HasPrefix(c.StoreDSN, "postgresql://") {
+		return fmt.Errorf("store DSN must be empty (SQLite in the data dir) or start with postgres://")
+	}
+	if _, err := c.Mirrors(); err != nil {
+		return err
+	}
+	for _, h := range c.InsecureRegistries {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			return fmt.Errorf("insecure registry %q must be a host or host:port", h)
+		}
+	}
+	switch c.Runtime {
+	case "crun", "runc", "runsc":
+	default:
+		return fmt.Errorf("runtime %q is not supported: use crun, runc or runsc", c.Runtime)
+	}
+	switch {
+	case c.DefaultCPUMillis < 1 || c.DefaultCPUMillis > 256_000:
+		return fmt.Errorf("default CPU %d millicores is out of range 1..256000", c.DefaultCPUMillis)
+	case c.DefaultMemoryBytes < 16<<20 || c.DefaultMemoryBytes > 1<<40:
+		return fmt.Errorf("default memory %d bytes is out of range 16 MiB..1 TiB", c.DefaultMemoryBytes)
+	case c.DefaultPids < 8 || c.DefaultPids > 1<<22:
+		return fmt.Errorf("default pids %d is out of range 8..4194304", c.DefaultPids)
+	case c.MaxLifetime < Duration(time.Second):
+		return fmt.Errorf("max lifetime %s must be at least 1s", c.MaxLifetime)
+	case c.DefaultLifetime < Duration(time.Second) || c.DefaultLifetime > c.MaxLifetime:
+		return fmt.Errorf("default lifetime %s must be between 1s and the max lifetime %s", c.DefaultLifetime, c.MaxLifetime)
+	case c.Retention < 0:
+		return fmt.Errorf("retention %s must not be negative", c.Retention)
+	case c.MaxSandboxesPerTenant < 1 || c.MaxSandboxesPerTenant > 100_000:
+		return fmt.Errorf("max sandboxes per tenant %d is out of range 1..100000", c.MaxSandboxesPerTenant)
+	case c.DefaultLease < Duration(time.Second) || c.DefaultLease > c.MaxLease:
+		return fmt.Errorf("default lease %s must be between 1s and the max lease %s", c.DefaultLease, c.MaxLease)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("shutdown timeout %s must not be negative", c.ShutdownTimeout)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Mirrors parses RegistryMirrors into the image store's form.
+func (c *Config) Mirrors() (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, m := range c.RegistryMirrors {
+		host, ep, ok := strings.Cut(m, "=")
+		if !ok || host == "" || ep == "" {
+			return nil, fmt.Errorf("registry mirror %q must be host=endpoint, e.g. docker.io=http://127.0.0.1:5000", m)
+		}
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("registry mirror %q: endpoint must be http://host[:port] or https://host[:port]", m)
+		}
+		out[host] = append(out[host], ep)
+	}
+	return out, nil
+}
+
+func (c *Config) imageConfig() (image.Config, error) {
+	mirrors, err := c.Mirrors()
+	if err != nil {
+		return image.Config{}, err
+	}
+	auth := map[string]image.Credentials{}
+	for h, a := range c.RegistryAuth {
+		auth[h] = image.Credentials{Username: a.Username, Password: a.Password, Token: a.Token}
+	}
+	return image.Config{
+		Root:     filepath.Join(c.DataDir, "images"),
+		Mirrors:  mirrors,
+		Insecure: c.InsecureRegistries,
+		Auth:     auth,
+	}, nil
+}
+
+// Duration is a time.Duration written as "90s" or "24h" in the config file.
+type Duration time.Duration
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes d as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads "90s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("duration %s must be a string like \"90s\" or a number of seconds", b)
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,177 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/sbx-run/sbx/internal/auth"
+	"github.com/sbx-run/sbx/internal/image"
+	"github.com/sbx-run/sbx/internal/lifecycle"
+	"github.com/sbx-run/sbx/internal/metrics"
+	"github.com/sbx-run/sbx/internal/runtime/local"
+	"github.com/sbx-run/sbx/internal/sandbox"
+	"github.com/sbx-run/sbx/internal/server"
+)
+
+// ExitCode is returned by Run in the parent process when the server ran in a
+// re-executed child (see local.EnterMountNamespace): the caller exits with it.
+type ExitCode int
+
+func (e ExitCode) Error() string { return fmt.Sprintf("server exited with code %d", int(e)) }
+
+// Run validates cfg and serves until ctx ends or SIGTERM/SIGINT arrives. On
+// a hybrid-cgroup host with crun, the server re-executes itself in a private
+// mount namespace first; then Run returns ExitCode in the parent. Shutdown
+// stops taking requests, lets in-flight ones finish (up to
+// ShutdownTimeout) and leaves every sandbox running for the next start.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// Before anything starts goroutines of ours: the parent only waits.
+	code, reexeced, err := local.EnterMountNamespace(cfg.Runtime)
+	if err != nil {
+		return fmt.Errorf("prepare a mount namespace for %s: %w", cfg.Runtime, err)
+	}
+	if reexeced {
+		return ExitCode(code)
+	}
+	log := newLogger(cfg.LogLevel)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	agentPath, err := findAgent(cfg.AgentPath)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	// Listen before the slow parts, so a port in use fails fast and clients
+	// connecting early queue instead of being refused.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (is another sbx serve running? choose another with --listen): %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	icfg, err := cfg.imageConfig()
+	if err != nil {
+		return err
+	}
+	images, err := image.New(icfg)
+	if err != nil {
+		return err
+	}
+	reg := metrics.New()
+	lrt, err := local.New(ctx, local.Config{
+		Root:        filepath.Join(cfg.DataDir, "sandboxes"),
+		Runtime:     cfg.Runtime,
+		RuntimePath: cfg.RuntimePath,
+		AgentPath:   agentPath,
+		Images:      images,
+		Defaults: sandbox.Resources{
+			CPUMillis:   cfg.DefaultCPUMillis,
+			MemoryBytes: cfg.DefaultMemoryBytes,
+			Pids:        cfg.DefaultPids,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("local runtime: %w", err)
+	}
+	rt := reg.InstrumentRuntime(lrt)
+
+	mgr, err := lifecycle.New(rt, st, lifecycle.Config{
+		DefaultLifetime:       time.Duration(cfg.DefaultLifetime),
+		MaxLifetime:           time.Duration(cfg.MaxLifetime),
+		Retention:             time.Duration(cfg.Retention),
+		MaxSandboxesPerTenant: cfg.MaxSandboxesPerTenant,
+		DefaultLease:          time.Duration(cfg.DefaultLease),
+		MaxLease:              time.Duration(cfg.MaxLease),
+		Logger:                log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("recover sandboxes: %w", err)
+	}
+	defer mgr.Close()
+	reg.WatchStore(st)
+	reg.WatchImages(images)
+	reg.WatchUsage(st, "sbx")
+
+	url := "http://" + ln.Addr().String()
+	if cfg.LocalMode {
+		if err := bootstrapLocal(ctx, st, cfg.CredentialsPath, url, log); err != nil {
+			return err
+		}
+	}
+
+	api := server.New(server.Config{
+		Manager:      mgr,
+		Auth:         auth.NewAuthenticator(st),
+		Logger:       log,
+		Interceptors: []connect.Interceptor{reg.Interceptor()},
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", reg.Handler())
+	mux.Handle("/", api)
+	srv := server.NewHTTPServer(cfg.Listen, mux)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; sandboxes keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	// Streams (exec, logs follow) outlive Shutdown's wait; cut them.
+	_ = srv.Close()
+	return nil
+}
+
+// findAgent returns the sbx-agent binary: the configured path, else next to
+// the running executable, else in PATH.
+func findAgent(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "sbx-agent")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	if p, err := lookPath("sbx-agent"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("sbx-agent not found next to the sbx binary nor in PATH: build it (make build) or pass --agent-path")
+}

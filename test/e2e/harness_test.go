@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sbx-run/sbx"
+	"github.com/sbx-run/sbx/internal/auth"
+	"github.com/sbx-run/sbx/internal/store/sqlite"
+	"github.com/sbx-run/sbx/internal/testenv"
+)
+
+// server is one `sbx serve` process under test.
+type server struct {
+	t       testing.TB
+	bin     string
+	agent   string
+	dataDir string
+	cfgDir  string
+	addr    string
+	args    []string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	key     string
+}
+
+// startServer starts `sbx serve` on a fresh data dir and a free port, with
+// docker.io mirrored to the test registry, and waits until it answers. The
+// server is stopped (and its sandboxes deleted) when the test ends.
+func startServer(t testing.TB, extraArgs ...string) *server {
+	t.Helper()
+	testenv.Require(t, true, "crun")
+	reg := testRegistry(t)
+	s := &server{
+		t:     t,
+		bin:   testenv.Binary(t, "./cmd/sbx"),
+		agent: testenv.AgentBinary(t),
+	}
+	dir, err := os.MkdirTemp("", "sbx-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dataDir = filepath.Join(dir, "data")
+	s.cfgDir = filepath.Join(dir, "cfg")
+	s.logPath = filepath.Join(dir, "serve.log")
+	s.addr = freeAddr(t)
+	s.args = append([]string{"serve",
+		"--listen", s.addr,
+		"--data-dir", s.dataDir,
+		"--agent-path", s.agent,
+		"--registry-mirror", "docker.io=http://" + reg,
+		"--log-level", "debug",
+	}, extraArgs...)
+	s.start()
+	creds, err := sbx.ReadCredentials(filepath.Join(s.cfgDir, "credentials"))
+	if err != nil {
+		t.Fatalf("sbx serve wrote no credentials: %v\n%s", err, s.log())
+	}
+	s.key = creds.APIKey
+	t.Cleanup(func() {
+		s.cleanup()
+		if t.Failed() {
+			t.Logf("server log (%s):\n%s", s.logPath, tail(s.log(), 8000))
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return s
+}
+
+// start runs the server process and waits for /healthz.
+func (s *server) start() {
+	s.t.Helper()
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logf.Close()
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Env = append(os.Environ(), sbx.EnvConfigDir+"="+s.cfgDir, "SBX_URL=", "SBX_API_KEY=")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(s.cmd, s.done)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			s.t.Fatalf("sbx serve exited at start:\n%s", s.log())
+		default:
+		}
+		if r, err := http.Get(s.url() + "/healthz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("sbx serve did not answer /healthz within 60s:\n%s", s.log())
+}
+
+func (s *server) url() string { return "http://" + s.addr }
+
+func (s *server) log() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
+}
+
+// client returns an SDK client with the local tenant's key (or key).
+func (s *server) client(key ...string) *sbx.Client {
+	s.t.Helper()
+	k := s.key
+	if len(key) > 0 {
+		k = key[0]
+	}
+	c, err := sbx.NewClient(sbx.WithURL(s.url()), sbx.WithAPIKey(k))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// newTenant creates another tenant with a key, through the store file
+// (there is no admin API yet), and returns the key.
+func (s *server) newTenant(name string) string {
+	s.t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "sbx.db"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer st.Close()
+	_, key, err := auth.NewTenant(ctx, st, name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return key
+}
+
+// servingPID is the pid of the process that serves: the child that
+// `sbx serve` re-executes itself as in a private mount namespace (crun on a
+// hybrid cgroup host), else the started process itself.
+func (s *server) servingPID() int {
+	pid := s.cmd.Process.Pid
+	// Children are listed per thread of the parent, whichever forked them.
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var b []byte
+	for _, f := range files {
+		c, _ := os.ReadFile(f)
+		b = append(append(b, c...), ' ')
+	}
+	for _, f := range strings.Fields(string(b)) {
+		c, _ := strconv.Atoi(f)
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", c)); err == nil && exe == s.bin {
+			return c
+		}
+	}
+	return pid
+}
+
+// kill9 kills the server with SIGKILL, as a crash would, and waits for it.
+func (s *server) kill9() {
+	s.t.Helper()
+	child := s.servingPID()
+	syscall.Kill(child, syscall.SIGKILL)
+	syscall.Kill(s.cmd.Process.Pid, syscall.SIGKILL)
+	s.wait()
+}
+
+// terminate sends SIGTERM and waits for a graceful exit.
+func (s *server) terminate() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.wait()
+}
+
+func (s *server) wait() {
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Errorf("sbx serve did not exit within 30s")
+		<-s.done
+	}
+}
+
+// cleanup deletes every sandbox through the API, checks nothing is left of
+// them on the host, and stops the server.
+func (s *server) cleanup() {
+	select {
+	case <-s.done:
+		return // already stopped by the test
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	deleteAll(s.t, ctx, s.client())
+	s.checkNoLeaks()
+	s.terminate()
+}
+
+// deleteAll deletes every sandbox the client's tenant has.
+func deleteAll(t testing.TB, ctx context.Context, c *sbx.Client) {
+	list, err := c.List(ctx, sbx.ListOptions{All: true})
+	if err != nil {
+		t.Errorf("list for cleanup: %v", err)
+		return
+	}
+	for _, sb := range list {
+		if err := sb.Delete(ctx); err != nil {
+			t.Errorf("delete %s: %v", sb.ID(), err)
+		}
+	}
+}
+
+// checkNoLeaks checks that no sandbox dir, overlay mount, cgroup or
+// container process is left on the host.
+func (s *server) checkNoLeaks() {
+	s.t.Helper()
+	var leaks []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		leaks = s.leaks()
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(leaks) > 0 {
+		s.t.Errorf("left behind after every sandbox was deleted:\n%s", strings.Join(leaks, "\n"))
+	}
+}
+
+func (s *server) leaks() []string {
+	var out []string
+	sbDir := filepath.Join(s.dataDir, "sandboxes", "sb")
+	if entries, _ := os.ReadDir(sbDir); len(entries) > 0 {
+		out = append(out, fmt.Sprintf("%d sandbox dirs under %s", len(entries), sbDir))
+	}
+	// Mounts live in the server's private mount namespace: read its view.
+	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.servingPID()))
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") {
+			out = append(out, "mount "+f[4])
+		}
+	}
+	// Every sandbox's cgroup is sbx/<id> in each hierarchy; a cgroup with
+	// processes cannot be removed, so this also catches stray processes.
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/sbx/sb-*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/sbx/sb-*")
+	for _, d := range append(dirs, v2...) {
+		if s.ownsCgroup(d) {
+			out = append(out, "cgroup "+d)
+		}
+	}
+	return out
+}
+
+// ownsCgroup reports whether a sandbox cgroup belongs to this server (tests
+// of other packages may run sandboxes at the same time).
+func (s *server) ownsCgroup(dir string) bool {
+	id := filepath.Base(dir)
+	_, err := os.Stat(filepath.Join(s.dataDir, "sandboxes", "sb"))
+	if err != nil {
+		return false
+	}
+	return s.knows(id)
+}
+
+// knows reports whether the id appears in this server's log, i.e. it was
+// one of its sandboxes.
+func (s *server) knows(id string) bool { return strings.Contains(s.log(), `"`+id+`"`) }
+
+// cli runs the sbx CLI against the server and returns stdout, stderr and
+// the exit code.
+func (s *server) cli(stdin string, args ...string) (string, string, int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = append(os.Environ(), "SBX_URL="+s.url(), "SBX_API_KEY="+s.key, sbx.EnvConfigDir+"="+s.cfgDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("sbx %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// ctxT returns a context bounded for one test step.
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
