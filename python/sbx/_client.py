@@ -1,0 +1,167 @@
+"""Configuration and the Client: where the server is, which key to send, and
+the mapping of wire errors to exceptions.
+
+Like the Go SDK: explicit arguments, then SBX_URL / SBX_API_KEY, then the
+credentials file that a local ``sbx serve`` writes ($SBX_CONFIG_DIR/credentials,
+else $XDG_CONFIG_HOME/sbx/credentials, else ~/.config/sbx/credentials), then
+http://127.0.0.1:7420 with no key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from . import exceptions as exc
+from ._connect import ConnectError, ServerStream, Transport
+
+__all__ = ["Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL"]
+
+#: Where the server is looked for when nothing else names it; `sbx serve` listens here by default.
+DEFAULT_URL = "http://127.0.0.1:7420"
+ENV_URL = "SBX_URL"
+ENV_API_KEY = "SBX_API_KEY"
+ENV_CONFIG_DIR = "SBX_CONFIG_DIR"
+_MAX_CREDENTIALS_BYTES = 64 << 10
+
+SANDBOX_SERVICE = "sbx.v1.SandboxService"
+SESSION_SERVICE = "sbx.v1.SessionService"
+
+
+def default_credentials_path() -> str:
+    """The file where a local ``sbx serve`` writes its URL and API key."""
+    d = os.environ.get(ENV_CONFIG_DIR)
+    if d:
+        return os.path.join(d, "credentials")
+    d = os.environ.get("XDG_CONFIG_HOME")
+    if d:
+        return os.path.join(d, "sbx", "credentials")
+    home = os.path.expanduser("~")
+    if not home or home == "~":
+        home = "/root"
+    return os.path.join(home, ".config", "sbx", "credentials")
+
+
+def _read_credentials(path: str) -> Optional[Dict[str, str]]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_CREDENTIALS_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise exc.SandboxInvalidArgumentError(f"cannot read the credentials file {path}: {e}", reason="INVALID_CREDENTIALS") from e
+    try:
+        if len(raw) > _MAX_CREDENTIALS_BYTES:
+            raise ValueError("file too large")
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise exc.SandboxInvalidArgumentError(
+            f"credentials file {path} is not valid JSON ({e}): remove it and restart `sbx serve`, or set {ENV_API_KEY}",
+            reason="INVALID_CREDENTIALS") from e
+    return {"url": str(obj.get("url") or ""), "api_key": str(obj.get("api_key") or "")}
+
+
+def resolve_config(url: Optional[str] = None, api_key: Optional[str] = None, credentials_path: Optional[str] = None) -> Tuple[str, str]:
+    """Return (url, api_key) from the arguments, the environment and the credentials file."""
+    url = url or os.environ.get(ENV_URL) or ""
+    api_key = api_key or os.environ.get(ENV_API_KEY) or ""
+    if not url or not api_key:
+        creds = _read_credentials(credentials_path or default_credentials_path())
+        if creds:
+            if not url:
+                url = creds["url"]
+            # A key from the file belongs to the file's server: use it only there.
+            if not api_key and (not creds["url"] or creds["url"].rstrip("/") == url.rstrip("/")):
+                api_key = creds["api_key"]
+    url = url or DEFAULT_URL
+    if not (url.startswith("http://") or url.startswith("https://")):
+        raise exc.SandboxInvalidArgumentError(f"server URL {url!r} must start with http:// or https://", reason="INVALID_URL")
+    return url.rstrip("/"), api_key
+
+
+class Client:
+    """A connection to one sbx server. Sandboxes and sessions use the default
+    client unless given one; it is safe to share between threads.
+
+    Args:
+        url: Server base URL, e.g. "http://127.0.0.1:7420".
+        api_key: API key, sent as a Bearer token.
+        credentials_path: Credentials file to read instead of the default one.
+    """
+
+    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None) -> None:
+        self.url, key = resolve_config(url, api_key, credentials_path)
+        self._t = Transport(self.url, key)
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def _map(self, e: ConnectError, **kw: Any) -> exc.SandboxError:
+        return exc.from_wire(e.code, e.message, e.reason, e.retry_after, e.metadata, **kw)
+
+    def call(self, service: str, method: str, req: Mapping[str, Any], *, timeout: Optional[float] = None, **errkw: Any) -> Dict[str, Any]:
+        """Make a unary call; errors are raised as SandboxError subclasses."""
+        try:
+            return self._t.unary(service, method, req, timeout)
+        except ConnectError as e:
+            raise self._map(e, **errkw) from None
+
+    def stream(self, service: str, method: str, req: Mapping[str, Any], **errkw: Any) -> "MappedStream":
+        """Open a server stream whose errors are raised as SandboxError subclasses."""
+        try:
+            return MappedStream(self, self._t.server_stream(service, method, req), errkw)
+        except ConnectError as e:
+            raise self._map(e, **errkw) from None
+
+    def upload(self, service: str, method: str, messages: Iterable[Mapping[str, Any]], **errkw: Any) -> Dict[str, Any]:
+        """Make a client-streaming call."""
+        try:
+            return self._t.client_stream(service, method, messages)
+        except ConnectError as e:
+            raise self._map(e, **errkw) from None
+
+
+class MappedStream:
+    """A ServerStream whose errors are SandboxErrors."""
+
+    def __init__(self, client: Client, s: ServerStream, errkw: Dict[str, Any]) -> None:
+        self._c, self._s, self._kw = client, s, errkw
+
+    def __iter__(self) -> "MappedStream":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        try:
+            return next(self._s)
+        except ConnectError as e:
+            raise self._c._map(e, **self._kw) from None
+
+    def close(self) -> None:
+        """Close the stream."""
+        self._s.close()
+
+
+_default_lock = threading.Lock()
+_default: Optional[Client] = None
+
+
+def configure(url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None) -> Client:
+    """Set (and return) the default client that Sandbox and Session use."""
+    global _default
+    c = Client(url, api_key, credentials_path=credentials_path)
+    with _default_lock:
+        _default = c
+    return c
+
+
+def default_client() -> Client:
+    """The default client, configured from the environment on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default

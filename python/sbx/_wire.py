@@ -1,0 +1,94 @@
+"""Conversions between the Python API's arguments and the wire (JSON) forms."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from . import exceptions as exc
+
+__all__ = ["resources_to_wire", "mounted_files_to_wire", "parse_timestamp", "ceil_seconds"]
+
+
+def ceil_seconds(v: float) -> int:
+    """Whole seconds, rounded up."""
+    return int(-(-float(v) // 1))
+
+
+def _quantity(v: Any, what: str) -> int:
+    """Parse 512Mi / 1G / 1e9 / 1024 (bytes) into an int."""
+    if isinstance(v, bool):
+        raise TypeError(f"{what}: expected a number or a quantity string")
+    if isinstance(v, (int, float)):
+        return int(v)
+    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][0-9]+)?)\s*([KMGTP]i?|[kmgtp])?\s*[bB]?\s*", str(v))
+    if not m:
+        raise ValueError(f"{what}: cannot parse quantity {v!r} (use e.g. 512Mi, 2G or a number of bytes)")
+    n = float(m.group(1))
+    unit = (m.group(2) or "")
+    bin_ = unit.endswith("i")
+    exp = "KMGTP".find(unit[:1].upper()) + 1 if unit else 0
+    return int(n * ((1024 if bin_ else 1000) ** exp))
+
+
+def _cpu_millis(v: Any) -> int:
+    if isinstance(v, str) and v.strip().endswith("m"):
+        return int(float(v.strip()[:-1]))
+    return int(float(v) * 1000)
+
+
+def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Map {"cpu": "500m"|0.5, "memory": "512Mi", "pids": 100} (or cpu_millis / memory_bytes) to the wire form."""
+    if not r:
+        return None
+    if not isinstance(r, Mapping):
+        r = {k: getattr(r, k) for k in ("cpu", "memory", "pids", "cpu_millis", "memory_bytes") if getattr(r, k, None) is not None}
+    out: Dict[str, Any] = {}
+    for k, v in r.items():
+        if v is None:
+            continue
+        if k in ("cpu", "cpus"):
+            out["cpuMillis"] = str(_cpu_millis(v))
+        elif k == "cpu_millis":
+            out["cpuMillis"] = str(int(v))
+        elif k in ("memory", "memory_bytes", "mem"):
+            out["memoryBytes"] = str(_quantity(v, "memory"))
+        elif k == "pids":
+            out["pids"] = str(int(v))
+        elif k in ("gpu", "gpus") and not v:
+            continue
+        else:
+            raise exc.SandboxInvalidArgumentError(f"unknown resource {k!r}: sbx supports cpu, memory and pids")
+    return out or None
+
+
+def mounted_files_to_wire(files: Any) -> List[Dict[str, Any]]:
+    """Accept [{"path", "content", "mode"?}] or {path: content} and return the wire form."""
+    if not files:
+        return []
+    items: Iterable[Any] = files.items() if isinstance(files, Mapping) else files
+    out = []
+    for it in items:
+        if isinstance(it, tuple):
+            path, content, mode = it[0], it[1], 0
+        else:
+            path, content, mode = it["path"], it.get("content", it.get("contents", b"")), it.get("mode", 0)
+        if isinstance(content, str):
+            content = content.encode()
+        m: Dict[str, Any] = {"path": str(path), "content": base64.b64encode(content).decode()}
+        if mode:
+            m["mode"] = int(mode)
+        out.append(m)
+    return out
+
+
+def parse_timestamp(v: Optional[str]) -> Optional[datetime]:
+    if not v:
+        return None
+    v = re.sub(r"(\.\d{6})\d+", r"\1", v).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(v)
+    except ValueError:
+        return None
