@@ -107,6 +107,7 @@ type Client struct {
 	apiKey    string
 	sandboxes sbxv1connect.SandboxServiceClient
 	sessions  sbxv1connect.SessionServiceClient
+	images    sbxv1connect.ImageServiceClient
 }
 
 // ClientOption configures NewClient.
@@ -201,6 +202,7 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		apiKey:    cfg.apiKey,
 		sandboxes: sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
 		sessions:  sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
+		images:    sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
 	}, nil
 }
 

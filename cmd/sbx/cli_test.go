@@ -99,7 +99,8 @@ func TestErrorsAndUsage(t *testing.T) {
 		{[]string{"inspect", "sb-nope"}, 1, "SANDBOX_NOT_FOUND"},
 		{[]string{"run", "--image", "bad", "--", "exit", "0"}, 1, "did not start"},
 		{[]string{"run", "--image", "quota", "-d"}, 1, "try again in 3s"},
-		{[]string{"images", "pull", "busybox"}, 1, "not available"},
+		{[]string{"images", "pull", "nosuch"}, 1, "IMAGE_NOT_FOUND"},
+		{[]string{"images", "rm"}, 2, "at least one image reference"},
 		{[]string{"cp", "a", "b"}, 2, "one of SRC and DST"},
 		{[]string{"cp", "sb-1:rel", "."}, 2, "absolute"},
 	} {

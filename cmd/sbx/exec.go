@@ -32,10 +32,23 @@ func newExecCmd() *cobra.Command {
 -i forwards this shell's stdin; -t runs the command on a terminal (use
 -it for an interactive shell).`,
 		Example: `  sbx exec sb-123 ls -l /
+  sbx exec sb-123 -- sh -c 'echo $HOME'
   sbx exec -it sb-123 bash
   echo hi | sbx exec -i sb-123 cat`,
 		Args: minArgs(2, "a sandbox id and a command"),
-		RunE: func(cmd *cobra.Command, args []string) error { return runExec(cmd, f, args[0], args[1:]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, argv := args[0], args[1:]
+			// Flag parsing stops at the sandbox id (SetInterspersed below),
+			// so in `sbx exec ID -- cmd` the "--" reaches us as an argument;
+			// it only separates, as in `sbx exec -- ID cmd`.
+			if cmd.ArgsLenAtDash() < 0 && len(argv) > 0 && argv[0] == "--" {
+				argv = argv[1:]
+			}
+			if len(argv) == 0 {
+				return usageErrorf("no command given after the sandbox id")
+			}
+			return runExec(cmd, f, id, argv)
+		},
 	}
 	fl := c.Flags()
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "forward stdin to the command")

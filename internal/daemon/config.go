@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +83,14 @@ type Config struct {
 	// the SDK's DefaultCredentialsPath.
 	CredentialsPath string `json:"credentialsPath,omitempty"`
 
+	// ImageAdmins are the tenant ids that may remove, import and
+	// garbage-collect images, which every tenant shares (any tenant may
+	// pull and list). In local mode the local tenant is always one.
+	ImageAdmins []string `json:"imageAdmins,omitempty"`
+	// MaxImportBytes bounds one image tarball sent to ImageService.Import;
+	// it is spooled to <DataDir>/import first.
+	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
 	// ShutdownTimeout bounds the graceful shutdown of in-flight requests.
@@ -111,6 +121,7 @@ func Default() Config {
 		DefaultLease:          Duration(60 * time.Second),
 		MaxLease:              Duration(time.Hour),
 		LocalMode:             true,
+		MaxImportBytes:        8 << 30,
 		LogLevel:              "info",
 		ShutdownTimeout:       Duration(10 * time.Second),
 	}
@@ -196,11 +207,35 @@ func (c *Config) Validate() error {
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout %s must not be negative", c.ShutdownTimeout)
 	}
+	if c.MaxImportBytes < 1<<20 || c.MaxImportBytes > 1<<40 {
+		return fmt.Errorf("max import bytes %d is out of range 1 MiB..1 TiB", c.MaxImportBytes)
+	}
+	for _, t := range c.ImageAdmins {
+		if !tenantIDRE.MatchString(t) {
+			return fmt.Errorf("image admin %q is not a tenant id (1-128 of [A-Za-z0-9_.-])", t)
+		}
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
 	return nil
 }
+
+var tenantIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// imageAdmins returns the tenants that may change the shared image cache:
+// ImageAdmins, plus the local tenant in local mode.
+func (c *Config) imageAdmins() []string {
+	admins := slices.Clone(c.ImageAdmins)
+	if c.LocalMode && !slices.Contains(admins, LocalTenant) {
+		admins = append(admins, LocalTenant)
+	}
+	return admins
+}
+
+// importDir is where image imports are spooled: in the data dir, on the
+// same disk as the image store, never in a small tmpfs.
+func (c *Config) importDir() string { return filepath.Join(c.DataDir, "import") }
 
 // Mirrors parses RegistryMirrors into the image store's form.
 func (c *Config) Mirrors() (map[string][]string, error) {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,11 +87,29 @@ func TestValidate(t *testing.T) {
 		"quota":         func(c *Config) { c.MaxSandboxesPerTenant = 0 },
 		"lease":         func(c *Config) { c.DefaultLease = Duration(2 * time.Hour) },
 		"log level":     func(c *Config) { c.LogLevel = "loud" },
+		"import size":   func(c *Config) { c.MaxImportBytes = 10 },
+		"image admin":   func(c *Config) { c.ImageAdmins = []string{"../x"} },
 	} {
 		c := Default()
 		mut(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted %+v", name, c)
 		}
+	}
+}
+
+func TestImageAdmins(t *testing.T) {
+	c := Default()
+	c.ImageAdmins = []string{"tn-ops"}
+	if got := c.imageAdmins(); !slices.Equal(got, []string{"tn-ops", LocalTenant}) {
+		t.Fatalf("local mode: image admins %v", got)
+	}
+	c.LocalMode = false
+	if got := c.imageAdmins(); !slices.Equal(got, []string{"tn-ops"}) {
+		t.Fatalf("without local mode: image admins %v", got)
+	}
+	c.ImageAdmins = nil
+	if got := c.imageAdmins(); len(got) != 0 {
+		t.Fatalf("no admins configured: %v", got)
 	}
 }

@@ -78,11 +78,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	reg := metrics.New()
+	icfg.OnPull = reg.ObservePull
 	images, err := image.New(icfg)
 	if err != nil {
 		return err
 	}
-	reg := metrics.New()
+	// Spool files of imports that a killed server left behind.
+	if err := os.RemoveAll(cfg.importDir()); err != nil {
+		return fmt.Errorf("clean the import spool dir %s: %w", cfg.importDir(), err)
+	}
 	lrt, err := local.New(ctx, local.Config{
 		Root:        filepath.Join(cfg.DataDir, "sandboxes"),
 		Runtime:     cfg.Runtime,
@@ -128,10 +133,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	api := server.New(server.Config{
-		Manager:      mgr,
-		Auth:         auth.NewAuthenticator(st),
-		Logger:       log,
-		Interceptors: []connect.Interceptor{reg.Interceptor()},
+		Manager:        mgr,
+		Auth:           auth.NewAuthenticator(st),
+		Logger:         log,
+		Interceptors:   []connect.Interceptor{reg.Interceptor()},
+		Images:         images,
+		ImageAdmins:    cfg.imageAdmins(),
+		ImportDir:      cfg.importDir(),
+		MaxImportBytes: cfg.MaxImportBytes,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())

@@ -45,6 +45,12 @@ type Config struct {
 	// Platform is the platform to pick from multi-platform images; nil means
 	// linux/runtime.GOARCH.
 	Platform *v1.Platform
+	// OnPull, when set, is called once after every pull from a registry
+	// (concurrent callers of one reference share a pull, and count once;
+	// Get from the cache is no pull) with the normalized reference, how
+	// long it took and its error (nil on success). It is for metrics; it
+	// must not block.
+	OnPull func(ref string, d time.Duration, err error)
 }
 
 // Credentials authenticate to a private registry: a username and password,

@@ -100,7 +100,21 @@ func (s *Store) fetch(ctx context.Context, ref string, r name.Reference) (v1.Ima
 		}
 		errs = append(errs, err)
 	}
-	return nil, errs[len(errs)-1]
+	last := errs[len(errs)-1]
+	// A mirror's definite "no such image" beats the registry itself being
+	// unreachable (the usual case offline, with the mirror as the only way
+	// out): the user then learns that the name is wrong, not that the
+	// network is, which retrying would never fix.
+	if len(errs) > 1 && sandbox.ReasonOf(last) == sandbox.ReasonRegistryUnavailable {
+		for _, e := range errs[:len(errs)-1] {
+			if sandbox.ReasonOf(e) == sandbox.ReasonImageNotFound {
+				return nil, sandbox.NotFound(sandbox.ReasonImageNotFound,
+					"image %q not found on the mirrors of %s, and %s itself could not be reached (%v); check the name and tag: %w",
+					ref, registryHost(r.Context().Registry), registryHost(r.Context().Registry), last, e)
+			}
+		}
+	}
+	return nil, last
 }
 
 func (s *Store) fetchFrom(ctx context.Context, ref string, ep name.Reference) (v1.Image, error) {

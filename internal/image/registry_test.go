@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -151,5 +152,49 @@ func TestDigestMismatchAndTruncationLeaveNothing(t *testing.T) {
 				t.Fatalf("pull after the registry healed: %v", err)
 			}
 		})
+	}
+}
+
+// A mirror that has no such image, with the registry itself unreachable,
+// is IMAGE_NOT_FOUND: the name is wrong, whatever the network does.
+func TestMirrorNotFoundWinsOverUnreachableRegistry(t *testing.T) {
+	mirror := newRegistry(t)
+	dead := newRegistry(t)
+	dead.srv.Close()
+	s := newStore(t, Config{Mirrors: map[string][]string{"registry.test": {"http://" + mirror.host}}, Insecure: []string{"registry.test"}})
+	s.transport = aliasTransport("registry.test", dead.host)
+	_, err := s.Get(bg, "registry.test/library/nosuch:1", nil)
+	wantErr(t, err, sandbox.ErrNotFound, sandbox.ReasonImageNotFound, "could not be reached")
+
+	// Without a mirror's answer, the unreachable registry is what the user hears.
+	s = newStore(t, Config{Insecure: []string{"registry.test"}})
+	s.transport = aliasTransport("registry.test", dead.host)
+	_, err = s.Get(bg, "registry.test/library/nosuch:1", nil)
+	wantErr(t, err, sandbox.ErrUnavailable, sandbox.ReasonRegistryUnavailable, "cannot be reached")
+}
+
+func TestOnPullCountsRegistryPulls(t *testing.T) {
+	reg := newRegistry(t)
+	push(t, reg.host+"/library/busybox:latest", image(t, layer(t, file("bin/busybox", "bb"))))
+	type call struct {
+		ref string
+		err error
+	}
+	var calls []call
+	s := newStore(t, Config{Insecure: []string{reg.host}, OnPull: func(ref string, _ time.Duration, err error) {
+		calls = append(calls, call{ref, err})
+	}})
+	if _, err := s.Get(bg, reg.host+"/library/busybox", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(bg, reg.host+"/library/busybox", nil); err != nil { // cached: no pull
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(bg, reg.host+"/library/nosuch:1", nil); err == nil {
+		t.Fatal("pulled an image that does not exist")
+	}
+	if len(calls) != 2 || calls[0].ref != reg.host+"/library/busybox:latest" || calls[0].err != nil ||
+		sandbox.ReasonOf(calls[1].err) != sandbox.ReasonImageNotFound {
+		t.Fatalf("OnPull calls: %+v", calls)
 	}
 }

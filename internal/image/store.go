@@ -132,7 +132,11 @@ func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (
 // pull resolves and stores norm once among concurrent callers.
 func (s *Store) pull(ctx context.Context, norm string, progress func(Progress)) (*Image, error) {
 	progress = serialize(progress)
-	img, err := s.refFlights.do(ctx, norm, progress, func(ctx context.Context, emit func(Progress)) (*Image, error) {
+	img, err := s.refFlights.do(ctx, norm, progress, func(ctx context.Context, emit func(Progress)) (img *Image, err error) {
+		if s.cfg.OnPull != nil {
+			start := time.Now()
+			defer func() { s.cfg.OnPull(norm, time.Since(start), err) }()
+		}
 		s.gcMu.RLock()
 		defer s.gcMu.RUnlock()
 		r, err := parseRef(norm)
@@ -144,7 +148,7 @@ func (s *Store) pull(ctx context.Context, norm string, progress func(Progress)) 
 		if err != nil {
 			return nil, err
 		}
-		img, err := s.store(ctx, norm, rimg, false, emit)
+		img, err = s.store(ctx, norm, rimg, false, emit)
 		if err != nil {
 			return nil, err
 		}

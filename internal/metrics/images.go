@@ -47,3 +47,16 @@ func (c *imageCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descImages, prometheus.GaugeValue, float64(len(list)))
 	ch <- prometheus.MustNewConstMetric(descImageBytes, prometheus.GaugeValue, float64(size))
 }
+
+// ObservePull counts one image pull by result and records its latency. It
+// is the image store's Config.OnPull hook; the reference is left out of the
+// labels to keep their number bounded.
+func (r *Registry) ObservePull(_ string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = reasonOf(err)
+		r.errors.WithLabelValues("image", result).Inc()
+	}
+	r.pulls.WithLabelValues(result).Inc()
+	r.pullDur.WithLabelValues(result).Observe(d.Seconds())
+}

@@ -1,7 +1,8 @@
 // Package metrics is sbx's Prometheus instrumentation: request, exec and
 // error counters from a Connect interceptor, create counts and latencies
 // from a wrapper around the sandbox.Runtime, sandboxes by state read from
-// the store at scrape time, and per-tenant CPU and memory usage read from
+// the store at scrape time, image pulls by result from the image store's
+// OnPull hook, and per-tenant CPU and memory usage read from
 // the sandboxes' cgroups.
 package metrics
 
@@ -25,6 +26,8 @@ type Registry struct {
 	createDur   *prometheus.HistogramVec
 	startDur    prometheus.Histogram
 	stops       prometheus.Counter
+	pulls       *prometheus.CounterVec
+	pullDur     *prometheus.HistogramVec
 }
 
 // New returns a Registry with sbx's metrics and the Go and process
@@ -67,8 +70,17 @@ func New() *Registry {
 			Name: "sbx_sandbox_stops_total",
 			Help: "Sandbox stops sent to the runtime.",
 		}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sbx_image_pulls_total",
+			Help: "Image pulls from registries (cache hits are not pulls), by result (ok or the error reason).",
+		}, []string{"result"}),
+		pullDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sbx_image_pull_duration_seconds",
+			Help:    "Image pull latency (resolve, download, unpack), by result.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}, []string{"result"}),
 	}
-	r.reg.MustRegister(r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops,
+	r.reg.MustRegister(r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops, r.pulls, r.pullDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -41,6 +42,9 @@ func TestObserveAndExpose(t *testing.T) {
 	r := New()
 	r.observe("SandboxService/Exec", nil)
 	r.observe("SandboxService/Get", sandbox.NotFound(sandbox.ReasonSandboxNotFound, "x"))
+	r.ObservePull("busybox", time.Second, nil)
+	r.ObservePull("nosuch", time.Millisecond, sandbox.NotFound(sandbox.ReasonImageNotFound, "x"))
+	r.ObservePull("busybox", time.Second, nil)
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -48,6 +52,10 @@ func TestObserveAndExpose(t *testing.T) {
 		`sbx_execs_total{result="ok"} 1`,
 		`sbx_errors_total{reason="SANDBOX_NOT_FOUND",source="api"} 1`,
 		`sbx_api_requests_total{code="not_found",procedure="SandboxService/Get"} 1`,
+		`sbx_image_pulls_total{result="ok"} 2`,
+		`sbx_image_pulls_total{result="IMAGE_NOT_FOUND"} 1`,
+		`sbx_image_pull_duration_seconds_count{result="ok"} 2`,
+		`sbx_errors_total{reason="IMAGE_NOT_FOUND",source="image"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {

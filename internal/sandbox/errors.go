@@ -221,3 +221,21 @@ const (
 	// ReasonProcessExited: the call needs a running process, and this one has ended.
 	ReasonProcessExited = "PROCESS_EXITED"
 )
+
+// Reasons of sandbox networking (internal/network).
+const (
+	// ReasonNetworkSetup: the host could not set up or remove a sandbox's network (bridge, veth, firewall).
+	ReasonNetworkSetup = "NETWORK_SETUP_FAILED"
+	// ReasonSubnetExhausted: the sandbox subnet has no free address, or the bridge no free port, left.
+	ReasonSubnetExhausted = "NETWORK_SUBNET_EXHAUSTED"
+)
+
+// Reasons of the image service (internal/server).
+const (
+	// ReasonImageAdminRequired: the call changes the image cache that all tenants share, and the caller is not an image admin.
+	ReasonImageAdminRequired = "IMAGE_ADMIN_REQUIRED"
+	// ReasonImportTooLarge: an imported tarball exceeds the server's max import size.
+	ReasonImportTooLarge = "IMAGE_IMPORT_TOO_LARGE"
+	// ReasonImportAborted: the client abandoned an image import; nothing was stored.
+	ReasonImportAborted = "IMAGE_IMPORT_ABORTED"
+)

@@ -35,6 +35,11 @@ type env struct {
 type options struct {
 	quota       int
 	outputLimit int64
+	// images, when set, serves the ImageService with tenant a as its only
+	// image admin; maxImport bounds imports.
+	images    server.ImageStore
+	maxImport int64
+	importDir string
 }
 
 func newEnv(t testing.TB, o options) *env {
@@ -56,13 +61,16 @@ func newEnv(t testing.TB, o options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	if _, e.keyA, err = auth.NewTenant(ctx, e.st, "a"); err != nil {
+	tenantA, keyA, err := auth.NewTenant(ctx, e.st, "a")
+	if err != nil {
 		t.Fatal(err)
 	}
+	e.keyA = keyA
 	if _, e.keyB, err = auth.NewTenant(ctx, e.st, "b"); err != nil {
 		t.Fatal(err)
 	}
-	h := server.New(server.Config{Manager: m, Auth: auth.NewAuthenticator(e.st), Logger: quiet, ExecOutputLimit: o.outputLimit})
+	h := server.New(server.Config{Manager: m, Auth: auth.NewAuthenticator(e.st), Logger: quiet, ExecOutputLimit: o.outputLimit,
+		Images: o.images, ImageAdmins: []string{tenantA.ID}, ImportDir: o.importDir, MaxImportBytes: o.maxImport})
 	srv := httptest.NewUnstartedServer(h)
 	hs := server.NewHTTPServer("", h)
 	srv.Config.Protocols = hs.Protocols
@@ -97,6 +105,10 @@ func (e *env) httpClient(key string) *http.Client {
 
 func (e *env) sandboxes(key string, opts ...connect.ClientOption) sbxv1connect.SandboxServiceClient {
 	return sbxv1connect.NewSandboxServiceClient(e.httpClient(key), e.url, opts...)
+}
+
+func (e *env) imageClient(key string, opts ...connect.ClientOption) sbxv1connect.ImageServiceClient {
+	return sbxv1connect.NewImageServiceClient(e.httpClient(key), e.url, opts...)
 }
 
 func (e *env) sessions(key string, opts ...connect.ClientOption) sbxv1connect.SessionServiceClient {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"connectrpc.com/connect"
@@ -39,6 +40,17 @@ type Config struct {
 	ExecOutputLimit int64
 	// Interceptors run inside auth and error mapping (e.g. metrics).
 	Interceptors []connect.Interceptor
+
+	// Images, when set, is served as the ImageService.
+	Images ImageStore
+	// ImageAdmins are the tenant ids that may change the image cache every
+	// tenant shares (Remove, Import, GC); Pull and List are open to all.
+	ImageAdmins []string
+	// ImportDir is where Import spools tarballs (required with Images; a
+	// dir on the same disk as the image store, e.g. <data-dir>/tmp).
+	ImportDir string
+	// MaxImportBytes bounds one imported tarball (DefaultMaxImportBytes).
+	MaxImportBytes int64
 }
 
 // deps is what every handler shares.
@@ -48,7 +60,8 @@ type deps struct {
 	outputLimit int64
 }
 
-// New returns the API handler: both services, plus GET /healthz.
+// New returns the API handler: the sandbox and session services, the image
+// service when cfg.Images is set, plus GET /healthz.
 func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -65,6 +78,19 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(&sandboxService{d}, opts...))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(&sessionService{d}, opts...))
+	if cfg.Images != nil {
+		if cfg.MaxImportBytes <= 0 {
+			cfg.MaxImportBytes = DefaultMaxImportBytes
+		}
+		is := &imageService{deps: d, images: cfg.Images, admins: map[string]bool{}, importDir: cfg.ImportDir, maxImport: cfg.MaxImportBytes}
+		if is.importDir == "" {
+			is.importDir = os.TempDir()
+		}
+		for _, t := range cfg.ImageAdmins {
+			is.admins[t] = true
+		}
+		mux.Handle(sbxv1connect.NewImageServiceHandler(is, opts...))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
@@ -91,6 +117,7 @@ type sessionService struct{ *deps }
 var (
 	_ sbxv1connect.SandboxServiceHandler = (*sandboxService)(nil)
 	_ sbxv1connect.SessionServiceHandler = (*sessionService)(nil)
+	_ sbxv1connect.ImageServiceHandler   = (*imageService)(nil)
 )
 
 // tenant returns the caller's tenant; the auth interceptor guarantees one.

@@ -1,5 +1,5 @@
 // Package fakeapi is an in-memory implementation of the public sbx API
-// (sbx.v1 SandboxService and SessionService) for the unit tests of the Go
+// (sbx.v1 SandboxService, SessionService and ImageService) for the unit tests of the Go
 // SDK and the CLI. It encodes errors exactly as internal/server does (Connect
 // code, google.rpc.ErrorInfo reason, Sbx-Reason metadata, RetryInfo). It is
 // not part of any binary; end-to-end tests use the real server.
@@ -48,6 +48,7 @@ type Server struct {
 	heartbeats map[string]int
 	creates    int
 	procs      map[string]*fakeProc
+	images     map[string]*sbxv1.Image
 }
 
 type fakeSandbox struct {
@@ -74,12 +75,13 @@ func Start(t testing.TB) (*Server, string) {
 	f := &Server{
 		apiKey:    Key,
 		sandboxes: map[string]*fakeSandbox{}, sessions: map[string]*sbxv1.Session{},
-		heartbeats: map[string]int{}, procs: map[string]*fakeProc{},
+		heartbeats: map[string]int{}, procs: map[string]*fakeProc{}, images: map[string]*sbxv1.Image{},
 	}
 	mux := http.NewServeMux()
 	auth := connect.WithInterceptors(f)
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(f, auth))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(fakeSessions{f: f}, auth))
+	mux.Handle(sbxv1connect.NewImageServiceHandler(fakeImages{f: f}, auth))
 	srv := httptest.NewUnstartedServer(mux)
 	// HTTP/1.1 and h2c, like sbx serve, so gRPC clients work too.
 	var p http.Protocols

@@ -126,6 +126,10 @@ func (f *Server) StreamLogs(_ context.Context, req *connect.Request[sbxv1.Stream
 	f.mu.Lock()
 	sb, err := f.get(req.Msg.GetSandboxId())
 	var log []byte
+	if err == nil && sb.w.State < sbxv1.SandboxState_SANDBOX_STATE_RUNNING {
+		// As the real server: logs need a started sandbox.
+		err = fakeErr(connect.CodeFailedPrecondition, "SANDBOX_NOT_RUNNING", "sandbox "+sb.w.Id+" is "+sb.w.State.String()+": wait for it to be RUNNING", 0)
+	}
 	if err == nil {
 		if req.Msg.GetFollow() {
 			f.advance(sb, true)
