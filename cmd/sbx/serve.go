@@ -34,6 +34,7 @@ func newServeCmd() *cobra.Command {
 	fs.StringVar(&f.StoreDSN, "store-dsn", "", "postgres://... to use PostgreSQL instead of SQLite in the data dir")
 	fs.StringArrayVar(&f.RegistryMirrors, "registry-mirror", nil, "host=endpoint registry mirror, e.g. docker.io=http://127.0.0.1:5000 (repeatable)")
 	fs.StringArrayVar(&f.InsecureRegistries, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (repeatable)")
+	fs.StringArrayVar(&f.AllowedRegistries, "allowed-registry", nil, "the only registry hosts (mirrors included) to pull from (repeatable; default: any)")
 	fs.StringVar(&f.Runtime, "runtime", def.Runtime, "OCI runtime: crun, runc or runsc")
 	fs.StringVar(&f.RuntimePath, "runtime-path", "", "OCI runtime binary (default: looked up in PATH)")
 	fs.StringVar(&f.AgentPath, "agent-path", "", "static sbx-agent binary (default: next to sbx, then PATH)")
@@ -83,6 +84,8 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.RegistryMirrors = f.RegistryMirrors
 	case "insecure-registry":
 		cfg.InsecureRegistries = f.InsecureRegistries
+	case "allowed-registry":
+		cfg.AllowedRegistries = f.AllowedRegistries
 	case "runtime":
 		cfg.Runtime = f.Runtime
 	case "runtime-path":

@@ -50,6 +50,9 @@ type Config struct {
 	RegistryMirrors []string `json:"registryMirrors,omitempty"`
 	// InsecureRegistries are hosts (host[:port]) reached over plain HTTP.
 	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+	// AllowedRegistries, when set, are the only registry hosts (mirrors
+	// included) the server may pull from; empty allows every registry.
+	AllowedRegistries []string `json:"allowedRegistries,omitempty"`
 	// RegistryAuth maps a registry host to its credentials.
 	RegistryAuth map[string]RegistryCredentials `json:"registryAuth,omitempty"`
 	// Runtime is the OCI runtime: crun, runc or runsc.
@@ -182,6 +185,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("insecure registry %q must be a host or host:port", h)
 		}
 	}
+	for _, h := range c.AllowedRegistries {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			return fmt.Errorf("allowed registry %q must be a host or host:port", h)
+		}
+	}
 	switch c.Runtime {
 	case "crun", "runc", "runsc":
 	default:
@@ -264,10 +272,11 @@ func (c *Config) imageConfig() (image.Config, error) {
 		auth[h] = image.Credentials{Username: a.Username, Password: a.Password, Token: a.Token}
 	}
 	return image.Config{
-		Root:     filepath.Join(c.DataDir, "images"),
-		Mirrors:  mirrors,
-		Insecure: c.InsecureRegistries,
-		Auth:     auth,
+		Root:              filepath.Join(c.DataDir, "images"),
+		Mirrors:           mirrors,
+		Insecure:          c.InsecureRegistries,
+		Auth:              auth,
+		AllowedRegistries: c.AllowedRegistries,
 	}, nil
 }
 

@@ -42,6 +42,14 @@ type Config struct {
 	Insecure []string
 	// Auth maps a registry host to its credentials.
 	Auth map[string]Credentials
+	// AllowedRegistries, when not empty, lists the only registry hosts
+	// (host[:port], mirrors included) the store may contact. A reference
+	// whose registry and mirrors are all outside it fails with
+	// PermissionDenied REGISTRY_NOT_ALLOWED before any network traffic.
+	// It keeps users from making the server fetch from internal addresses,
+	// and keeps air-gapped servers (and tests) from trying the internet when
+	// a mirror lacks an image.
+	AllowedRegistries []string
 	// Platform is the platform to pick from multi-platform images; nil means
 	// linux/runtime.GOARCH.
 	Platform *v1.Platform

@@ -30,6 +30,9 @@ func (s *Store) endpoints(r name.Reference) ([]name.Reference, error) {
 		if u.Scheme == "http" || s.insecure[hostKey(u.Host)] {
 			opts = append(opts, name.Insecure)
 		}
+		if !s.allowedHost(u.Host) {
+			continue
+		}
 		mr, err := rebase(r, u.Host+"/"+repo, opts...)
 		if err != nil {
 			return nil, err
@@ -43,7 +46,20 @@ func (s *Store) endpoints(r name.Reference) ([]name.Reference, error) {
 		}
 		r = ir
 	}
-	return append(out, r), nil
+	if s.allowedHost(registryHost(r.Context().Registry)) {
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, sandbox.Errorf(sandbox.ErrPermissionDenied, sandbox.ReasonRegistryNotAllowed,
+			"image %q: registry %s (and its mirrors) is not among the server's allowed registries %v: use an image from an allowed registry, or ask the operator to allow it",
+			r.String(), registryHost(r.Context().Registry), s.cfg.AllowedRegistries)
+	}
+	return out, nil
+}
+
+// allowedHost reports whether the store may contact host.
+func (s *Store) allowedHost(host string) bool {
+	return s.allowed == nil || s.allowed[hostKey(host)]
 }
 
 // rebase returns r's tag or digest on another repository.

@@ -198,3 +198,47 @@ func TestOnPullCountsRegistryPulls(t *testing.T) {
 		t.Fatalf("OnPull calls: %+v", calls)
 	}
 }
+
+func TestAllowedRegistries(t *testing.T) {
+	reg := newRegistry(t)
+	img := image(t, layer(t, file("bin/busybox", "bb")))
+	push(t, reg.host+"/library/busybox:latest", img)
+	push(t, reg.host+"/other:1", img)
+	var dialed []string
+	s := newStore(t, Config{
+		Mirrors:           map[string][]string{"docker.io": {"http://" + reg.host}},
+		AllowedRegistries: []string{reg.host},
+	})
+	// Record every connection: none may go anywhere but the allowed registry.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed = append(dialed, addr)
+		return d.DialContext(ctx, network, addr)
+	}
+	s.transport = tr
+
+	// Through the allowed mirror.
+	if _, err := s.Get(bg, "busybox", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Directly from the allowed registry.
+	if _, err := s.Get(bg, reg.host+"/other:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Missing in the mirror: Docker Hub itself is not allowed, so the
+	// answer is the mirror's NOT_FOUND, not a try of the internet.
+	if _, err := s.Get(bg, "python:3.11", nil); sandbox.ReasonOf(err) != sandbox.ReasonImageNotFound {
+		t.Fatalf("missing image: %v", err)
+	}
+	// A registry outside the list is refused before any traffic.
+	_, err := s.Get(bg, "10.1.2.3:5000/secret:1", nil)
+	if sandbox.KindOf(err) != sandbox.ErrPermissionDenied || sandbox.ReasonOf(err) != sandbox.ReasonRegistryNotAllowed {
+		t.Fatalf("disallowed registry: %v", err)
+	}
+	for _, a := range dialed {
+		if a != reg.host {
+			t.Fatalf("dialed %s, outside the allowed registries", a)
+		}
+	}
+}

@@ -27,6 +27,8 @@ type Store struct {
 	cfg      Config
 	platform v1.Platform
 	insecure map[string]bool
+	// allowed is Config.AllowedRegistries as a set; nil allows every host.
+	allowed map[string]bool
 	// transport is the base HTTP transport; tests replace it to map a
 	// made-up host name onto 127.0.0.1.
 	transport http.RoundTripper
@@ -85,6 +87,12 @@ func New(cfg Config) (*Store, error) {
 		auth[hostKey(h)] = c
 	}
 	s.cfg.Auth = auth
+	if len(cfg.AllowedRegistries) > 0 {
+		s.allowed = map[string]bool{}
+		for _, h := range cfg.AllowedRegistries {
+			s.allowed[hostKey(h)] = true
+		}
+	}
 
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return nil, sandbox.Internal("image store: creating %s: %w", root, err)

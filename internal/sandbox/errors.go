@@ -126,6 +126,8 @@ const (
 	ReasonRegistryUnavailable = "REGISTRY_UNAVAILABLE"
 	// ReasonRegistryAuth: the registry refused our credentials or asked for some.
 	ReasonRegistryAuth = "REGISTRY_AUTH_FAILED"
+	// ReasonRegistryNotAllowed: the registry is not in the server's allowed list.
+	ReasonRegistryNotAllowed = "REGISTRY_NOT_ALLOWED"
 	// ReasonDigestMismatch: downloaded content does not match its digest, or was cut short.
 	ReasonDigestMismatch = "IMAGE_DIGEST_MISMATCH"
 	// ReasonPlatformNotAvailable: the image has no variant for this host's platform.

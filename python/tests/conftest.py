@@ -94,7 +94,7 @@ class Server:
         log = open(self.log_path, "wb")
         srv = subprocess.Popen([
             self.bins["sbx"], "serve", "--listen", addr, "--data-dir", str(self.data_dir),
-            "--agent-path", self.bins["sbx-agent"], "--registry-mirror", f"docker.io=http://{host}", "--log-level", "debug",
+            "--agent-path", self.bins["sbx-agent"], "--registry-mirror", f"docker.io=http://{host}", "--allowed-registry", host, "--log-level", "debug",
         ], stdout=log, stderr=log, env=env)
         self.procs.append(srv)
         self.url = f"http://{addr}"

@@ -61,6 +61,9 @@ func startServer(t testing.TB, extraArgs ...string) *server {
 		"--data-dir", s.dataDir,
 		"--agent-path", s.agent,
 		"--registry-mirror", "docker.io=http://" + reg,
+		// Nothing but the loopback registry: a missing image never makes
+		// the server try Docker Hub (no test touches the internet).
+		"--allowed-registry", reg,
 		"--log-level", "debug",
 	}, extraArgs...)
 	s.start()

@@ -1,0 +1,411 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/google/nftables"
+	mnl "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// maxIDLen bounds a sandbox id; ids are hashed for every name derived from
+// them, so only memory is at stake.
+const maxIDLen = 256
+
+// Manager owns the bridge, sbx's nftables tables and one attachment per
+// sandbox. Its methods are safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	state stateStore
+
+	mu     sync.Mutex
+	nl     *netlink.Handle
+	nft    *nftables.Conn
+	rs     *ruleset
+	bridge netlink.Link
+	ipam   *ipam
+	atts   map[string]*Attachment // by sandbox id
+	groups map[string]int         // peer group -> members
+
+	// Background deletion of torn-down sandboxes' links (see Teardown).
+	reapNL  *netlink.Handle
+	reapers sync.WaitGroup
+	reaping map[string]chan struct{} // host link name -> closed when deleted
+	reapErr error
+
+	// ForwardingEnabled reports whether New had to turn on the host's
+	// net.ipv4.ip_forward (it is left on; sandboxes need it).
+	ForwardingEnabled bool
+}
+
+// New creates the bridge and sbx's nftables tables if needed, reads the
+// state directory and rebuilds the firewall from it in one atomic nftables
+// transaction, so that a restarted server finds every sandbox's network as
+// it was. It also turns on IPv4 forwarding.
+func New(cfg Config) (*Manager, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%w", err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, sandbox.Internal("network state dir: %w", err)
+	}
+	m := &Manager{
+		cfg:     cfg,
+		state:   stateStore{dir: cfg.StateDir},
+		rs:      newRuleset(cfg),
+		ipam:    newIPAM(cfg.Subnet),
+		atts:    map[string]*Attachment{},
+		groups:  map[string]int{},
+		reaping: map[string]chan struct{}{},
+	}
+	if m.nl, err = netlink.NewHandle(); err != nil {
+		return nil, sandbox.Internal("netlink: %w", err)
+	}
+	if m.reapNL, err = netlink.NewHandle(); err != nil {
+		m.nl.Close()
+		return nil, sandbox.Internal("netlink: %w", err)
+	}
+	if m.nft, err = nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)); err != nil {
+		m.nl.Close()
+		return nil, sandbox.Internal("nftables: %w", err)
+	}
+	if err := m.recover(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) recover() error {
+	var err error
+	if m.bridge, err = ensureBridge(m.nl, m.cfg); err != nil {
+		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "network bridge: %w", err)
+	}
+	atts, err := m.state.load()
+	if err != nil {
+		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "network state in %s: %w", m.cfg.StateDir, err)
+	}
+	for _, a := range atts {
+		if !m.cfg.Subnet.Contains(a.Addr) || m.ipam.used[a.Addr] {
+			return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup,
+				"network state of sandbox %q: address %s is outside subnet %s or taken twice; was the subnet changed? Stop those sandboxes or restore the old subnet", a.SandboxID, a.Addr, m.cfg.Subnet)
+		}
+		m.ipam.used[a.Addr] = true
+		m.atts[a.SandboxID] = a
+		if a.Policy.PeerGroup != "" {
+			m.groups[a.Policy.PeerGroup]++
+		}
+	}
+	m.rs.flushTables(m.nft)
+	if err := m.rs.addBase(m.nft); err != nil {
+		return sandbox.Internal("nftables rules: %w", err)
+	}
+	for _, a := range atts {
+		if err := m.rs.addSandbox(m.nft, a); err != nil {
+			return sandbox.Internal("nftables rules of sandbox %q: %w", a.SandboxID, err)
+		}
+	}
+	if err := m.nft.Flush(); err != nil {
+		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "install nftables table %s (is nf_tables available?): %w", m.cfg.Table, err)
+	}
+	if m.ForwardingEnabled, err = enableForwarding(); err != nil {
+		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "%w", err)
+	}
+	// Veths on our bridge that no state file knows (a Teardown whose
+	// background deletion had not finished when the process ended, a state
+	// file removed by hand) match no rule, so carry nothing: remove them.
+	links, err := m.nl.LinkList()
+	if err != nil {
+		return sandbox.Internal("list links: %w", err)
+	}
+	known := map[string]bool{}
+	for _, a := range atts {
+		known[a.HostLink] = true
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == m.bridge.Attrs().Index && l.Type() == "veth" && !known[l.Attrs().Name] {
+			if err := detach(m.nl, l.Attrs().Name); err != nil {
+				return sandbox.Internal("remove stray veth: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// nftBuffer is the netlink socket buffer size for nftables transactions.
+// New rebuilds every sandbox's rules in one transaction, which for
+// thousands of sandboxes is megabytes of messages and of acknowledgements,
+// beyond the default buffers (and beyond net.core.wmem_max, hence FORCE;
+// the size only bounds accounting, nothing is allocated up front).
+const nftBuffer = 256 << 20
+
+func bigBuffers(c *mnl.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, nftBuffer); serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nftBuffer)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Setup gives the sandbox a network: a veth pair from the bridge into the
+// namespace at netnsPath (e.g. /proc/<pid>/ns/net of the container's
+// process), an address from the subnet, a default route via the bridge and
+// the firewall rules of p. A failed Setup leaves nothing behind.
+func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Policy) (*Attachment, error) {
+	if sandboxID == "" || len(sandboxID) > maxIDLen {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonNetworkSetup, "network setup of sandbox %q: %w", sandboxID, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// The same id's previous veth pair may still be going away.
+	for done := m.reaping[hostLinkName(key(sandboxID))]; done != nil; done = m.reaping[hostLinkName(key(sandboxID))] {
+		m.mu.Unlock()
+		<-done
+		m.mu.Lock()
+	}
+	if _, ok := m.atts[sandboxID]; ok {
+		return nil, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already has a network; tear it down first", sandboxID)
+	}
+	k := key(sandboxID)
+	for id := range m.atts {
+		if key(id) == k {
+			return nil, sandbox.Internal("sandbox ids %q and %q hash to the same network name", id, sandboxID)
+		}
+	}
+	addr, ok := m.ipam.allocate()
+	if !ok {
+		return nil, sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonSubnetExhausted,
+			"no free address in subnet %s; stop some sandboxes or configure a larger subnet", m.cfg.Subnet)
+	}
+	a := &Attachment{
+		SandboxID: sandboxID,
+		Addr:      addr,
+		Gateway:   m.cfg.gateway(),
+		HostLink:  hostLinkName(k),
+		MAC:       macFor(addr).String(),
+		NetNS:     netnsPath,
+		Policy:    p,
+	}
+	// State first: a crash after this point leaves a record that the next
+	// New turns back into rules and that Teardown can remove.
+	if err := m.state.save(a); err != nil {
+		m.ipam.release(addr)
+		return nil, sandbox.Internal("save network state: %w", err)
+	}
+	if err := m.install(a); err != nil {
+		m.ipam.release(addr)
+		m.state.remove(sandboxID)
+		return nil, err
+	}
+	a.Linked = true
+	m.atts[sandboxID] = a
+	if p.PeerGroup != "" {
+		m.groups[p.PeerGroup]++
+	}
+	cp := *a
+	return &cp, nil
+}
+
+// install adds the rules, then the links; on failure it removes both.
+func (m *Manager) install(a *Attachment) error {
+	if err := m.rs.addSandbox(m.nft, a); err != nil {
+		return sandbox.Internal("nftables rules: %w", err)
+	}
+	if err := m.nft.Flush(); err != nil {
+		if m.groups[a.Policy.PeerGroup] == 0 {
+			delete(m.rs.groups, groupSet(a.Policy.PeerGroup))
+		}
+		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "install firewall rules of sandbox %q: %w", a.SandboxID, err)
+	}
+	if err := attach(m.nl, m.bridge, m.cfg, a); err != nil {
+		detach(m.nl, a.HostLink)
+		m.removeRules(a, false)
+		if errors.Is(err, unix.EXFULL) { // a bridge has at most 1024 ports
+			return sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonSubnetExhausted,
+				"bridge %s has no free port (a Linux bridge takes at most 1024); stop some sandboxes: %w", m.cfg.Bridge, err)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return sandbox.Errorf(sandbox.ErrFailedPrecondition, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
+		}
+		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
+	}
+	return nil
+}
+
+func (m *Manager) removeRules(a *Attachment, portDrop bool) error {
+	last := a.Policy.PeerGroup != "" && m.groups[a.Policy.PeerGroup] <= 1
+	if _, ok := m.atts[a.SandboxID]; !ok {
+		// Not counted yet (a failed Setup): last when no one else is in.
+		last = a.Policy.PeerGroup != "" && m.groups[a.Policy.PeerGroup] == 0
+	}
+	if err := m.rs.delSandbox(m.nft, a, last, portDrop); err != nil {
+		return err
+	}
+	return m.nft.Flush()
+}
+
+// Teardown removes the sandbox's firewall rules and state at once and its
+// veth pair right after, in the background: deleting a link waits for the
+// kernel's RCU grace periods (15-40 ms) and needs nothing from the caller.
+// Until the link is gone its bridge port drops every frame and the
+// sandbox's address stays reserved. Teardown is idempotent: an
+// unknown sandbox is not an error. (When the sandbox's namespace is gone
+// already, the kernel has deleted the pair itself.)
+func (m *Manager) Teardown(ctx context.Context, sandboxID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.atts[sandboxID]
+	if !ok {
+		return nil
+	}
+	if err := m.removeRules(a, true); err != nil {
+		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "remove firewall rules of sandbox %q: %w", sandboxID, err)
+	}
+	// The rules are gone: forget them even if a later step fails, so that
+	// a retried Teardown does not try to delete them again.
+	delete(m.atts, sandboxID)
+	if g := a.Policy.PeerGroup; g != "" {
+		if m.groups[g]--; m.groups[g] <= 0 {
+			delete(m.groups, g)
+		}
+	}
+	done := make(chan struct{})
+	m.reaping[a.HostLink] = done
+	m.reapers.Add(1)
+	go m.reap(a, done)
+	if err := m.state.remove(sandboxID); err != nil {
+		return sandbox.Internal("remove network state of sandbox %q: %w", sandboxID, err)
+	}
+	return nil
+}
+
+// reap deletes a torn-down sandbox's veth pair, then frees its address. A
+// link that cannot be deleted keeps its address reserved; the next New
+// removes it, as it removes every veth on the bridge that no state knows.
+func (m *Manager) reap(a *Attachment, done chan struct{}) {
+	defer m.reapers.Done()
+	err := detach(m.reapNL, a.HostLink)
+	m.mu.Lock()
+	if err == nil {
+		if err = m.rs.delPort(m.nft, a.HostLink); err == nil {
+			err = m.nft.Flush()
+		}
+	}
+	if err == nil {
+		m.ipam.release(a.Addr)
+	} else {
+		m.reapErr = fmt.Errorf("delete veth of sandbox %q: %w", a.SandboxID, err)
+	}
+	delete(m.reaping, a.HostLink)
+	m.mu.Unlock()
+	close(done)
+}
+
+// settle waits until every veth pair that Teardown let go is deleted and
+// returns the last error of doing so, if any.
+func (m *Manager) settle() error {
+	m.reapers.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.reapErr
+	m.reapErr = nil
+	return err
+}
+
+// List returns every attachment the manager knows, sorted by sandbox id;
+// Linked is false for those whose namespace is gone.
+func (m *Manager) List() ([]Attachment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Attachment, 0, len(m.atts))
+	for _, a := range m.atts {
+		cp := *a
+		_, err := m.nl.LinkByName(a.HostLink)
+		cp.Linked = err == nil
+		out = append(out, cp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SandboxID < out[j].SandboxID })
+	return out, nil
+}
+
+// Get returns the attachment of one sandbox.
+func (m *Manager) Get(sandboxID string) (*Attachment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.atts[sandboxID]
+	if !ok {
+		return nil, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q has no network", sandboxID)
+	}
+	cp := *a
+	return &cp, nil
+}
+
+// Close waits for pending link deletions and releases the manager's
+// netlink sockets; the network stays up.
+func (m *Manager) Close() error {
+	err := m.settle()
+	if m.reapNL != nil {
+		m.reapNL.Close()
+	}
+	if m.nft != nil {
+		m.nft.CloseLasting()
+	}
+	if m.nl != nil {
+		m.nl.Close()
+	}
+	return err
+}
+
+// Destroy tears down every sandbox's network, then removes sbx's tables,
+// the bridge and the state directory's records: for uninstalling and tests.
+// ip_forward stays as it is.
+func (m *Manager) Destroy(ctx context.Context) error {
+	ids := make([]string, 0)
+	m.mu.Lock()
+	for id := range m.atts {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, m.Teardown(ctx, id))
+	}
+	errs = append(errs, m.settle())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rs.flushTables(m.nft)
+	if err := m.nft.Flush(); err != nil {
+		errs = append(errs, fmt.Errorf("remove nftables tables: %w", err))
+	}
+	if err := m.nl.LinkDel(m.bridge); err != nil {
+		errs = append(errs, fmt.Errorf("remove bridge: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,341 @@
+package network
+
+import (
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The firewall lives in two tables of sbx's own, both named Config.Table:
+//
+//	inet:   forward: iifname BR jump out; oifname BR jump in
+//	        out:     established accept; non-IPv4 drop; HostBlock reject;
+//	                 ip saddr vmap @egress (goto e-<key>); reject
+//	        in:      established accept; non-IPv4 drop;
+//	                 ip daddr vmap @ingress (goto i-<key>); reject
+//	        input:   iifname BR jump host; iifname BR reject
+//	        host:    established accept; non-IPv4 drop; HostBlock and
+//	                 ProtectedHostPorts reject;
+//	                 ip saddr vmap @hostin (goto h-<key>)
+//	        output:  ICMP redirects out of BR dropped
+//	        post:    masquerade what leaves the subnet through another link
+//	bridge: prerouting: iifname vmap @ports (goto p-<key>)
+//
+// Per sandbox there are four small chains: e- (egress), i- (ingress), h-
+// (to the host itself), and p- in the bridge table, which pins the port's
+// source MAC and IPv4 address so that the address-keyed rules above cannot
+// be fooled by a sandbox that forges packets. A "goto" into a per-sandbox
+// chain that falls through returns to the base chain, which then accepts;
+// verdicts inside are "return" (allowed), "goto reject" or "accept".
+// Everything unknown (an address or port without a map entry) is rejected.
+type ruleset struct {
+	cfg     Config
+	inet    *nftables.Table
+	br      *nftables.Table
+	egress  *nftables.Set
+	ingress *nftables.Set
+	hostin  *nftables.Set
+	ports   *nftables.Set
+	groups  map[string]*nftables.Set // by set name
+}
+
+const (
+	chainReject  = "reject"
+	chainBlocked = "blocked"
+)
+
+func newRuleset(cfg Config) *ruleset {
+	inet := &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
+	br := &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyBridge}
+	vmap := func(t *nftables.Table, name string, kt nftables.SetDatatype) *nftables.Set {
+		return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: kt, DataType: nftables.TypeVerdict}
+	}
+	return &ruleset{
+		cfg:     cfg,
+		inet:    inet,
+		br:      br,
+		egress:  vmap(inet, "egress", nftables.TypeIPAddr),
+		ingress: vmap(inet, "ingress", nftables.TypeIPAddr),
+		hostin:  vmap(inet, "hostin", nftables.TypeIPAddr),
+		ports:   vmap(br, "ports", nftables.TypeIFName),
+		groups:  map[string]*nftables.Set{},
+	}
+}
+
+func (rs *ruleset) rule(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, exprs ...any) {
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(exprs...)})
+}
+
+func (rs *ruleset) chain(c *nftables.Conn, t *nftables.Table, name string) *nftables.Chain {
+	return c.AddChain(&nftables.Chain{Name: name, Table: t})
+}
+
+func (rs *ruleset) baseChain(c *nftables.Conn, t *nftables.Table, name string, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+	pol := nftables.ChainPolicyAccept
+	return c.AddChain(&nftables.Chain{Name: name, Table: t, Type: typ, Hooknum: hook, Priority: prio, Policy: &pol})
+}
+
+// flushTables queues the removal of both tables, whether or not they exist
+// (adding an existing table is a no-op, so add-then-delete never fails).
+func (rs *ruleset) flushTables(c *nftables.Conn) {
+	c.AddTable(rs.inet)
+	c.DelTable(rs.inet)
+	c.AddTable(rs.br)
+	c.DelTable(rs.br)
+}
+
+// addBase queues both tables with their base chains, maps and static rules.
+func (rs *ruleset) addBase(c *nftables.Conn) error {
+	cfg, bridge := rs.cfg, rs.cfg.Bridge
+	c.AddTable(rs.inet)
+	c.AddTable(rs.br)
+	for _, s := range []*nftables.Set{rs.egress, rs.ingress, rs.hostin, rs.ports} {
+		s.ID = 0
+		if err := c.AddSet(s, nil); err != nil {
+			return err
+		}
+	}
+
+	reject := rs.chain(c, rs.inet, chainReject)
+	rs.rule(c, rs.inet, reject, l4proto(unix.IPPROTO_TCP), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+	rs.rule(c, rs.inet, reject, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
+
+	blocked := rs.chain(c, rs.inet, chainBlocked)
+	for _, p := range blockedByDefault {
+		rs.rule(c, rs.inet, blocked, ipIn(offDaddr, p), goTo(chainReject))
+	}
+
+	hostBlock := func(ch *nftables.Chain) error {
+		for _, r := range (Policy{AllowCIDRs: cfg.HostBlock}).rules() {
+			m, err := ruleMatch(c, rs.inet, offDaddr, r)
+			if err != nil {
+				return err
+			}
+			rs.rule(c, rs.inet, ch, m, goTo(chainReject))
+		}
+		return nil
+	}
+
+	out := rs.chain(c, rs.inet, "out")
+	rs.rule(c, rs.inet, out, ctEstablished(), accept())
+	rs.rule(c, rs.inet, out, notIPv4(), drop())
+	if err := hostBlock(out); err != nil {
+		return err
+	}
+	rs.rule(c, rs.inet, out, ipVmap(offSaddr, rs.egress))
+	rs.rule(c, rs.inet, out, goTo(chainReject))
+
+	in := rs.chain(c, rs.inet, "in")
+	rs.rule(c, rs.inet, in, ctEstablished(), accept())
+	rs.rule(c, rs.inet, in, notIPv4(), drop())
+	rs.rule(c, rs.inet, in, ipVmap(offDaddr, rs.ingress))
+	rs.rule(c, rs.inet, in, goTo(chainReject))
+
+	host := rs.chain(c, rs.inet, "host")
+	rs.rule(c, rs.inet, host, ctEstablished(), accept())
+	rs.rule(c, rs.inet, host, notIPv4(), drop())
+	if err := hostBlock(host); err != nil {
+		return err
+	}
+	for _, port := range cfg.ProtectedHostPorts {
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			rs.rule(c, rs.inet, host, l4proto(proto), dport(uint16(port)), goTo(chainReject))
+		}
+	}
+	rs.rule(c, rs.inet, host, ipVmap(offSaddr, rs.hostin))
+
+	fwd := rs.baseChain(c, rs.inet, "forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.inet, fwd, iifIs(bridge), jump("out"))
+	rs.rule(c, rs.inet, fwd, oifIs(bridge), jump("in"))
+
+	input := rs.baseChain(c, rs.inet, "input", nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.inet, input, iifIs(bridge), jump("host"))
+	rs.rule(c, rs.inet, input, iifIs(bridge), goTo(chainReject))
+
+	// The host routes sandbox-to-sandbox traffic back out of the bridge it
+	// came in on, which makes the kernel send ICMP redirects ("talk to your
+	// peer directly"); ports are isolated, so following one would break the
+	// connection. Drop them rather than change the host-wide sysctl.
+	output := rs.baseChain(c, rs.inet, "output", nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.inet, output, oifIs(bridge), isIPv4(), l4proto(unix.IPPROTO_ICMP),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{5}}, drop())
+
+	post := rs.baseChain(c, rs.inet, "post", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	rs.rule(c, rs.inet, post, isIPv4(), ipIn(offSaddr, cfg.Subnet), oifIsNot(bridge), &expr.Masq{})
+
+	// Only our own ports have entries; frames from any other bridge port
+	// (another bridge, another sbx instance) find none and pass untouched.
+	pre := rs.baseChain(c, rs.br, "prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.br, pre, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: rs.ports.Name, SetID: rs.ports.ID, IsDestRegSet: true})
+	rs.groups = map[string]*nftables.Set{}
+	return nil
+}
+
+// group returns the set of a peer group's addresses, queueing its creation
+// when it is new.
+func (rs *ruleset) group(c *nftables.Conn, name string) (*nftables.Set, error) {
+	sn := groupSet(name)
+	if s, ok := rs.groups[sn]; ok {
+		return s, nil
+	}
+	s := &nftables.Set{Table: rs.inet, Name: sn, KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(s, nil); err != nil {
+		return nil, err
+	}
+	rs.groups[sn] = s
+	return s, nil
+}
+
+// addSandbox queues the chains, map entries and group membership of a.
+func (rs *ruleset) addSandbox(c *nftables.Conn, a *Attachment) error {
+	k, p, subnet := key(a.SandboxID), a.Policy, rs.cfg.Subnet
+	rules := p.rules()
+	var grp *nftables.Set
+	if p.PeerGroup != "" {
+		var err error
+		if grp, err = rs.group(c, p.PeerGroup); err != nil {
+			return err
+		}
+		if err := c.SetAddElements(grp, []nftables.SetElement{{Key: ip4Key(a.Addr)}}); err != nil {
+			return err
+		}
+	}
+	dns := func(ch *nftables.Chain, v expr.Any) {
+		if p.DenyDNS {
+			return
+		}
+		for _, d := range rs.cfg.DNS {
+			for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+				rs.rule(c, rs.inet, ch, ipIn(offDaddr, netip.PrefixFrom(d, 32)), l4proto(proto), dport(53), v)
+			}
+		}
+	}
+
+	eg := rs.chain(c, rs.inet, egressChain(k))
+	dns(eg, ret())
+	if grp != nil {
+		rs.rule(c, rs.inet, eg, ipInSet(offDaddr, grp), ret())
+	}
+	rs.rule(c, rs.inet, eg, ipIn(offDaddr, subnet), goTo(chainReject))
+	if p.DenyEgress {
+		rs.rule(c, rs.inet, eg, goTo(chainReject))
+	}
+	for _, r := range rules {
+		m, err := ruleMatch(c, rs.inet, offDaddr, r)
+		if err != nil {
+			return err
+		}
+		rs.rule(c, rs.inet, eg, m, ret())
+	}
+	if p.restricted() {
+		rs.rule(c, rs.inet, eg, goTo(chainReject))
+	}
+	rs.rule(c, rs.inet, eg, goTo(chainBlocked))
+
+	in := rs.chain(c, rs.inet, ingressChain(k))
+	if grp != nil {
+		rs.rule(c, rs.inet, in, ipInSet(offSaddr, grp), ret())
+	}
+	rs.rule(c, rs.inet, in, ipIn(offSaddr, subnet), goTo(chainReject))
+	if p.DenyIngress {
+		rs.rule(c, rs.inet, in, goTo(chainReject))
+	}
+
+	// The host is reachable only for DNS and for allow rules that name it;
+	// a catch-all 0.0.0.0/0 rule means "the internet", not the host.
+	h := rs.chain(c, rs.inet, hostChain(k))
+	dns(h, accept())
+	rs.rule(c, rs.inet, h, ipIn(offDaddr, subnet), ret())
+	if !p.DenyEgress {
+		for _, r := range rules {
+			if r.prefix.Bits() == 0 {
+				continue
+			}
+			m, err := ruleMatch(c, rs.inet, offDaddr, r)
+			if err != nil {
+				return err
+			}
+			rs.rule(c, rs.inet, h, m, accept())
+		}
+	}
+
+	port := rs.chain(c, rs.br, portChain(k))
+	mac := macFor(a.Addr)
+	rs.rule(c, rs.br, port,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mac}, drop())
+	rs.rule(c, rs.br, port, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x00}),
+		ipIn(offSaddr, netip.PrefixFrom(a.Addr, 32)), accept())
+	rs.rule(c, rs.br, port, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x06}),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 6},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mac},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip4Key(a.Addr)}, accept())
+	rs.rule(c, rs.br, port, drop())
+
+	addr := ip4Key(a.Addr)
+	for _, e := range []struct {
+		set   *nftables.Set
+		key   []byte
+		chain string
+	}{
+		{rs.egress, addr, egressChain(k)},
+		{rs.ingress, addr, ingressChain(k)},
+		{rs.hostin, addr, hostChain(k)},
+		{rs.ports, ifname(a.HostLink), portChain(k)},
+	} {
+		el := nftables.SetElement{Key: e.key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}}
+		if err := c.SetAddElements(e.set, []nftables.SetElement{el}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// delSandbox queues the removal of everything addSandbox added. lastInGroup
+// says whether a was the last member of its peer group, whose set then goes.
+// With portDrop, the bridge port's entry is not removed but turned into
+// "drop", for a veth pair that outlives its rules for a moment (see
+// Manager.Teardown); delPort removes it later.
+func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, portDrop bool) error {
+	k, addr := key(a.SandboxID), ip4Key(a.Addr)
+	for _, e := range []struct {
+		set *nftables.Set
+		key []byte
+	}{{rs.egress, addr}, {rs.ingress, addr}, {rs.hostin, addr}, {rs.ports, ifname(a.HostLink)}} {
+		if err := c.SetDeleteElements(e.set, []nftables.SetElement{{Key: e.key}}); err != nil {
+			return err
+		}
+	}
+	if portDrop {
+		el := nftables.SetElement{Key: ifname(a.HostLink), VerdictData: &expr.Verdict{Kind: expr.VerdictDrop}}
+		if err := c.SetAddElements(rs.ports, []nftables.SetElement{el}); err != nil {
+			return err
+		}
+	}
+	for _, n := range []string{egressChain(k), ingressChain(k), hostChain(k)} {
+		c.DelChain(&nftables.Chain{Name: n, Table: rs.inet})
+	}
+	c.DelChain(&nftables.Chain{Name: portChain(k), Table: rs.br})
+	if a.Policy.PeerGroup != "" {
+		sn := groupSet(a.Policy.PeerGroup)
+		if s, ok := rs.groups[sn]; ok {
+			if lastInGroup {
+				c.DelSet(s)
+				delete(rs.groups, sn)
+			} else if err := c.SetDeleteElements(s, []nftables.SetElement{{Key: addr}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// delPort queues the removal of a bridge port's entry.
+func (rs *ruleset) delPort(c *nftables.Conn, link string) error {
+	return c.SetDeleteElements(rs.ports, []nftables.SetElement{{Key: ifname(link)}})
+}
