@@ -2,12 +2,17 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
 	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
@@ -34,16 +39,35 @@ type InitSpec struct {
 }
 
 // Dial returns a client of the agent listening on the unix socket at
-// socketPath; it connects lazily.
+// socketPath, a path the caller trusts (the host must use DialState); it
+// connects lazily.
 func Dial(socketPath string) *Client {
+	return newClient(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socketPath)
+	})
+}
+
+// DialState returns a client of the agent serving SocketName in stateDir,
+// a dir that sandbox root can write, for the host. Each connection opens the
+// socket beneath stateDir without following any symlink, checks that it is
+// a socket, connects through that very descriptor (so nothing can be
+// swapped in between), and then has verify judge the listening peer's pid
+// (SO_PEERCRED, as this process's pid namespace sees it) before any request
+// is sent: a socket that a sandbox process bound in the agent's place is
+// refused. It connects lazily, once per client while the connection lasts.
+func DialState(stateDir string, verify func(peerPID int) error) *Client {
+	return newClient(func(ctx context.Context) (net.Conn, error) {
+		return dialBeneath(ctx, stateDir, verify)
+	})
+}
+
+func newClient(dial func(context.Context) (net.Conn, error)) *Client {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{
-		Protocols: &protocols,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socketPath)
-		},
+		Protocols:           &protocols,
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -58,10 +82,72 @@ func Dial(socketPath string) *Client {
 	}
 }
 
-// WaitReady polls until the agent answers, or ctx ends.
+// dialBeneath connects to stateDir/SocketName as DialState describes.
+func dialBeneath(ctx context.Context, stateDir string, verify func(int) error) (net.Conn, error) {
+	dirfd, err := openStateDir(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	pfd, err := openPathBeneath(dirfd, SocketName)
+	unix.Close(dirfd)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: stateDir + "/" + SocketName, Err: err}
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("%s/%s is not a socket (mode %#o)", stateDir, SocketName, st.Mode&unix.S_IFMT)
+	}
+	// connect(2) through the O_PATH descriptor reaches the inode checked
+	// above, whatever the name points to by now.
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(pfd))
+	if err != nil {
+		return nil, err
+	}
+	pid, err := peerPID(conn)
+	if err == nil {
+		err = verify(pid)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("refusing the agent socket in %s: %w", stateDir, err)
+	}
+	return conn, nil
+}
+
+// peerPID returns the pid of the process that listened on conn's peer.
+func peerPID(conn net.Conn) (int, error) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return 0, errors.New("not a unix socket connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
+	}
+	return int(cred.Pid), nil
+}
+
+// WaitReady polls until the agent answers, or ctx ends: every millisecond
+// for the first 100 tries (an agent starting up answers within a few), then
+// backing off to 50 ms.
 func (c *Client) WaitReady(ctx context.Context) error {
 	delay := time.Millisecond
-	for {
+	for i := 0; ; i++ {
 		_, err := c.agent.Ping(ctx, connect.NewRequest(&agentv1.PingRequest{}))
 		if err == nil {
 			return nil
@@ -71,7 +157,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 			return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the sandbox agent did not answer in time; see the sandbox's log: %w", err)
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
+		if i >= 100 && delay < 50*time.Millisecond {
 			delay *= 2
 		}
 	}

@@ -5,4 +5,10 @@
 // filesystem RPCs (api/sbx/agent/v1) over a Unix socket with Connect over
 // h2c. The client side (Client) is what runtimes use; it implements
 // sandbox.Agent and maps wire errors back to the sandbox error vocabulary.
+//
+// The state dir is writable by sandbox root, so everything the host does in
+// it (DialState, ReadExitFile, ReadLogs; hostfs.go) resolves names beneath
+// a descriptor of the dir with openat2 and no symlinks, checks the file type
+// on the descriptor it then uses, never blocks, bounds what it reads, and
+// trusts the socket only after SO_PEERCRED names the expected agent.
 package agent

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -134,6 +135,23 @@ func readUntil(t testing.TB, p sandbox.Process, want string) string {
 		out.Write(ev.Data)
 	}
 	return out.String()
+}
+
+// waitExeced reads p's Started event and waits until its process runs the
+// program comm (it has exec'd), so a signal sent next reaches that program.
+func waitExeced(t testing.TB, p sandbox.Process, comm string) {
+	t.Helper()
+	ev, err := p.Recv()
+	if err != nil || ev.Kind != sandbox.EventStarted {
+		t.Fatalf("first event %+v, %v: want started", ev, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", ev.PID))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return
+		}
+	}
+	t.Fatalf("process %d never ran %s", ev.PID, comm)
 }
 
 func wantKind(t testing.TB, err, kind error, reason string) {

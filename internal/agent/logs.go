@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -107,11 +110,20 @@ func (l *logWriter) close() {
 // with a writer, follows new output across rotations.
 type logReader struct {
 	dir   string
-	w     *logWriter // nil: no follow
+	w     *logWriter // nil: no follow, and the reader is the host
 	files []*os.File // still to read; the first is being read
-	gen   uint64
-	buf   []byte
+	// ends, for the host only, is where reading each of files stops: its
+	// size when opened, so a sandbox that keeps writing cannot make a read
+	// endless.
+	ends []int64
+	gen  uint64
+	buf  []byte
 }
+
+// MaxHostLogBytes bounds what the host reads of each log file (the agent
+// rotates at DefaultLogMaxBytes unless told otherwise); older bytes are
+// skipped.
+const MaxHostLogBytes = 64 << 20
 
 // newLogReader opens the log for reading its last tail lines (all if 0).
 func newLogReader(dir string, tail int, w *logWriter) (*logReader, error) {
@@ -121,17 +133,24 @@ func newLogReader(dir string, tail int, w *logWriter) (*logReader, error) {
 		defer w.mu.Unlock() // no rotation while the files are opened
 		r.gen = w.gen
 	}
-	cur := filepath.Join(dir, LogFile)
-	for _, name := range []string{cur + ".1", cur} {
-		f, err := os.Open(name)
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
+	if w == nil {
+		if err := r.openHost(); err != nil {
 			r.Close()
 			return nil, sandbox.Internal("open the sandbox log: %w", err)
 		}
-		r.files = append(r.files, f)
+	} else {
+		cur := filepath.Join(dir, LogFile)
+		for _, name := range []string{cur + ".1", cur} {
+			f, err := os.Open(name)
+			if err != nil {
+				if os.IsNotExist(err) {
+					continue
+				}
+				r.Close()
+				return nil, sandbox.Internal("open the sandbox log: %w", err)
+			}
+			r.files = append(r.files, f)
+		}
 	}
 	if tail > 0 {
 		if err := r.seekTail(tail); err != nil {
@@ -150,14 +169,18 @@ func (r *logReader) seekTail(n int) error {
 	atEnd := true // the log's final newline ends the last line, it starts none
 	for i := len(r.files) - 1; i >= 0; i-- {
 		f := r.files[i]
-		fi, err := f.Stat()
+		size, err := r.end(i)
 		if err != nil {
 			return err
 		}
-		for pos := fi.Size(); pos > 0; {
+		var floor int64 // the host reads no more than MaxHostLogBytes back
+		if r.ends != nil {
+			floor = max(size-MaxHostLogBytes, 0)
+		}
+		for pos := size; pos > floor; {
 			size := int64(block)
-			if pos < size {
-				size = pos
+			if pos-floor < size {
+				size = pos - floor
 			}
 			pos -= size
 			if _, err := f.ReadAt(buf[:size], pos); err != nil && err != io.EOF {
@@ -177,6 +200,9 @@ func (r *logReader) seekTail(n int) error {
 						g.Close()
 					}
 					r.files = r.files[i:]
+					if r.ends != nil {
+						r.ends = r.ends[i:]
+					}
 					return nil
 				}
 			}
@@ -193,7 +219,7 @@ func (r *logReader) Next(ctx context.Context) ([]byte, error) {
 	}
 	for {
 		if len(r.files) > 0 {
-			n, err := r.files[0].Read(r.buf)
+			n, err := r.read()
 			if n > 0 {
 				return r.buf[:n], nil
 			}
@@ -203,6 +229,9 @@ func (r *logReader) Next(ctx context.Context) ([]byte, error) {
 			if len(r.files) > 1 {
 				r.files[0].Close()
 				r.files = r.files[1:]
+				if r.ends != nil {
+					r.ends = r.ends[1:]
+				}
 				continue
 			}
 		}
@@ -243,6 +272,68 @@ func (r *logReader) Next(ctx context.Context) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// openHost opens the log files for the host: beneath the state dir, no
+// symlinks, regular files only, each from at most MaxHostLogBytes before
+// its end (as it was when opened).
+func (r *logReader) openHost() error {
+	dirfd, err := openStateDir(r.dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	for _, name := range []string{LogFile + ".1", LogFile} {
+		f, err := openFileBeneath(dirfd, r.dir, name, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r.files = append(r.files, f)
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		r.ends = append(r.ends, fi.Size())
+		if skip := fi.Size() - MaxHostLogBytes; skip > 0 {
+			if _, err := f.Seek(skip, io.SeekStart); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// end returns where reading files[i] stops: for the host, its size when
+// opened; for the agent, its current size.
+func (r *logReader) end(i int) (int64, error) {
+	if r.ends != nil {
+		return r.ends[i], nil
+	}
+	fi, err := r.files[i].Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// read reads from files[0] into buf, up to its end for the host.
+func (r *logReader) read() (int, error) {
+	f, buf := r.files[0], r.buf
+	if r.ends != nil {
+		off, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, err
+		}
+		left := r.ends[0] - off
+		if left <= 0 {
+			return 0, io.EOF
+		}
+		buf = buf[:min(int64(len(buf)), left)]
+	}
+	return f.Read(buf)
 }
 
 // Close closes the open files.

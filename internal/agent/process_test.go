@@ -97,11 +97,14 @@ func TestExecSignal(t *testing.T) {
 	a := startAgent(t)
 	ctx := ctxT(t)
 	for _, sig := range []string{"TERM", "SIGINT", "9"} {
-		p, err := a.c.Exec(ctx, sandbox.ExecSpec{Command: []string{"sh", "-c", "echo ready; sleep 100"}})
+		// No shell: a non-interactive sh catches SIGINT between commands,
+		// so a signal that lands after its "echo ready" but before it forks
+		// sleep is lost. Signal sleep itself, once it runs (it has exec'd).
+		p, err := a.c.Exec(ctx, sandbox.ExecSpec{Command: []string{"sleep", "100"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		readUntil(t, p, "ready")
+		waitExeced(t, p, "sleep")
 		if err := a.c.Signal(ctx, p.ID(), sig); err != nil {
 			t.Fatal(err)
 		}

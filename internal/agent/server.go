@@ -121,6 +121,13 @@ func (s *Server) Run(ctx context.Context) error {
 		// Outside a sandbox (tests), adopt orphans as PID 1 would.
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
+	// Not dumpable: sandbox root (same uid, no CAP_SYS_PTRACE) can then
+	// neither ptrace the agent nor take its descriptors (pidfd_getfd,
+	// /proc/1/fd), such as the listening socket the host trusts. Children
+	// become dumpable again at execve.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)

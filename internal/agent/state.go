@@ -25,6 +25,9 @@ const (
 	LogFile = "main.log"
 )
 
+// maxExitFileBytes bounds what the host reads of ExitFile.
+const maxExitFileBytes = 4 << 10
+
 // exitRecord is the JSON form of ExitFile.
 type exitRecord struct {
 	Code      int       `json:"code"`
@@ -49,7 +52,9 @@ func writeExitFile(stateDir string, st sandbox.ExitStatus) error {
 // ReadExitFile reads the main command's exit status from stateDir; it
 // returns nil, nil if the main command has not exited.
 func ReadExitFile(stateDir string) (*sandbox.ExitStatus, error) {
-	f, err := os.Open(filepath.Join(stateDir, ExitFile))
+	// The state dir is writable by sandbox root: no symlink, FIFO or
+	// oversized file there may make the host follow, block or read much.
+	f, err := openStateFile(stateDir, ExitFile, maxExitFileBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -58,7 +63,7 @@ func ReadExitFile(stateDir string) (*sandbox.ExitStatus, error) {
 	}
 	defer f.Close()
 	var r exitRecord
-	if err := json.NewDecoder(io.LimitReader(f, 4096)).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(f, maxExitFileBytes)).Decode(&r); err != nil {
 		return nil, sandbox.Internal("read the main command's exit status from %s: %w", f.Name(), err)
 	}
 	return &sandbox.ExitStatus{Code: r.Code, Signal: r.Signal, OOMKilled: r.OOMKilled, TimedOut: r.TimedOut, At: r.At}, nil
@@ -66,6 +71,9 @@ func ReadExitFile(stateDir string) (*sandbox.ExitStatus, error) {
 
 // ReadLogs reads the main command's log from stateDir, without the agent
 // (for a sandbox whose agent is gone). Follow is ignored: nothing writes.
+// It is meant for the host: it follows no symlink, refuses anything but
+// regular files, and reads at most the last MaxHostLogBytes of each file as
+// they were when opened.
 func ReadLogs(stateDir string, opts sandbox.LogOptions) (sandbox.OutputStream, error) {
 	if opts.Tail < 0 {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "log tail %d is negative; give 0 for all lines", opts.Tail)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -153,7 +152,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	}
 	b.setRecord(rec)
 
-	if err := r.waitAgent(ctx, b.dir, rec, r.cfg.StartTimeout); err != nil {
+	if err := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout); err != nil {
 		return sandbox.Info{}, err
 	}
 	rec.Phase = phaseCreated
@@ -166,7 +165,8 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 
 // waitAgent returns once the agent answers; it gives up when the container
 // exits, ctx ends or timeout passes.
-func (r *Runtime) waitAgent(ctx context.Context, dir string, rec record, timeout time.Duration) error {
+func (r *Runtime) waitAgent(ctx context.Context, b *box, rec record, timeout time.Duration) error {
+	dir := b.dir
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	died := make(chan struct{})
@@ -193,9 +193,9 @@ func (r *Runtime) waitAgent(ctx context.Context, dir string, rec record, timeout
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
-	c := agent.Dial(sock)
-	defer c.Close()
-	err := c.WaitReady(ctx)
+	// The client that saw the agent answer stays the sandbox's: its
+	// connection serves the first exec without another handshake.
+	err := b.agentClient(rec).WaitReady(ctx)
 	if err == nil {
 		return nil
 	}
@@ -282,6 +282,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 
 // forget drops b from the map.
 func (r *Runtime) forget(b *box) {
+	b.dropClient()
 	b.mu.Lock()
 	b.deleted = true
 	id := b.rec.ID

@@ -22,6 +22,11 @@
 // Sandbox dirs are named by a hash of the id, not the id, so that the agent's
 // socket path stays under the 108-byte limit of Unix socket addresses.
 //
+// The state dir is the one host dir a sandbox can write: the runtime reads
+// it only through internal/agent's host-side functions, and talks to the
+// agent through one shared client per sandbox whose connections are
+// accepted only if their listener is the container's PID 1 (dialAgent).
+//
 // Sandboxes outlive the process that made them. New re-attaches to the
 // running ones, releases what dead ones held (keeping their exit status and
 // log until Delete), and removes whatever a killed Create left half made.

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"time"
@@ -17,9 +18,7 @@ func (r *Runtime) Start(ctx context.Context, id string, start sandbox.StartSpec)
 		return err
 	}
 	rec, _ := b.snapshot()
-	c := agent.Dial(socketPath(b.dir))
-	defer c.Close()
-	return c.Init(ctx, agent.InitSpec{Image: rec.Config, Start: start})
+	return b.agentClient(rec).Init(ctx, agent.InitSpec{Image: rec.Config, Start: start})
 }
 
 // Agent returns a client of the sandbox's agent.
@@ -28,7 +27,22 @@ func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return agent.Dial(socketPath(b.dir)), nil
+	rec, _ := b.snapshot()
+	return sharedClient{b.agentClient(rec)}, nil
+}
+
+// dialAgent returns a client of the agent of the sandbox in dir. The state
+// dir is writable by sandbox root, so the client trusts only a socket whose
+// listener is the container's PID 1 (the agent) as recorded at Create: a
+// symlink there is not followed, and a socket that a sandbox process bound
+// in the agent's place is refused.
+func dialAgent(dir string, rec record) *agent.Client {
+	return agent.DialState(stateDir(dir), func(peer int) error {
+		if peer != rec.PID || !alive(rec.PID, rec.PIDStart) {
+			return fmt.Errorf("the socket's listener is pid %d, not the sandbox's agent (pid %d)", peer, rec.PID)
+		}
+		return nil
+	})
 }
 
 // running returns the sandbox if its container runs, else NotFound or
@@ -42,8 +56,8 @@ func (r *Runtime) running(id string) (*box, error) {
 	if rec.Phase != phaseCreated || !alive(rec.PID, rec.PIDStart) {
 		return nil, sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning, "sandbox %q is not running", id)
 	}
-	// The state dir is writable inside the sandbox: refuse a socket path
-	// that was replaced by something else (a symlink to a host socket).
+	// Only a hint for a clear error: the socket's name is sandbox-writable,
+	// so the client's dial (dialAgent) is what checks the socket itself.
 	if st, err := os.Lstat(socketPath(b.dir)); err != nil || st.Mode().Type() != os.ModeSocket {
 		return nil, sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the agent socket of sandbox %q is missing or not a socket", id)
 	}
@@ -62,9 +76,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (sandbox.ExitStatus, erro
 	if st, ok := r.exited(b.dir, rec); ok {
 		return st, nil
 	}
-	c := agent.Dial(socketPath(b.dir))
-	st, err := c.WaitMain(ctx)
-	c.Close()
+	st, err := b.agentClient(rec).WaitMain(ctx)
 	if err == nil {
 		return r.enrich(rec, st), nil
 	}

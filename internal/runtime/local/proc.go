@@ -132,9 +132,20 @@ func (r *reaper) reap() {
 // watch registers a container PID 1 to reap.
 func (r *reaper) watch(pid int) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.pids[pid] = true
-	r.mu.Unlock()
-	r.reap()
+	// Only this pid, in case its SIGCHLD came before it was registered: a
+	// full reap sweeps every thread's children in /proc, which costs
+	// milliseconds on Create's path; the loop does that on the next signal.
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	switch {
+	case got == pid:
+		delete(r.pids, pid)
+		r.status[pid] = ws
+	case err == unix.ECHILD:
+		delete(r.pids, pid)
+	}
 }
 
 // exitStatus returns (and forgets) how pid ended, if we reaped it.

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -94,7 +93,7 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 		if sameProcess(rec.PID, rec.PIDStart) {
 			r.reaper.watch(rec.PID)
 		}
-		if alive(rec.PID, rec.PIDStart) && r.agentAnswers(ctx, dir) {
+		if alive(rec.PID, rec.PIDStart) && r.agentAnswers(ctx, dir, *rec) {
 			break
 		}
 		if err := r.release(ctx, b); err != nil {
@@ -115,10 +114,10 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 	return nil
 }
 
-func (r *Runtime) agentAnswers(ctx context.Context, dir string) bool {
+func (r *Runtime) agentAnswers(ctx context.Context, dir string, rec record) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.AttachTimeout)
 	defer cancel()
-	c := agent.Dial(socketPath(dir))
+	c := dialAgent(dir, rec)
 	defer c.Close()
 	return c.WaitReady(ctx) == nil
 }

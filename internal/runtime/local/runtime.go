@@ -149,11 +149,46 @@ type box struct {
 	op  sync.Mutex
 	dir string
 
-	// mu guards rec and deleted, for short reads while op is held.
+	// mu guards rec, deleted and client, for short reads while op is held.
 	mu      sync.Mutex
 	rec     record
 	deleted bool
+	// client is the agent's client every caller shares, so that they share
+	// one verified HTTP/2 connection; made by Create or on first use for
+	// the container's PID 1 clientPID.
+	client    *agent.Client
+	clientPID int
 }
+
+// agentClient returns the shared client of b's agent, whose PID 1 rec names.
+func (b *box) agentClient(rec record) *agent.Client {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.client == nil || b.clientPID != rec.PID {
+		if b.client != nil {
+			b.client.Close()
+		}
+		b.client, b.clientPID = dialAgent(b.dir, rec), rec.PID
+	}
+	return b.client
+}
+
+// dropClient closes the shared client's idle connection.
+func (b *box) dropClient() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.client != nil {
+		b.client.Close()
+		b.client = nil
+	}
+}
+
+// sharedClient is the shared client as callers get it: their Close must
+// not close the connection others use.
+type sharedClient struct{ *agent.Client }
+
+// Close does nothing: the connection belongs to the sandbox and goes with it.
+func (sharedClient) Close() error { return nil }
 
 // New validates cfg, detects the host's cgroup layout, and recovers the
 // sandboxes under cfg.Root: it re-attaches to running ones, releases what
