@@ -108,6 +108,7 @@ type Client struct {
 	sandboxes sbxv1connect.SandboxServiceClient
 	sessions  sbxv1connect.SessionServiceClient
 	images    sbxv1connect.ImageServiceClient
+	pools     sbxv1connect.PoolServiceClient
 }
 
 // ClientOption configures NewClient.
@@ -203,6 +204,7 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		sandboxes: sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
 		sessions:  sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
 		images:    sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
+		pools:     sbxv1connect.NewPoolServiceClient(cfg.httpClient, cfg.url, copts...),
 	}, nil
 }
 

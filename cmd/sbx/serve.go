@@ -19,6 +19,7 @@ func newServeCmd() *cobra.Command {
 	f := def // flag values; only the flags set on the command line are used
 	var configPath string
 	var lifetime, maxLifetime, retention time.Duration
+	var pools []string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the sbx server (API, lifecycle, store) on this machine",
@@ -48,6 +49,7 @@ func newServeCmd() *cobra.Command {
 	fs.BoolVar(&f.LocalMode, "local", def.LocalMode, "create one tenant and API key on first start and write it to the credentials file")
 	fs.StringVar(&f.CredentialsPath, "credentials-path", "", "where local mode writes the URL and API key (default $SBX_CONFIG_DIR/credentials or ~/.config/sbx/credentials)")
 	fs.StringVar(&f.LogLevel, "log-level", def.LogLevel, "debug, info, warn or error")
+	fs.StringArrayVar(&pools, "pool", nil, "warm pool IMAGE=MIN_IDLE[:MAX], e.g. busybox:1.36=4:8 (repeatable; replaces the config file's pools)")
 
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		f.DefaultLifetime, f.MaxLifetime, f.Retention = daemon.Duration(lifetime), daemon.Duration(maxLifetime), daemon.Duration(retention)
@@ -58,6 +60,16 @@ func newServeCmd() *cobra.Command {
 			}
 		}
 		fs.Visit(func(fl *pflag.Flag) { overrideFromFlag(&cfg, &f, fl.Name) })
+		if fs.Changed("pool") {
+			cfg.Pools = nil
+			for _, v := range pools {
+				p, err := daemon.ParsePoolFlag(v)
+				if err != nil {
+					return usageErrorf("--pool: %v", err)
+				}
+				cfg.Pools = append(cfg.Pools, p)
+			}
+		}
 		if err := cfg.Validate(); err != nil {
 			return usageErrorf("%v", err)
 		}

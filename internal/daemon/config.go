@@ -94,6 +94,10 @@ type Config struct {
 	// it is spooled to <DataDir>/import first.
 	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
 
+	// Pools are the warm pools: sandboxes kept created and idle per image
+	// and resources, so that a matching create only applies its request.
+	Pools []PoolConfig `json:"pools,omitempty"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"logLevel,omitempty"`
 	// ShutdownTimeout bounds the graceful shutdown of in-flight requests.
@@ -226,7 +230,7 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	return nil
+	return c.validatePools()
 }
 
 var tenantIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -112,6 +112,8 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxSandboxesPerTenant: cfg.MaxSandboxesPerTenant,
 		DefaultLease:          time.Duration(cfg.DefaultLease),
 		MaxLease:              time.Duration(cfg.MaxLease),
+		Pools:                 cfg.lifecyclePools(),
+		OnPoolRefill:          reg.ObservePoolRefill,
 		Logger:                log,
 	})
 	if err != nil {
@@ -122,6 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer mgr.Close()
 	reg.WatchStore(st)
+	reg.WatchPools(mgr)
 	reg.WatchImages(images)
 	reg.WatchUsage(st, "sbx")
 

@@ -39,6 +39,17 @@ type Config struct {
 	SweepInterval time.Duration
 	// PurgeInterval is how often expired terminal records are purged (1 min).
 	PurgeInterval time.Duration
+	// Pools are the warm pools (see pool.go); none by default.
+	Pools []PoolConfig
+	// PoolBackoff and PoolMaxBackoff bound the exponential back-off of a
+	// pool whose refills fail (1 s and 5 min).
+	PoolBackoff, PoolMaxBackoff time.Duration
+	// PoolCheckInterval is how often idle pool sandboxes are checked to
+	// still run (10 s).
+	PoolCheckInterval time.Duration
+	// OnPoolRefill, when set, is called after every refill attempt of a
+	// pool with its key, duration and error (for metrics).
+	OnPoolRefill func(pool string, d time.Duration, err error)
 	// Logger receives the manager's structured logs (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now); tests may replace it.
@@ -68,6 +79,9 @@ func (c Config) withDefaults() Config {
 	set(&c.Linger, 60*time.Second)
 	set(&c.SweepInterval, time.Second)
 	set(&c.PurgeInterval, time.Minute)
+	set(&c.PoolBackoff, time.Second)
+	set(&c.PoolMaxBackoff, 5*time.Minute)
+	set(&c.PoolCheckInterval, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -85,6 +99,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("default lease %v must not exceed the maximum lease %v", c.DefaultLease, c.MaxLease)
 	case c.MaxSandboxesPerTenant < 0 || c.Retention < 0 || c.Linger < 0:
 		return fmt.Errorf("quota, retention and linger must not be negative")
+	case c.PoolBackoff < 0 || c.PoolMaxBackoff < c.PoolBackoff:
+		return fmt.Errorf("pool back-off %v must not be negative nor exceed the maximum %v", c.PoolBackoff, c.PoolMaxBackoff)
 	}
-	return nil
+	return validatePools(c.Pools)
 }

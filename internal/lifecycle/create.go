@@ -63,41 +63,81 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 		return nil, err
 	}
 
-	sb, err := m.insert(ctx, tenantID, &req)
-	if err != nil {
+	sb, how, err := m.insert(ctx, tenantID, &req)
+	switch {
+	case err != nil:
 		return nil, err
+	case how == insertedWarm:
+		m.goBackground(func() { m.launch(sb, true) })
+		return sb, nil
+	case how == insertedBefore:
+		return sb, nil
 	}
 	sb, _, err = m.transition(ctx, sb.ID, []sandbox.State{sandbox.StatePending}, sandbox.StateCreating, reasonCreating, nil)
 	if err != nil {
 		return nil, err
 	}
 	m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image)
-	m.goBackground(func() { m.launch(sb) })
+	m.goBackground(func() { m.launch(sb, false) })
 	return sb, nil
 }
 
-// insert checks the tenant's quota and stores the PENDING record.
-func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, error) {
+// How insert made the record it returns.
+const (
+	insertedCold   = iota // a new PENDING record, to be created cold
+	insertedWarm          // a claimed warm pool sandbox, CREATING
+	insertedBefore        // an earlier create with the same request id
+)
+
+// insert checks the tenant's quota, then claims a warm pool sandbox for req
+// or stores a new PENDING record. The tenant's lock covers the whole, so a
+// burst cannot overshoot the quota between a pool miss and the insert.
+func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
 	mu := m.tenantLock(tenantID)
 	mu.Lock()
 	defer mu.Unlock()
+	if err := m.checkQuota(ctx, tenantID); err != nil {
+		return nil, 0, err
+	}
+	if sb, how, err := m.claimWarm(ctx, tenantID, req); err != nil || sb != nil {
+		return sb, how, err
+	}
+	sb := m.newRecord(tenantID, req, newID("sb-"))
+	if err := m.st.CreateSandbox(ctx, sb); err != nil {
+		if errors.Is(err, sandbox.ErrAlreadyExists) && req.RequestID != "" {
+			// A concurrent retry with the same request id won the race.
+			sb, err := m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID)
+			return sb, insertedBefore, err
+		}
+		return nil, 0, err
+	}
+	return sb, insertedCold, nil
+}
+
+// checkQuota fails with QUOTA_EXCEEDED when the tenant has no room for one
+// more sandbox. The caller holds the tenant's lock.
+func (m *Manager) checkQuota(ctx context.Context, tenantID string) error {
 	limit := m.cfg.MaxSandboxesPerTenant
 	if t, err := m.st.GetTenant(ctx, tenantID); err == nil && t.MaxSandboxes > 0 {
 		limit = t.MaxSandboxes
 	}
 	n, err := m.st.CountActive(ctx, tenantID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if n >= limit {
 		e := sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded,
 			"tenant has %d active sandboxes, its quota is %d: stop or wait for some, then retry", n, limit)
 		e.RetryAfter = m.cfg.QuotaRetryAfter
-		return nil, e
+		return e
 	}
+	return nil
+}
+
+// newRecord returns the PENDING record of req with sandbox id id.
+func (m *Manager) newRecord(tenantID string, req *CreateRequest, id string) *sandbox.Sandbox {
 	now := m.cfg.Now()
-	id := newID("sb-")
-	sb := &sandbox.Sandbox{
+	return &sandbox.Sandbox{
 		ID: id, TenantID: tenantID, SessionID: req.SessionID, RequestID: req.RequestID,
 		Spec: sandbox.Spec{ID: id, Image: req.Image, Resources: req.Resources},
 		Start: sandbox.StartSpec{Command: req.Command, Env: req.Env, WorkingDir: req.WorkingDir,
@@ -110,14 +150,6 @@ func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateReques
 		ExpiresAt:   now.Add(*req.MaxLifetime),
 		Transitions: []sandbox.Transition{{State: sandbox.StatePending, Reason: sandbox.ReasonRequested, At: now}},
 	}
-	if err := m.st.CreateSandbox(ctx, sb); err != nil {
-		if errors.Is(err, sandbox.ErrAlreadyExists) && req.RequestID != "" {
-			// A concurrent retry with the same request id won the race.
-			return m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID)
-		}
-		return nil, err
-	}
-	return sb, nil
 }
 
 // mergeDefaults fills req's unset fields from a session's defaults; tags
@@ -154,10 +186,11 @@ func mergeDefaults(req *CreateRequest, d sandbox.SessionDefaults) {
 	}
 }
 
-// launch creates and starts the sandbox in the runtime, in the background,
-// then watches its main command. Any failure ends the sandbox FAILED with
-// a reason the user can act on, and leaves nothing in the runtime.
-func (m *Manager) launch(sb *sandbox.Sandbox) {
+// launch creates (unless warm: a pool did) and starts the sandbox in the
+// runtime, in the background, then watches its main command. Any failure
+// ends the sandbox FAILED with a reason the user can act on, and leaves
+// nothing in the runtime.
+func (m *Manager) launch(sb *sandbox.Sandbox, warm bool) {
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
 	log := m.cfg.Logger.With("sandbox", sb.ID)
@@ -169,9 +202,11 @@ func (m *Manager) launch(sb *sandbox.Sandbox) {
 		m.transition(context.Background(), sb.ID, notTerminal, sandbox.StateFailed,
 			sandbox.ReasonStartFailed+": "+errorReason(err), nil)
 	}
-	if _, err := m.rt.Create(ctx, sb.Spec); err != nil {
-		fail("create", err)
-		return
+	if !warm {
+		if _, err := m.rt.Create(ctx, sb.Spec); err != nil {
+			fail("create", err)
+			return
+		}
 	}
 	if err := m.rt.Start(ctx, sb.ID, sb.Start); err != nil {
 		m.cleanupRuntime(sb.ID, time.Second)

@@ -2,8 +2,9 @@
 // requests, applies session defaults, quotas and idempotency, drives a
 // sandbox.Runtime through PENDING → CREATING → RUNNING → TERMINATING →
 // COMPLETED | FAILED | TERMINATED, records every transition in a
-// store.Store, enforces lifetimes, session leases and retention, and
-// re-attaches to running sandboxes after a server restart.
+// store.Store, enforces lifetimes, session leases and retention,
+// re-attaches to running sandboxes after a server restart, and keeps warm
+// pools of created, idle sandboxes that matching creates claim (pool*.go).
 //
 // It lives apart from internal/sandbox because it uses internal/store, which
 // imports internal/sandbox. The store is the source of truth: everything the

@@ -20,6 +20,7 @@ type Manager struct {
 	st     store.Store
 	cfg    Config
 	notify *notifier
+	pools  *poolSet
 
 	// base is the context of background work (creates, watches, sweeps);
 	// Close cancels it, which leaves sandboxes running.
@@ -43,17 +44,27 @@ func New(rt sandbox.Runtime, st store.Store, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("lifecycle config: %w", err)
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), base: base, cancel: cancel}, nil
+	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), pools: newPoolSet(cfg.Pools), base: base, cancel: cancel}, nil
 }
 
 // Config returns the effective configuration (defaults applied).
 func (m *Manager) Config() Config { return m.cfg }
 
-// Start recovers the state left by an earlier server process (see Recover)
-// and starts the background sweeps of lifetimes, leases and retention.
+// Start recovers the state left by an earlier server process (see Recover
+// and recoverPools), starts the background sweeps of lifetimes, leases and
+// retention, and the refills of the warm pools.
 func (m *Manager) Start(ctx context.Context) error {
 	if err := m.Recover(ctx); err != nil {
 		return err
+	}
+	if err := m.recoverPools(ctx); err != nil {
+		return err
+	}
+	for _, p := range m.pools.order {
+		m.goBackground(func() { m.refillLoop(p) })
+	}
+	if len(m.pools.order) > 0 {
+		m.goBackground(m.poolCheckLoop)
 	}
 	m.goBackground(m.sweepLoop)
 	return nil

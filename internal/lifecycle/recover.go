@@ -16,7 +16,8 @@ const reasonInterrupted = sandbox.ReasonStartFailed + ": the server restarted wh
 // RUNNING record whose container still runs is re-attached (its main
 // command watched again); one whose container is gone ends FAILED with
 // reason "lost"; creates and stops cut short are finished; containers
-// without a live record are deleted.
+// without a live record are deleted, except idle warm-pool sandboxes, which
+// recoverPools reuses or removes.
 func (m *Manager) Recover(ctx context.Context) error {
 	infos, err := m.rt.List(ctx)
 	if err != nil {
@@ -42,6 +43,13 @@ func (m *Manager) Recover(ctx context.Context) error {
 			break
 		}
 		f.PageToken = next
+	}
+	pooled, err := m.st.ListPoolSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pooled {
+		live[p.ID] = true
 	}
 	for _, info := range infos {
 		if live[info.ID] {

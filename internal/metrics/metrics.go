@@ -2,8 +2,9 @@
 // error counters from a Connect interceptor, create counts and latencies
 // from a wrapper around the sandbox.Runtime, sandboxes by state read from
 // the store at scrape time, image pulls by result from the image store's
-// OnPull hook, and per-tenant CPU and memory usage read from
-// the sandboxes' cgroups.
+// OnPull hook, warm pool sizes, hits, misses and refill latencies from the
+// lifecycle manager, and per-tenant CPU and memory usage read from the
+// sandboxes' cgroups.
 package metrics
 
 import (
@@ -28,6 +29,7 @@ type Registry struct {
 	stops       prometheus.Counter
 	pulls       *prometheus.CounterVec
 	pullDur     *prometheus.HistogramVec
+	poolRefill  *prometheus.HistogramVec
 }
 
 // New returns a Registry with sbx's metrics and the Go and process
@@ -79,8 +81,13 @@ func New() *Registry {
 			Help:    "Image pull latency (resolve, download, unpack), by result.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
 		}, []string{"result"}),
+		poolRefill: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sbx_pool_refill_duration_seconds",
+			Help:    "Time to create one warm pool sandbox (container up, agent answering), by pool and result.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+		}, []string{"pool", "result"}),
 	}
-	r.reg.MustRegister(r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops, r.pulls, r.pullDur,
+	r.reg.MustRegister(r.poolRefill, r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops, r.pulls, r.pullDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }

@@ -40,6 +40,8 @@ type options struct {
 	images    server.ImageStore
 	maxImport int64
 	importDir string
+	// pools are the manager's warm pools.
+	pools []lifecycle.PoolConfig
 }
 
 func newEnv(t testing.TB, o options) *env {
@@ -53,7 +55,7 @@ func newEnv(t testing.TB, o options) *env {
 	e := &env{rt: lifecycletest.NewRuntime(), st: st}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := lifecycle.New(e.rt, e.st, lifecycle.Config{Linger: time.Hour, SweepInterval: 10 * time.Millisecond,
-		MaxSandboxesPerTenant: o.quota, Logger: quiet})
+		MaxSandboxesPerTenant: o.quota, Logger: quiet, Pools: o.pools})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +111,10 @@ func (e *env) sandboxes(key string, opts ...connect.ClientOption) sbxv1connect.S
 
 func (e *env) imageClient(key string, opts ...connect.ClientOption) sbxv1connect.ImageServiceClient {
 	return sbxv1connect.NewImageServiceClient(e.httpClient(key), e.url, opts...)
+}
+
+func (e *env) pools(key string, opts ...connect.ClientOption) sbxv1connect.PoolServiceClient {
+	return sbxv1connect.NewPoolServiceClient(e.httpClient(key), e.url, opts...)
 }
 
 func (e *env) sessions(key string, opts ...connect.ClientOption) sbxv1connect.SessionServiceClient {

@@ -60,8 +60,8 @@ type deps struct {
 	outputLimit int64
 }
 
-// New returns the API handler: the sandbox and session services, the image
-// service when cfg.Images is set, plus GET /healthz.
+// New returns the API handler: the sandbox, session and pool services, the
+// image service when cfg.Images is set, plus GET /healthz.
 func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -78,6 +78,7 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(&sandboxService{d}, opts...))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(&sessionService{d}, opts...))
+	mux.Handle(sbxv1connect.NewPoolServiceHandler(&poolService{d}, opts...))
 	if cfg.Images != nil {
 		if cfg.MaxImportBytes <= 0 {
 			cfg.MaxImportBytes = DefaultMaxImportBytes

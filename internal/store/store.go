@@ -49,7 +49,35 @@ type Store interface {
 	// LookupAPIKey finds a key by the hash of its secret. NotFound if absent.
 	LookupAPIKey(ctx context.Context, hash string) (*sandbox.APIKey, error)
 
+	// Warm pools (see PoolSandbox).
+
+	// CreatePoolSandbox records an idle pool sandbox. AlreadyExists if its
+	// id is taken.
+	CreatePoolSandbox(ctx context.Context, p *PoolSandbox) error
+	// ListPoolSandboxes returns every idle pool sandbox, oldest first.
+	ListPoolSandboxes(ctx context.Context) ([]*PoolSandbox, error)
+	// DeletePoolSandbox removes an idle pool sandbox. NotFound if absent.
+	DeletePoolSandbox(ctx context.Context, id string) error
+	// ClaimPoolSandbox hands the idle pool sandbox sb.ID to sb's tenant: in
+	// one transaction it removes the pool sandbox and inserts sb. NotFound
+	// if no idle pool sandbox has that id (another server claimed it);
+	// AlreadyExists as CreateSandbox. On any error nothing changes.
+	ClaimPoolSandbox(ctx context.Context, sb *sandbox.Sandbox) error
+
 	Close() error
+}
+
+// PoolSandbox is an idle sandbox of a warm pool: its container and agent
+// are up (Runtime.Create is done) and no tenant has claimed it. It is not a
+// sandbox record, so no tenant lists or gets it and no quota counts it;
+// ClaimPoolSandbox turns it into one, keeping its id (the container's
+// hostname).
+type PoolSandbox struct {
+	ID string
+	// Pool is the key of the pool that made it.
+	Pool      string
+	Spec      sandbox.Spec
+	CreatedAt time.Time
 }
 
 // SandboxFilter selects sandboxes for ListSandboxes. Empty fields match all.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/store"
@@ -43,11 +44,21 @@ func scanSandbox(row pgx.Row) (*sandbox.Sandbox, error) {
 
 // CreateSandbox implements store.Store.
 func (s *Store) CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	return insertSandbox(ctx, s.pool, sb)
+}
+
+// execer is what an insert needs: the pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// insertSandbox writes a new record through e.
+func insertSandbox(ctx context.Context, e execer, sb *sandbox.Sandbox) error {
 	j, err := rowcodec.EncodeSandbox(sb)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (`+placeholders(16)+`)`,
+	_, err = e.Exec(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (`+placeholders(16)+`)`,
 		sb.ID, sb.TenantID, sb.SessionID, sb.RequestID, string(sb.State), sb.Reason, int64(sb.MaxLifetime),
 		rowcodec.Nanos(sb.CreatedAt), rowcodec.Nanos(sb.StartedAt), rowcodec.Nanos(sb.EndedAt), rowcodec.Nanos(sb.ExpiresAt),
 		j.Spec, j.Start, sb.Tags, j.Exit, j.Transitions)

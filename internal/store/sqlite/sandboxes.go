@@ -42,15 +42,23 @@ func scanSandbox(row interface{ Scan(...any) error }) (*sandbox.Sandbox, error) 
 
 // CreateSandbox implements store.Store.
 func (s *Store) CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
-	j, err := rowcodec.EncodeSandbox(sb)
-	if err != nil {
-		return err
-	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return rowcodec.Wrap("begin create sandbox", err)
 	}
 	defer tx.Rollback()
+	if err := insertSandbox(ctx, tx, sb); err != nil {
+		return err
+	}
+	return rowcodec.Wrap("commit create sandbox", tx.Commit())
+}
+
+// insertSandbox writes a new record and its tags in tx.
+func insertSandbox(ctx context.Context, tx *sql.Tx, sb *sandbox.Sandbox) error {
+	j, err := rowcodec.EncodeSandbox(sb)
+	if err != nil {
+		return err
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (`+placeholders(16)+`)`,
 		sb.ID, sb.TenantID, sb.SessionID, sb.RequestID, string(sb.State), sb.Reason, int64(sb.MaxLifetime),
 		rowcodec.Nanos(sb.CreatedAt), rowcodec.Nanos(sb.StartedAt), rowcodec.Nanos(sb.EndedAt), rowcodec.Nanos(sb.ExpiresAt),
@@ -58,10 +66,7 @@ func (s *Store) CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 	if err != nil {
 		return sandboxWriteError(sb, err)
 	}
-	if err := insertTags(ctx, tx, sb.ID, sb.Tags); err != nil {
-		return err
-	}
-	return rowcodec.Wrap("commit create sandbox", tx.Commit())
+	return insertTags(ctx, tx, sb.ID, sb.Tags)
 }
 
 // sandboxWriteError maps a unique violation to the AlreadyExists it means.

@@ -270,6 +270,12 @@ func SandboxNotFound(id string) error {
 	return sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q not found: check the id, or list your sandboxes", id)
 }
 
+// PoolSandboxNotFound is NotFound for an idle pool sandbox: it was claimed
+// or removed.
+func PoolSandboxNotFound(id string) error {
+	return sandbox.NotFound(sandbox.ReasonSandboxNotFound, "pool sandbox %q not found: it was claimed or removed", id)
+}
+
 // RequestNotFound is NotFound for a request id.
 func RequestNotFound(requestID string) error {
 	return sandbox.NotFound(sandbox.ReasonSandboxNotFound, "no sandbox was created with request id %q", requestID)

@@ -1,0 +1,53 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// claimWarm serves req from a matching warm pool: it takes an idle sandbox
+// and turns it into the tenant's CREATING record in one store transaction
+// (keeping its id); the caller then applies the request's env, files,
+// working dir, user and command (launch with warm). It returns a nil
+// record, with no error, when no pool matches or the pool is empty (a
+// miss): the caller then creates the sandbox cold. The caller holds the
+// tenant's lock and has checked its quota.
+func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
+	p := m.poolFor(req)
+	if p == nil {
+		return nil, 0, nil
+	}
+	for {
+		id, ok := p.take()
+		if !ok {
+			p.count(false)
+			p.signal()
+			return nil, 0, nil
+		}
+		sb := m.newRecord(tenantID, req, id)
+		sb.State, sb.Reason = sandbox.StateCreating, reasonClaimed
+		sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateCreating, Reason: reasonClaimed, At: sb.CreatedAt})
+		err := m.st.ClaimPoolSandbox(ctx, sb)
+		switch {
+		case err == nil:
+			p.count(true)
+			p.signal()
+			m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image, "pool", p.key)
+			return sb, insertedWarm, nil
+		case errors.Is(err, sandbox.ErrNotFound):
+			// Removed from the store under us (another replica claimed
+			// it, or it was cleaned up): try the next one.
+			continue
+		default:
+			p.putBack(id)
+			if errors.Is(err, sandbox.ErrAlreadyExists) && req.RequestID != "" {
+				// A concurrent retry with the same request id won the race.
+				existing, gerr := m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID)
+				return existing, insertedBefore, gerr
+			}
+			return nil, 0, err
+		}
+	}
+}
