@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -113,6 +114,29 @@ func (m *Manager) closeSession(ctx context.Context, id, reason string) (*sandbox
 		}
 		return nil
 	})
+}
+
+// errLeaseRenewed aborts the close of a session whose heartbeat arrived
+// after the sweep listed it.
+var errLeaseRenewed = errors.New("lease renewed")
+
+// expireSession closes a session for its lease, judging expiry on the record
+// inside the update: a heartbeat that landed after the sweep read the
+// session list keeps it open.
+func (m *Manager) expireSession(ctx context.Context, id string) (closed bool, err error) {
+	_, err = m.st.UpdateSession(ctx, id, func(s *sandbox.Session) error {
+		now := m.cfg.Now()
+		if !s.Expired(now) {
+			return errLeaseRenewed
+		}
+		s.ClosedAt = now
+		s.CloseReason = ReasonLeaseExpired
+		return nil
+	})
+	if errors.Is(err, errLeaseRenewed) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // stopSessionSandboxes stops every non-terminal sandbox of s, in parallel,

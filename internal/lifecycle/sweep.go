@@ -91,10 +91,14 @@ func (m *Manager) sweepLeases(ctx context.Context) {
 		if !s.Expired(now) {
 			continue
 		}
-		m.cfg.Logger.Info("session lease expired", "session", s.ID, "tenant", s.TenantID)
-		if _, err := m.closeSession(ctx, s.ID, ReasonLeaseExpired); err != nil {
+		closed, err := m.expireSession(ctx, s.ID)
+		if err != nil {
 			m.sweepError("closing session", err)
 		}
+		if !closed {
+			continue
+		}
+		m.cfg.Logger.Info("session lease expired", "session", s.ID, "tenant", s.TenantID)
 	}
 }
 
