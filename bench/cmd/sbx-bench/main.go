@@ -1,0 +1,253 @@
+// Command sbx-bench runs sbx's benchmark scenarios against a real server
+// (started here with the offline busybox image, or given with --url) and,
+// in the same run on the same image, the podman and bare OCI runtime
+// baselines; it writes report.json, report.md and PNG charts to --out.
+//
+//	go run ./bench/cmd/sbx-bench --out /tmp/sbx-bench
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sbx-run/sbx"
+	"github.com/sbx-run/sbx/bench"
+	"github.com/sbx-run/sbx/internal/testenv"
+)
+
+func main() {
+	if len(os.Args) > 2 && os.Args[1] == bench.FloorArg {
+		if err := bench.RunFloorChild(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var cfg bench.Config
+	out := flag.String("out", "bench-out", "directory for report.json, report.md and the PNG charts")
+	flag.StringVar(&cfg.URL, "url", "", "benchmark this running server (with --api-key or the SDK's credentials) instead of starting one")
+	apiKey := flag.String("api-key", "", "API key for --url (default: SBX_API_KEY or the credentials file)")
+	flag.StringVar(&cfg.Image, "image", "busybox", "image of the sbx scenarios (the baselines always use the offline busybox)")
+	flag.StringVar(&cfg.OCIRuntime, "oci-runtime", "crun", "OCI runtime of the started server and of the floor: crun or runc")
+	flag.IntVar(&cfg.Creates, "creates", 50, "cold creates, one at a time")
+	flag.IntVar(&cfg.Warm, "warm", 30, "creates from a warm pool (0 skips them)")
+	flag.StringVar(&cfg.WarmImage, "warm-image", "busybox:pool", "image of the warm scenario: the started server pools it (2 idle); with --url the server must have a pool for it")
+	flag.IntVar(&cfg.Execs, "execs", 200, "exec round trips")
+	flag.DurationVar(&cfg.Sustained, "sustained", 10*time.Second, "duration of the sustained-creates scenario (0 skips it)")
+	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent create loops in the sustained scenario")
+	flag.IntVar(&cfg.Burst, "burst", 100, "concurrent creates in the burst (0 skips it)")
+	flag.IntVar(&cfg.Density, "density", 100, "idle sandboxes in the density scenario (0 skips it)")
+	flag.IntVar(&cfg.Quota, "quota", 0, "per-tenant sandbox quota of the started server (default max(100, burst, density+2))")
+	flag.BoolVar(&cfg.Full, "full", false, "also move a 1 GiB file")
+	flag.BoolVar(&cfg.Baselines, "baselines", true, "run the podman and bare OCI runtime baselines")
+	flag.IntVar(&cfg.BaselineRun, "baseline-runs", 30, "runs (and execs) of each baseline")
+	flag.Parse()
+	if err := cfg.Validate(); err != nil {
+		fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, *out, *apiKey); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "sbx-bench:", err)
+	os.Exit(1)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	began := time.Now()
+	host, _ := os.Hostname()
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	r := &bench.Report{
+		Command: "sbx-bench " + strings.Join(os.Args[1:], " "),
+		Config:  cfg,
+		Machine: bench.Machine{Host: host, Kernel: strings.TrimSpace(string(kernel)), CPUs: runtime.NumCPU(),
+			CPUModel: bench.CPUModel(), MemTotalMiB: memTotalMiB(), LoadBefore: bench.LoadAvg(),
+			GoVersion: runtime.Version(), OCIRuntime: cfg.OCIRuntime, StartedAt: began.UTC().Format(time.RFC3339),
+			Commit: commit()},
+	}
+	// A short work dir: agent sockets live under the server's data dir.
+	work, err := os.MkdirTemp("/tmp", "sbxb-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	var client *sbx.Client
+	var srv *bench.Server
+	if cfg.URL == "" {
+		logf("building sbx and sbx-agent")
+		sbxBin, agentBin, err := bench.BuildBinaries(work)
+		if err != nil {
+			return err
+		}
+		logf("starting sbx serve (%s) with the offline busybox image", cfg.OCIRuntime)
+		warmImage := ""
+		if cfg.Warm > 0 {
+			warmImage = cfg.WarmImage
+		}
+		srv, err = bench.StartServer(ctx, filepath.Join(work, "s"), sbxBin, agentBin, cfg.OCIRuntime, cfg.Quota, warmImage)
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		client, err = sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key))
+		if err != nil {
+			return err
+		}
+	} else {
+		opts := []sbx.ClientOption{sbx.WithURL(cfg.URL)}
+		if apiKey != "" {
+			opts = append(opts, sbx.WithAPIKey(apiKey))
+		}
+		if client, err = sbx.NewClient(opts...); err != nil {
+			return err
+		}
+	}
+	b := &bench.SBX{C: client, Image: cfg.Image, Log: logf}
+	add := func(s ...*bench.Scenario) {
+		r.Scenarios = append(r.Scenarios, s...)
+		for _, x := range s {
+			if x.Latency != nil {
+				logf("%s/%s: n=%d p50=%.2fms p99=%.2fms max=%.2fms errors=%v", x.System, x.Name, x.Latency.N, x.Latency.P50, x.Latency.P99, x.Latency.Max, x.Errors)
+			} else {
+				logf("%s/%s: %v errors=%v", x.System, x.Name, x.Values, x.Errors)
+			}
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+
+	logf("cold create × %d", cfg.Creates)
+	add(b.ColdCreate(sctx, cfg.Creates)...)
+	if cfg.Warm > 0 {
+		logf("warm create × %d (%s)", cfg.Warm, cfg.WarmImage)
+		w := b.WarmCreate(sctx, cfg.Warm, cfg.WarmImage)
+		if w.Latency == nil {
+			r.Notes = append(r.Notes, "warm create: "+w.Note)
+		}
+		add(w)
+	}
+	logf("exec true × %d", cfg.Execs)
+	add(b.ExecTrue(sctx, cfg.Execs))
+	sizes, reps := []int64{1 << 20, 100 << 20}, []int{20, 3}
+	if cfg.Full {
+		sizes, reps = append(sizes, 1<<30), append(reps, 1)
+	}
+	logf("file throughput")
+	add(b.Files(sctx, sizes, reps)...)
+	if cfg.Sustained > 0 {
+		logf("sustained creates for %s, %d workers", cfg.Sustained, cfg.Workers)
+		add(b.Sustained(sctx, cfg.Sustained, cfg.Workers))
+	}
+	if cfg.Burst > 0 {
+		logf("burst of %d", cfg.Burst)
+		add(b.Burst(sctx, cfg.Burst))
+	}
+	if cfg.Density > 0 {
+		logf("density: %d idle sandboxes", cfg.Density)
+		var rss func() int64
+		if srv != nil {
+			rss = srv.RSS
+		}
+		add(b.Density(sctx, cfg.Density, rss))
+	}
+	if srv != nil {
+		srv.Stop() // the baselines get the machine to themselves
+		srv = nil
+	}
+	if cfg.Baselines {
+		runBaselines(sctx, r, cfg, work, add)
+	}
+	r.Machine.LoadAfter = bench.LoadAvg()
+	r.Machine.DurationSec = int(time.Since(began).Seconds())
+	r.Metrics = bench.BuildMetrics(r, cfg.OCIRuntime)
+	if err := r.WriteJSON(filepath.Join(out, "report.json")); err != nil {
+		return err
+	}
+	charts, err := bench.WriteCharts(r, out, cfg.OCIRuntime)
+	if err != nil {
+		return err
+	}
+	md := bench.RenderReport(r, cfg.OCIRuntime, charts)
+	if err := os.WriteFile(filepath.Join(out, "report.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	logf("wrote %s/report.json, report.md and %d charts in %s", out, len(charts), time.Since(began).Round(time.Second))
+	return nil
+}
+
+func runBaselines(ctx context.Context, r *bench.Report, cfg bench.Config, work string, add func(...*bench.Scenario)) {
+	img, err := testenv.NewBusyboxImage()
+	if err != nil {
+		r.Notes = append(r.Notes, "baselines skipped: "+err.Error())
+		return
+	}
+	pdir := filepath.Join(work, "podman")
+	os.MkdirAll(pdir, 0o755)
+	logf("podman baseline: loading busybox from an OCI archive")
+	if p, err := bench.NewPodman(ctx, pdir, img); err != nil {
+		r.Notes = append(r.Notes, "podman baseline skipped: "+err.Error())
+		logf("podman: %v", err)
+	} else {
+		r.Machine.Podman = p.Version()
+		logf("podman run × %d", cfg.BaselineRun)
+		add(p.Run(ctx, cfg.BaselineRun)...)
+		logf("podman exec × %d", cfg.BaselineRun)
+		add(p.Exec(ctx, cfg.BaselineRun))
+		p.Close()
+	}
+	fdir := filepath.Join(work, "floor")
+	os.MkdirAll(fdir, 0o755)
+	logf("%s floor: run × %d, exec × %d", cfg.OCIRuntime, cfg.BaselineRun, cfg.BaselineRun)
+	if err := bench.PrepareBundles(ctx, fdir, cfg.OCIRuntime, img); err != nil {
+		r.Notes = append(r.Notes, "floor skipped: "+err.Error())
+		return
+	}
+	res, err := bench.RunFloor(ctx, bench.FloorConfig{Runtime: cfg.OCIRuntime, Dir: fdir, Runs: cfg.BaselineRun, Execs: cfg.BaselineRun})
+	if err != nil {
+		r.Notes = append(r.Notes, "floor failed: "+err.Error())
+		logf("floor: %v", err)
+		return
+	}
+	sys := cfg.OCIRuntime
+	add(bench.Finish(&bench.Scenario{Name: "cold_create", System: sys, Samples: res.RunFirst, Errors: res.Errors,
+		Note: sys + " run of an unpacked busybox bundle (echo hi) → first output byte"}),
+		bench.Finish(&bench.Scenario{Name: "run_exit", System: sys, Samples: res.RunExit, Note: "same, until " + sys + " exits"}),
+		bench.Finish(&bench.Scenario{Name: "exec_true", System: sys, Samples: res.Exec, Note: sys + " exec CTR true"}))
+}
+
+func memTotalMiB() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	var kb int64
+	fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &kb)
+	return kb / 1024
+}
+
+func commit() string {
+	out, err := exec.Command("git", "-C", testenv.ModuleRoot(), "log", "-1", "--format=%h").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config holds the sizes of one run. Validate bounds every one of them, so
+// a typo cannot start a million sandboxes.
+type Config struct {
+	URL         string        `json:"url,omitempty"` // empty: start a server
+	Image       string        `json:"image"`
+	OCIRuntime  string        `json:"oci_runtime"` // crun or runc, for the server and the floor
+	Creates     int           `json:"creates"`
+	Warm        int           `json:"warm"`
+	WarmImage   string        `json:"warm_image"`
+	Execs       int           `json:"execs"`
+	Sustained   time.Duration `json:"sustained_ns"`
+	Workers     int           `json:"sustained_workers"`
+	Burst       int           `json:"burst"`
+	Density     int           `json:"density"`
+	Quota       int           `json:"quota"`
+	Full        bool          `json:"full"` // adds the 1 GiB file
+	Baselines   bool          `json:"baselines"`
+	BaselineRun int           `json:"baseline_runs"`
+}
+
+// Validate checks the sizes and fills the derived defaults.
+func (c *Config) Validate() error {
+	check := func(name string, v, lo, hi int) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("%s %d is out of range %d..%d", name, v, lo, hi)
+		}
+		return nil
+	}
+	for _, e := range []error{
+		check("--creates", c.Creates, 1, 10_000),
+		check("--execs", c.Execs, 1, 100_000),
+		check("--warm", c.Warm, 0, 10_000),
+		check("--workers", c.Workers, 1, 256),
+		check("--burst", c.Burst, 0, 5_000),
+		check("--density", c.Density, 0, 10_000),
+		check("--baseline-runs", c.BaselineRun, 1, 1_000),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	if c.Sustained < 0 || c.Sustained > 30*time.Minute {
+		return fmt.Errorf("--sustained %s is out of range 0..30m", c.Sustained)
+	}
+	switch c.OCIRuntime {
+	case "crun", "runc":
+	default:
+		return fmt.Errorf("--oci-runtime %q: use crun or runc", c.OCIRuntime)
+	}
+	if c.Quota == 0 {
+		c.Quota = max(100, c.Burst, c.Density+2)
+	}
+	return check("--quota", c.Quota, 1, 100_000)
+}

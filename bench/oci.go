@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// FloorArg is the hidden first argument that makes the harness binary run
+// the floor loop (RunFloorChild) in the private mount namespace its parent
+// made for it.
+const FloorArg = "__oci-floor"
+
+// FloorConfig tells the floor child what to run.
+type FloorConfig struct {
+	Runtime string `json:"runtime"` // crun or runc
+	Dir     string `json:"dir"`     // holds rootfs/, run/ and exec/ bundles
+	Runs    int    `json:"runs"`
+	Execs   int    `json:"execs"`
+}
+
+// FloorResult is what the child measured, in ms.
+type FloorResult struct {
+	RunFirst []float64      `json:"run_first_ms"`
+	RunExit  []float64      `json:"run_exit_ms"`
+	Exec     []float64      `json:"exec_ms"`
+	Errors   map[string]int `json:"errors"`
+}
+
+// PrepareBundles unpacks img into dir/rootfs and writes two OCI bundles on
+// it: dir/run (`echo hi`) and dir/exec (`sleep`, to exec into), from the
+// runtime's own default spec (`crun spec`), read-only root.
+func PrepareBundles(ctx context.Context, dir, runtime string, img v1.Image) error {
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", rootfs, "-f", "-")
+	untar.Stdin = rc
+	if out, err := untar.CombinedOutput(); err != nil {
+		return fmt.Errorf("unpack busybox rootfs: %v: %s", err, out)
+	}
+	tmp := filepath.Join(dir, "spec")
+	os.MkdirAll(tmp, 0o755)
+	spec := exec.CommandContext(ctx, runtime, "spec")
+	spec.Dir = tmp
+	if out, err := spec.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s spec: %v: %s", runtime, err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(tmp, "config.json"))
+	if err != nil {
+		return err
+	}
+	for name, args := range map[string][]string{"run": {"echo", "hi"}, "exec": {"sleep", "1000000"}} {
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return err
+		}
+		proc := cfg["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = args
+		cfg["root"] = map[string]any{"path": rootfs, "readonly": true}
+		b, _ := json.MarshalIndent(cfg, "", "  ")
+		bdir := filepath.Join(dir, name)
+		if err := os.MkdirAll(bdir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(bdir, "config.json"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunFloor runs the floor loop in a child of this process (the harness
+// binary re-executed with FloorArg) in a private mount namespace, where
+// /sys/fs/cgroup/unified can be unmounted for crun without touching the
+// host, and returns the child's measurements.
+func RunFloor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(cfg)
+	cmd := exec.CommandContext(ctx, exe, FloorArg, string(b))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("floor child: %v: %s", err, lastLine(stderr.String()))
+	}
+	var res FloorResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("floor child output: %w", err)
+	}
+	return &res, nil
+}
+
+// RunFloorChild is the floor loop: runs `RUNTIME run` of the echo bundle
+// cfg.Runs times and `RUNTIME exec CTR true` cfg.Execs times, and writes
+// a FloorResult as JSON to w.
+func RunFloorChild(arg string, w io.Writer) error {
+	var cfg FloorConfig
+	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
+		return err
+	}
+	if cfg.Runtime != "crun" && cfg.Runtime != "runc" {
+		return fmt.Errorf("runtime %q: use crun or runc", cfg.Runtime)
+	}
+	// Our namespace is private (Go made it MS_PRIVATE): this unmount does
+	// not reach the host. crun 1.8 refuses hybrid cgroups while it is there.
+	if cfg.Runtime == "crun" {
+		if err := syscall.Unmount("/sys/fs/cgroup/unified", syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+			return fmt.Errorf("unmount /sys/fs/cgroup/unified: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res := FloorResult{Errors: map[string]int{}}
+	prefix := "sbx-bench-floor-" + strconv.Itoa(os.Getpid())
+	for i := -1; i < cfg.Runs; i++ {
+		id := prefix + "-" + strconv.Itoa(i+1)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cmd := exec.CommandContext(rctx, cfg.Runtime, "run", "-b", filepath.Join(cfg.Dir, "run"), id)
+		f, e, err := firstByte(rctx, cmd)
+		cancel()
+		if err != nil {
+			res.Errors[err.Error()]++
+			exec.Command(cfg.Runtime, "delete", "-f", id).Run()
+			continue
+		}
+		if i >= 0 {
+			res.RunFirst = append(res.RunFirst, Ms(f))
+			res.RunExit = append(res.RunExit, Ms(e))
+		}
+	}
+	id := prefix + "-idle"
+	// The detached container inherits crun's stdio: give it no pipe that
+	// would keep Output waiting for its end.
+	detached := exec.Command(cfg.Runtime, "run", "-d", "-b", filepath.Join(cfg.Dir, "exec"), id)
+	if err := detached.Run(); err != nil {
+		res.Errors[fmt.Sprintf("%s run -d: %v", cfg.Runtime, err)]++
+	} else {
+		for i := -1; i < cfg.Execs; i++ {
+			t0 := time.Now()
+			if out, err := exec.CommandContext(ctx, cfg.Runtime, "exec", id, "true").CombinedOutput(); err != nil {
+				res.Errors[fmt.Sprintf("%s exec: %v: %s", cfg.Runtime, err, lastLine(string(out)))]++
+				continue
+			}
+			if i >= 0 {
+				res.Exec = append(res.Exec, Ms(time.Since(t0)))
+			}
+		}
+		exec.Command(cfg.Runtime, "kill", id, "KILL").Run()
+		time.Sleep(100 * time.Millisecond)
+		exec.Command(cfg.Runtime, "delete", "-f", id).Run()
+	}
+	return json.NewEncoder(w).Encode(res)
+}

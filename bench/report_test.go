@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestTargetMet(t *testing.T) {
+	if !(Target{Value: 60, Max: true}).Met(60) || (Target{Value: 60, Max: true}).Met(61) {
+		t.Error("a max target is met at or below its value only")
+	}
+	if !(Target{Value: 100}).Met(100) || (Target{Value: 100}).Met(99) {
+		t.Error("a min target is met at or above its value only")
+	}
+}
+
+func TestMarkdownRow(t *testing.T) {
+	tgt := TargetColdP50
+	md := Markdown([]Metric{
+		{Name: "cold p50", Unit: "ms", SBX: F(30), Target: &tgt, Podman: F(420), Crun: F(15)},
+		{Name: "a|b", Unit: "ms", SBX: F(90), Target: &tgt},
+		{Name: "not measured", Unit: "ms", SBX: F(math.NaN())},
+	}, "crun")
+	lines := strings.Split(strings.TrimSpace(md), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want header, rule and 3 rows, got:\n%s", md)
+	}
+	if !strings.Contains(lines[0], "crun (floor)") {
+		t.Errorf("header does not name the floor: %s", lines[0])
+	}
+	want := "| cold p50 | 30.0 ms | ≤ 60.0 ms | yes | 420 ms | 0.071× | 15.0 ms | 2.00× |"
+	if lines[2] != want {
+		t.Errorf("row\n got %s\nwant %s", lines[2], want)
+	}
+	if !strings.Contains(lines[3], `a\|b`) || !strings.Contains(lines[3], "| no |") {
+		t.Errorf("pipe not escaped or target wrongly met: %s", lines[3])
+	}
+	if lines[4] != "| not measured | — | — | — | — | — | — | — |" {
+		t.Errorf("missing figures should be dashes: %s", lines[4])
+	}
+}
+
+func TestBuildMetricsAndReport(t *testing.T) {
+	r := &Report{Command: "sbx-bench --creates 2", Machine: Machine{CPUs: 2, Commit: "abc1234"}}
+	sum := func(v ...float64) *Scenario { s := &Scenario{Samples: v}; return Finish(s) }
+	add := func(name, sys string, s *Scenario) *Scenario {
+		s.Name, s.System = name, sys
+		r.Scenarios = append(r.Scenarios, s)
+		return s
+	}
+	add("cold_create", "sbx", sum(50, 70))
+	add("cold_create", "podman", sum(400, 500))
+	add("run_exit", "podman", sum(500, 500))
+	add("cold_create", "crun", sum(20, 30))
+	add("exec_true", "sbx", sum(1, 3))
+	add("sustained", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 120}})
+	b := add("burst", "sbx", sum(100, 900))
+	b.Values = map[string]float64{"n": 500}
+	b.Errors = map[string]int{"QUOTA_EXCEEDED": 3, "RUNTIME_ERROR": 1}
+	add("file_1GiB", "sbx", &Scenario{Values: map[string]float64{"roundtrip_GBps": 1.5}})
+
+	m := BuildMetrics(r, "crun")
+	get := func(prefix string) Metric {
+		for _, x := range m {
+			if strings.HasPrefix(x.Name, prefix) {
+				return x
+			}
+		}
+		t.Fatalf("no metric %q in %+v", prefix, m)
+		return Metric{}
+	}
+	if c := get("cold create → first output, p50"); *c.SBX != 50 || *c.Podman != 400 || *c.Crun != 20 || c.Target == nil {
+		t.Errorf("cold p50 row: %+v", c)
+	}
+	if s := get("sustained"); *s.SBX != 120 || *s.Podman != 2 || s.Crun != nil {
+		t.Errorf("sustained row (podman 1 ÷ 500 ms = 2/s, no floor): %+v", s)
+	}
+	if e := get("burst failures other"); *e.SBX != 1 || e.Target.Met(*e.SBX) {
+		t.Errorf("burst failures should count only non-quota errors and miss the target: %+v", e)
+	}
+	if q := get("burst QUOTA_EXCEEDED"); *q.SBX != 3 {
+		t.Errorf("quota answers: %+v", q)
+	}
+	if p := get("burst → RUNNING, p99"); p.Target == nil || *p.SBX != 900 {
+		t.Errorf("burst of 500 should carry the p99 target: %+v", p)
+	}
+	if f := get("file 1GiB round trip"); f.Target == nil || !f.Target.Met(*f.SBX) {
+		t.Errorf("1 GiB round trip row: %+v", f)
+	}
+	r.Metrics = m
+	md := RenderReport(r, "crun", []string{"create_latency.png"})
+	for _, want := range []string{"`sbx-bench --creates 2`", "abc1234", "| sbx | burst | RUNTIME_ERROR | 1 |", "![create_latency](create_latency.png)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}

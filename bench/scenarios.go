@@ -1,0 +1,427 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sbx-run/sbx"
+)
+
+// SBX runs the scenarios against one server through the Go SDK.
+type SBX struct {
+	C     *sbx.Client
+	Image string
+	// Log receives progress lines.
+	Log func(format string, args ...any)
+}
+
+// reasonOf names a failure for the error counts: the server's reason
+// (QUOTA_EXCEEDED is one), else the error kind.
+func reasonOf(err error) string {
+	if r := sbx.ReasonOf(err); r != "" {
+		return r
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "CLIENT_TIMEOUT"
+	}
+	return "OTHER: " + err.Error()
+}
+
+// deleteAll deletes the sandboxes, 8 at a time.
+func (b *SBX) deleteAll(ctx context.Context, sbs []*sbx.Sandbox) {
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, sb := range sbs {
+		if sb == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := sb.Delete(ctx); err != nil {
+				b.Log("delete %s: %v", sb.ID(), err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// firstOutput creates a sandbox, runs `echo hi` in it and returns the time
+// until the first byte of its output, with the time Run took to be
+// accepted and the time until RUNNING; the sandbox is deleted afterwards.
+func (b *SBX) firstOutput(ctx context.Context) (accepted, running, first, del time.Duration, err error) {
+	start := time.Now()
+	sb, err := b.C.Run(ctx, sbx.Image(b.Image))
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer func() {
+		t := time.Now()
+		if derr := sb.Delete(context.WithoutCancel(ctx)); derr == nil {
+			del = time.Since(t)
+		} else if err == nil {
+			err = derr
+		}
+	}()
+	accepted = time.Since(start)
+	if err = sb.Wait(ctx); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	running = time.Since(start)
+	p, err := sb.Exec(ctx, []string{"echo", "hi"})
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	if _, err = bufio.NewReader(p.Stdout).ReadByte(); err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("read exec output: %w", err)
+	}
+	first = time.Since(start)
+	_, err = p.Wait()
+	return accepted, running, first, 0, err
+}
+
+// ColdCreate measures n creates of a cached image to the first output of
+// an exec, one at a time. The image is pulled by a warm-up create first.
+func (b *SBX) ColdCreate(ctx context.Context, n int) []*Scenario {
+	if _, _, _, _, err := b.firstOutput(ctx); err != nil {
+		b.Log("cold create warm-up: %v", err)
+	}
+	first := &Scenario{Name: "cold_create", System: "sbx", Errors: map[string]int{},
+		Note: "Run → exec `echo hi` → first output byte, image cached, one at a time"}
+	acc := &Scenario{Name: "create_accepted", System: "sbx", Note: "Run returns (record stored, PENDING)"}
+	run := &Scenario{Name: "create_running", System: "sbx", Note: "Run + Wait until RUNNING"}
+	del := &Scenario{Name: "delete", System: "sbx", Note: "Delete of the idle sandbox after its exec (not in the create timings)"}
+	for i := 0; i < n; i++ {
+		a, r, f, d, err := b.firstOutput(ctx)
+		if err != nil {
+			first.Errors[reasonOf(err)]++
+			continue
+		}
+		acc.Samples = append(acc.Samples, Ms(a))
+		run.Samples = append(run.Samples, Ms(r))
+		first.Samples = append(first.Samples, Ms(f))
+		del.Samples = append(del.Samples, Ms(d))
+	}
+	return []*Scenario{Finish(first), Finish(acc), Finish(run), Finish(del)}
+}
+
+// ExecTrue measures n round trips of `true` (exec started, exit received)
+// in one idle sandbox.
+func (b *SBX) ExecTrue(ctx context.Context, n int) *Scenario {
+	s := &Scenario{Name: "exec_true", System: "sbx", Errors: map[string]int{}, Note: "exec `true` until its exit code, one sandbox"}
+	sb, err := b.C.Run(ctx, sbx.Image(b.Image))
+	if err != nil {
+		s.Errors[reasonOf(err)]++
+		return s
+	}
+	defer sb.Delete(context.WithoutCancel(ctx))
+	if err := sb.Wait(ctx); err != nil {
+		s.Errors[reasonOf(err)]++
+		return s
+	}
+	for i := -5; i < n; i++ { // five warm-up round trips
+		start := time.Now()
+		p, err := sb.Exec(ctx, []string{"true"})
+		if err == nil {
+			var code int
+			if code, err = p.Wait(); err == nil && code != 0 {
+				err = fmt.Errorf("true exited %d", code)
+			}
+		}
+		if err != nil {
+			s.Errors[reasonOf(err)]++
+			continue
+		}
+		if i >= 0 {
+			s.Samples = append(s.Samples, Ms(time.Since(start)))
+		}
+	}
+	return Finish(s)
+}
+
+// patternReader yields size bytes of a repeated random block: not
+// compressible by accident, and no memory held per byte sent.
+type patternReader struct {
+	block []byte
+	left  int64
+	off   int
+}
+
+func newPattern(size int64) *patternReader {
+	blk := make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range blk {
+		blk[i] = byte(r.Uint32())
+	}
+	return &patternReader{block: blk, left: size}
+}
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.left <= 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.block[p.off:])
+	if int64(n) > p.left {
+		n = int(p.left)
+	}
+	p.off = (p.off + n) % len(p.block)
+	p.left -= int64(n)
+	return n, nil
+}
+
+// Files writes and reads back a file of each size reps times in one
+// sandbox and reports write, read and round-trip throughput in GB/s
+// (10^9 bytes); round trip is size ÷ (write time + read time).
+func (b *SBX) Files(ctx context.Context, sizes []int64, reps []int) []*Scenario {
+	var out []*Scenario
+	sb, err := b.C.Run(ctx, sbx.Image(b.Image))
+	if err == nil {
+		err = sb.Wait(ctx)
+	}
+	if err != nil {
+		return []*Scenario{{Name: "files", System: "sbx", Errors: map[string]int{reasonOf(err): 1}}}
+	}
+	defer sb.Delete(context.WithoutCancel(ctx))
+	for i, size := range sizes {
+		s := &Scenario{Name: "file_" + sizeName(size), System: "sbx", Errors: map[string]int{},
+			Values: map[string]float64{}, Series: map[string][]float64{},
+			Note: "WriteFileFrom then ReadFileTo of " + sizeName(size) + " in /tmp"}
+		var wsum, rsum time.Duration
+		ok := 0
+		for r := 0; r < reps[i]; r++ {
+			start := time.Now()
+			if _, err := sb.WriteFileFrom(ctx, "/tmp/bench.bin", newPattern(size), 0o644); err != nil {
+				s.Errors[reasonOf(err)]++
+				continue
+			}
+			w := time.Since(start)
+			start = time.Now()
+			n, err := sb.ReadFileTo(ctx, "/tmp/bench.bin", io.Discard)
+			if err == nil && n != size {
+				err = fmt.Errorf("read %d bytes, wrote %d", n, size)
+			}
+			if err != nil {
+				s.Errors[reasonOf(err)]++
+				continue
+			}
+			rd := time.Since(start)
+			wsum, rsum, ok = wsum+w, rsum+rd, ok+1
+			s.Series["write_ms"] = append(s.Series["write_ms"], Ms(w))
+			s.Series["read_ms"] = append(s.Series["read_ms"], Ms(rd))
+		}
+		if ok > 0 {
+			bytes := float64(size) * float64(ok)
+			s.Values["write_GBps"] = bytes / wsum.Seconds() / 1e9
+			s.Values["read_GBps"] = bytes / rsum.Seconds() / 1e9
+			s.Values["roundtrip_GBps"] = bytes / (wsum + rsum).Seconds() / 1e9
+		}
+		sb.Remove(ctx, "/tmp/bench.bin", false)
+		b.Log("file %s: %v", sizeName(size), s.Values)
+		out = append(out, s)
+	}
+	return out
+}
+
+func sizeName(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// createRunning creates a sandbox and waits until it runs; the sandbox is
+// returned even on a failed Wait, so that it can be deleted.
+func (b *SBX) createRunning(ctx context.Context) (*sbx.Sandbox, error) {
+	sb, err := b.C.Run(ctx, sbx.Image(b.Image))
+	if err != nil {
+		return nil, err
+	}
+	return sb, sb.Wait(ctx)
+}
+
+// Sustained runs workers loops of create → RUNNING → delete for dur and
+// reports sandboxes that reached RUNNING per second, overall and per
+// second of the run.
+func (b *SBX) Sustained(ctx context.Context, dur time.Duration, workers int) *Scenario {
+	s := &Scenario{Name: "sustained", System: "sbx", Errors: map[string]int{}, Values: map[string]float64{}, Series: map[string][]float64{},
+		Note: fmt.Sprintf("%d workers loop create → RUNNING for %s; deletes run in the background", workers, dur)}
+	// Deletes are not what is measured: run them apart, and wait for them
+	// after the timed window so the next scenario starts clean.
+	var deletes sync.WaitGroup
+	defer deletes.Wait()
+	var mu sync.Mutex
+	var events []time.Duration
+	start := time.Now()
+	end := start.Add(dur)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				sb, err := b.createRunning(ctx)
+				now := time.Now()
+				mu.Lock()
+				if err != nil {
+					s.Errors[reasonOf(err)]++
+				} else if now.Before(end) {
+					events = append(events, now.Sub(start))
+					s.Samples = append(s.Samples, Ms(now.Sub(t0)))
+				}
+				mu.Unlock()
+				if sb != nil {
+					deletes.Add(1)
+					go func() { defer deletes.Done(); sb.Delete(context.WithoutCancel(ctx)) }()
+				}
+				if errors.Is(err, sbx.ErrResourceExhausted) {
+					time.Sleep(max(sbx.RetryAfterOf(err), 50*time.Millisecond))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	per := PerSecond(events, dur)
+	for _, c := range per {
+		s.Series["creates_per_second"] = append(s.Series["creates_per_second"], float64(c))
+	}
+	s.Values["creates_per_second"] = float64(len(events)) / dur.Seconds()
+	return Finish(s)
+}
+
+// Burst starts k creates at the same instant and reports each one's time
+// to RUNNING, and the failures by reason; every sandbox is deleted after.
+func (b *SBX) Burst(ctx context.Context, k int) *Scenario {
+	s := &Scenario{Name: "burst", System: "sbx", Errors: map[string]int{}, Values: map[string]float64{},
+		Note: fmt.Sprintf("%d concurrent creates → RUNNING", k)}
+	sbs := make([]*sbx.Sandbox, k)
+	lat := make([]float64, k)
+	errs := make([]error, k)
+	var ready sync.WaitGroup
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	ready.Add(k)
+	for i := 0; i < k; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ready.Done()
+			<-gate
+			t0 := time.Now()
+			sbs[i], errs[i] = b.createRunning(ctx)
+			lat[i] = Ms(time.Since(t0))
+		}()
+	}
+	ready.Wait()
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	s.Values["wall_s"] = time.Since(start).Seconds()
+	s.Values["n"] = float64(k)
+	var retry int64
+	for i, err := range errs {
+		if err != nil {
+			s.Errors[reasonOf(err)]++
+			if sbx.RetryAfterOf(err) > 0 {
+				retry++
+			}
+			continue
+		}
+		s.Samples = append(s.Samples, lat[i])
+	}
+	s.Values["errors_with_retry_after"] = float64(retry)
+	b.deleteAll(context.WithoutCancel(ctx), sbs)
+	return Finish(s)
+}
+
+// Density starts m idle sandboxes (4 creates at a time), lets them settle,
+// and reports the host memory, cgroup memory, agent RSS and processes each
+// costs; serverRSS (may be nil) reads the server's resident memory.
+func (b *SBX) Density(ctx context.Context, m int, serverRSS func() int64) *Scenario {
+	s := &Scenario{Name: "density", System: "sbx", Errors: map[string]int{}, Values: map[string]float64{},
+		Note: fmt.Sprintf("%d idle sandboxes", m)}
+	time.Sleep(2 * time.Second) // let earlier deletes finish
+	mem0, _ := MemUsedBytes()
+	procs0 := ProcessCount()
+	var srv0 int64
+	if serverRSS != nil {
+		srv0 = serverRSS()
+	}
+	sbs := make([]*sbx.Sandbox, m)
+	var alive atomic.Int64
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := 0; i < m; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sb, err := b.createRunning(ctx)
+			sbs[i] = sb
+			if err != nil {
+				mu.Lock()
+				s.Errors[reasonOf(err)]++
+				mu.Unlock()
+				return
+			}
+			alive.Add(1)
+		}()
+	}
+	wg.Wait()
+	time.Sleep(3 * time.Second) // idle: let page cache and lazy allocations settle
+	mem1, _ := MemUsedBytes()
+	procs1 := ProcessCount()
+	var ids []string
+	for _, sb := range sbs {
+		if sb != nil {
+			ids = append(ids, sb.ID())
+		}
+	}
+	cg, cgFound := CgroupMemory(ids)
+	pids := CgroupProcs(ids)
+	agentRSS, agents := RSSOf(pids, "sbx-agent")
+	allRSS, _ := RSSOf(pids, "")
+	n := float64(alive.Load())
+	if n > 0 {
+		s.Values["alive"] = n
+		s.Values["host_mem_MiB_per_sandbox"] = float64(mem1-mem0) / n / (1 << 20)
+		// Host-wide counts include other work on the machine; the
+		// sandboxes' own cgroups do not.
+		s.Values["host_procs_per_sandbox"] = float64(procs1-procs0) / n
+		s.Values["procs_per_sandbox"] = float64(len(pids)) / n
+		s.Values["sandbox_rss_MiB_per_sandbox"] = float64(allRSS) / n / (1 << 20)
+		s.Values["sandbox_pss_MiB_per_sandbox"] = float64(PSSOf(pids)) / n / (1 << 20)
+		if cgFound > 0 {
+			s.Values["cgroup_mem_MiB_per_sandbox"] = float64(cg) / float64(cgFound) / (1 << 20)
+		}
+		if agents > 0 {
+			s.Values["agent_rss_MiB"] = float64(agentRSS) / float64(agents) / (1 << 20)
+		}
+		if serverRSS != nil {
+			s.Values["server_rss_MiB_per_sandbox"] = float64(serverRSS()-srv0) / n / (1 << 20)
+		}
+	}
+	b.deleteAll(context.WithoutCancel(ctx), sbs)
+	return s
+}
+
+// Finish fills the latency summary from the samples.
+func Finish(s *Scenario) *Scenario {
+	if len(s.Samples) > 0 {
+		sum := Summarize(s.Samples)
+		s.Latency = &sum
+	}
+	return s
+}
