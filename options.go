@@ -30,6 +30,7 @@ type runConfig struct {
 	resources  Resources
 	files      []mountedFile
 	requestID  string
+	network    *Network
 }
 
 type mountedFile struct {

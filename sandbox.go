@@ -85,6 +85,7 @@ func createRequest(opts []RunOption) (*sbxv1.CreateSandboxRequest, error) {
 		Tags:       cfg.tags,
 		Resources:  resourcesToWire(cfg.resources),
 		RequestId:  cfg.requestID,
+		Network:    networkToWire(cfg.network),
 	}
 	if cfg.lifetime != 0 {
 		if cfg.lifetime < 0 {

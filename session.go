@@ -19,6 +19,8 @@ type SandboxDefaults struct {
 	Tags      []string
 	Env       map[string]string
 	Resources Resources
+	// Network, when set, is the policy of sandboxes that set none.
+	Network *Network
 }
 
 // SessionOption configures NewSession.
@@ -55,6 +57,7 @@ func (c *Client) NewSession(ctx context.Context, defaults SandboxDefaults, opts 
 		Tags:      defaults.Tags,
 		Env:       defaults.Env,
 		Resources: resourcesToWire(defaults.Resources),
+		Network:   networkToWire(defaults.Network),
 	}
 	if defaults.Lifetime < 0 {
 		return nil, errorf(ErrInvalidArgument, "LIFETIME_OUT_OF_RANGE", "default lifetime %s is negative: give a positive duration", defaults.Lifetime)

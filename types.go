@@ -63,6 +63,8 @@ type Info struct {
 	Resources  Resources
 	// Lifetime is the sandbox's max lifetime.
 	Lifetime time.Duration
+	// Network is the effective network policy (after session defaults).
+	Network Network
 
 	State State
 	// Reason says why the sandbox is in State ("main command exited", "lifetime", …).

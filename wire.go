@@ -55,6 +55,7 @@ func infoFromWire(s *sbxv1.Sandbox) Info {
 		User:        s.GetUser(),
 		Tags:        s.GetTags(),
 		Resources:   resourcesFromWire(s.GetResources()),
+		Network:     networkFromWire(s.GetNetwork()),
 		Lifetime:    time.Duration(s.GetMaxLifetimeSeconds()) * time.Second,
 		State:       stateFromWire(s.GetState()),
 		Reason:      s.GetReason(),

@@ -17,6 +17,7 @@ type runFlags struct {
 	env, tags                              []string
 	pids                                   int64
 	detach, rm                             bool
+	net                                    netFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -46,6 +47,7 @@ lifetime ends.`,
 	fl.Int64Var(&f.pids, "pids", 0, "maximum number of processes")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "print the sandbox id and return without waiting")
 	fl.BoolVar(&f.rm, "rm", false, "delete the sandbox when its command has exited")
+	f.net.add(fl)
 	fl.SetInterspersed(false) // flags after the image's command belong to it
 	return c
 }
@@ -98,6 +100,11 @@ func runOptions(f runFlags, argv []string) ([]sbx.RunOption, error) {
 	res.Pids = f.pids
 	if res != (sbx.Resources{}) {
 		opts = append(opts, res)
+	}
+	if o, err := f.net.option(); err != nil {
+		return nil, err
+	} else if o != nil {
+		opts = append(opts, o)
 	}
 	return opts, nil
 }

@@ -38,6 +38,9 @@ func newServeCmd() *cobra.Command {
 	fs.StringArrayVar(&f.AllowedRegistries, "allowed-registry", nil, "the only registry hosts (mirrors included) to pull from (repeatable; default: any)")
 	fs.StringVar(&f.Runtime, "runtime", def.Runtime, "OCI runtime: crun, runc or runsc")
 	fs.StringVar(&f.RuntimePath, "runtime-path", "", "OCI runtime binary (default: looked up in PATH)")
+	fs.StringVar(&f.Network, "network", def.Network, "sandbox networking: bridge (own address, NAT, egress policy) or none (loopback only)")
+	fs.StringVar(&f.NetworkBridge, "network-bridge", "", "bridge of the sandboxes' network (default sbx0)")
+	fs.StringVar(&f.NetworkSubnet, "network-subnet", "", "private IPv4 subnet of the sandboxes (default 10.203.0.0/16)")
 	fs.StringVar(&f.AgentPath, "agent-path", "", "static sbx-agent binary (default: next to sbx, then PATH)")
 	fs.Int64Var(&f.DefaultCPUMillis, "default-cpu-millis", def.DefaultCPUMillis, "default CPU limit of a sandbox, in millicores")
 	fs.Int64Var(&f.DefaultMemoryBytes, "default-memory-bytes", def.DefaultMemoryBytes, "default memory limit of a sandbox, in bytes")
@@ -102,6 +105,12 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.Runtime = f.Runtime
 	case "runtime-path":
 		cfg.RuntimePath = f.RuntimePath
+	case "network":
+		cfg.Network = f.Network
+	case "network-bridge":
+		cfg.NetworkBridge = f.NetworkBridge
+	case "network-subnet":
+		cfg.NetworkSubnet = f.NetworkSubnet
 	case "agent-path":
 		cfg.AgentPath = f.AgentPath
 	case "default-cpu-millis":

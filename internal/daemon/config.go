@@ -94,6 +94,18 @@ type Config struct {
 	// it is spooled to <DataDir>/import first.
 	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
 
+	// Network is "none" (sandboxes have loopback only) or "bridge" (each
+	// gets an address on a bridge, NAT and its network policy; see
+	// internal/network).
+	Network string `json:"network,omitempty"`
+	// NetworkBridge and NetworkSubnet name the bridge and the sandboxes'
+	// private IPv4 subnet (defaults sbx0 and 10.203.0.0/16).
+	NetworkBridge string `json:"networkBridge,omitempty"`
+	NetworkSubnet string `json:"networkSubnet,omitempty"`
+	// NetworkDNS are the resolvers sandboxes may query (and get in their
+	// /etc/resolv.conf); empty takes the host's non-loopback nameservers.
+	NetworkDNS []string `json:"networkDNS,omitempty"`
+
 	// Pools are the warm pools: sandboxes kept created and idle per image
 	// and resources, so that a matching create only applies its request.
 	Pools []PoolConfig `json:"pools,omitempty"`
@@ -118,6 +130,7 @@ func Default() Config {
 		Listen:                DefaultListen,
 		DataDir:               DefaultDataDir,
 		Runtime:               "crun",
+		Network:               "none",
 		DefaultCPUMillis:      1000,
 		DefaultMemoryBytes:    1 << 30,
 		DefaultPids:           4096,
@@ -198,6 +211,9 @@ func (c *Config) Validate() error {
 	case "crun", "runc", "runsc":
 	default:
 		return fmt.Errorf("runtime %q is not supported: use crun, runc or runsc", c.Runtime)
+	}
+	if err := c.validateNetwork(); err != nil {
+		return err
 	}
 	switch {
 	case c.DefaultCPUMillis < 1 || c.DefaultCPUMillis > 256_000:

@@ -88,7 +88,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.RemoveAll(cfg.importDir()); err != nil {
 		return fmt.Errorf("clean the import spool dir %s: %w", cfg.importDir(), err)
 	}
+	netMgr, err := cfg.openNetwork()
+	if err != nil {
+		return err
+	}
+	if netMgr != nil {
+		defer netMgr.Close()
+	}
 	lrt, err := local.New(ctx, local.Config{
+		Network:     netMgr,
 		Root:        filepath.Join(cfg.DataDir, "sandboxes"),
 		Runtime:     cfg.Runtime,
 		RuntimePath: cfg.RuntimePath,
@@ -152,7 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
+	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "network", cfg.Network, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
 
 	select {
 	case err := <-errc:

@@ -26,6 +26,8 @@ type CreateRequest struct {
 	// RequestID makes retries idempotent per tenant.
 	RequestID string
 	SessionID string
+	// Network nil takes the session's default policy, else the default.
+	Network *sandbox.NetworkPolicy
 }
 
 // Create records a new sandbox and starts creating it in the background. It
@@ -39,6 +41,7 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 			return nil, err
 		}
 	}
+	var netDefault *sandbox.NetworkPolicy
 	if req.SessionID != "" {
 		if err := ValidateID("session_id", req.SessionID); err != nil {
 			return nil, err
@@ -51,7 +54,10 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 			return nil, sandbox.FailedPrecondition(sandbox.ReasonSessionClosed, "session %s is closed (%s): create a new session", s.ID, s.CloseReason)
 		}
 		mergeDefaults(&req, s.Defaults)
+		netDefault = s.Defaults.Network
 	}
+	eff := effectiveNetwork(&req, tenantID, netDefault)
+	req.Network = &eff
 	if req.Image == "" {
 		req.Image = m.cfg.DefaultImage
 	}
@@ -139,7 +145,7 @@ func (m *Manager) newRecord(tenantID string, req *CreateRequest, id string) *san
 	now := m.cfg.Now()
 	return &sandbox.Sandbox{
 		ID: id, TenantID: tenantID, SessionID: req.SessionID, RequestID: req.RequestID,
-		Spec: sandbox.Spec{ID: id, Image: req.Image, Resources: req.Resources},
+		Spec: sandbox.Spec{ID: id, Image: req.Image, Resources: req.Resources, Network: networkOf(req)},
 		Start: sandbox.StartSpec{Command: req.Command, Env: req.Env, WorkingDir: req.WorkingDir,
 			User: req.User, Files: req.Files},
 		Tags:        req.Tags,
@@ -150,6 +156,13 @@ func (m *Manager) newRecord(tenantID string, req *CreateRequest, id string) *san
 		ExpiresAt:   now.Add(*req.MaxLifetime),
 		Transitions: []sandbox.Transition{{State: sandbox.StatePending, Reason: sandbox.ReasonRequested, At: now}},
 	}
+}
+
+func networkOf(req *CreateRequest) sandbox.NetworkPolicy {
+	if req.Network == nil {
+		return sandbox.NetworkPolicy{}
+	}
+	return *req.Network
 }
 
 // mergeDefaults fills req's unset fields from a session's defaults; tags

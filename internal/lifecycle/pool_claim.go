@@ -15,6 +15,10 @@ import (
 // miss): the caller then creates the sandbox cold. The caller holds the
 // tenant's lock and has checked its quota.
 func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
+	if req.Network != nil && !req.Network.IsDefault() {
+		// Pool sandboxes were set up with the default network policy.
+		return nil, 0, nil
+	}
 	p := m.poolFor(req)
 	if p == nil {
 		return nil, 0, nil

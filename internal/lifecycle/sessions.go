@@ -56,6 +56,12 @@ func (m *Manager) validateDefaults(d sandbox.SessionDefaults) error {
 	if err := ValidateEnv(d.Env); err != nil {
 		return err
 	}
+	if d.Network != nil {
+		// Defaults always belong to a session.
+		if err := ValidateNetwork(*d.Network, "session"); err != nil {
+			return err
+		}
+	}
 	return validateResources(d.Resources)
 }
 

@@ -56,6 +56,9 @@ type SessionDefaults struct {
 	Tags        []string
 	Env         map[string]string
 	Resources   Resources
+	// Network, when set, is the policy of sandboxes whose request sets none
+	// (the whole policy, not merged field by field).
+	Network *NetworkPolicy `json:",omitempty"`
 }
 
 // Tenant owns sandboxes and sessions; API keys belong to one tenant.

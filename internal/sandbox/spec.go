@@ -30,6 +30,47 @@ type Spec struct {
 	Image string
 	// Resources are the cgroup limits.
 	Resources Resources
+	// Network is the sandbox's network policy; the zero value is the
+	// default (internet allowed, host, private ranges and other sandboxes
+	// blocked). A runtime without networking ignores it.
+	Network NetworkPolicy `json:",omitzero"`
+}
+
+// NetworkPolicy is what a sandbox may reach and what may reach it. The zero
+// value is the default: egress to the internet allowed; the host, other
+// sandboxes, private ranges, link-local (cloud metadata) and multicast
+// blocked; ingress allowed.
+type NetworkPolicy struct {
+	// DenyEgress blocks everything leaving the sandbox but DNS to the
+	// resolver sbx provides (unless DenyDNS is set too).
+	DenyEgress bool `json:",omitempty"`
+	// DenyDNS blocks DNS to the resolver sbx provides.
+	DenyDNS bool `json:",omitempty"`
+	// AllowCIDRs restricts egress to these destinations.
+	AllowCIDRs []CIDRRule `json:",omitempty"`
+	// AllowNames restricts egress to these DNS names ("example.com",
+	// "*.example.com"); enforced through sbx's resolver.
+	AllowNames []string `json:",omitempty"`
+	// DenyIngress rejects new connections from outside the host.
+	DenyIngress bool `json:",omitempty"`
+	// SessionPeers lets the sandbox talk to the other sandboxes of its
+	// session that ask for it too.
+	SessionPeers bool `json:",omitempty"`
+	// PeerGroup is set by the server (never by a user) from the session
+	// when SessionPeers is: sandboxes of one group reach each other.
+	PeerGroup string `json:",omitempty"`
+}
+
+// CIDRRule allows egress to an IPv4 prefix, on every port or only on Ports.
+type CIDRRule struct {
+	CIDR  string
+	Ports []int `json:",omitempty"`
+}
+
+// IsDefault reports whether p is the default policy.
+func (p NetworkPolicy) IsDefault() bool {
+	return !p.DenyEgress && !p.DenyDNS && len(p.AllowCIDRs) == 0 && len(p.AllowNames) == 0 &&
+		!p.DenyIngress && !p.SessionPeers && p.PeerGroup == ""
 }
 
 // File is a file written into the sandbox before its main command starts.

@@ -58,6 +58,7 @@ func sandboxToWire(sb *sandbox.Sandbox) *sbxv1.Sandbox {
 		User:               sb.Start.User,
 		Tags:               sb.Tags,
 		Resources:          resourcesToWire(sb.Spec.Resources),
+		Network:            networkToWire(&sb.Spec.Network),
 		MaxLifetimeSeconds: int64(sb.MaxLifetime / time.Second),
 		State:              stateToWire[sb.State],
 		Reason:             sb.Reason,
@@ -84,7 +85,7 @@ func sessionToWire(s *sandbox.Session) *sbxv1.Session {
 	w := &sbxv1.Session{
 		Id: s.ID,
 		Defaults: &sbxv1.SessionDefaults{Image: d.Image, Tags: d.Tags, Env: d.Env,
-			Resources: resourcesToWire(d.Resources), Network: &sbxv1.NetworkDefaults{}},
+			Resources: resourcesToWire(d.Resources), Network: networkToWire(d.Network)},
 		LeaseSeconds:  int64(s.Lease / time.Second),
 		CreatedAt:     ts(s.CreatedAt),
 		LastHeartbeat: ts(s.LastHeartbeat),

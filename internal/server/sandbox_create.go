@@ -22,6 +22,7 @@ func (s *sandboxService) Create(ctx context.Context, req *connect.Request[sbxv1.
 		Tags:       r.GetTags(),
 		Resources:  resourcesFromWire(r.GetResources()),
 		RequestID:  r.GetRequestId(),
+		Network:    networkFromWire(r.GetNetwork()),
 		SessionID:  r.GetSessionId(),
 	}
 	if r.MaxLifetimeSeconds != nil {

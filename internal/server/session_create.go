@@ -18,6 +18,7 @@ func (s *sessionService) Create(ctx context.Context, req *connect.Request[sbxv1.
 		Tags:      wd.GetTags(),
 		Env:       wd.GetEnv(),
 		Resources: resourcesFromWire(wd.GetResources()),
+		Network:   networkFromWire(wd.GetNetwork()),
 	}
 	if wd != nil && wd.MaxLifetimeSeconds != nil {
 		d.MaxLifetime = seconds(wd.GetMaxLifetimeSeconds())

@@ -107,7 +107,12 @@ type CreateSandboxRequest struct {
 	// Session whose defaults apply and whose close stops this sandbox.
 	SessionId string `protobuf:"bytes,10,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// User to run as ("uid", "uid:gid" or a name); empty means the image's.
-	User          string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
+	// Network policy; unset means the session's default, else the default
+	// policy (internet allowed; host, private ranges, link-local and other
+	// sandboxes blocked). Bad values fail with INVALID_ARGUMENT naming the
+	// field ("network.allow_cidrs[0].cidr").
+	Network       *NetworkPolicy `protobuf:"bytes,12,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -217,6 +222,13 @@ func (x *CreateSandboxRequest) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *CreateSandboxRequest) GetNetwork() *NetworkPolicy {
+	if x != nil {
+		return x.Network
+	}
+	return nil
 }
 
 type CreateSandboxResponse struct {
@@ -2637,7 +2649,7 @@ var File_sbx_v1_sandbox_service_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xf9\x03\n" +
+	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xaa\x04\n" +
 	"\x14CreateSandboxRequest\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x127\n" +
@@ -2653,7 +2665,8 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\n" +
 	" \x01(\tR\tsessionId\x12\x12\n" +
-	"\x04user\x18\v \x01(\tR\x04user\x1a6\n" +
+	"\x04user\x18\v \x01(\tR\x04user\x12/\n" +
+	"\anetwork\x18\f \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
@@ -2914,76 +2927,78 @@ var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(*WriteFileRequest_Header)(nil),  // 44: sbx.v1.WriteFileRequest.Header
 	(*Resources)(nil),                // 45: sbx.v1.Resources
 	(*MountedFile)(nil),              // 46: sbx.v1.MountedFile
-	(*Sandbox)(nil),                  // 47: sbx.v1.Sandbox
-	(SandboxState)(0),                // 48: sbx.v1.SandboxState
-	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
-	(*FileInfo)(nil),                 // 50: sbx.v1.FileInfo
+	(*NetworkPolicy)(nil),            // 47: sbx.v1.NetworkPolicy
+	(*Sandbox)(nil),                  // 48: sbx.v1.Sandbox
+	(SandboxState)(0),                // 49: sbx.v1.SandboxState
+	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
+	(*FileInfo)(nil),                 // 51: sbx.v1.FileInfo
 }
 var file_sbx_v1_sandbox_service_proto_depIdxs = []int32{
 	41, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
 	45, // 1: sbx.v1.CreateSandboxRequest.resources:type_name -> sbx.v1.Resources
 	46, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
-	47, // 3: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	47, // 4: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	48, // 5: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
-	47, // 6: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
-	47, // 7: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	0,  // 8: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
-	47, // 9: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	42, // 10: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
-	49, // 11: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
-	14, // 12: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
-	15, // 13: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
-	13, // 14: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
-	43, // 15: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
-	44, // 16: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
-	50, // 17: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
-	50, // 18: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
-	1,  // 19: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
-	3,  // 20: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
-	5,  // 21: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
-	7,  // 22: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
-	9,  // 23: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
-	11, // 24: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
-	13, // 25: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
-	17, // 26: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
-	18, // 27: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
-	20, // 28: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
-	22, // 29: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
-	24, // 30: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
-	26, // 31: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
-	27, // 32: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
-	29, // 33: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
-	31, // 34: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
-	33, // 35: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
-	35, // 36: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
-	37, // 37: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
-	39, // 38: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
-	2,  // 39: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
-	4,  // 40: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
-	6,  // 41: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
-	8,  // 42: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
-	10, // 43: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
-	12, // 44: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
-	16, // 45: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
-	16, // 46: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
-	19, // 47: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
-	21, // 48: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
-	23, // 49: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
-	25, // 50: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
-	16, // 51: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
-	28, // 52: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
-	30, // 53: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
-	32, // 54: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
-	34, // 55: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
-	36, // 56: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
-	38, // 57: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
-	40, // 58: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
-	39, // [39:59] is the sub-list for method output_type
-	19, // [19:39] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	47, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
+	48, // 4: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	48, // 5: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	49, // 6: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
+	48, // 7: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
+	48, // 8: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	0,  // 9: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
+	48, // 10: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	42, // 11: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
+	50, // 12: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
+	14, // 13: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
+	15, // 14: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
+	13, // 15: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
+	43, // 16: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
+	44, // 17: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
+	51, // 18: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
+	51, // 19: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
+	1,  // 20: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
+	3,  // 21: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
+	5,  // 22: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
+	7,  // 23: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
+	9,  // 24: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
+	11, // 25: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
+	13, // 26: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
+	17, // 27: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
+	18, // 28: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
+	20, // 29: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
+	22, // 30: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
+	24, // 31: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
+	26, // 32: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
+	27, // 33: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
+	29, // 34: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
+	31, // 35: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
+	33, // 36: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
+	35, // 37: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
+	37, // 38: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
+	39, // 39: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
+	2,  // 40: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
+	4,  // 41: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
+	6,  // 42: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
+	8,  // 43: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
+	10, // 44: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
+	12, // 45: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
+	16, // 46: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
+	16, // 47: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
+	19, // 48: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
+	21, // 49: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
+	23, // 50: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
+	25, // 51: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
+	16, // 52: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
+	28, // 53: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
+	30, // 54: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
+	32, // 55: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
+	34, // 56: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
+	36, // 57: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
+	38, // 58: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
+	40, // 59: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
+	40, // [40:60] is the sub-list for method output_type
+	20, // [20:40] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_sandbox_service_proto_init() }

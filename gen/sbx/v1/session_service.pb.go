@@ -22,44 +22,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// NetworkDefaults is reserved for the network (egress) policy of a session's
-// sandboxes; it is accepted and not yet enforced.
-type NetworkDefaults struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *NetworkDefaults) Reset() {
-	*x = NetworkDefaults{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *NetworkDefaults) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*NetworkDefaults) ProtoMessage() {}
-
-func (x *NetworkDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use NetworkDefaults.ProtoReflect.Descriptor instead.
-func (*NetworkDefaults) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{0}
-}
-
 // SessionDefaults apply to a session's sandboxes where their own Create
 // request leaves a field unset. Tags and env merge; the request's win.
 type SessionDefaults struct {
@@ -70,14 +32,16 @@ type SessionDefaults struct {
 	Tags               []string          `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
 	Env                map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Resources          *Resources        `protobuf:"bytes,5,opt,name=resources,proto3" json:"resources,omitempty"`
-	Network            *NetworkDefaults  `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Network policy of sandboxes whose Create sets none (the whole policy
+	// replaces, it is not merged field by field).
+	Network       *NetworkPolicy `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionDefaults) Reset() {
 	*x = SessionDefaults{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[1]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +53,7 @@ func (x *SessionDefaults) String() string {
 func (*SessionDefaults) ProtoMessage() {}
 
 func (x *SessionDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[1]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +66,7 @@ func (x *SessionDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionDefaults.ProtoReflect.Descriptor instead.
 func (*SessionDefaults) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{1}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *SessionDefaults) GetImage() string {
@@ -140,7 +104,7 @@ func (x *SessionDefaults) GetResources() *Resources {
 	return nil
 }
 
-func (x *SessionDefaults) GetNetwork() *NetworkDefaults {
+func (x *SessionDefaults) GetNetwork() *NetworkPolicy {
 	if x != nil {
 		return x.Network
 	}
@@ -168,7 +132,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[2]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +144,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[2]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +157,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{2}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Session) GetId() string {
@@ -263,7 +227,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[3]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +239,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[3]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +252,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{3}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateSessionRequest) GetDefaults() *SessionDefaults {
@@ -314,7 +278,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[4]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +290,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[4]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +303,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{4}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -358,7 +322,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[5]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +334,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[5]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +347,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{5}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -402,7 +366,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[6]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +378,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[6]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +391,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{6}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -446,7 +410,7 @@ type HeartbeatSessionRequest struct {
 
 func (x *HeartbeatSessionRequest) Reset() {
 	*x = HeartbeatSessionRequest{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[7]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +422,7 @@ func (x *HeartbeatSessionRequest) String() string {
 func (*HeartbeatSessionRequest) ProtoMessage() {}
 
 func (x *HeartbeatSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[7]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +435,7 @@ func (x *HeartbeatSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSessionRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatSessionRequest) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{7}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatSessionRequest) GetId() string {
@@ -490,7 +454,7 @@ type HeartbeatSessionResponse struct {
 
 func (x *HeartbeatSessionResponse) Reset() {
 	*x = HeartbeatSessionResponse{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[8]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +466,7 @@ func (x *HeartbeatSessionResponse) String() string {
 func (*HeartbeatSessionResponse) ProtoMessage() {}
 
 func (x *HeartbeatSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[8]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +479,7 @@ func (x *HeartbeatSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatSessionResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatSessionResponse) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeartbeatSessionResponse) GetSession() *Session {
@@ -534,7 +498,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[9]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +510,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[9]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +523,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CloseSessionRequest) GetId() string {
@@ -578,7 +542,7 @@ type CloseSessionResponse struct {
 
 func (x *CloseSessionResponse) Reset() {
 	*x = CloseSessionResponse{}
-	mi := &file_sbx_v1_session_service_proto_msgTypes[10]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +554,7 @@ func (x *CloseSessionResponse) String() string {
 func (*CloseSessionResponse) ProtoMessage() {}
 
 func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_session_service_proto_msgTypes[10]
+	mi := &file_sbx_v1_session_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +567,7 @@ func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
 func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_sbx_v1_session_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CloseSessionResponse) GetSession() *Session {
@@ -617,15 +581,14 @@ var File_sbx_v1_session_service_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_session_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1csbx/v1/session_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\x11\n" +
-	"\x0fNetworkDefaults\"\xdb\x02\n" +
+	"\x1csbx/v1/session_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xd9\x02\n" +
 	"\x0fSessionDefaults\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x125\n" +
 	"\x14max_lifetime_seconds\x18\x02 \x01(\x03H\x00R\x12maxLifetimeSeconds\x88\x01\x01\x12\x12\n" +
 	"\x04tags\x18\x03 \x03(\tR\x04tags\x122\n" +
 	"\x03env\x18\x04 \x03(\v2 .sbx.v1.SessionDefaults.EnvEntryR\x03env\x12/\n" +
-	"\tresources\x18\x05 \x01(\v2\x11.sbx.v1.ResourcesR\tresources\x121\n" +
-	"\anetwork\x18\x06 \x01(\v2\x17.sbx.v1.NetworkDefaultsR\anetwork\x1a6\n" +
+	"\tresources\x18\x05 \x01(\v2\x11.sbx.v1.ResourcesR\tresources\x12/\n" +
+	"\anetwork\x18\x06 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
@@ -676,45 +639,45 @@ func file_sbx_v1_session_service_proto_rawDescGZIP() []byte {
 	return file_sbx_v1_session_service_proto_rawDescData
 }
 
-var file_sbx_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sbx_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_sbx_v1_session_service_proto_goTypes = []any{
-	(*NetworkDefaults)(nil),          // 0: sbx.v1.NetworkDefaults
-	(*SessionDefaults)(nil),          // 1: sbx.v1.SessionDefaults
-	(*Session)(nil),                  // 2: sbx.v1.Session
-	(*CreateSessionRequest)(nil),     // 3: sbx.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),    // 4: sbx.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),        // 5: sbx.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),       // 6: sbx.v1.GetSessionResponse
-	(*HeartbeatSessionRequest)(nil),  // 7: sbx.v1.HeartbeatSessionRequest
-	(*HeartbeatSessionResponse)(nil), // 8: sbx.v1.HeartbeatSessionResponse
-	(*CloseSessionRequest)(nil),      // 9: sbx.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),     // 10: sbx.v1.CloseSessionResponse
-	nil,                              // 11: sbx.v1.SessionDefaults.EnvEntry
-	(*Resources)(nil),                // 12: sbx.v1.Resources
+	(*SessionDefaults)(nil),          // 0: sbx.v1.SessionDefaults
+	(*Session)(nil),                  // 1: sbx.v1.Session
+	(*CreateSessionRequest)(nil),     // 2: sbx.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),    // 3: sbx.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),        // 4: sbx.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),       // 5: sbx.v1.GetSessionResponse
+	(*HeartbeatSessionRequest)(nil),  // 6: sbx.v1.HeartbeatSessionRequest
+	(*HeartbeatSessionResponse)(nil), // 7: sbx.v1.HeartbeatSessionResponse
+	(*CloseSessionRequest)(nil),      // 8: sbx.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),     // 9: sbx.v1.CloseSessionResponse
+	nil,                              // 10: sbx.v1.SessionDefaults.EnvEntry
+	(*Resources)(nil),                // 11: sbx.v1.Resources
+	(*NetworkPolicy)(nil),            // 12: sbx.v1.NetworkPolicy
 	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
 }
 var file_sbx_v1_session_service_proto_depIdxs = []int32{
-	11, // 0: sbx.v1.SessionDefaults.env:type_name -> sbx.v1.SessionDefaults.EnvEntry
-	12, // 1: sbx.v1.SessionDefaults.resources:type_name -> sbx.v1.Resources
-	0,  // 2: sbx.v1.SessionDefaults.network:type_name -> sbx.v1.NetworkDefaults
-	1,  // 3: sbx.v1.Session.defaults:type_name -> sbx.v1.SessionDefaults
+	10, // 0: sbx.v1.SessionDefaults.env:type_name -> sbx.v1.SessionDefaults.EnvEntry
+	11, // 1: sbx.v1.SessionDefaults.resources:type_name -> sbx.v1.Resources
+	12, // 2: sbx.v1.SessionDefaults.network:type_name -> sbx.v1.NetworkPolicy
+	0,  // 3: sbx.v1.Session.defaults:type_name -> sbx.v1.SessionDefaults
 	13, // 4: sbx.v1.Session.created_at:type_name -> google.protobuf.Timestamp
 	13, // 5: sbx.v1.Session.last_heartbeat:type_name -> google.protobuf.Timestamp
 	13, // 6: sbx.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
 	13, // 7: sbx.v1.Session.closed_at:type_name -> google.protobuf.Timestamp
-	1,  // 8: sbx.v1.CreateSessionRequest.defaults:type_name -> sbx.v1.SessionDefaults
-	2,  // 9: sbx.v1.CreateSessionResponse.session:type_name -> sbx.v1.Session
-	2,  // 10: sbx.v1.GetSessionResponse.session:type_name -> sbx.v1.Session
-	2,  // 11: sbx.v1.HeartbeatSessionResponse.session:type_name -> sbx.v1.Session
-	2,  // 12: sbx.v1.CloseSessionResponse.session:type_name -> sbx.v1.Session
-	3,  // 13: sbx.v1.SessionService.Create:input_type -> sbx.v1.CreateSessionRequest
-	5,  // 14: sbx.v1.SessionService.Get:input_type -> sbx.v1.GetSessionRequest
-	7,  // 15: sbx.v1.SessionService.Heartbeat:input_type -> sbx.v1.HeartbeatSessionRequest
-	9,  // 16: sbx.v1.SessionService.Close:input_type -> sbx.v1.CloseSessionRequest
-	4,  // 17: sbx.v1.SessionService.Create:output_type -> sbx.v1.CreateSessionResponse
-	6,  // 18: sbx.v1.SessionService.Get:output_type -> sbx.v1.GetSessionResponse
-	8,  // 19: sbx.v1.SessionService.Heartbeat:output_type -> sbx.v1.HeartbeatSessionResponse
-	10, // 20: sbx.v1.SessionService.Close:output_type -> sbx.v1.CloseSessionResponse
+	0,  // 8: sbx.v1.CreateSessionRequest.defaults:type_name -> sbx.v1.SessionDefaults
+	1,  // 9: sbx.v1.CreateSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 10: sbx.v1.GetSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 11: sbx.v1.HeartbeatSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 12: sbx.v1.CloseSessionResponse.session:type_name -> sbx.v1.Session
+	2,  // 13: sbx.v1.SessionService.Create:input_type -> sbx.v1.CreateSessionRequest
+	4,  // 14: sbx.v1.SessionService.Get:input_type -> sbx.v1.GetSessionRequest
+	6,  // 15: sbx.v1.SessionService.Heartbeat:input_type -> sbx.v1.HeartbeatSessionRequest
+	8,  // 16: sbx.v1.SessionService.Close:input_type -> sbx.v1.CloseSessionRequest
+	3,  // 17: sbx.v1.SessionService.Create:output_type -> sbx.v1.CreateSessionResponse
+	5,  // 18: sbx.v1.SessionService.Get:output_type -> sbx.v1.GetSessionResponse
+	7,  // 19: sbx.v1.SessionService.Heartbeat:output_type -> sbx.v1.HeartbeatSessionResponse
+	9,  // 20: sbx.v1.SessionService.Close:output_type -> sbx.v1.CloseSessionResponse
 	17, // [17:21] is the sub-list for method output_type
 	13, // [13:17] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
@@ -728,14 +691,14 @@ func file_sbx_v1_session_service_proto_init() {
 		return
 	}
 	file_sbx_v1_types_proto_init()
-	file_sbx_v1_session_service_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sbx_v1_session_service_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_session_service_proto_rawDesc), len(file_sbx_v1_session_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -410,7 +410,9 @@ type Sandbox struct {
 	// The idempotency key the sandbox was created with, if any.
 	RequestId string `protobuf:"bytes,19,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// User the main command and execs run as, if set.
-	User          string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
+	// The effective network policy (after session defaults).
+	Network       *NetworkPolicy `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +587,166 @@ func (x *Sandbox) GetUser() string {
 	return ""
 }
 
+func (x *Sandbox) GetNetwork() *NetworkPolicy {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// NetworkPolicy is what a sandbox may reach and what may reach it. The
+// default (all fields unset): egress to the internet allowed; the host,
+// other sandboxes, private ranges (10/8, 172.16/12, 192.168/16, 100.64/10),
+// link-local (169.254/16, cloud metadata) and multicast blocked.
+type NetworkPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Block all egress but DNS to the resolver sbx provides.
+	DenyEgress bool `protobuf:"varint,1,opt,name=deny_egress,json=denyEgress,proto3" json:"deny_egress,omitempty"`
+	// Block DNS too.
+	DenyDns bool `protobuf:"varint,2,opt,name=deny_dns,json=denyDns,proto3" json:"deny_dns,omitempty"`
+	// Allow egress only to these destinations (may open blocked ranges).
+	// At most 64. Cannot be combined with deny_egress.
+	AllowCidrs []*CIDRRule `protobuf:"bytes,3,rep,name=allow_cidrs,json=allowCidrs,proto3" json:"allow_cidrs,omitempty"`
+	// Allow egress only to these DNS names ("example.com", "*.example.com").
+	// At most 64. Validated now; enforced once sbx's resolver lands (until
+	// then they match nothing).
+	AllowNames []string `protobuf:"bytes,4,rep,name=allow_names,json=allowNames,proto3" json:"allow_names,omitempty"`
+	// Reject new connections from outside the host.
+	DenyIngress bool `protobuf:"varint,5,opt,name=deny_ingress,json=denyIngress,proto3" json:"deny_ingress,omitempty"`
+	// Allow traffic to and from the other sandboxes of the same session that
+	// set this too. Requires session_id.
+	AllowSessionPeers bool `protobuf:"varint,6,opt,name=allow_session_peers,json=allowSessionPeers,proto3" json:"allow_session_peers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *NetworkPolicy) Reset() {
+	*x = NetworkPolicy{}
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkPolicy) ProtoMessage() {}
+
+func (x *NetworkPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkPolicy.ProtoReflect.Descriptor instead.
+func (*NetworkPolicy) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NetworkPolicy) GetDenyEgress() bool {
+	if x != nil {
+		return x.DenyEgress
+	}
+	return false
+}
+
+func (x *NetworkPolicy) GetDenyDns() bool {
+	if x != nil {
+		return x.DenyDns
+	}
+	return false
+}
+
+func (x *NetworkPolicy) GetAllowCidrs() []*CIDRRule {
+	if x != nil {
+		return x.AllowCidrs
+	}
+	return nil
+}
+
+func (x *NetworkPolicy) GetAllowNames() []string {
+	if x != nil {
+		return x.AllowNames
+	}
+	return nil
+}
+
+func (x *NetworkPolicy) GetDenyIngress() bool {
+	if x != nil {
+		return x.DenyIngress
+	}
+	return false
+}
+
+func (x *NetworkPolicy) GetAllowSessionPeers() bool {
+	if x != nil {
+		return x.AllowSessionPeers
+	}
+	return false
+}
+
+// CIDRRule allows egress to an IPv4 prefix, on all ports or only on ports.
+type CIDRRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "203.0.113.0/24" or "203.0.113.7".
+	Cidr string `protobuf:"bytes,1,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	// TCP/UDP ports 1-65535, at most 32; empty means every port and protocol.
+	Ports         []int32 `protobuf:"varint,2,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CIDRRule) Reset() {
+	*x = CIDRRule{}
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CIDRRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CIDRRule) ProtoMessage() {}
+
+func (x *CIDRRule) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CIDRRule.ProtoReflect.Descriptor instead.
+func (*CIDRRule) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CIDRRule) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *CIDRRule) GetPorts() []int32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 // FileInfo describes one path inside a sandbox.
 type FileInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -605,7 +767,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +779,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +792,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FileInfo) GetName() string {
@@ -708,7 +870,7 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\vMountedFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xd1\x06\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\x82\a\n" +
 	"\aSandbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -736,12 +898,26 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\vtransitions\x18\x12 \x03(\v2\x12.sbx.v1.TransitionR\vtransitions\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x13 \x01(\tR\trequestId\x12\x12\n" +
-	"\x04user\x18\x14 \x01(\tR\x04user\x1a6\n" +
+	"\x04user\x18\x14 \x01(\tR\x04user\x12/\n" +
+	"\anetwork\x18\x15 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\f\n" +
 	"\n" +
-	"_exit_code\"\xcf\x01\n" +
+	"_exit_code\"\xf2\x01\n" +
+	"\rNetworkPolicy\x12\x1f\n" +
+	"\vdeny_egress\x18\x01 \x01(\bR\n" +
+	"denyEgress\x12\x19\n" +
+	"\bdeny_dns\x18\x02 \x01(\bR\adenyDns\x121\n" +
+	"\vallow_cidrs\x18\x03 \x03(\v2\x10.sbx.v1.CIDRRuleR\n" +
+	"allowCidrs\x12\x1f\n" +
+	"\vallow_names\x18\x04 \x03(\tR\n" +
+	"allowNames\x12!\n" +
+	"\fdeny_ingress\x18\x05 \x01(\bR\vdenyIngress\x12.\n" +
+	"\x13allow_session_peers\x18\x06 \x01(\bR\x11allowSessionPeers\"4\n" +
+	"\bCIDRRule\x12\x12\n" +
+	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x12\x14\n" +
+	"\x05ports\x18\x02 \x03(\x05R\x05ports\"\xcf\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -773,7 +949,7 @@ func file_sbx_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_sbx_v1_types_proto_goTypes = []any{
 	(SandboxState)(0),             // 0: sbx.v1.SandboxState
 	(*Resources)(nil),             // 1: sbx.v1.Resources
@@ -781,29 +957,33 @@ var file_sbx_v1_types_proto_goTypes = []any{
 	(*Transition)(nil),            // 3: sbx.v1.Transition
 	(*MountedFile)(nil),           // 4: sbx.v1.MountedFile
 	(*Sandbox)(nil),               // 5: sbx.v1.Sandbox
-	(*FileInfo)(nil),              // 6: sbx.v1.FileInfo
-	nil,                           // 7: sbx.v1.Sandbox.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*NetworkPolicy)(nil),         // 6: sbx.v1.NetworkPolicy
+	(*CIDRRule)(nil),              // 7: sbx.v1.CIDRRule
+	(*FileInfo)(nil),              // 8: sbx.v1.FileInfo
+	nil,                           // 9: sbx.v1.Sandbox.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_sbx_v1_types_proto_depIdxs = []int32{
-	8,  // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
+	10, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
 	0,  // 1: sbx.v1.Transition.state:type_name -> sbx.v1.SandboxState
-	8,  // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
-	7,  // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
+	10, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	9,  // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
 	1,  // 4: sbx.v1.Sandbox.resources:type_name -> sbx.v1.Resources
 	0,  // 5: sbx.v1.Sandbox.state:type_name -> sbx.v1.SandboxState
 	2,  // 6: sbx.v1.Sandbox.exit:type_name -> sbx.v1.ExitStatus
-	8,  // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
-	8,  // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
-	8,  // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	10, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
+	10, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 11: sbx.v1.Sandbox.transitions:type_name -> sbx.v1.Transition
-	8,  // 12: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	6,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
+	7,  // 13: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
+	10, // 14: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_types_proto_init() }
@@ -818,7 +998,7 @@ func file_sbx_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_types_proto_rawDesc), len(file_sbx_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

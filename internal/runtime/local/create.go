@@ -40,6 +40,9 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 	if res.Pids == 0 {
 		res.Pids = r.cfg.Defaults.Pids
 	}
+	if err := checkRuntimeResources(r.cfg.Runtime, res); err != nil {
+		return sandbox.Info{}, err
+	}
 
 	b := &box{dir: r.dirOf(spec.ID)}
 	b.op.Lock()
@@ -58,7 +61,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 	}
 	b.rec = record{
 		ID: spec.ID, Phase: phaseCreating, Image: spec.Image, Resources: res,
-		Runtime: r.cfg.Runtime, CreatedAt: time.Now().UTC(),
+		Runtime: r.cfg.Runtime, CreatedAt: time.Now().UTC(), Network: spec.Network,
 	}
 	r.boxes[spec.ID] = b
 	r.mu.Unlock()
@@ -125,6 +128,11 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: stateDir(b.dir),
 		cgroups: cgroupsPath(r.cfg.CgroupParent, rec.ID), res: rec.Resources, swap: r.swap, nofile: r.nofile,
 	})
+	mounts, err := r.networkMounts(b.dir, rec.Network)
+	if err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+	}
+	spec.Mounts = append(spec.Mounts, mounts...)
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return sandbox.Info{}, sandbox.Internal("encode OCI spec: %w", err)
@@ -147,10 +155,25 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 			"the agent of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
 	}
 	rec.PID, rec.PIDStart = pid, start
+	if r.oci.name == "runsc" {
+		gofer, err := r.oci.goferPID(rec.ID)
+		if err != nil {
+			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "sandbox %q: %w", rec.ID, err)
+		}
+		r.reaper.watch(gofer)
+		if _, gstart, err := pidStart(gofer); err == nil {
+			rec.ListenerPID, rec.ListenerStart = gofer, gstart
+		} else {
+			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "the gVisor gofer of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
+		}
+	}
 	if err := writeRecord(b.dir, &rec); err != nil {
 		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
 	}
 	b.setRecord(rec)
+	if err := r.setupNetwork(ctx, rec.ID, pid, rec.Network); err != nil {
+		return sandbox.Info{}, err
+	}
 
 	if err := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout); err != nil {
 		return sandbox.Info{}, err
@@ -249,7 +272,23 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 		r.reaper.watch(rec.PID)
 	}
 	var errs []error
-	if err := r.oci.delete(ctx, rec.ID); err != nil {
+	if r.oci.name == "runsc" {
+		for _, pid := range r.watchRunsc(rec.ID) {
+			if pid != rec.PID {
+				defer r.reaper.forget(pid)
+			}
+		}
+		if sameProcess(rec.PID, rec.PIDStart) {
+			defer reapStubs(runscStubs(rec.PID))
+		}
+	}
+	err := r.oci.delete(ctx, rec.ID)
+	if r.oci.name == "runsc" && r.killBundleProcesses(b.dir) {
+		// Leftovers of a killed Create, which runsc's delete did not know
+		// of or could not stop: now gone, so its delete can finish.
+		err = r.oci.delete(ctx, rec.ID)
+	}
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if rec.PID > 0 {
@@ -261,6 +300,10 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	if err := r.cg.removeCgroup(r.cfg.CgroupParent, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
+	// After the container: its namespace, and with it the veth, is gone.
+	if err := r.teardownNetwork(ctx, rec.ID); err != nil {
+		errs = append(errs, err)
+	}
 	rootfs := filepath.Join(b.dir, "rootfs")
 	if err := unmount(rootfs); err != nil {
 		errs = append(errs, err)
@@ -269,7 +312,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 		errs = append(errs, fmt.Errorf("%s is still mounted; not removing the sandbox's files", rootfs))
 		return errors.Join(errs...)
 	}
-	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid"} {
+	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile} {
 		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {
 			errs = append(errs, err)
 		}

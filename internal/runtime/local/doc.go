@@ -25,7 +25,9 @@
 // The state dir is the one host dir a sandbox can write: the runtime reads
 // it only through internal/agent's host-side functions, and talks to the
 // agent through one shared client per sandbox whose connections are
-// accepted only if their listener is the container's PID 1 (dialAgent).
+// accepted only if their listener is the container's PID 1, or under runsc
+// (gVisor) the container's gofer (dialAgent; runsc.go has what else differs
+// under gVisor).
 //
 // Sandboxes outlive the process that made them. New re-attaches to the
 // running ones, releases what dead ones held (keeping their exit status and

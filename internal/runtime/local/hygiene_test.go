@@ -136,12 +136,20 @@ func checkClean(t *testing.T, rt *Runtime, before hostState) {
 func TestCreateStopCyclesLeaveNothing(t *testing.T) {
 	// 50 cycles with crun (the default); runc runs fewer to keep the
 	// package's tests near two minutes on a 2-core machine.
+	// crun's sandboxes have networks (network_test.go's world).
 	for _, tc := range []struct {
 		name   string
 		cycles int
-	}{{"crun", 50}, {"runc", 20}} {
+		net    bool
+	}{{"crun", 50, true}, {"runc", 20, false}, {"runsc", 6, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := newRuntime(t, tc.name)
+			var mods []func(*Config)
+			var w *netWorld
+			if tc.net {
+				w = newNetWorld(t)
+				mods = append(mods, withNetwork(w.mgr))
+			}
+			rt := newRuntime(t, tc.name, mods...)
 			h := harness(t, rt, sandbox.Resources{})
 			before := snapshot(t, rt)
 			created, cancelled := 0, 0
@@ -188,12 +196,19 @@ func TestCreateStopCyclesLeaveNothing(t *testing.T) {
 			}
 			t.Logf("%d created, %d cancelled mid-create", created, cancelled)
 			checkClean(t, rt, before)
+			if w != nil {
+				checkNetClean(t, w)
+			}
 		})
 	}
 }
 
 func TestReattach(t *testing.T) {
-	rt1 := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testReattach)
+}
+
+func testReattach(t *testing.T, name string) {
+	rt1 := newRuntime(t, name)
 	id, ag := runtimetest.Create(t, harness(t, rt1, sandbox.Resources{}), "att")
 	runtimetest.MustExec(t, context.Background(), ag, "echo kept > /tmp/mark")
 	// A second sandbox dies while no runtime watches: the new runtime lists
@@ -245,7 +260,11 @@ func TestReattach(t *testing.T) {
 // random points) several times over, then checks that a new Runtime on the
 // same root re-attaches to what was finished and removes the rest.
 func TestKilledMidCreate(t *testing.T) {
-	rt := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testKilledMidCreate)
+}
+
+func testKilledMidCreate(t *testing.T, name string) {
+	rt := newRuntime(t, name)
 	ref, _ := env(t)
 	before := snapshot(t, rt)
 	for round := 0; round < 4; round++ {
@@ -253,7 +272,7 @@ func TestKilledMidCreate(t *testing.T) {
 		cmd.Env = append(os.Environ(),
 			"SBX_HELPER_ROOT="+rt.cfg.Root, "SBX_HELPER_IMAGES="+fixture.imageDir,
 			"SBX_HELPER_IMAGE="+ref, "SBX_HELPER_AGENT="+rt.cfg.AgentPath,
-			"SBX_HELPER_CGROUP="+rt.cfg.CgroupParent)
+			"SBX_HELPER_CGROUP="+rt.cfg.CgroupParent, "SBX_HELPER_RUNTIME="+name)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -305,7 +324,7 @@ func TestHelperCreateLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt, err := New(context.Background(), Config{
-		Root: root, Runtime: "crun", AgentPath: os.Getenv("SBX_HELPER_AGENT"), Images: images,
+		Root: root, Runtime: os.Getenv("SBX_HELPER_RUNTIME"), AgentPath: os.Getenv("SBX_HELPER_AGENT"), Images: images,
 		Defaults:     sandbox.Resources{MemoryBytes: 256 << 20, Pids: 256},
 		CgroupParent: os.Getenv("SBX_HELPER_CGROUP"),
 	})
@@ -324,7 +343,11 @@ func TestHelperCreateLoop(t *testing.T) {
 // TestFailedCreateLeavesNothing: an unknown image and an agent that dies at
 // start both fail Create with a clear error and leave nothing behind.
 func TestFailedCreateLeavesNothing(t *testing.T) {
-	rt := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testFailedCreateLeavesNothing)
+}
+
+func testFailedCreateLeavesNothing(t *testing.T, name string) {
+	rt := newRuntime(t, name)
 	ref, _ := env(t)
 	before := snapshot(t, rt)
 	ctx := context.Background()

@@ -28,18 +28,34 @@ func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
 		return nil, err
 	}
 	rec, _ := b.snapshot()
+	if rec.Runtime == "runsc" {
+		return runscAgent{sharedClient{b.agentClient(rec)}, stateDir(b.dir)}, nil
+	}
 	return sharedClient{b.agentClient(rec)}, nil
 }
 
 // dialAgent returns a client of the agent of the sandbox in dir. The state
 // dir is writable by sandbox root, so the client trusts only a socket whose
-// listener is the container's PID 1 (the agent) as recorded at Create: a
-// symlink there is not followed, and a socket that a sandbox process bound
-// in the agent's place is refused.
+// listener is the host process recorded at Create (record.listener): a
+// symlink there is not followed, and a socket that a host process or another
+// sandbox listens on is refused.
+//
+// Under crun and runc that process is the container's PID 1, the agent, so
+// a socket that another process of the same sandbox bound in the agent's
+// place is refused too. Under runsc (gVisor) no sandbox process is a host
+// process: the sandbox's gofer binds and listens on the host socket for
+// whatever process binds it inside, so SO_PEERCRED names the gofer for
+// every socket the sandbox makes. The check is then that the socket was
+// bound inside this very sandbox (the gofer pid comes from runsc's own
+// state under our --root, which the sandbox cannot reach), not that the
+// agent bound it: sandbox root can put a listener of its own there and
+// answer for its own sandbox, which it could do anyway by controlling the
+// agent's processes, but nothing outside the sandbox can.
 func dialAgent(dir string, rec record) *agent.Client {
+	pid, start := rec.listener()
 	return agent.DialState(stateDir(dir), func(peer int) error {
-		if peer != rec.PID || !alive(rec.PID, rec.PIDStart) {
-			return fmt.Errorf("the socket's listener is pid %d, not the sandbox's agent (pid %d)", peer, rec.PID)
+		if peer != pid || !alive(pid, start) {
+			return fmt.Errorf("the socket's listener is pid %d, not the sandbox's agent (pid %d)", peer, pid)
 		}
 		return nil
 	})
@@ -210,6 +226,9 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	err = r.teardown(ctx, b)
 	r.forget(b)
 	r.reaper.forget(rec.PID)
+	if rec.ListenerPID != 0 {
+		r.reaper.forget(rec.ListenerPID)
+	}
 	return err
 }
 

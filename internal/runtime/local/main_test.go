@@ -58,7 +58,7 @@ func (f *sharedFixture) cleanup() {
 // the image already pulled (so benchmarks measure a cached image).
 func env(t testing.TB) (string, *image.Store) {
 	t.Helper()
-	testenv.Require(t, true, "crun", "runc")
+	testenv.Require(t, true, "crun", "runc", "runsc")
 	fixture.once.Do(func() {
 		host, stop, err := testenv.ServeRegistry("127.0.0.1:0")
 		if err != nil {
@@ -138,7 +138,7 @@ func newRuntime(t testing.TB, runtimeName string, mod ...func(*Config)) *Runtime
 }
 
 func TestConformance(t *testing.T) {
-	for _, name := range []string{"crun", "runc"} {
+	for _, name := range []string{"crun", "runc", "runsc"} {
 		t.Run(name, func(t *testing.T) {
 			ref, _ := env(t)
 			runtimetest.Run(t, runtimetest.Harness{Runtime: newRuntime(t, name), Image: ref})

@@ -18,12 +18,20 @@ type ociRuntime struct {
 	name string // "crun", "runc", "runsc"
 	path string // binary
 	root string // --root
+	// flags are global flags given before the command (runsc's).
+	flags []string
+}
+
+// args returns the global flags followed by args.
+func (o *ociRuntime) args(args ...string) []string {
+	out := append([]string{"--root", o.root}, o.flags...)
+	return append(out, args...)
 }
 
 // output runs the runtime with args and returns its combined output (or only
 // stdout with stdoutOnly).
 func (o *ociRuntime) output(ctx context.Context, stdoutOnly bool, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, o.path, append([]string{"--root", o.root}, args...)...)
+	cmd := exec.CommandContext(ctx, o.path, o.args(args...)...)
 	ociCommands.RLock()
 	defer ociCommands.RUnlock()
 	if stdoutOnly {
@@ -50,7 +58,7 @@ func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string) (int, 
 	pidFile := filepath.Join(bundle, "init.pid")
 	// Not CommandContext: killing the runtime mid-create leaves a container
 	// half made; Create's cleanup handles cancellation after run returns.
-	cmd := exec.Command(o.path, "--root", o.root, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	cmd := exec.Command(o.path, o.args("run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	ociCommands.RLock()
 	err = cmd.Run()
@@ -86,6 +94,9 @@ func (o *ociRuntime) delete(ctx context.Context, id string) error {
 	if err != nil && !notRunning(out) {
 		return fmt.Errorf("%s delete %s: %w: %s", o.name, id, err, bytes.TrimSpace(out))
 	}
+	if o.name == "runsc" {
+		return o.removeStaleLock(id)
+	}
 	return nil
 }
 
@@ -98,11 +109,22 @@ func (o *ociRuntime) list(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Each container is a directory named by its id (crun, runc, runsc).
+	// Each container is a directory named by its id (crun, runc), or a
+	// file <sandbox id>_sandbox:<container id>.state (runsc).
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() && validID(e.Name()) == nil {
-			ids = append(ids, e.Name())
+		name := e.Name()
+		if o.name == "runsc" {
+			if _, c, ok := strings.Cut(strings.TrimSuffix(name, ".state"), "_sandbox:"); ok && strings.HasSuffix(name, ".state") && !e.IsDir() {
+				name = c
+			} else {
+				continue
+			}
+		} else if !e.IsDir() {
+			continue
+		}
+		if validID(name) == nil {
+			ids = append(ids, name)
 		}
 	}
 	return ids, nil
@@ -135,4 +157,13 @@ func tail(path string, n int64) string {
 	b := make([]byte, st.Size()-off)
 	_, _ = f.ReadAt(b, off)
 	return strings.TrimSpace(string(b))
+}
+
+// newOCIRuntime returns the driver of the runtime name at path.
+func newOCIRuntime(name, path, root string) *ociRuntime {
+	o := &ociRuntime{name: name, path: path, root: root}
+	if name == "runsc" {
+		o.flags = runscFlags
+	}
+	return o
 }

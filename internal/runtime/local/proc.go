@@ -108,6 +108,11 @@ var ociCommands sync.RWMutex
 // killed server's).
 var orphanNames = []string{"crun", "runc", "runsc", "sbx-agent"}
 
+// runscOrphan is the command name of gVisor's processes (runsc re-executes
+// /proc/self/exe): the Sentry's ptrace stubs become our zombie children
+// when the Sentry dies. Matched exactly: sbx runs nothing else by that name.
+const runscOrphan = "exe"
+
 func (r *reaper) reap() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -206,7 +211,7 @@ func (r *reaper) sweepOrphans() {
 			}
 			comm, _ := os.ReadFile("/proc/" + string(f) + "/comm")
 			name := string(bytes.TrimSpace(comm))
-			match := false
+			match := name == runscOrphan
 			for _, n := range orphanNames {
 				match = match || strings.HasPrefix(name, n)
 			}

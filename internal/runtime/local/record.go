@@ -38,11 +38,27 @@ type record struct {
 	Config    sandbox.ImageConfig `json:"image_config"`
 	Resources sandbox.Resources   `json:"resources"`
 	Runtime   string              `json:"runtime"` // OCI runtime name
-	CreatedAt time.Time           `json:"created_at"`
+	// Network is the sandbox's network policy.
+	Network   sandbox.NetworkPolicy `json:"network,omitzero"`
+	CreatedAt time.Time             `json:"created_at"`
 	// PID and PIDStart (its start time in clock ticks since boot) identify
 	// the container's PID 1 even after the pid is reused.
 	PID      int    `json:"pid,omitempty"`
 	PIDStart uint64 `json:"pid_start,omitempty"`
+	// ListenerPID and ListenerStart identify the host process that listens
+	// on the agent's socket when it is not PID 1: runsc's gofer, which
+	// binds the sockets the sandbox binds (see dialAgent).
+	ListenerPID   int    `json:"listener_pid,omitempty"`
+	ListenerStart uint64 `json:"listener_start,omitempty"`
+}
+
+// listener returns the host process that must listen on the agent's
+// socket, and its start time.
+func (rec *record) listener() (int, uint64) {
+	if rec.ListenerPID != 0 {
+		return rec.ListenerPID, rec.ListenerStart
+	}
+	return rec.PID, rec.PIDStart
 }
 
 // writeRecord replaces dir's record atomically (temp file + rename). It does

@@ -63,6 +63,9 @@ func (r *Runtime) recover(ctx context.Context) error {
 			}
 		}
 	}
+	if err := r.recoverNetworks(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return sandbox.Internal("recover sandboxes under %s: %w", r.cfg.Root, err)
 	}
@@ -92,6 +95,9 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 	case phaseCreated:
 		if sameProcess(rec.PID, rec.PIDStart) {
 			r.reaper.watch(rec.PID)
+		}
+		if rec.ListenerPID != 0 && sameProcess(rec.ListenerPID, rec.ListenerStart) {
+			r.reaper.watch(rec.ListenerPID)
 		}
 		if alive(rec.PID, rec.PIDStart) && r.agentAnswers(ctx, dir, *rec) {
 			break

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/image"
+	"github.com/sbx-run/sbx/internal/network"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -44,6 +45,10 @@ type Config struct {
 	// AttachTimeout bounds how long New waits for the agent of a sandbox it
 	// re-attaches to; default 2s.
 	AttachTimeout time.Duration
+	// Network gives each sandbox a network of its own (network.go); nil
+	// leaves sandboxes with loopback only. The Runtime must be its only
+	// user: New tears down the networks of sandboxes it does not have.
+	Network *network.Manager
 }
 
 // Resource bounds a Spec (or Config.Defaults) must stay within.
@@ -100,6 +105,9 @@ func (c *Config) setDefaults() error {
 		c.Defaults.Pids = 4096
 	}
 	if err := checkResources(c.Defaults); err != nil {
+		return fmt.Errorf("default resources: %w", err)
+	}
+	if err := checkRuntimeResources(c.Runtime, c.Defaults); err != nil {
 		return fmt.Errorf("default resources: %w", err)
 	}
 	if c.StartTimeout <= 0 {
@@ -223,7 +231,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{
 		cfg:    cfg,
-		oci:    &ociRuntime{name: cfg.Runtime, path: path, root: filepath.Join(cfg.Root, "oci", cfg.Runtime)},
+		oci:    newOCIRuntime(cfg.Runtime, path, filepath.Join(cfg.Root, "oci", cfg.Runtime)),
 		cg:     cg,
 		swap:   swapAccounted(cg),
 		nofile: nofile,

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -77,6 +78,12 @@ func TestConfigValidation(t *testing.T) {
 		if err := checkResources(r); err == nil {
 			t.Errorf("checkResources(%+v): no error", r)
 		}
+	}
+	if err := checkRuntimeResources("runsc", sandbox.Resources{Pids: 64}); !errors.Is(err, sandbox.ErrInvalidArgument) {
+		t.Errorf("runsc with 64 pids: %v, want InvalidArgument", err)
+	}
+	if err := checkRuntimeResources("crun", sandbox.Resources{Pids: 64}); err != nil {
+		t.Errorf("crun with 64 pids: %v", err)
 	}
 	for _, id := range []string{"", "-a", "a/b", "a b", string(make([]byte, 64))} {
 		if validID(id) == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +31,11 @@ func noHang(t *testing.T, what string, f func()) {
 // TestStateDirFIFOExitFile: a FIFO as main.exit made the host's Stop (and
 // Delete, List, recovery) block forever in open(2).
 func TestStateDirFIFOExitFile(t *testing.T) {
-	rt := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testStateDirFIFOExitFile)
+}
+
+func testStateDirFIFOExitFile(t *testing.T, name string) {
+	rt := newRuntime(t, name)
 	id, ag := runtimetest.Create(t, harness(t, rt, sandbox.Resources{}), "fifo")
 	if r := sh(t, ag, "mkfifo /.sbx/state/main.exit && ls -l /.sbx/state/main.exit"); r.Exit.Code != 0 {
 		t.Fatalf("mkfifo inside: %+v", r)
@@ -66,7 +71,11 @@ func TestStateDirFIFOExitFile(t *testing.T) {
 // TestStateDirSymlinkExitFile: a symlink as main.exit is not followed to a
 // host file that would read as an exit status.
 func TestStateDirSymlinkExitFile(t *testing.T) {
-	rt := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testStateDirSymlinkExitFile)
+}
+
+func testStateDirSymlinkExitFile(t *testing.T, name string) {
+	rt := newRuntime(t, name)
 	id, ag := runtimetest.Create(t, harness(t, rt, sandbox.Resources{}), "exitlink")
 	forged := rt.cfg.Root + "/forged.exit"
 	if err := os.WriteFile(forged, []byte(`{"code":42}`), 0o600); err != nil {
@@ -87,7 +96,11 @@ func TestStateDirSymlinkExitFile(t *testing.T) {
 // TestStateDirSymlinkSocket: agent.sock replaced by a symlink to another
 // sandbox's agent socket (on the host) must not hand exec in that sandbox.
 func TestStateDirSymlinkSocket(t *testing.T) {
-	rt := newRuntime(t, "crun")
+	eachRuntime(t, []string{"crun", "runsc"}, testStateDirSymlinkSocket)
+}
+
+func testStateDirSymlinkSocket(t *testing.T, name string) {
+	rt := newRuntime(t, name)
 	h := harness(t, rt, sandbox.Resources{})
 	victim, _ := runtimetest.Create(t, h, "victim")
 	id, ag := runtimetest.Create(t, h, "attacker")
@@ -96,10 +109,87 @@ func TestStateDirSymlinkSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := "mv /.sbx/state/agent.sock /.sbx/state/old.sock && ln -s " + socketPath(vb.dir) + " /.sbx/state/agent.sock"
-	if r := sh(t, ag, script); r.Exit.Code != 0 {
+	r := sh(t, ag, script)
+	if name == "runsc" {
+		// gVisor (20221219) cannot stat, rename or unlink the host socket
+		// its gofer made; TestRunscPeerIsOwnGofer covers the dial check.
+		if r.Exit.Code == 0 {
+			t.Fatalf("gVisor now lets the sandbox replace its agent's socket; assert the refusal instead: %+v", r)
+		}
+		assertAnswers(t, rt, id)
+		return
+	}
+	if r.Exit.Code != 0 {
 		t.Fatalf("swap the socket inside: %+v", r)
 	}
 	assertRefused(t, rt, id)
+}
+
+// TestRunscPeerIsOwnGofer: under gVisor the agent socket's listener is the
+// sandbox's gofer; a socket of another sandbox (whose listener is that
+// sandbox's gofer) is refused. The sandbox cannot replace its socket under
+// this gVisor, so the test presents the other socket to the dial itself.
+func TestRunscPeerIsOwnGofer(t *testing.T) {
+	rt := newRuntime(t, "runsc")
+	h := harness(t, rt, sandbox.Resources{})
+	a, _ := runtimetest.Create(t, h, "own")
+	v, _ := runtimetest.Create(t, h, "other")
+	ab, err := rt.lookup(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := rt.lookup(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arec, _ := ab.snapshot()
+	vrec, _ := vb.snapshot()
+	if arec.ListenerPID == 0 || arec.ListenerPID == arec.PID || arec.ListenerPID == vrec.ListenerPID {
+		t.Fatalf("listener pids: %d (pid %d), other sandbox's %d", arec.ListenerPID, arec.PID, vrec.ListenerPID)
+	}
+	// A dir whose state/agent.sock is the other sandbox's socket (a hard
+	// link: the same inode, so the same listener).
+	dir := t.TempDir()
+	if err := os.Mkdir(stateDir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(socketPath(vb.dir), socketPath(dir)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := dialAgent(dir, arec)
+	defer c.Close()
+	if err := c.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), "listener is pid") {
+		t.Errorf("dial with sandbox %s's identity reached sandbox %s's agent: %v", a, v, err)
+	}
+	// The control: with its own identity the other sandbox's agent answers.
+	c2 := dialAgent(dir, vrec)
+	defer c2.Close()
+	if err := c2.WaitReady(context.Background()); err != nil {
+		t.Errorf("dial with the socket's own sandbox: %v", err)
+	}
+}
+
+// assertAnswers checks that a new connection reaches sandbox id's agent.
+func assertAnswers(t *testing.T, rt *Runtime, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := rt.lookup(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.dropClient()
+	ag, err := rt.Agent(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	r, err := runtimetest.Exec(ctx, ag, sandbox.ExecSpec{Command: []string{"hostname"}})
+	if err != nil || r.Stdout != id+"\n" {
+		t.Errorf("the agent no longer answers: %q, %v", r.Stdout, err)
+	}
 }
 
 // TestStateDirImpostorSocket: a process in the sandbox other than its PID 1

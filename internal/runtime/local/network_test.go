@@ -1,0 +1,287 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/network"
+	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
+	"github.com/sbx-run/sbx/internal/sandbox"
+	"github.com/sbx-run/sbx/internal/testenv"
+)
+
+// The test world, as internal/network's world_test.go builds it: no packet
+// leaves this machine. Everything forwarded from the test bridge is routed
+// (policy rule on the bridge) into an "upstream" namespace the test owns,
+// which holds the "internet" address on its loopback.
+//
+//	sandbox --veth-- [bridge sbxl0 10.212.0.1/16] host --veth sbxlup0 10.213.0.1/30-- upstream (10.213.0.2; lo 198.51.100.10)
+const (
+	lnBridge   = "sbxl0"
+	lnTable    = "sbxlocal"
+	lnUpLink   = "sbxlup0"
+	lnUpNS     = "sbxl-up"
+	lnRouteTab = "2120"
+	lnRulePrio = "1120"
+)
+
+var (
+	lnSubnet  = netip.MustParsePrefix("10.212.0.0/16")
+	lnGateway = netip.MustParseAddr("10.212.0.1")
+	lnPublic  = netip.MustParseAddr("198.51.100.10") // "the internet", in upstream
+)
+
+type netWorld struct {
+	mgr      *network.Manager
+	hostPort int // the host listens here on the gateway address
+}
+
+func quietIP(args ...string) { exec.Command("ip", args...).Run() }
+
+func mustIP(t testing.TB, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func cleanNetWorld() {
+	quietIP("rule", "del", "priority", lnRulePrio)
+	quietIP("route", "flush", "table", lnRouteTab)
+	quietIP("link", "del", lnUpLink)
+	quietIP("netns", "del", lnUpNS)
+	quietIP("netns", "del", "sbxl-orphan")
+}
+
+// newNetWorld builds the world and a network manager for it; everything
+// goes at cleanup.
+func newNetWorld(t *testing.T) *netWorld {
+	t.Helper()
+	testenv.Require(t, true, "ip", "busybox")
+	cleanNetWorld()
+	const fwd = "/proc/sys/net/ipv4/ip_forward"
+	wasFwd, err := os.ReadFile(fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := network.New(network.Config{Bridge: lnBridge, Table: lnTable, Subnet: lnSubnet, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("network.New: %v", err)
+	}
+	w := &netWorld{mgr: mgr}
+	t.Cleanup(func() {
+		if err := mgr.Destroy(context.Background()); err != nil {
+			t.Errorf("network Destroy: %v", err)
+		}
+		mgr.Close()
+		os.WriteFile(fwd, wasFwd, 0o644)
+		cleanNetWorld()
+	})
+	mustIP(t, "netns", "add", lnUpNS)
+	mustIP(t, "link", "add", lnUpLink, "type", "veth", "peer", "name", "eth0", "netns", lnUpNS)
+	mustIP(t, "addr", "add", "10.213.0.1/30", "dev", lnUpLink)
+	mustIP(t, "link", "set", lnUpLink, "up")
+	mustIP(t, "-n", lnUpNS, "addr", "add", "10.213.0.2/30", "dev", "eth0")
+	mustIP(t, "-n", lnUpNS, "link", "set", "eth0", "up")
+	mustIP(t, "-n", lnUpNS, "link", "set", "lo", "up")
+	mustIP(t, "-n", lnUpNS, "addr", "add", lnPublic.String()+"/32", "dev", "lo")
+	mustIP(t, "-n", lnUpNS, "route", "add", lnSubnet.String(), "via", "10.213.0.1")
+	mustIP(t, "route", "add", "default", "via", "10.213.0.2", "dev", lnUpLink, "table", lnRouteTab)
+	mustIP(t, "route", "add", lnSubnet.String(), "dev", lnBridge, "table", lnRouteTab)
+	mustIP(t, "rule", "add", "priority", lnRulePrio, "iif", lnBridge, "lookup", lnRouteTab)
+
+	// "The internet": busybox httpd in upstream, serving one file.
+	www := t.TempDir()
+	if err := os.WriteFile(www+"/index.html", []byte("upstream\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpd := exec.Command("ip", "netns", "exec", lnUpNS, testenv.BusyboxPath, "httpd", "-f", "-p", lnPublic.String()+":80", "-h", www)
+	if err := httpd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { httpd.Process.Kill(); httpd.Wait() })
+
+	// The host itself, on the sandboxes' gateway.
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(lnGateway, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.hostPort = ln.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "host") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return w
+}
+
+func withNetwork(m *network.Manager) func(*Config) {
+	return func(c *Config) { c.Network = m }
+}
+
+// netSandbox creates a sandbox with policy p.
+func netSandbox(t *testing.T, rt *Runtime, p sandbox.NetworkPolicy) (string, sandbox.Agent) {
+	t.Helper()
+	ref, _ := env(t)
+	id := runtimetest.NewID("net")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref, Network: p}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	ag, err := rt.Agent(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ag.Close() })
+	return id, ag
+}
+
+// fetch sends an HTTP GET from the sandbox with nc (busybox's static wget
+// crashes in glibc's resolver code); it returns the body, or "" on failure.
+func fetch(t *testing.T, ag sandbox.Agent, addr netip.AddrPort) string {
+	t.Helper()
+	r := sh(t, ag, fmt.Sprintf("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 %s %d", addr.Addr(), addr.Port()))
+	_, body, ok := strings.Cut(strings.ReplaceAll(r.Stdout, "\r\n", "\n"), "\n\n")
+	if r.Exit.Code != 0 || !ok {
+		t.Logf("GET %s: exit %d %q %q", addr, r.Exit.Code, r.Stdout, r.Stderr)
+		return ""
+	}
+	return body
+}
+
+func TestSandboxNetwork(t *testing.T) {
+	w := newNetWorld(t)
+	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+
+	a, agA := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	addrA, ok := rt.Address(a)
+	if !ok || !lnSubnet.Contains(addrA) {
+		t.Fatalf("sandbox address %v (%v), want one in %s", addrA, ok, lnSubnet)
+	}
+	t.Run("AddressAndDefaultRoute", func(t *testing.T) {
+		if out := sh(t, agA, "ip -4 addr show eth0").Stdout; !strings.Contains(out, addrA.String()+"/32") {
+			t.Errorf("eth0 in the sandbox: %q, want %s/32", out, addrA)
+		}
+		if out := sh(t, agA, "ip route").Stdout; !strings.Contains(out, "default via "+lnGateway.String()) {
+			t.Errorf("routes in the sandbox: %q, want a default via %s", out, lnGateway)
+		}
+	})
+	t.Run("InternetReachable", func(t *testing.T) {
+		if got := fetch(t, agA, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+			t.Errorf("GET the upstream server: %q, want %q", got, "upstream\n")
+		}
+	})
+	t.Run("HostBlocked", func(t *testing.T) {
+		if got := fetch(t, agA, netip.AddrPortFrom(lnGateway, uint16(w.hostPort))); got != "" {
+			t.Errorf("the host answered a sandbox: %q", got)
+		}
+	})
+	t.Run("OtherSandboxBlocked", func(t *testing.T) {
+		b, agB := netSandbox(t, rt, sandbox.NetworkPolicy{})
+		addrB, _ := rt.Address(b)
+		sh(t, agB, "mkdir -p /www && echo b > /www/index.html && httpd -p 80 -h /www")
+		if got := fetch(t, agB, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 80)); got != "b\n" {
+			t.Fatalf("sandbox B's own server: %q", got)
+		}
+		if got := fetch(t, agA, netip.AddrPortFrom(addrB, 80)); got != "" {
+			t.Errorf("sandbox A reached sandbox B: %q", got)
+		}
+	})
+	t.Run("SessionPeersReachEachOther", func(t *testing.T) {
+		p := sandbox.NetworkPolicy{SessionPeers: true, PeerGroup: "session-1"}
+		c, agC := netSandbox(t, rt, p)
+		_, agD := netSandbox(t, rt, p)
+		addrC, _ := rt.Address(c)
+		sh(t, agC, "mkdir -p /www && echo c > /www/index.html && httpd -p 80 -h /www")
+		if got := fetch(t, agD, netip.AddrPortFrom(addrC, 80)); got != "c\n" {
+			t.Errorf("peer D could not reach peer C: %q", got)
+		}
+		if got := fetch(t, agA, netip.AddrPortFrom(addrC, 80)); got != "" {
+			t.Errorf("non-peer A reached peer C: %q", got)
+		}
+	})
+	t.Run("DenyEgress", func(t *testing.T) {
+		_, ag := netSandbox(t, rt, sandbox.NetworkPolicy{DenyEgress: true})
+		if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "" {
+			t.Errorf("deny_egress sandbox reached the upstream server: %q", got)
+		}
+	})
+	t.Run("AllowCIDR", func(t *testing.T) {
+		_, ag := netSandbox(t, rt, sandbox.NetworkPolicy{AllowCIDRs: []sandbox.CIDRRule{{CIDR: "198.51.100.0/24", Ports: []int{80}}}})
+		if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+			t.Errorf("allowed CIDR: %q", got)
+		}
+	})
+	t.Run("BadPolicyRejected", func(t *testing.T) {
+		ref, _ := env(t)
+		_, err := rt.Create(context.Background(), sandbox.Spec{ID: runtimetest.NewID("bad"), Image: ref,
+			Network: sandbox.NetworkPolicy{AllowCIDRs: []sandbox.CIDRRule{{CIDR: "10.0.0.1/8"}}}})
+		if sandbox.KindOf(err) != sandbox.ErrInvalidArgument || !strings.Contains(err.Error(), "network.allow_cidrs[0].cidr") {
+			t.Errorf("Create with a bad CIDR: %v, want InvalidArgument naming network.allow_cidrs[0].cidr", err)
+		}
+	})
+}
+
+// TestNetworkRecovery: a new Runtime keeps the networks of its running
+// sandboxes and tears down those of sandboxes it does not have.
+func TestNetworkRecovery(t *testing.T) {
+	w := newNetWorld(t)
+	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	id, _ := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	mustIP(t, "netns", "add", "sbxl-orphan")
+	if _, err := w.mgr.Setup(context.Background(), "orphan", "/run/netns/sbxl-orphan", network.Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(context.Background(), rt.cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if _, err := w.mgr.Get("orphan"); err == nil {
+		t.Error("the network of a sandbox the runtime does not have survived New")
+	}
+	if _, ok := rt2.Address(id); !ok {
+		t.Error("the network of a running sandbox was torn down by New")
+	}
+	ag, err := rt2.Agent(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+		t.Errorf("after New: %q", got)
+	}
+	if err := rt2.Delete(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if atts, _ := w.mgr.List(); len(atts) != 0 {
+		t.Errorf("networks left after Delete: %+v", atts)
+	}
+}
+
+// checkNetClean fails unless no sandbox network is left: no attachment, no
+// host veth.
+func checkNetClean(t *testing.T, w *netWorld) {
+	t.Helper()
+	if atts, _ := w.mgr.List(); len(atts) != 0 {
+		t.Errorf("networks left: %+v", atts)
+	}
+	for i := 0; ; i++ {
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", lnBridge).Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return
+		}
+		if i == 50 {
+			t.Errorf("veths left on the bridge: %s", out)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
