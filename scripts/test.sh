@@ -75,7 +75,11 @@ run "gofmt" gofmt_check
 if [ -d api ] && grep -q '^generate:' Makefile 2>/dev/null; then
 	run "generated code" gen_check
 fi
-run "go test" go test -p 2 -timeout 25m "${PKGS[@]}"
+# One package at a time: the hygiene tests of internal/runtime/local and
+# internal/network compare host-wide state (mounts, cgroups, links, nftables,
+# network namespaces) before and after, and another package's sandboxes or
+# test networks appearing meanwhile would make them fail. About 5 minutes.
+run "go test" go test -p 1 -timeout 25m "${PKGS[@]}"
 
 pytest_check() {
 	local rc=0 py=python3
