@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -11,34 +10,13 @@ import (
 	"github.com/sbx-run/sbx/internal/store/internal/rowcodec"
 )
 
-const sessionColumns = `id, tenant_id, defaults, lease, created_at, last_heartbeat, closed_at, close_reason`
-
-func scanSession(row pgx.Row) (*sandbox.Session, error) {
-	var (
-		s                                sandbox.Session
-		defaults                         []byte
-		lease, created, heartbeat, close int64
-	)
-	if err := row.Scan(&s.ID, &s.TenantID, &defaults, &lease, &created, &heartbeat, &close, &s.CloseReason); err != nil {
-		return nil, err
-	}
-	s.Lease = time.Duration(lease)
-	s.CreatedAt = rowcodec.Time(created)
-	s.LastHeartbeat = rowcodec.Time(heartbeat)
-	s.ClosedAt = rowcodec.Time(close)
-	if err := rowcodec.DecodeJSON("defaults of session "+s.ID, defaults, &s.Defaults); err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
 // CreateSession implements store.Store.
 func (s *Store) CreateSession(ctx context.Context, sess *sandbox.Session) error {
 	defaults, err := rowcodec.EncodeJSON("session defaults", sess.Defaults)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (`+placeholders(8)+`)`,
+	_, err = s.pool.Exec(ctx, `INSERT INTO sessions (`+rowcodec.SessionColumns+`) VALUES (`+placeholders(8)+`)`,
 		sess.ID, sess.TenantID, defaults, int64(sess.Lease), rowcodec.Nanos(sess.CreatedAt),
 		rowcodec.Nanos(sess.LastHeartbeat), rowcodec.Nanos(sess.ClosedAt), sess.CloseReason)
 	if _, dup := uniqueViolation(err); dup {
@@ -53,7 +31,7 @@ func (s *Store) GetSession(ctx context.Context, tenantID, id string) (*sandbox.S
 }
 
 func getSession(ctx context.Context, q querier, tenantID, id, lock string) (*sandbox.Session, error) {
-	sess, err := scanSession(q.QueryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1 `+lock, id))
+	sess, err := rowcodec.ScanSession(q.QueryRow(ctx, `SELECT `+rowcodec.SessionColumns+` FROM sessions WHERE id = $1 `+lock, id))
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && tenantID != "" && sess.TenantID != tenantID) {
 		return nil, rowcodec.SessionNotFound(id)
 	}
@@ -100,7 +78,7 @@ func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*sandbox.S
 
 // ListSessions implements store.Store: open sessions, oldest first.
 func (s *Store) ListSessions(ctx context.Context, tenantID string) ([]*sandbox.Session, error) {
-	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE closed_at = 0`
+	query := `SELECT ` + rowcodec.SessionColumns + ` FROM sessions WHERE closed_at = 0`
 	var a args
 	if tenantID != "" {
 		query += ` AND tenant_id = ` + a.add(tenantID)
@@ -112,7 +90,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID string) ([]*sandbox.S
 	defer rows.Close()
 	var out []*sandbox.Session
 	for rows.Next() {
-		sess, err := scanSession(rows)
+		sess, err := rowcodec.ScanSession(rows)
 		if err != nil {
 			return nil, rowcodec.Wrap("list sessions", err)
 		}
