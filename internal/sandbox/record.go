@@ -17,6 +17,9 @@ type Sandbox struct {
 	Start       StartSpec
 	Tags        []string
 	MaxLifetime time.Duration
+	// Ports are the sandbox's TCP ports published through sbx's proxy, set
+	// at create and changed by ExposePort / UnexposePort.
+	Ports []Port `json:",omitempty"`
 
 	// Status.
 	State       State
@@ -77,4 +80,17 @@ type APIKey struct {
 	// Hash is the SHA-256 of the secret key, hex-encoded.
 	Hash      string
 	CreatedAt time.Time
+}
+
+// Port is a TCP port of a sandbox that sbx's proxy publishes over HTTP and
+// WebSocket (and raw TCP through port-forward).
+type Port struct {
+	// Port is the TCP port inside the sandbox (1-65535).
+	Port int
+	// Public ports are reachable without an API key, at a URL that holds
+	// Token; private ones (the default) need the owning tenant's API key.
+	Public bool `json:",omitempty"`
+	// Token is set by the server for public ports: 128 random bits, base32.
+	// It is what makes a public URL unguessable; never taken from a user.
+	Token string `json:",omitempty"`
 }

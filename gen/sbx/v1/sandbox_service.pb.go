@@ -112,7 +112,10 @@ type CreateSandboxRequest struct {
 	// policy (internet allowed; host, private ranges, link-local and other
 	// sandboxes blocked). Bad values fail with INVALID_ARGUMENT naming the
 	// field ("network.allow_cidrs[0].cidr").
-	Network       *NetworkPolicy `protobuf:"bytes,12,opt,name=network,proto3" json:"network,omitempty"`
+	Network *NetworkPolicy `protobuf:"bytes,12,opt,name=network,proto3" json:"network,omitempty"`
+	// Ports to publish through sbx's proxy (at most 32, distinct). Needs a
+	// server with sandbox networking (serve --network bridge).
+	Ports         []*PortSpec `protobuf:"bytes,13,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +230,13 @@ func (x *CreateSandboxRequest) GetUser() string {
 func (x *CreateSandboxRequest) GetNetwork() *NetworkPolicy {
 	if x != nil {
 		return x.Network
+	}
+	return nil
+}
+
+func (x *CreateSandboxRequest) GetPorts() []*PortSpec {
+	if x != nil {
+		return x.Ports
 	}
 	return nil
 }
@@ -2529,6 +2539,190 @@ func (*StreamLogsResponse_Stdout) isStreamLogsResponse_Data() {}
 
 func (*StreamLogsResponse_Stderr) isStreamLogsResponse_Data() {}
 
+type ExposePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Port          *PortSpec              `protobuf:"bytes,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExposePortRequest) Reset() {
+	*x = ExposePortRequest{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExposePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExposePortRequest) ProtoMessage() {}
+
+func (x *ExposePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExposePortRequest.ProtoReflect.Descriptor instead.
+func (*ExposePortRequest) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ExposePortRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *ExposePortRequest) GetPort() *PortSpec {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+type ExposePortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          *ExposedPort           `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExposePortResponse) Reset() {
+	*x = ExposePortResponse{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExposePortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExposePortResponse) ProtoMessage() {}
+
+func (x *ExposePortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExposePortResponse.ProtoReflect.Descriptor instead.
+func (*ExposePortResponse) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ExposePortResponse) GetPort() *ExposedPort {
+	if x != nil {
+		return x.Port
+	}
+	return nil
+}
+
+type UnexposePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Port          int32                  `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnexposePortRequest) Reset() {
+	*x = UnexposePortRequest{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnexposePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnexposePortRequest) ProtoMessage() {}
+
+func (x *UnexposePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnexposePortRequest.ProtoReflect.Descriptor instead.
+func (*UnexposePortRequest) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UnexposePortRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *UnexposePortRequest) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type UnexposePortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnexposePortResponse) Reset() {
+	*x = UnexposePortResponse{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnexposePortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnexposePortResponse) ProtoMessage() {}
+
+func (x *UnexposePortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnexposePortResponse.ProtoReflect.Descriptor instead.
+func (*UnexposePortResponse) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{43}
+}
+
 // Resize is a PTY window size.
 type ExecStreamRequest_Resize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2540,7 +2734,7 @@ type ExecStreamRequest_Resize struct {
 
 func (x *ExecStreamRequest_Resize) Reset() {
 	*x = ExecStreamRequest_Resize{}
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[42]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2746,7 @@ func (x *ExecStreamRequest_Resize) String() string {
 func (*ExecStreamRequest_Resize) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Resize) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[42]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2790,7 @@ type WriteFileRequest_Header struct {
 
 func (x *WriteFileRequest_Header) Reset() {
 	*x = WriteFileRequest_Header{}
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[43]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2802,7 @@ func (x *WriteFileRequest_Header) String() string {
 func (*WriteFileRequest_Header) ProtoMessage() {}
 
 func (x *WriteFileRequest_Header) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[43]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2843,7 @@ var File_sbx_v1_sandbox_service_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xaa\x04\n" +
+	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xd2\x04\n" +
 	"\x14CreateSandboxRequest\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x127\n" +
@@ -2666,7 +2860,8 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"session_id\x18\n" +
 	" \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04user\x18\v \x01(\tR\x04user\x12/\n" +
-	"\anetwork\x18\f \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
+	"\anetwork\x18\f \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x12&\n" +
+	"\x05ports\x18\r \x03(\v2\x10.sbx.v1.PortSpecR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
@@ -2830,12 +3025,22 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\x12StreamLogsResponse\x12\x18\n" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderrB\x06\n" +
-	"\x04data*h\n" +
+	"\x04data\"X\n" +
+	"\x11ExposePortRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12$\n" +
+	"\x04port\x18\x02 \x01(\v2\x10.sbx.v1.PortSpecR\x04port\"=\n" +
+	"\x12ExposePortResponse\x12'\n" +
+	"\x04port\x18\x01 \x01(\v2\x13.sbx.v1.ExposedPortR\x04port\"H\n" +
+	"\x13UnexposePortRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\x05R\x04port\"\x16\n" +
+	"\x14UnexposePortResponse*h\n" +
 	"\rWaitCondition\x12\x1e\n" +
 	"\x1aWAIT_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WAIT_CONDITION_RUNNING\x10\x01\x12\x1b\n" +
-	"\x17WAIT_CONDITION_TERMINAL\x10\x022\x97\n" +
-	"\n" +
+	"\x17WAIT_CONDITION_TERMINAL\x10\x022\xa7\v\n" +
 	"\x0eSandboxService\x12E\n" +
 	"\x06Create\x12\x1c.sbx.v1.CreateSandboxRequest\x1a\x1d.sbx.v1.CreateSandboxResponse\x12<\n" +
 	"\x03Get\x12\x19.sbx.v1.GetSandboxRequest\x1a\x1a.sbx.v1.GetSandboxResponse\x12C\n" +
@@ -2863,7 +3068,10 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\aMakeDir\x12\x16.sbx.v1.MakeDirRequest\x1a\x17.sbx.v1.MakeDirResponse\x127\n" +
 	"\x06Remove\x12\x15.sbx.v1.RemoveRequest\x1a\x16.sbx.v1.RemoveResponse\x12E\n" +
 	"\n" +
-	"StreamLogs\x12\x19.sbx.v1.StreamLogsRequest\x1a\x1a.sbx.v1.StreamLogsResponse0\x01B)Z'github.com/sbx-run/sbx/gen/sbx/v1;sbxv1b\x06proto3"
+	"StreamLogs\x12\x19.sbx.v1.StreamLogsRequest\x1a\x1a.sbx.v1.StreamLogsResponse0\x01\x12C\n" +
+	"\n" +
+	"ExposePort\x12\x19.sbx.v1.ExposePortRequest\x1a\x1a.sbx.v1.ExposePortResponse\x12I\n" +
+	"\fUnexposePort\x12\x1b.sbx.v1.UnexposePortRequest\x1a\x1c.sbx.v1.UnexposePortResponseB)Z'github.com/sbx-run/sbx/gen/sbx/v1;sbxv1b\x06proto3"
 
 var (
 	file_sbx_v1_sandbox_service_proto_rawDescOnce sync.Once
@@ -2878,7 +3086,7 @@ func file_sbx_v1_sandbox_service_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_sandbox_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_sandbox_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_sbx_v1_sandbox_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(WaitCondition)(0),               // 0: sbx.v1.WaitCondition
 	(*CreateSandboxRequest)(nil),     // 1: sbx.v1.CreateSandboxRequest
@@ -2921,84 +3129,97 @@ var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(*RemoveResponse)(nil),           // 38: sbx.v1.RemoveResponse
 	(*StreamLogsRequest)(nil),        // 39: sbx.v1.StreamLogsRequest
 	(*StreamLogsResponse)(nil),       // 40: sbx.v1.StreamLogsResponse
-	nil,                              // 41: sbx.v1.CreateSandboxRequest.EnvEntry
-	nil,                              // 42: sbx.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Resize)(nil), // 43: sbx.v1.ExecStreamRequest.Resize
-	(*WriteFileRequest_Header)(nil),  // 44: sbx.v1.WriteFileRequest.Header
-	(*Resources)(nil),                // 45: sbx.v1.Resources
-	(*MountedFile)(nil),              // 46: sbx.v1.MountedFile
-	(*NetworkPolicy)(nil),            // 47: sbx.v1.NetworkPolicy
-	(*Sandbox)(nil),                  // 48: sbx.v1.Sandbox
-	(SandboxState)(0),                // 49: sbx.v1.SandboxState
-	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
-	(*FileInfo)(nil),                 // 51: sbx.v1.FileInfo
+	(*ExposePortRequest)(nil),        // 41: sbx.v1.ExposePortRequest
+	(*ExposePortResponse)(nil),       // 42: sbx.v1.ExposePortResponse
+	(*UnexposePortRequest)(nil),      // 43: sbx.v1.UnexposePortRequest
+	(*UnexposePortResponse)(nil),     // 44: sbx.v1.UnexposePortResponse
+	nil,                              // 45: sbx.v1.CreateSandboxRequest.EnvEntry
+	nil,                              // 46: sbx.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Resize)(nil), // 47: sbx.v1.ExecStreamRequest.Resize
+	(*WriteFileRequest_Header)(nil),  // 48: sbx.v1.WriteFileRequest.Header
+	(*Resources)(nil),                // 49: sbx.v1.Resources
+	(*MountedFile)(nil),              // 50: sbx.v1.MountedFile
+	(*NetworkPolicy)(nil),            // 51: sbx.v1.NetworkPolicy
+	(*PortSpec)(nil),                 // 52: sbx.v1.PortSpec
+	(*Sandbox)(nil),                  // 53: sbx.v1.Sandbox
+	(SandboxState)(0),                // 54: sbx.v1.SandboxState
+	(*timestamppb.Timestamp)(nil),    // 55: google.protobuf.Timestamp
+	(*FileInfo)(nil),                 // 56: sbx.v1.FileInfo
+	(*ExposedPort)(nil),              // 57: sbx.v1.ExposedPort
 }
 var file_sbx_v1_sandbox_service_proto_depIdxs = []int32{
-	41, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
-	45, // 1: sbx.v1.CreateSandboxRequest.resources:type_name -> sbx.v1.Resources
-	46, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
-	47, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
-	48, // 4: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	48, // 5: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	49, // 6: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
-	48, // 7: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
-	48, // 8: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	0,  // 9: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
-	48, // 10: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	42, // 11: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
-	50, // 12: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
-	14, // 13: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
-	15, // 14: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
-	13, // 15: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
-	43, // 16: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
-	44, // 17: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
-	51, // 18: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
-	51, // 19: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
-	1,  // 20: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
-	3,  // 21: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
-	5,  // 22: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
-	7,  // 23: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
-	9,  // 24: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
-	11, // 25: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
-	13, // 26: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
-	17, // 27: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
-	18, // 28: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
-	20, // 29: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
-	22, // 30: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
-	24, // 31: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
-	26, // 32: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
-	27, // 33: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
-	29, // 34: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
-	31, // 35: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
-	33, // 36: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
-	35, // 37: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
-	37, // 38: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
-	39, // 39: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
-	2,  // 40: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
-	4,  // 41: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
-	6,  // 42: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
-	8,  // 43: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
-	10, // 44: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
-	12, // 45: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
-	16, // 46: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
-	16, // 47: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
-	19, // 48: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
-	21, // 49: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
-	23, // 50: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
-	25, // 51: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
-	16, // 52: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
-	28, // 53: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
-	30, // 54: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
-	32, // 55: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
-	34, // 56: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
-	36, // 57: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
-	38, // 58: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
-	40, // 59: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
-	40, // [40:60] is the sub-list for method output_type
-	20, // [20:40] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	45, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
+	49, // 1: sbx.v1.CreateSandboxRequest.resources:type_name -> sbx.v1.Resources
+	50, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
+	51, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
+	52, // 4: sbx.v1.CreateSandboxRequest.ports:type_name -> sbx.v1.PortSpec
+	53, // 5: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	53, // 6: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	54, // 7: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
+	53, // 8: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
+	53, // 9: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	0,  // 10: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
+	53, // 11: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	46, // 12: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
+	55, // 13: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
+	14, // 14: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
+	15, // 15: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
+	13, // 16: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
+	47, // 17: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
+	48, // 18: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
+	56, // 19: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
+	56, // 20: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
+	52, // 21: sbx.v1.ExposePortRequest.port:type_name -> sbx.v1.PortSpec
+	57, // 22: sbx.v1.ExposePortResponse.port:type_name -> sbx.v1.ExposedPort
+	1,  // 23: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
+	3,  // 24: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
+	5,  // 25: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
+	7,  // 26: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
+	9,  // 27: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
+	11, // 28: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
+	13, // 29: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
+	17, // 30: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
+	18, // 31: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
+	20, // 32: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
+	22, // 33: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
+	24, // 34: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
+	26, // 35: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
+	27, // 36: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
+	29, // 37: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
+	31, // 38: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
+	33, // 39: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
+	35, // 40: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
+	37, // 41: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
+	39, // 42: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
+	41, // 43: sbx.v1.SandboxService.ExposePort:input_type -> sbx.v1.ExposePortRequest
+	43, // 44: sbx.v1.SandboxService.UnexposePort:input_type -> sbx.v1.UnexposePortRequest
+	2,  // 45: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
+	4,  // 46: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
+	6,  // 47: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
+	8,  // 48: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
+	10, // 49: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
+	12, // 50: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
+	16, // 51: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
+	16, // 52: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
+	19, // 53: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
+	21, // 54: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
+	23, // 55: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
+	25, // 56: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
+	16, // 57: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
+	28, // 58: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
+	30, // 59: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
+	32, // 60: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
+	34, // 61: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
+	36, // 62: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
+	38, // 63: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
+	40, // 64: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
+	42, // 65: sbx.v1.SandboxService.ExposePort:output_type -> sbx.v1.ExposePortResponse
+	44, // 66: sbx.v1.SandboxService.UnexposePort:output_type -> sbx.v1.UnexposePortResponse
+	45, // [45:67] is the sub-list for method output_type
+	23, // [23:45] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_sandbox_service_proto_init() }
@@ -3036,7 +3257,7 @@ func file_sbx_v1_sandbox_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_sandbox_service_proto_rawDesc), len(file_sbx_v1_sandbox_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

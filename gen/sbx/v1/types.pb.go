@@ -412,7 +412,12 @@ type Sandbox struct {
 	// User the main command and execs run as, if set.
 	User string `protobuf:"bytes,20,opt,name=user,proto3" json:"user,omitempty"`
 	// The effective network policy (after session defaults).
-	Network       *NetworkPolicy `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
+	Network *NetworkPolicy `protobuf:"bytes,21,opt,name=network,proto3" json:"network,omitempty"`
+	// Published ports with their URLs.
+	Ports []*ExposedPort `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
+	// The sandbox's IPv4 address on the sandbox network, once RUNNING (empty
+	// without a network).
+	Address       string `protobuf:"bytes,23,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +599,151 @@ func (x *Sandbox) GetNetwork() *NetworkPolicy {
 	return nil
 }
 
+func (x *Sandbox) GetPorts() []*ExposedPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *Sandbox) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// PortSpec asks for a sandbox TCP port to be published through sbx's proxy.
+type PortSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TCP port inside the sandbox, 1-65535.
+	Port int32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	// Public: reachable without an API key at an unguessable URL. Default
+	// private: the owning tenant's API key is required.
+	Public        bool `protobuf:"varint,2,opt,name=public,proto3" json:"public,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortSpec) Reset() {
+	*x = PortSpec{}
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortSpec) ProtoMessage() {}
+
+func (x *PortSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortSpec.ProtoReflect.Descriptor instead.
+func (*PortSpec) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PortSpec) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PortSpec) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+// ExposedPort is a published port and where to reach it.
+type ExposedPort struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Port   int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Public bool                   `protobuf:"varint,2,opt,name=public,proto3" json:"public,omitempty"`
+	// Host-form URL: http://<port>-<sandbox-id>.<base domain>[:port]/ for a
+	// private port, http://<port>-<sandbox-id>-<token>.<base domain>[:port]/
+	// for a public one.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// Path-form URL under the API address:
+	// <api>/proxy/<sandbox-id>/<port>/ (private) or
+	// <api>/proxy/<sandbox-id>/<port>-<token>/ (public).
+	PathUrl       string `protobuf:"bytes,4,opt,name=path_url,json=pathUrl,proto3" json:"path_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExposedPort) Reset() {
+	*x = ExposedPort{}
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExposedPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExposedPort) ProtoMessage() {}
+
+func (x *ExposedPort) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExposedPort.ProtoReflect.Descriptor instead.
+func (*ExposedPort) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExposedPort) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ExposedPort) GetPublic() bool {
+	if x != nil {
+		return x.Public
+	}
+	return false
+}
+
+func (x *ExposedPort) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *ExposedPort) GetPathUrl() string {
+	if x != nil {
+		return x.PathUrl
+	}
+	return ""
+}
+
 // NetworkPolicy is what a sandbox may reach and what may reach it. The
 // default (all fields unset): egress to the internet allowed; the host,
 // other sandboxes, private ranges (10/8, 172.16/12, 192.168/16, 100.64/10),
@@ -608,8 +758,9 @@ type NetworkPolicy struct {
 	// At most 64. Cannot be combined with deny_egress.
 	AllowCidrs []*CIDRRule `protobuf:"bytes,3,rep,name=allow_cidrs,json=allowCidrs,proto3" json:"allow_cidrs,omitempty"`
 	// Allow egress only to these DNS names ("example.com", "*.example.com").
-	// At most 64. Validated now; enforced once sbx's resolver lands (until
-	// then they match nothing).
+	// At most 64. Enforced by the resolver sbx runs for its sandboxes: it
+	// answers only these names and opens the firewall only for the addresses
+	// it returned.
 	AllowNames []string `protobuf:"bytes,4,rep,name=allow_names,json=allowNames,proto3" json:"allow_names,omitempty"`
 	// Reject new connections from outside the host.
 	DenyIngress bool `protobuf:"varint,5,opt,name=deny_ingress,json=denyIngress,proto3" json:"deny_ingress,omitempty"`
@@ -622,7 +773,7 @@ type NetworkPolicy struct {
 
 func (x *NetworkPolicy) Reset() {
 	*x = NetworkPolicy{}
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +785,7 @@ func (x *NetworkPolicy) String() string {
 func (*NetworkPolicy) ProtoMessage() {}
 
 func (x *NetworkPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +798,7 @@ func (x *NetworkPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPolicy.ProtoReflect.Descriptor instead.
 func (*NetworkPolicy) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NetworkPolicy) GetDenyEgress() bool {
@@ -705,7 +856,7 @@ type CIDRRule struct {
 
 func (x *CIDRRule) Reset() {
 	*x = CIDRRule{}
-	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	mi := &file_sbx_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +868,7 @@ func (x *CIDRRule) String() string {
 func (*CIDRRule) ProtoMessage() {}
 
 func (x *CIDRRule) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	mi := &file_sbx_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +881,7 @@ func (x *CIDRRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CIDRRule.ProtoReflect.Descriptor instead.
 func (*CIDRRule) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CIDRRule) GetCidr() string {
@@ -767,7 +918,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sbx_v1_types_proto_msgTypes[7]
+	mi := &file_sbx_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +930,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[7]
+	mi := &file_sbx_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +943,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FileInfo) GetName() string {
@@ -870,7 +1021,7 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\vMountedFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\rR\x04mode\"\x82\a\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xc7\a\n" +
 	"\aSandbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -899,12 +1050,22 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x13 \x01(\tR\trequestId\x12\x12\n" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12/\n" +
-	"\anetwork\x18\x15 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
+	"\anetwork\x18\x15 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x12)\n" +
+	"\x05ports\x18\x16 \x03(\v2\x13.sbx.v1.ExposedPortR\x05ports\x12\x18\n" +
+	"\aaddress\x18\x17 \x01(\tR\aaddress\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\f\n" +
 	"\n" +
-	"_exit_code\"\xf2\x01\n" +
+	"_exit_code\"6\n" +
+	"\bPortSpec\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x16\n" +
+	"\x06public\x18\x02 \x01(\bR\x06public\"f\n" +
+	"\vExposedPort\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x16\n" +
+	"\x06public\x18\x02 \x01(\bR\x06public\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x19\n" +
+	"\bpath_url\x18\x04 \x01(\tR\apathUrl\"\xf2\x01\n" +
 	"\rNetworkPolicy\x12\x1f\n" +
 	"\vdeny_egress\x18\x01 \x01(\bR\n" +
 	"denyEgress\x12\x19\n" +
@@ -949,7 +1110,7 @@ func file_sbx_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_sbx_v1_types_proto_goTypes = []any{
 	(SandboxState)(0),             // 0: sbx.v1.SandboxState
 	(*Resources)(nil),             // 1: sbx.v1.Resources
@@ -957,33 +1118,36 @@ var file_sbx_v1_types_proto_goTypes = []any{
 	(*Transition)(nil),            // 3: sbx.v1.Transition
 	(*MountedFile)(nil),           // 4: sbx.v1.MountedFile
 	(*Sandbox)(nil),               // 5: sbx.v1.Sandbox
-	(*NetworkPolicy)(nil),         // 6: sbx.v1.NetworkPolicy
-	(*CIDRRule)(nil),              // 7: sbx.v1.CIDRRule
-	(*FileInfo)(nil),              // 8: sbx.v1.FileInfo
-	nil,                           // 9: sbx.v1.Sandbox.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*PortSpec)(nil),              // 6: sbx.v1.PortSpec
+	(*ExposedPort)(nil),           // 7: sbx.v1.ExposedPort
+	(*NetworkPolicy)(nil),         // 8: sbx.v1.NetworkPolicy
+	(*CIDRRule)(nil),              // 9: sbx.v1.CIDRRule
+	(*FileInfo)(nil),              // 10: sbx.v1.FileInfo
+	nil,                           // 11: sbx.v1.Sandbox.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_sbx_v1_types_proto_depIdxs = []int32{
-	10, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
+	12, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
 	0,  // 1: sbx.v1.Transition.state:type_name -> sbx.v1.SandboxState
-	10, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
-	9,  // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
+	12, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	11, // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
 	1,  // 4: sbx.v1.Sandbox.resources:type_name -> sbx.v1.Resources
 	0,  // 5: sbx.v1.Sandbox.state:type_name -> sbx.v1.SandboxState
 	2,  // 6: sbx.v1.Sandbox.exit:type_name -> sbx.v1.ExitStatus
-	10, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	10, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
-	10, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	12, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
+	12, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
+	12, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 11: sbx.v1.Sandbox.transitions:type_name -> sbx.v1.Transition
-	6,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
-	7,  // 13: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
-	10, // 14: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	8,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
+	7,  // 13: sbx.v1.Sandbox.ports:type_name -> sbx.v1.ExposedPort
+	9,  // 14: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
+	12, // 15: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_types_proto_init() }
@@ -998,7 +1162,7 @@ func file_sbx_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_types_proto_rawDesc), len(file_sbx_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

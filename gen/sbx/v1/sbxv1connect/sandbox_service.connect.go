@@ -81,6 +81,12 @@ const (
 	// SandboxServiceStreamLogsProcedure is the fully-qualified name of the SandboxService's StreamLogs
 	// RPC.
 	SandboxServiceStreamLogsProcedure = "/sbx.v1.SandboxService/StreamLogs"
+	// SandboxServiceExposePortProcedure is the fully-qualified name of the SandboxService's ExposePort
+	// RPC.
+	SandboxServiceExposePortProcedure = "/sbx.v1.SandboxService/ExposePort"
+	// SandboxServiceUnexposePortProcedure is the fully-qualified name of the SandboxService's
+	// UnexposePort RPC.
+	SandboxServiceUnexposePortProcedure = "/sbx.v1.SandboxService/UnexposePort"
 )
 
 // SandboxServiceClient is a client for the sbx.v1.SandboxService service.
@@ -136,6 +142,12 @@ type SandboxServiceClient interface {
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
 	// StreamLogs streams the main command's output.
 	StreamLogs(context.Context, *connect.Request[v1.StreamLogsRequest]) (*connect.ServerStreamForClient[v1.StreamLogsResponse], error)
+	// ExposePort publishes a port of a running sandbox (or changes its
+	// visibility); the answer holds its URLs. Idempotent.
+	ExposePort(context.Context, *connect.Request[v1.ExposePortRequest]) (*connect.Response[v1.ExposePortResponse], error)
+	// UnexposePort stops publishing a port; open proxied connections to it
+	// are closed. Unknown ports are fine.
+	UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error)
 }
 
 // NewSandboxServiceClient constructs a client for the sbx.v1.SandboxService service. By default, it
@@ -269,31 +281,45 @@ func NewSandboxServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(sandboxServiceMethods.ByName("StreamLogs")),
 			connect.WithClientOptions(opts...),
 		),
+		exposePort: connect.NewClient[v1.ExposePortRequest, v1.ExposePortResponse](
+			httpClient,
+			baseURL+SandboxServiceExposePortProcedure,
+			connect.WithSchema(sandboxServiceMethods.ByName("ExposePort")),
+			connect.WithClientOptions(opts...),
+		),
+		unexposePort: connect.NewClient[v1.UnexposePortRequest, v1.UnexposePortResponse](
+			httpClient,
+			baseURL+SandboxServiceUnexposePortProcedure,
+			connect.WithSchema(sandboxServiceMethods.ByName("UnexposePort")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // sandboxServiceClient implements SandboxServiceClient.
 type sandboxServiceClient struct {
-	create     *connect.Client[v1.CreateSandboxRequest, v1.CreateSandboxResponse]
-	get        *connect.Client[v1.GetSandboxRequest, v1.GetSandboxResponse]
-	list       *connect.Client[v1.ListSandboxesRequest, v1.ListSandboxesResponse]
-	stop       *connect.Client[v1.StopSandboxRequest, v1.StopSandboxResponse]
-	delete     *connect.Client[v1.DeleteSandboxRequest, v1.DeleteSandboxResponse]
-	wait       *connect.Client[v1.WaitSandboxRequest, v1.WaitSandboxResponse]
-	exec       *connect.Client[v1.ExecRequest, v1.ExecEvent]
-	attachExec *connect.Client[v1.AttachExecRequest, v1.ExecEvent]
-	writeStdin *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
-	closeStdin *connect.Client[v1.CloseStdinRequest, v1.CloseStdinResponse]
-	signalExec *connect.Client[v1.SignalExecRequest, v1.SignalExecResponse]
-	resizeExec *connect.Client[v1.ResizeExecRequest, v1.ResizeExecResponse]
-	execStream *connect.Client[v1.ExecStreamRequest, v1.ExecEvent]
-	readFile   *connect.Client[v1.ReadFileRequest, v1.ReadFileResponse]
-	writeFile  *connect.Client[v1.WriteFileRequest, v1.WriteFileResponse]
-	stat       *connect.Client[v1.StatRequest, v1.StatResponse]
-	listDir    *connect.Client[v1.ListDirRequest, v1.ListDirResponse]
-	makeDir    *connect.Client[v1.MakeDirRequest, v1.MakeDirResponse]
-	remove     *connect.Client[v1.RemoveRequest, v1.RemoveResponse]
-	streamLogs *connect.Client[v1.StreamLogsRequest, v1.StreamLogsResponse]
+	create       *connect.Client[v1.CreateSandboxRequest, v1.CreateSandboxResponse]
+	get          *connect.Client[v1.GetSandboxRequest, v1.GetSandboxResponse]
+	list         *connect.Client[v1.ListSandboxesRequest, v1.ListSandboxesResponse]
+	stop         *connect.Client[v1.StopSandboxRequest, v1.StopSandboxResponse]
+	delete       *connect.Client[v1.DeleteSandboxRequest, v1.DeleteSandboxResponse]
+	wait         *connect.Client[v1.WaitSandboxRequest, v1.WaitSandboxResponse]
+	exec         *connect.Client[v1.ExecRequest, v1.ExecEvent]
+	attachExec   *connect.Client[v1.AttachExecRequest, v1.ExecEvent]
+	writeStdin   *connect.Client[v1.WriteStdinRequest, v1.WriteStdinResponse]
+	closeStdin   *connect.Client[v1.CloseStdinRequest, v1.CloseStdinResponse]
+	signalExec   *connect.Client[v1.SignalExecRequest, v1.SignalExecResponse]
+	resizeExec   *connect.Client[v1.ResizeExecRequest, v1.ResizeExecResponse]
+	execStream   *connect.Client[v1.ExecStreamRequest, v1.ExecEvent]
+	readFile     *connect.Client[v1.ReadFileRequest, v1.ReadFileResponse]
+	writeFile    *connect.Client[v1.WriteFileRequest, v1.WriteFileResponse]
+	stat         *connect.Client[v1.StatRequest, v1.StatResponse]
+	listDir      *connect.Client[v1.ListDirRequest, v1.ListDirResponse]
+	makeDir      *connect.Client[v1.MakeDirRequest, v1.MakeDirResponse]
+	remove       *connect.Client[v1.RemoveRequest, v1.RemoveResponse]
+	streamLogs   *connect.Client[v1.StreamLogsRequest, v1.StreamLogsResponse]
+	exposePort   *connect.Client[v1.ExposePortRequest, v1.ExposePortResponse]
+	unexposePort *connect.Client[v1.UnexposePortRequest, v1.UnexposePortResponse]
 }
 
 // Create calls sbx.v1.SandboxService.Create.
@@ -396,6 +422,16 @@ func (c *sandboxServiceClient) StreamLogs(ctx context.Context, req *connect.Requ
 	return c.streamLogs.CallServerStream(ctx, req)
 }
 
+// ExposePort calls sbx.v1.SandboxService.ExposePort.
+func (c *sandboxServiceClient) ExposePort(ctx context.Context, req *connect.Request[v1.ExposePortRequest]) (*connect.Response[v1.ExposePortResponse], error) {
+	return c.exposePort.CallUnary(ctx, req)
+}
+
+// UnexposePort calls sbx.v1.SandboxService.UnexposePort.
+func (c *sandboxServiceClient) UnexposePort(ctx context.Context, req *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error) {
+	return c.unexposePort.CallUnary(ctx, req)
+}
+
 // SandboxServiceHandler is an implementation of the sbx.v1.SandboxService service.
 type SandboxServiceHandler interface {
 	// Create records a sandbox and starts it in the background; it returns at
@@ -449,6 +485,12 @@ type SandboxServiceHandler interface {
 	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
 	// StreamLogs streams the main command's output.
 	StreamLogs(context.Context, *connect.Request[v1.StreamLogsRequest], *connect.ServerStream[v1.StreamLogsResponse]) error
+	// ExposePort publishes a port of a running sandbox (or changes its
+	// visibility); the answer holds its URLs. Idempotent.
+	ExposePort(context.Context, *connect.Request[v1.ExposePortRequest]) (*connect.Response[v1.ExposePortResponse], error)
+	// UnexposePort stops publishing a port; open proxied connections to it
+	// are closed. Unknown ports are fine.
+	UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error)
 }
 
 // NewSandboxServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -578,6 +620,18 @@ func NewSandboxServiceHandler(svc SandboxServiceHandler, opts ...connect.Handler
 		connect.WithSchema(sandboxServiceMethods.ByName("StreamLogs")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sandboxServiceExposePortHandler := connect.NewUnaryHandler(
+		SandboxServiceExposePortProcedure,
+		svc.ExposePort,
+		connect.WithSchema(sandboxServiceMethods.ByName("ExposePort")),
+		connect.WithHandlerOptions(opts...),
+	)
+	sandboxServiceUnexposePortHandler := connect.NewUnaryHandler(
+		SandboxServiceUnexposePortProcedure,
+		svc.UnexposePort,
+		connect.WithSchema(sandboxServiceMethods.ByName("UnexposePort")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sbx.v1.SandboxService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SandboxServiceCreateProcedure:
@@ -620,6 +674,10 @@ func NewSandboxServiceHandler(svc SandboxServiceHandler, opts ...connect.Handler
 			sandboxServiceRemoveHandler.ServeHTTP(w, r)
 		case SandboxServiceStreamLogsProcedure:
 			sandboxServiceStreamLogsHandler.ServeHTTP(w, r)
+		case SandboxServiceExposePortProcedure:
+			sandboxServiceExposePortHandler.ServeHTTP(w, r)
+		case SandboxServiceUnexposePortProcedure:
+			sandboxServiceUnexposePortHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -707,4 +765,12 @@ func (UnimplementedSandboxServiceHandler) Remove(context.Context, *connect.Reque
 
 func (UnimplementedSandboxServiceHandler) StreamLogs(context.Context, *connect.Request[v1.StreamLogsRequest], *connect.ServerStream[v1.StreamLogsResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("sbx.v1.SandboxService.StreamLogs is not implemented"))
+}
+
+func (UnimplementedSandboxServiceHandler) ExposePort(context.Context, *connect.Request[v1.ExposePortRequest]) (*connect.Response[v1.ExposePortResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sbx.v1.SandboxService.ExposePort is not implemented"))
+}
+
+func (UnimplementedSandboxServiceHandler) UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sbx.v1.SandboxService.UnexposePort is not implemented"))
 }
