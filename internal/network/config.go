@@ -53,9 +53,13 @@ type Config struct {
 	// allow-list that names a host address.
 	ProtectedHostPorts []int
 	// DNS are the resolvers sandboxes may query on port 53 even when their
-	// egress is denied (the resolver sbx runs, once it lands). They may be
-	// host addresses, including the gateway.
+	// egress is denied: normally only the gateway, where sbx's resolver
+	// (internal/dns) listens. They may be host addresses.
 	DNS []netip.Addr
+	// NameResolver says that DNS is sbx's own resolver, which enforces
+	// Policy.AllowNames through AllowResolved. Without it nothing could
+	// enforce a name allow-list, so Setup rejects policies that have one.
+	NameResolver bool
 	// StateDir holds one small file per attached sandbox (address, names,
 	// policy), so that a restarted server finds its networks again.
 	StateDir string
@@ -112,7 +116,17 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // gateway is the bridge's address: the subnet's first host address.
-func (c Config) gateway() netip.Addr { return c.Subnet.Addr().Next() }
+func (c Config) gateway() netip.Addr { return GatewayOf(c.Subnet) }
+
+// GatewayOf returns the gateway address of a sandbox subnet (its first host
+// address, held by the bridge), or that of DefaultSubnet when subnet is the
+// zero Prefix: where sbx's resolver listens.
+func GatewayOf(subnet netip.Prefix) netip.Addr {
+	if !subnet.IsValid() {
+		subnet = DefaultSubnet
+	}
+	return subnet.Masked().Addr().Next()
+}
 
 func isLinkName(s string) bool {
 	if s == "" {

@@ -11,7 +11,8 @@
 //		Bridge:             "sbx0",                                 // default
 //		Subnet:             netip.MustParsePrefix("10.203.0.0/16"), // default
 //		ProtectedHostPorts: []int{apiPort},                         // never opened by an allow-list
-//		DNS:                nil,                                    // the sbx resolver, once it lands
+//		DNS:                []netip.Addr{network.GatewayOf(subnet)}, // sbx's resolver (internal/dns)
+//		NameResolver:       true,                                   // it enforces AllowNames
 //		StateDir:           filepath.Join(dataDir, "network"),
 //	})
 //	defer mgr.Close()
@@ -89,7 +90,29 @@
 // can reach a sandbox only if it routes the subnet through this host); the
 // host itself (sbx's port proxy) can always connect. A sandbox's source
 // address and MAC are pinned at its bridge port, so the address-keyed rules
-// cannot be fooled by forged packets. AllowNames is validated but enforced only once sbx's
-// resolver lands; until then it restricts egress like an allow-list whose
-// names match nothing. Sandboxes have no IPv6: it is dropped at the bridge.
+// cannot be fooled by forged packets. Sandboxes have no IPv6: it is
+// dropped at the bridge.
+//
+// # Names
+//
+// AllowNames works with sbx's resolver (internal/dns), which listens on the
+// gateway (Config.DNS, with Config.NameResolver set; without it Setup
+// rejects AllowNames, since nothing would enforce it). The resolver finds
+// the asking sandbox with Lookup (a read-locked map, never waiting for
+// Setup), answers only allowed names, and before it answers calls
+// AllowResolved with the A records, which adds them to the sandbox's own
+// set r-<key> (ipv4_addr, flags timeout) with a timeout of a quarter more
+// than the TTL asked for. The sandbox's egress chain accepts that set on
+// every port, after DNS, peers and AllowCIDRs. AllowResolved never adds
+// what the sandbox may not reach whatever DNS says: the ranges blocked by
+// default, the sandbox subnet, Config.HostBlock (whole prefixes, whatever
+// their ports) and the host's own addresses (which take the input path,
+// where the set is not consulted anyway). A set holds at most
+// MaxResolvedPerSandbox live entries. Entries are refreshed in one
+// transaction of add, delete, add (older kernels keep the old timeout on a
+// plain add); an entry that already has the TTL left is not touched, so a
+// repeated answer costs no nftables work. The sets are not persisted: they
+// start empty after New (a restart), and sandboxes' clients resolve again
+// when their cached answers expire; until then their connections to
+// resolved addresses are rejected, established ones excepted.
 package network

@@ -23,13 +23,18 @@ func ipNet(a netip.Addr, bits int) *net.IPNet {
 // ensureBridge creates the bridge with the gateway address if needed and
 // brings it up. It fails when another link already routes the subnet, which
 // would make the sandboxes' traffic go somewhere else.
-func ensureBridge(h *netlink.Handle, cfg Config) (netlink.Link, error) {
+func ensureBridge(h *netlink.Handle, cfg Config) (link netlink.Link, err error) {
 	br, err := h.LinkByName(cfg.Bridge)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) {
 			return nil, err
 		}
+		defer func() { // a failed New leaves no bridge it made behind
+			if err != nil && br != nil {
+				h.LinkDel(br)
+			}
+		}()
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = cfg.Bridge
 		// A fixed MAC: otherwise the bridge takes the lowest MAC of its

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	mnl "github.com/mdlayher/netlink"
@@ -41,6 +43,9 @@ type Manager struct {
 	reaping map[string]chan struct{} // host link name -> closed when deleted
 	reapErr error
 
+	res       resolver       // for sbx's resolver; see resolved.go
+	hostBlock []netip.Prefix // Config.HostBlock, parsed
+
 	// ForwardingEnabled reports whether New had to turn on the host's
 	// net.ipv4.ip_forward (it is left on; sandboxes need it).
 	ForwardingEnabled bool
@@ -66,6 +71,15 @@ func New(cfg Config) (*Manager, error) {
 		atts:    map[string]*Attachment{},
 		groups:  map[string]int{},
 		reaping: map[string]chan struct{}{},
+		res: resolver{
+			byAddr:  map[netip.Addr]lookupEntry{},
+			names:   map[string]bool{},
+			entries: map[string]map[netip.Addr]time.Time{},
+		},
+	}
+	for _, r := range cfg.HostBlock {
+		p, _ := ParseCIDR("", r.CIDR) // validated by withDefaults
+		m.hostBlock = append(m.hostBlock, p)
 	}
 	if m.nl, err = netlink.NewHandle(); err != nil {
 		return nil, sandbox.Internal("netlink: %w", err)
@@ -76,6 +90,10 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if m.nft, err = nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)); err != nil {
 		m.nl.Close()
+		return nil, sandbox.Internal("nftables: %w", err)
+	}
+	if m.res.nft, err = nftables.New(nftables.AsLasting()); err != nil {
+		m.Close()
 		return nil, sandbox.Internal("nftables: %w", err)
 	}
 	if err := m.recover(); err != nil {
@@ -101,6 +119,7 @@ func (m *Manager) recover() error {
 		}
 		m.ipam.used[a.Addr] = true
 		m.atts[a.SandboxID] = a
+		m.res.index(a)
 		if a.Policy.PeerGroup != "" {
 			m.groups[a.Policy.PeerGroup]++
 		}
@@ -179,6 +198,10 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
+			"network.allow_names: this server does not run sbx's DNS resolver (it was started with --network-dns), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without --network-dns")
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonNetworkSetup, "network setup of sandbox %q: %w", sandboxID, err)
 	}
@@ -226,6 +249,7 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 	}
 	a.Linked = true
 	m.atts[sandboxID] = a
+	m.res.index(a)
 	if p.PeerGroup != "" {
 		m.groups[p.PeerGroup]++
 	}
@@ -285,6 +309,7 @@ func (m *Manager) Teardown(ctx context.Context, sandboxID string) error {
 	if !ok {
 		return nil
 	}
+	m.res.unindex(a) // its DNS stops being answered first
 	if err := m.removeRules(a, true); err != nil {
 		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "remove firewall rules of sandbox %q: %w", sandboxID, err)
 	}
@@ -376,6 +401,9 @@ func (m *Manager) Close() error {
 	}
 	if m.nft != nil {
 		m.nft.CloseLasting()
+	}
+	if m.res.nft != nil {
+		m.res.nft.CloseLasting()
 	}
 	if m.nl != nil {
 		m.nl.Close()

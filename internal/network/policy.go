@@ -32,10 +32,12 @@ type Policy struct {
 	// open a blocked range (a private network, link-local) explicitly; it can
 	// never open other sandboxes, the bridge address or Config.HostBlock.
 	AllowCIDRs []CIDRRule `json:"allow_cidrs,omitempty"`
-	// AllowNames restricts egress to these DNS names ("example.com" or
-	// "*.example.com"). Validated now; enforced once sbx's resolver lands.
-	// Until then a non-empty AllowNames only restricts egress (like an
-	// allow-list that matches nothing besides AllowCIDRs).
+	// AllowNames restricts egress to these DNS names ("example.com", or
+	// "*.example.com" for any name strictly below example.com), in union
+	// with AllowCIDRs. sbx's resolver (internal/dns) answers only these
+	// names and opens, on every port, the IPv4 addresses it returned, until
+	// their TTL runs out (Manager.AllowResolved). Setup rejects it unless
+	// Config.NameResolver says that resolver runs.
 	AllowNames []string `json:"allow_names,omitempty"`
 	// DenyIngress rejects new connections to the sandbox from outside the
 	// host. Peers of the same PeerGroup can still connect, and so can the

@@ -13,6 +13,8 @@ import (
 //	inet:   forward: iifname BR jump out; oifname BR jump in
 //	        out:     established accept; non-IPv4 drop; HostBlock reject;
 //	                 ip saddr vmap @egress (goto e-<key>); reject
+//	        r-<key>: set of the addresses sbx's resolver returned to a
+//	                 sandbox with AllowNames (flags timeout); e-<key> accepts them
 //	        in:      established accept; non-IPv4 drop;
 //	                 ip daddr vmap @ingress (goto i-<key>); reject
 //	        input:   iifname BR jump host; iifname BR reject
@@ -215,6 +217,17 @@ func (rs *ruleset) addSandbox(c *nftables.Conn, a *Attachment) error {
 		}
 	}
 
+	// A name allow-list opens what sbx's resolver added to the sandbox's
+	// own set (Manager.AllowResolved), every port, until each entry times
+	// out. The set starts empty, also after a restart: clients resolve again.
+	var resolved *nftables.Set
+	if len(p.AllowNames) > 0 {
+		resolved = &nftables.Set{Table: rs.inet, Name: resolvedSet(k), KeyType: nftables.TypeIPAddr, HasTimeout: true}
+		if err := c.AddSet(resolved, nil); err != nil {
+			return err
+		}
+	}
+
 	eg := rs.chain(c, rs.inet, egressChain(k))
 	dns(eg, ret())
 	if grp != nil {
@@ -230,6 +243,9 @@ func (rs *ruleset) addSandbox(c *nftables.Conn, a *Attachment) error {
 			return err
 		}
 		rs.rule(c, rs.inet, eg, m, ret())
+	}
+	if resolved != nil {
+		rs.rule(c, rs.inet, eg, ipInSet(offDaddr, resolved), ret())
 	}
 	if p.restricted() {
 		rs.rule(c, rs.inet, eg, goTo(chainReject))
@@ -321,6 +337,9 @@ func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, port
 		c.DelChain(&nftables.Chain{Name: n, Table: rs.inet})
 	}
 	c.DelChain(&nftables.Chain{Name: portChain(k), Table: rs.br})
+	if len(a.Policy.AllowNames) > 0 { // after the chain whose rule uses it
+		c.DelSet(&nftables.Set{Table: rs.inet, Name: resolvedSet(k)})
+	}
 	if a.Policy.PeerGroup != "" {
 		sn := groupSet(a.Policy.PeerGroup)
 		if s, ok := rs.groups[sn]; ok {

@@ -52,6 +52,7 @@ func ingressChain(k string) string { return "i-" + k }
 func hostChain(k string) string    { return "h-" + k }
 func portChain(k string) string    { return "p-" + k }
 func groupSet(g string) string     { return "g-" + key(g) }
+func resolvedSet(k string) string  { return "r-" + k }
 
 // macFor derives a locally administered unicast MAC from an address, so that
 // the MAC pinned by the anti-spoofing rules is unique as long as the address is.

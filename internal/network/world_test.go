@@ -3,24 +3,18 @@ package network
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbx-run/sbx/internal/network/nstest"
 	"github.com/sbx-run/sbx/internal/testenv"
 )
 
@@ -51,7 +45,7 @@ var (
 	metadataAddr = netip.MustParseAddr("169.254.169.254")
 	privateAddr  = netip.MustParseAddr("10.99.0.10")
 	// A host address on a link the test owns.
-	hostAddr = netip.MustParseAddr("192.0.2.77")
+	hostAddr = netip.MustParseAddr("198.18.255.77") // benchmarking range: not in the host's LAN, not blocked by default
 	targets  = []netip.Addr{publicAddr, allowedNet, metadataAddr, privateAddr}
 )
 
@@ -67,16 +61,9 @@ func requireNet(t testing.TB) {
 	testenv.Require(t, true, "ip")
 }
 
-// ipCmd runs iproute2 for the test world's own scaffolding (the code under
-// test never spawns it).
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-func ipQuiet(args ...string) { exec.Command("ip", args...).Run() }
+// The scaffolding is shared with other packages' network tests.
+func ipCmd(t testing.TB, args ...string) { t.Helper(); nstest.IP(t, args...) }
+func ipQuiet(args ...string)             { nstest.IPQuiet(args...) }
 
 // cleanWorld removes what a crashed earlier run may have left.
 func cleanWorld() {
@@ -151,14 +138,14 @@ func newWorld(t testing.TB) *world {
 }
 
 func (w *world) newManager() *Manager {
-	m, err := New(Config{Bridge: testBridge, Table: testTable, Subnet: testSubnet, StateDir: w.stateDir})
+	m, err := New(Config{Bridge: testBridge, Table: testTable, Subnet: testSubnet, StateDir: w.stateDir, NameResolver: true})
 	if err != nil {
 		w.t.Fatalf("New: %v", err)
 	}
 	return m
 }
 
-func nsPath(name string) string { return "/run/netns/" + name }
+func nsPath(name string) string { return nstest.Path(name) }
 
 // newSandboxNS creates an empty network namespace standing in for a
 // container's.
@@ -183,98 +170,17 @@ func (w *world) sandbox(id string, p Policy) (*Attachment, string) {
 	return a, ns
 }
 
-// inNS runs fn on a thread moved into the namespace at path ("" = the
-// test's own). The thread stays locked and is discarded when fn returns.
-func inNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// serveHTTP serves "ok <local address>" on addr inside the namespace.
-func serveHTTP(t testing.TB, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := inNS(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatalf("listen %s in %q: %v", addr, ns, err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(rw, "ok %s", r.Context().Value(http.LocalAddrContextKey))
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-}
-
-// get fetches http://addr/ from inside the namespace ns.
-func get(ns string, addr netip.AddrPort) (string, error) {
-	client := &http.Client{
-		Timeout: 3 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-				var c net.Conn
-				err := inNS(ns, func() (err error) {
-					d := net.Dialer{Timeout: 2 * time.Second}
-					c, err = d.DialContext(ctx, "tcp4", a)
-					return err
-				})
-				return c, err
-			},
-		},
-	}
-	resp, err := client.Get("http://" + addr.String() + "/")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
-func ap(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }
-
-// reach asserts that ns can fetch from addr and gets an answer from it.
+func inNS(path string, fn func() error) error            { return nstest.InNS(path, fn) }
+func serveHTTP(t testing.TB, ns, addr string)            { t.Helper(); nstest.ServeHTTP(t, ns, addr) }
+func get(ns string, addr netip.AddrPort) (string, error) { return nstest.Get(ns, addr) }
+func ap(a netip.Addr, port int) netip.AddrPort           { return netip.AddrPortFrom(a, uint16(port)) }
 func reach(t testing.TB, what, ns string, addr netip.AddrPort) {
 	t.Helper()
-	body, err := get(ns, addr)
-	if err != nil {
-		t.Errorf("%s: %s should be reachable: %v", what, addr, err)
-		return
-	}
-	if !strings.Contains(body, addr.String()) {
-		t.Errorf("%s: %s answered %q", what, addr, body)
-	}
+	nstest.Reach(t, what, ns, addr)
 }
-
-// blocked asserts that ns cannot fetch from addr. Every target the tests
-// use has a server listening, so any error means the firewall stopped it.
 func blocked(t testing.TB, what, ns string, addr netip.AddrPort) {
 	t.Helper()
-	body, err := get(ns, addr)
-	if err == nil {
-		t.Errorf("%s: %s should be blocked, but answered %q", what, addr, body)
-		return
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Logf("%s: %s blocked by a timeout (reject packets are rate-limited): %v", what, addr, err)
-	}
+	nstest.Blocked(t, what, ns, addr)
 }
 
 // hostSnapshot is what the tests compare before and after: the host's
