@@ -194,6 +194,7 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		// No gzip: sandbox traffic is mostly small messages on fast links,
 		// where compressing costs more latency than it saves.
 		connect.WithAcceptCompression("gzip", nil, nil),
+		connect.WithCodec(fileCodec),
 	}
 	if cfg.grpc {
 		copts = append(copts, connect.WithGRPC())

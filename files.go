@@ -11,10 +11,19 @@ import (
 	"connectrpc.com/connect"
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
+	"github.com/sbx-run/sbx/internal/chunkcodec"
 )
 
 // fileChunk is the size of the chunks sent to the server (its maximum).
 const fileChunk = 1 << 20
+
+// fileCodec is the client's binary protobuf codec: ReadFile chunks are
+// decoded into pooled buffers (see internal/chunkcodec), which fileReader
+// hands back once read, so a download does not allocate (and fault in) a
+// fresh 1 MiB per message. The wire format is standard protobuf.
+var fileCodec = chunkcodec.New(
+	chunkcodec.Bytes(1, func(m *sbxv1.ReadFileResponse, data []byte) { m.Data = data }),
+)
 
 // ReadFile returns the whole content of the file at path (absolute, inside
 // the sandbox). For large files use ReadFileTo or OpenFile.
@@ -62,14 +71,18 @@ type fileReader struct {
 	s      *Sandbox
 	stream *connect.ServerStreamForClient[sbxv1.ReadFileResponse]
 	cancel context.CancelFunc
-	buf    []byte
+	chunk  []byte // the received chunk, handed back once read
+	buf    []byte // the unread part of chunk
 	err    error
 }
 
 func (r *fileReader) next() error {
 	for len(r.buf) == 0 && r.err == nil {
+		chunkcodec.Put(r.chunk)
+		r.chunk = nil
 		if r.stream.Receive() {
-			r.buf = r.stream.Msg().GetData()
+			r.chunk = r.stream.Msg().GetData()
+			r.buf = r.chunk
 			continue
 		}
 		if err := r.stream.Err(); err != nil {
@@ -93,7 +106,29 @@ func (r *fileReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo hands each received chunk to w whole, so that io.Copy (and
+// ReadFileTo) copies once per chunk instead of through a small buffer.
+func (r *fileReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := r.next(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		n, err := w.Write(r.buf)
+		total += int64(n)
+		r.buf = r.buf[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func (r *fileReader) Close() error {
+	chunkcodec.Put(r.chunk)
+	r.chunk, r.buf = nil, nil
 	r.cancel()
 	r.stream.Close()
 	return nil

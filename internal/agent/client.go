@@ -67,13 +67,14 @@ func newClient(dial func(context.Context) (net.Conn, error)) *Client {
 	protocols.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{
 		Protocols:           &protocols,
+		HTTP2:               http2Config(),
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
 	hc := &http.Client{Transport: tr}
 	const base = "http://sbx-agent"
-	opts := []connect.ClientOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithAcceptCompression("gzip", nil, nil)}
+	opts := []connect.ClientOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithAcceptCompression("gzip", nil, nil), connect.WithCodec(wireCodec)}
 	return &Client{
 		transport: tr,
 		agent:     agentv1connect.NewAgentServiceClient(hc, base, opts...),

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/chunkcodec"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -34,14 +35,18 @@ type fileReader struct {
 	st     *connect.ServerStreamForClient[agentv1.ReadResponse]
 	cancel context.CancelFunc
 	path   string
-	buf    []byte
+	chunk  []byte // the received chunk, handed back once read
+	buf    []byte // the unread part of chunk
 	err    error
 }
 
 func (r *fileReader) fill() error {
 	for len(r.buf) == 0 && r.err == nil {
+		chunkcodec.Put(r.chunk)
+		r.chunk = nil
 		if r.st.Receive() {
-			r.buf = r.st.Msg().GetData()
+			r.chunk = r.st.Msg().GetData()
+			r.buf = r.chunk
 			continue
 		}
 		if err := r.st.Err(); err != nil {
@@ -65,7 +70,42 @@ func (r *fileReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ChunkSource is implemented by readers that hold their content in chunks
+// of at most 1 MiB already (the agent client's file reader, the server's
+// view of a client's upload): WriteChunksTo hands each chunk to w whole, in
+// one Write, so that a forwarder sends it on without cutting it up or
+// copying it through another buffer. w must not keep the slice after Write
+// returns. It returns the bytes written and the first error of either
+// side; at the end of the content it returns nil.
+type ChunkSource interface {
+	WriteChunksTo(w io.Writer) (int64, error)
+}
+
+// WriteTo is WriteChunksTo, so that io.Copy passes whole chunks too.
+func (r *fileReader) WriteTo(w io.Writer) (int64, error) { return r.WriteChunksTo(w) }
+
+// WriteChunksTo implements ChunkSource.
+func (r *fileReader) WriteChunksTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := r.fill(); err != nil {
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		n, err := w.Write(r.buf)
+		total += int64(n)
+		r.buf = r.buf[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func (r *fileReader) Close() error {
+	chunkcodec.Put(r.chunk)
+	r.chunk, r.buf = nil, nil
 	r.cancel()
 	return r.st.Close()
 }
@@ -90,30 +130,73 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Mode: uint32(mode.Perm())}}}); err != nil {
 		return err
 	}
-	buf := make([]byte, defaultChunk)
-	var size int64
-	for {
-		n, rerr := io.ReadFull(r, buf)
-		if n > 0 {
-			size += int64(n)
-			if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Data{Data: buf[:n]}}); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			cancel() // the agent sees a reset stream and drops the temp file
-			_, _ = st.CloseAndReceive()
-			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: reading the content failed, the old file is kept: %w", path, rerr)
-		}
+	cw := &chunkWriter{send: send}
+	var rerr error
+	if cs, ok := r.(ChunkSource); ok {
+		_, rerr = cs.WriteChunksTo(cw)
+	} else {
+		rerr = copyChunks(cw, r)
 	}
+	if cw.err != nil {
+		return cw.err
+	}
+	if rerr != nil {
+		cancel() // the agent sees a reset stream and drops the temp file
+		_, _ = st.CloseAndReceive()
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: reading the content failed, the old file is kept: %w", path, rerr)
+	}
+	size := cw.size
 	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Commit_{Commit: &agentv1.WriteRequest_Commit{Size: size}}}); err != nil {
 		return err
 	}
 	_, err := st.CloseAndReceive()
 	return fromWire(err, "write "+path)
+}
+
+// chunkWriter sends what it is given as data messages of at most maxChunk
+// bytes; err is the first failure of send (the agent's answer), as opposed
+// to a failure of the source.
+type chunkWriter struct {
+	send func(*agentv1.WriteRequest) error
+	size int64
+	err  error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), maxChunk)
+		if err := w.send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Data{Data: p[:n]}}); err != nil {
+			w.err = err
+			return written, err
+		}
+		w.size += int64(n)
+		written += n
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// copyChunks reads r in full chunks (io.ReadFull: a source that returns a
+// few KiB per Read still makes few messages) and writes them to w; it
+// returns r's error, or nil at its end, and stops when w fails.
+func copyChunks(w *chunkWriter, r io.Reader) error {
+	buf := chunkcodec.Get(defaultChunk)[:defaultChunk]
+	defer chunkcodec.Put(buf)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // w.err says why
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // Stat describes one path (without following a final symlink).

@@ -8,14 +8,25 @@ import (
 	"connectrpc.com/connect"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/chunkcodec"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // Chunk sizes of file transfers.
 const (
-	minChunk     = 64 << 10
-	maxChunk     = 1 << 20
-	defaultChunk = 256 << 10
+	minChunk = 64 << 10
+	maxChunk = 1 << 20
+	// defaultChunk is the largest chunk: per message costs (framing,
+	// wake-ups of the reader, syscalls) then weigh least.
+	defaultChunk = maxChunk
+)
+
+// wireCodec is the agent's protobuf codec on both ends: file chunks are
+// decoded into pooled buffers (see chunkcodec), which their receiver hands
+// back.
+var wireCodec = chunkcodec.New(
+	chunkcodec.Bytes(1, func(m *agentv1.ReadResponse, data []byte) { m.Data = data }),
+	chunkcodec.Bytes(2, func(m *agentv1.WriteRequest, data []byte) { m.Msg = &agentv1.WriteRequest_Data{Data: data} }),
 )
 
 // filesystemService implements FilesystemService.
@@ -47,10 +58,13 @@ func (fsv *filesystemService) Read(ctx context.Context, req *connect.Request[age
 	if fi.IsDir() {
 		return toWire(sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "read %s: the path is a directory; list it instead", path))
 	}
+	var buf []byte
 	if fi.Size() > 0 && int64(size) > fi.Size() {
-		size = int(fi.Size()) // small files need no big buffer
+		buf = make([]byte, fi.Size()) // small files need no big buffer
+	} else {
+		buf = chunkcodec.Get(size)[:size]
+		defer chunkcodec.Put(buf)
 	}
-	buf := make([]byte, size)
 	for {
 		n, err := io.ReadFull(f, buf)
 		if n > 0 {

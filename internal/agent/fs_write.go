@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/chunkcodec"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -47,7 +48,7 @@ func (fsv *filesystemService) Write(ctx context.Context, stream *connect.ClientS
 	limit := fsv.s.cfg.MaxFileBytes
 	var written int64
 	var failure error // an error for the caller, as opposed to an fs error
-	err = writeAtomic(path, mode, func(f *os.File) error {
+	err = writeAtomic(path, mode, false, func(f *os.File) error {
 		for stream.Receive() {
 			switch m := stream.Msg().GetMsg().(type) {
 			case *agentv1.WriteRequest_Data:
@@ -60,7 +61,9 @@ func (fsv *filesystemService) Write(ctx context.Context, stream *connect.ClientS
 					failure = sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "write %s: the file is over the limit of %d bytes", path, limit)
 					return failure
 				}
-				if _, err := f.Write(m.Data); err != nil {
+				_, err := f.Write(m.Data)
+				chunkcodec.Put(m.Data)
+				if err != nil {
 					return err
 				}
 			case *agentv1.WriteRequest_Commit_:

@@ -62,9 +62,16 @@ type process struct {
 	done     chan struct{} // closed once exit is set
 	timedOut atomic.Bool
 	timer    *time.Timer
-	readers  sync.WaitGroup
 	onDone   func(*process)
+	// readers counts the output streams still being read; the last one to
+	// reach EOF closes drained.
+	readers atomic.Int32
+	drained chan struct{}
 }
+
+// devNull is /dev/null, opened once and kept: the stdin of every exec
+// without Stdin, which saves an open and a close per exec.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
 // spawn starts p as described by spec through the reaper.
 func spawn(rp *reaper, p *process, spec procSpec) error {
@@ -114,18 +121,21 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
 	} else {
 		sys.Setpgid = true
-		var in *os.File
 		if spec.stdin {
 			r, w, err := os.Pipe()
 			if err != nil {
 				return sandbox.Internal("create a stdin pipe: %w", err)
 			}
-			in, p.stdin = r, w
-		} else if in, err = os.Open(os.DevNull); err != nil {
-			return sandbox.Internal("open %s: %w", os.DevNull, err)
+			p.stdin = w
+			childFiles = append(childFiles, r)
+			files = append(files, r.Fd())
+		} else {
+			null, err := devNull()
+			if err != nil {
+				return sandbox.Internal("open %s: %w", os.DevNull, err)
+			}
+			files = append(files, null.Fd())
 		}
-		childFiles = append(childFiles, in)
-		files = append(files, in.Fd())
 		streams := []sandbox.Stream{sandbox.Stdout, sandbox.Stderr}
 		if spec.mergeOutput {
 			streams = streams[:1]
@@ -146,6 +156,12 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 			files = append(files, files[1])
 		}
 	}
+	// Set before the start: the child may exit, and be reaped, at once.
+	p.drained = make(chan struct{})
+	p.readers.Store(int32(len(outputs)))
+	if len(outputs) == 0 {
+		close(p.drained)
+	}
 	p.started = time.Now()
 	pid, err := rp.start(argv0, spec.argv, &syscall.ProcAttr{Dir: spec.dir, Env: spec.env, Files: files, Sys: sys}, p.exited)
 	if err != nil {
@@ -158,7 +174,6 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 		f.Close()
 	}
 	for _, o := range outputs {
-		p.readers.Add(1)
 		go p.copyOutput(o.stream, o.f, spec.tty)
 	}
 	if spec.timeout > 0 {
@@ -187,7 +202,11 @@ func startError(cmd string, err error) error {
 // copyOutput moves one output stream into the ring or the sink until EOF
 // (or EIO: a PTY whose other side is closed).
 func (p *process) copyOutput(stream sandbox.Stream, f *os.File, tty bool) {
-	defer p.readers.Done()
+	defer func() {
+		if p.readers.Add(-1) == 0 {
+			close(p.drained)
+		}
+	}()
 	if !tty {
 		defer f.Close()
 	}
@@ -216,11 +235,13 @@ func (p *process) exited(ws syscall.WaitStatus) {
 			p.timer.Stop()
 		}
 		p.mu.Unlock()
-		drained := make(chan struct{})
-		go func() { p.readers.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(drainWait):
+		if p.drained != nil {
+			t := time.NewTimer(drainWait)
+			select {
+			case <-p.drained:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 		st := exitStatus(ws, at)
 		st.TimedOut = p.timedOut.Load()

@@ -113,7 +113,7 @@ func (s *Server) writeInitFile(f sandbox.File) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fsError("write", path, err)
 	}
-	err = writeAtomic(path, mode, func(w *os.File) error {
+	err = writeAtomic(path, mode, false, func(w *os.File) error {
 		_, err := w.Write(f.Content)
 		return err
 	})

@@ -43,7 +43,7 @@ func writeExitFile(stateDir string, st sandbox.ExitStatus) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(stateDir, ExitFile), 0o644, func(f *os.File) error {
+	return writeAtomic(filepath.Join(stateDir, ExitFile), 0o644, true, func(f *os.File) error {
 		_, err := f.Write(append(b, '\n'))
 		return err
 	})
