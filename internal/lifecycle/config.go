@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
@@ -39,6 +40,14 @@ type Config struct {
 	SweepInterval time.Duration
 	// PurgeInterval is how often expired terminal records are purged (1 min).
 	PurgeInterval time.Duration
+	// MaxConcurrentCreates bounds the runtime creates in flight (3 per
+	// CPU: a create also waits, for the OCI runtime and the agent's start,
+	// so a few more than the CPUs keep them busy); CreateQueue is how many
+	// more accepted creates may wait for one (MaxConcurrentCreates, so an
+	// accepted create waits at most about one create's time). Beyond both,
+	// Create answers RESOURCE_EXHAUSTED CREATE_QUEUE_FULL with a retry
+	// delay (admission.go).
+	MaxConcurrentCreates, CreateQueue int
 	// Pools are the warm pools (see pool.go); none by default.
 	Pools []PoolConfig
 	// PoolBackoff and PoolMaxBackoff bound the exponential back-off of a
@@ -55,6 +64,9 @@ type Config struct {
 	// Now is the clock (time.Now); tests may replace it.
 	Now func() time.Time
 }
+
+// MaxCreateLimit bounds Config.MaxConcurrentCreates and Config.CreateQueue.
+const MaxCreateLimit = 10_000
 
 func (c Config) withDefaults() Config {
 	set := func(d *time.Duration, v time.Duration) {
@@ -79,6 +91,12 @@ func (c Config) withDefaults() Config {
 	set(&c.Linger, 60*time.Second)
 	set(&c.SweepInterval, time.Second)
 	set(&c.PurgeInterval, time.Minute)
+	if c.MaxConcurrentCreates == 0 {
+		c.MaxConcurrentCreates = 3 * runtime.NumCPU()
+	}
+	if c.CreateQueue == 0 {
+		c.CreateQueue = c.MaxConcurrentCreates
+	}
 	set(&c.PoolBackoff, time.Second)
 	set(&c.PoolMaxBackoff, 5*time.Minute)
 	set(&c.PoolCheckInterval, 10*time.Second)
@@ -99,6 +117,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("default lease %v must not exceed the maximum lease %v", c.DefaultLease, c.MaxLease)
 	case c.MaxSandboxesPerTenant < 0 || c.Retention < 0 || c.Linger < 0:
 		return fmt.Errorf("quota, retention and linger must not be negative")
+	case c.MaxConcurrentCreates < 1 || c.MaxConcurrentCreates > MaxCreateLimit || c.CreateQueue < 0 || c.CreateQueue > MaxCreateLimit:
+		return fmt.Errorf("max concurrent creates %d and create queue %d must be in 1..%d and 0..%d", c.MaxConcurrentCreates, c.CreateQueue, MaxCreateLimit, MaxCreateLimit)
 	case c.PoolBackoff < 0 || c.PoolMaxBackoff < c.PoolBackoff:
 		return fmt.Errorf("pool back-off %v must not be negative nor exceed the maximum %v", c.PoolBackoff, c.PoolMaxBackoff)
 	}

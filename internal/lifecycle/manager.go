@@ -21,6 +21,8 @@ type Manager struct {
 	cfg    Config
 	notify *notifier
 	pools  *poolSet
+	// admit bounds the runtime creates in flight (admission.go).
+	admit *admission
 
 	// base is the context of background work (creates, watches, sweeps);
 	// Close cancels it, which leaves sandboxes running.
@@ -44,7 +46,8 @@ func New(rt sandbox.Runtime, st store.Store, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("lifecycle config: %w", err)
 	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), pools: newPoolSet(cfg.Pools), base: base, cancel: cancel}, nil
+	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), pools: newPoolSet(cfg.Pools),
+		admit: newAdmission(cfg.MaxConcurrentCreates, cfg.CreateQueue), base: base, cancel: cancel}, nil
 }
 
 // Config returns the effective configuration (defaults applied).

@@ -292,8 +292,13 @@ func (m *Manager) refillOne(p *pool) {
 	spec := sandbox.Spec{ID: id, Image: p.cfg.Image, Resources: p.cfg.Resources}
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
+	// A refill waits until no user create needs the slot (admission.go).
+	err := m.admit.acquireBackground(ctx)
 	t0 := time.Now()
-	_, err := m.rt.Create(ctx, spec)
+	if err == nil {
+		_, err = m.rt.Create(ctx, spec)
+		m.admit.release(time.Since(t0), true)
+	}
 	if err == nil {
 		err = m.st.CreatePoolSandbox(ctx, &store.PoolSandbox{ID: id, Pool: p.key, Spec: spec, CreatedAt: m.cfg.Now()})
 		if err != nil {

@@ -3,9 +3,13 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
+
+// claimRefillDelay is how long after a hit a pool starts its refill.
+const claimRefillDelay = 50 * time.Millisecond
 
 // claimWarm serves req from a matching warm pool: it takes an idle sandbox
 // and turns it into the tenant's CREATING record in one store transaction
@@ -37,7 +41,10 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 		switch {
 		case err == nil:
 			p.count(true)
-			p.signal()
+			// The refill starts a moment later: its OCI runtime and agent
+			// start take the CPU for tens of milliseconds, which the
+			// claimed sandbox's start and first command need now.
+			time.AfterFunc(claimRefillDelay, p.signal)
 			m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image, "pool", p.key)
 			return sb, insertedWarm, nil
 		case errors.Is(err, sandbox.ErrNotFound):
@@ -54,4 +61,23 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 			return nil, 0, err
 		}
 	}
+}
+
+// mayClaimWarm reports whether req, as it stands before defaults are
+// applied, could be served by a warm pool with an idle sandbox: a hint for
+// the early admission check, which must not refuse what a pool can serve.
+func (m *Manager) mayClaimWarm(req *CreateRequest) bool {
+	if len(m.pools.order) == 0 {
+		return false
+	}
+	if req.SessionID != "" || req.Image == "" {
+		return true // defaults still to come: let the full path decide
+	}
+	p := m.poolFor(req)
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle) > 0
 }

@@ -113,7 +113,9 @@ func TestPoolClaimAppliesOwnRequest(t *testing.T) {
 		if !slices.Contains(warm, sb.ID) {
 			t.Fatalf("sandbox %s is not one of the warm ids %v", sb.ID, warm)
 		}
-		if sb.Spec.ID != sb.ID || sb.State != sandbox.StateCreating || sb.Reason != reasonClaimed {
+		// A claimed sandbox is started before Create returns.
+		if sb.Spec.ID != sb.ID || sb.State != sandbox.StateRunning ||
+			!slices.Contains(sb.Transitions, sandbox.Transition{State: sandbox.StateCreating, Reason: reasonClaimed, At: sb.CreatedAt}) {
 			t.Fatalf("claimed record: %+v", sb)
 		}
 	}

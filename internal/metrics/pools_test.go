@@ -42,3 +42,27 @@ func TestPoolMetrics(t *testing.T) {
 		}
 	}
 }
+
+type fakeManager struct{ fakePools }
+
+func (fakeManager) Admission() lifecycle.AdmissionStatus {
+	return lifecycle.AdmissionStatus{Limit: 4, Queue: 8, Running: 3, Refills: 1, Queued: 5, MeanCreate: 80 * time.Millisecond}
+}
+
+// TestAdmissionMetrics: a manager that reports its create gate gets the
+// gate's gauges along with its pools'.
+func TestAdmissionMetrics(t *testing.T) {
+	r := New()
+	r.WatchPools(fakeManager{})
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		"sbx_create_limit 4", "sbx_create_queue_limit 8", `sbx_creates_running{kind="user"} 2`,
+		`sbx_creates_running{kind="refill"} 1`, "sbx_creates_queued 5", "sbx_create_mean_seconds 0.08",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -218,7 +218,7 @@ func testReattach(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	rec, _ := rt1.boxes[dead].snapshot()
-	waitGone(context.Background(), rec, 10*time.Second, "")
+	waitGone(context.Background(), rec, 10*time.Second, "", nil)
 
 	rt2, err := New(context.Background(), rt1.cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // Start applies start through the agent and starts the main command.
@@ -164,19 +165,24 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		return nil
 	}
 	if grace > 0 {
-		if err := r.oci.kill(ctx, rec.ID, "SIGTERM"); err != nil {
+		b.closeIdle()
+		if err := r.signal(ctx, rec, unix.SIGTERM); err != nil {
 			return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, err)
 		}
 		// The grace period is the main command's: once it has ended (its
-		// exit file exists) the rest of the sandbox need not linger.
-		if waitGone(ctx, rec, grace, stateDir(b.dir)) {
+		// exit file exists) the rest of the sandbox need not linger. Our
+		// idle connections to the agent are closed before and while we
+		// wait: the agent's HTTP/2 shutdown waits up to a second for the
+		// client to close a connection it sent GOAWAY on, and nothing of
+		// ours needs them once it was told to stop.
+		if waitGone(ctx, rec, grace, stateDir(b.dir), b.closeIdle) {
 			return nil
 		}
 	}
-	if err := r.oci.kill(ctx, rec.ID, "SIGKILL"); err != nil {
+	if err := r.signal(ctx, rec, unix.SIGKILL); err != nil {
 		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "kill sandbox %q: %w", rec.ID, err)
 	}
-	if !waitGone(ctx, rec, 30*time.Second, "") {
+	if !waitGone(ctx, rec, 30*time.Second, "", nil) {
 		if ctx.Err() != nil {
 			return sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, ctx.Err())
 		}
@@ -185,10 +191,36 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 	return nil
 }
 
+// signal sends sig to the container's PID 1. Under crun and runc that is
+// what `<runtime> kill` does too, so it is sent directly through a pidfd
+// (no runtime process to spawn: about 10 ms less per stop); the pidfd is
+// checked to be the recorded process, so a reused pid is never signalled.
+// runsc's PID 1 lives in the Sentry, so it goes through runsc.
+func (r *Runtime) signal(ctx context.Context, rec record, sig unix.Signal) error {
+	if r.oci.name != "runsc" {
+		fd, err := unix.PidfdOpen(rec.PID, 0)
+		if err == nil {
+			defer unix.Close(fd)
+			if !sameProcess(rec.PID, rec.PIDStart) {
+				return nil // gone, and the pid reused
+			}
+			err = unix.PidfdSendSignal(fd, sig, nil, 0)
+			if err == nil || err == unix.ESRCH {
+				return nil
+			}
+		}
+		if err == unix.ESRCH {
+			return nil
+		}
+		// No pidfd support: fall back to the runtime's own kill.
+	}
+	return r.oci.kill(ctx, rec.ID, unix.SignalName(sig))
+}
+
 // waitGone polls until the container's PID 1 is gone, for up to d. With a
 // state dir, it also stops early (returning false) once the main command's
-// exit file appears.
-func waitGone(ctx context.Context, rec record, d time.Duration, state string) bool {
+// exit file appears. each, when set, runs on every poll.
+func waitGone(ctx context.Context, rec record, d time.Duration, state string, each func()) bool {
 	deadline := time.Now().Add(d)
 	for i := 0; ; i++ {
 		if !alive(rec.PID, rec.PIDStart) {
@@ -201,6 +233,9 @@ func waitGone(ctx context.Context, rec record, d time.Duration, state string) bo
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
+		}
+		if each != nil {
+			each()
 		}
 		sleepBackoff(i)
 	}
