@@ -288,3 +288,51 @@ func ExampleError() {
 		fmt.Println(sbx.ReasonOf(err), err)
 	}
 }
+
+func ExamplePort() {
+	// Serve a directory on port 8080 and publish it: privately (the API
+	// key is needed) and, on 9000, publicly at an unguessable URL.
+	ctx := context.Background()
+	client, _ := sbx.NewClient()
+	sb, err := client.Run(ctx,
+		sbx.Image("python:3.11"),
+		sbx.Command("python", "-m", "http.server", "8080"),
+		sbx.Port{Port: 8080},
+		sbx.Port{Port: 9000, Public: true},
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Stop(ctx)
+	for _, p := range sb.Ports() {
+		fmt.Println(p.Port, p.Public, p.URL, p.PathURL)
+	}
+}
+
+func ExampleSandbox_ExposePort() {
+	ctx := context.Background()
+	client, _ := sbx.NewClient()
+	sb, _ := client.Get(ctx, "sb-123")
+	p, err := sb.ExposePort(ctx, 3000, true) // public: no key needed
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("share", p.URL)
+	// Later: stop publishing it.
+	if err := sb.UnexposePort(ctx, 3000); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func ExampleSandbox_DialPort() {
+	// A raw TCP connection to port 5432 in the sandbox, through the
+	// server; the port need not be published.
+	ctx := context.Background()
+	client, _ := sbx.NewClient()
+	conn, err := client.FromID("sb-123").DialPort(ctx, 5432)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "ping\n")
+}

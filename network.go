@@ -16,7 +16,9 @@ type Network struct {
 	// AllowCIDRs allows egress only to these destinations.
 	AllowCIDRs []CIDRRule
 	// AllowNames allows egress only to these DNS names ("example.com",
-	// "*.example.com"); validated now, enforced once sbx's resolver lands.
+	// "*.example.com"), through the resolver sbx runs for its sandboxes: it
+	// answers only these names and opens the firewall only for the
+	// addresses it returned.
 	AllowNames []string
 	// DenyIngress rejects new connections from outside the host.
 	DenyIngress bool

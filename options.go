@@ -31,6 +31,7 @@ type runConfig struct {
 	files      []mountedFile
 	requestID  string
 	network    *Network
+	ports      []Port
 }
 
 type mountedFile struct {

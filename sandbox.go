@@ -87,6 +87,13 @@ func createRequest(opts []RunOption) (*sbxv1.CreateSandboxRequest, error) {
 		RequestId:  cfg.requestID,
 		Network:    networkToWire(cfg.network),
 	}
+	if len(cfg.ports) > 0 {
+		ports, err := portsToWire(cfg.ports)
+		if err != nil {
+			return nil, err
+		}
+		req.Ports = ports
+	}
 	if cfg.lifetime != 0 {
 		if cfg.lifetime < 0 {
 			return nil, errorf(ErrInvalidArgument, "LIFETIME_OUT_OF_RANGE", "lifetime %s is negative: give a positive duration", cfg.lifetime)

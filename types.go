@@ -65,6 +65,11 @@ type Info struct {
 	Lifetime time.Duration
 	// Network is the effective network policy (after session defaults).
 	Network Network
+	// Ports are the published ports with their URLs.
+	Ports []ExposedPort
+	// Address is the sandbox's IPv4 address on the sandbox network, once
+	// RUNNING; empty on a server without sandbox networking.
+	Address string
 
 	State State
 	// Reason says why the sandbox is in State ("main command exited", "lifetime", …).

@@ -56,6 +56,8 @@ func infoFromWire(s *sbxv1.Sandbox) Info {
 		Tags:        s.GetTags(),
 		Resources:   resourcesFromWire(s.GetResources()),
 		Network:     networkFromWire(s.GetNetwork()),
+		Ports:       exposedPortsFromWire(s.GetPorts()),
+		Address:     s.GetAddress(),
 		Lifetime:    time.Duration(s.GetMaxLifetimeSeconds()) * time.Second,
 		State:       stateFromWire(s.GetState()),
 		Reason:      s.GetReason(),

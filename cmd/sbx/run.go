@@ -14,7 +14,7 @@ func init() { commands = append(commands, newRunCmd) }
 
 type runFlags struct {
 	image, workdir, lifetime, memory, cpus string
-	env, tags                              []string
+	env, tags, ports                       []string
 	pids                                   int64
 	detach, rm                             bool
 	net                                    netFlags
@@ -33,6 +33,7 @@ sandbox without a command idles until it is stopped (sbx stop) or its
 lifetime ends.`,
 		Example: `  sbx run --image python:3.11 -- python -c 'print(1+1)'
   sbx run -d --image python:3.11 --lifetime 1h
+  sbx run -d -p 8080 -p 9000:public -- python -m http.server 8080
   sbx run --rm -e MODE=test --memory 1g -- sh -c 'echo $MODE'`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runRun(cmd, f, args) },
 	}
@@ -47,6 +48,7 @@ lifetime ends.`,
 	fl.Int64Var(&f.pids, "pids", 0, "maximum number of processes")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "print the sandbox id and return without waiting")
 	fl.BoolVar(&f.rm, "rm", false, "delete the sandbox when its command has exited")
+	fl.StringArrayVarP(&f.ports, "port", "p", nil, "publish a port through the server: PORT or PORT:public (repeatable; see sbx port)")
 	f.net.add(fl)
 	fl.SetInterspersed(false) // flags after the image's command belong to it
 	return c
@@ -101,6 +103,11 @@ func runOptions(f runFlags, argv []string) ([]sbx.RunOption, error) {
 	if res != (sbx.Resources{}) {
 		opts = append(opts, res)
 	}
+	ports, err := parsePortFlags(f.ports)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, ports...)
 	if o, err := f.net.option(); err != nil {
 		return nil, err
 	} else if o != nil {
@@ -131,6 +138,13 @@ func runRun(cmd *cobra.Command, f runFlags, args []string) error {
 	}
 	if f.detach {
 		fmt.Fprintln(cmd.OutOrStdout(), sb.ID())
+	}
+	// URLs go to stderr: stdout stays the id alone (-d) or the command's
+	// output, for scripts.
+	for _, p := range sb.Ports() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "port %d (%s): %s\n", p.Port, visibility(p.Public), p.URL)
+	}
+	if f.detach {
 		return nil
 	}
 	code, err := attachMain(ctx, cmd, sb)

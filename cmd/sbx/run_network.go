@@ -9,10 +9,13 @@ import (
 	sbx "github.com/sbx-run/sbx"
 )
 
+// maxAllowRules bounds the allow-list flags (the server allows 64 of each).
+const maxAllowRules = 128
+
 // netFlags are sbx run's network policy flags.
 type netFlags struct {
 	denyEgress, denyDNS, denyIngress bool
-	allowCIDRs                       []string
+	allowCIDRs, allowNames           []string
 }
 
 func (n *netFlags) add(fl *pflag.FlagSet) {
@@ -20,15 +23,19 @@ func (n *netFlags) add(fl *pflag.FlagSet) {
 	fl.BoolVar(&n.denyDNS, "deny-dns", false, "block DNS too")
 	fl.BoolVar(&n.denyIngress, "deny-ingress", false, "reject connections from outside the host")
 	fl.StringArrayVar(&n.allowCIDRs, "allow-cidr", nil, "allow egress only to CIDR[:PORT,PORT...] (repeatable), e.g. 203.0.113.0/24:443")
+	fl.StringArrayVar(&n.allowNames, "allow-name", nil, "allow egress only to this DNS name, exact or *.example.com (repeatable)")
 }
 
 // option returns the Network option, or nil when no flag was given; the
 // server validates the values and names the bad one.
 func (n *netFlags) option() (sbx.RunOption, error) {
-	if !n.denyEgress && !n.denyDNS && !n.denyIngress && len(n.allowCIDRs) == 0 {
+	if !n.denyEgress && !n.denyDNS && !n.denyIngress && len(n.allowCIDRs) == 0 && len(n.allowNames) == 0 {
 		return nil, nil
 	}
-	net := sbx.Network{DenyEgress: n.denyEgress, DenyDNS: n.denyDNS, DenyIngress: n.denyIngress}
+	if len(n.allowCIDRs)+len(n.allowNames) > maxAllowRules {
+		return nil, usageErrorf("too many --allow-cidr and --allow-name values (%d): at most %d", len(n.allowCIDRs)+len(n.allowNames), maxAllowRules)
+	}
+	net := sbx.Network{DenyEgress: n.denyEgress, DenyDNS: n.denyDNS, DenyIngress: n.denyIngress, AllowNames: n.allowNames}
 	for _, v := range n.allowCIDRs {
 		cidr, ports, hasPorts := strings.Cut(v, ":")
 		rule := sbx.CIDRRule{CIDR: cidr}

@@ -41,6 +41,10 @@ func newServeCmd() *cobra.Command {
 	fs.StringVar(&f.Network, "network", def.Network, "sandbox networking: bridge (own address, NAT, egress policy) or none (loopback only)")
 	fs.StringVar(&f.NetworkBridge, "network-bridge", "", "bridge of the sandboxes' network (default sbx0)")
 	fs.StringVar(&f.NetworkSubnet, "network-subnet", "", "private IPv4 subnet of the sandboxes (default 10.203.0.0/16)")
+	fs.StringVar(&f.NetworkTable, "network-table", "", "name of sbx's nftables tables (default sbx); each server on a host needs its own bridge, subnet and table")
+	fs.StringVar(&f.ProxyDomain, "proxy-domain", def.ProxyDomain, "base domain of published ports' URLs, http://<port>-<sandbox-id>.<domain>/; *.<domain> must resolve to this server")
+	fs.StringVar(&f.PublicURL, "public-url", "", "the API's URL as users reach it, the base of path-form port URLs (default from --listen)")
+	fs.StringArrayVar(&f.NetworkDNSUpstream, "network-dns-upstream", nil, "resolver (IP or IP:port) that sbx's sandbox DNS resolver forwards to, queried from the host (repeatable; default: /etc/resolv.conf's)")
 	fs.StringVar(&f.AgentPath, "agent-path", "", "static sbx-agent binary (default: next to sbx, then PATH)")
 	fs.Int64Var(&f.DefaultCPUMillis, "default-cpu-millis", def.DefaultCPUMillis, "default CPU limit of a sandbox, in millicores")
 	fs.Int64Var(&f.DefaultMemoryBytes, "default-memory-bytes", def.DefaultMemoryBytes, "default memory limit of a sandbox, in bytes")
@@ -111,6 +115,14 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.NetworkBridge = f.NetworkBridge
 	case "network-subnet":
 		cfg.NetworkSubnet = f.NetworkSubnet
+	case "network-table":
+		cfg.NetworkTable = f.NetworkTable
+	case "proxy-domain":
+		cfg.ProxyDomain = f.ProxyDomain
+	case "public-url":
+		cfg.PublicURL = f.PublicURL
+	case "network-dns-upstream":
+		cfg.NetworkDNSUpstream = f.NetworkDNSUpstream
 	case "agent-path":
 		cfg.AgentPath = f.AgentPath
 	case "default-cpu-millis":

@@ -32,6 +32,20 @@ type sandboxJSON struct {
 	EndedAt         *time.Time        `json:"ended_at,omitempty"`
 	ExpiresAt       *time.Time        `json:"expires_at,omitempty"`
 	Transitions     []transitionJSON  `json:"transitions,omitempty"`
+	Address         string            `json:"address,omitempty"`
+	Ports           []portJSON        `json:"ports,omitempty"`
+}
+
+// portJSON is a published port, as in the API's JSON.
+type portJSON struct {
+	Port    int    `json:"port"`
+	Public  bool   `json:"public"`
+	URL     string `json:"url"`
+	PathURL string `json:"path_url"`
+}
+
+func toPortJSON(p sbx.ExposedPort) portJSON {
+	return portJSON{Port: p.Port, Public: p.Public, URL: p.URL, PathURL: p.PathURL}
 }
 
 type resourcesJSON struct {
@@ -65,6 +79,10 @@ func toJSON(i sbx.Info) sandboxJSON {
 	if i.Exited {
 		code := i.ExitCode
 		v.ExitCode = &code
+	}
+	v.Address = i.Address
+	for _, p := range i.Ports {
+		v.Ports = append(v.Ports, toPortJSON(p))
 	}
 	for _, t := range i.Transitions {
 		v.Transitions = append(v.Transitions, transitionJSON{State: t.State, Reason: t.Reason, At: t.At})

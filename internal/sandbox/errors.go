@@ -159,6 +159,8 @@ const (
 	ReasonFileTooLarge = "FILE_TOO_LARGE"
 	// ReasonQuotaExceeded: a tenant or server limit was reached; retry later.
 	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
+	// ReasonCreateQueueFull: the server is creating as many sandboxes as it can and its queue is full; retry after the delay given.
+	ReasonCreateQueueFull = "CREATE_QUEUE_FULL"
 	// ReasonLifetimeTooLong: max_lifetime_seconds is zero, negative or over the maximum.
 	ReasonLifetimeTooLong = "LIFETIME_OUT_OF_RANGE"
 	// ReasonSessionNotFound: no session with that id exists (for this tenant).
@@ -230,6 +232,14 @@ const (
 	ReasonNetworkSetup = "NETWORK_SETUP_FAILED"
 	// ReasonSubnetExhausted: the sandbox subnet has no free address, or the bridge no free port, left.
 	ReasonSubnetExhausted = "NETWORK_SUBNET_EXHAUSTED"
+	// ReasonNameResolverOff: the policy has allow_names, but the server does not run sbx's DNS resolver that enforces them.
+	ReasonNameResolverOff = "NETWORK_NAME_RESOLVER_OFF"
+	// ReasonNetworkRequired: published ports need sandbox networking, and this server runs with --network none.
+	ReasonNetworkRequired = "NETWORK_REQUIRED"
+	// ReasonTooManyPorts: the sandbox already publishes the most ports allowed (32).
+	ReasonTooManyPorts = "TOO_MANY_PORTS"
+	// ReasonPortNotListening: nothing in the sandbox accepts connections on the port.
+	ReasonPortNotListening = "PORT_NOT_LISTENING"
 )
 
 // Reasons of the image service (internal/server).

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"time"
 )
 
@@ -64,4 +66,16 @@ type Info struct {
 	CreatedAt time.Time
 	// Exit is set when the main command has exited.
 	Exit *ExitStatus
+}
+
+// PortDialer is implemented by runtimes whose sandboxes the server can reach
+// over TCP, for sbx's port proxy and port-forward. It is optional: a runtime
+// without it cannot publish ports.
+type PortDialer interface {
+	// DialPort opens a TCP connection to port inside sandbox id. NotFound
+	// if the sandbox has no network; Unavailable if nothing answers.
+	DialPort(ctx context.Context, id string, port int) (net.Conn, error)
+	// Address returns the sandbox's IPv4 address on the sandbox network,
+	// if it has one.
+	Address(id string) (netip.Addr, bool)
 }

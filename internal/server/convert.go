@@ -47,7 +47,9 @@ func resourcesFromWire(r *sbxv1.Resources) sandbox.Resources {
 	return sandbox.Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids()}
 }
 
-func sandboxToWire(sb *sandbox.Sandbox) *sbxv1.Sandbox {
+// sandboxToWire converts a record, with its published ports' URLs and,
+// once it runs, its network address.
+func (d *deps) sandboxToWire(sb *sandbox.Sandbox) *sbxv1.Sandbox {
 	w := &sbxv1.Sandbox{
 		Id:                 sb.ID,
 		SessionId:          sb.SessionID,
@@ -76,6 +78,24 @@ func sandboxToWire(sb *sandbox.Sandbox) *sbxv1.Sandbox {
 	}
 	for _, t := range sb.Transitions {
 		w.Transitions = append(w.Transitions, &sbxv1.Transition{State: stateToWire[t.State], Reason: t.Reason, At: ts(t.At)})
+	}
+	for _, p := range sb.Ports {
+		w.Ports = append(w.Ports, d.portToWire(sb.ID, p))
+	}
+	if d.ports != nil && sb.State == sandbox.StateRunning {
+		if a, ok := d.ports.Address(sb.ID); ok {
+			w.Address = a.String()
+		}
+	}
+	return w
+}
+
+// portToWire reports a published port with its URLs (none on a server
+// without a proxy, which cannot have published it).
+func (d *deps) portToWire(id string, p sandbox.Port) *sbxv1.ExposedPort {
+	w := &sbxv1.ExposedPort{Port: int32(p.Port), Public: p.Public}
+	if d.ports != nil {
+		w.Url, w.PathUrl = d.ports.URLs(id, p)
 	}
 	return w
 }

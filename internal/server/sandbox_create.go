@@ -35,9 +35,20 @@ func (s *sandboxService) Create(ctx context.Context, req *connect.Request[sbxv1.
 	for _, f := range r.GetMountedFiles() {
 		cr.Files = append(cr.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: fileMode(f.GetMode())})
 	}
+	if len(r.GetPorts()) > 0 {
+		if err := s.requireProxy(); err != nil {
+			return nil, err
+		}
+		if len(r.GetPorts()) > lifecycle.MaxPorts {
+			return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "ports has %d entries: at most %d are allowed", len(r.GetPorts()), lifecycle.MaxPorts)
+		}
+		for _, p := range r.GetPorts() {
+			cr.Ports = append(cr.Ports, sandbox.Port{Port: int(p.GetPort()), Public: p.GetPublic()})
+		}
+	}
 	sb, err := s.m.Create(ctx, tenant(ctx), cr)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&sbxv1.CreateSandboxResponse{Sandbox: sandboxToWire(sb)}), nil
+	return connect.NewResponse(&sbxv1.CreateSandboxResponse{Sandbox: s.sandboxToWire(sb)}), nil
 }

@@ -14,5 +14,5 @@ func (s *sandboxService) Get(ctx context.Context, req *connect.Request[sbxv1.Get
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&sbxv1.GetSandboxResponse{Sandbox: sandboxToWire(sb)}), nil
+	return connect.NewResponse(&sbxv1.GetSandboxResponse{Sandbox: s.sandboxToWire(sb)}), nil
 }

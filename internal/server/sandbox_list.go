@@ -36,7 +36,7 @@ func (s *sandboxService) List(ctx context.Context, req *connect.Request[sbxv1.Li
 	}
 	resp := &sbxv1.ListSandboxesResponse{NextPageToken: next}
 	for _, sb := range page {
-		resp.Sandboxes = append(resp.Sandboxes, sandboxToWire(sb))
+		resp.Sandboxes = append(resp.Sandboxes, s.sandboxToWire(sb))
 	}
 	return connect.NewResponse(resp), nil
 }

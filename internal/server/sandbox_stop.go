@@ -18,5 +18,5 @@ func (s *sandboxService) Stop(ctx context.Context, req *connect.Request[sbxv1.St
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&sbxv1.StopSandboxResponse{Sandbox: sandboxToWire(sb)}), nil
+	return connect.NewResponse(&sbxv1.StopSandboxResponse{Sandbox: s.sandboxToWire(sb)}), nil
 }

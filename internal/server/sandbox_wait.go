@@ -39,5 +39,5 @@ func (s *sandboxService) Wait(ctx context.Context, req *connect.Request[sbxv1.Wa
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&sbxv1.WaitSandboxResponse{Sandbox: sandboxToWire(sb), TimedOut: !reached}), nil
+	return connect.NewResponse(&sbxv1.WaitSandboxResponse{Sandbox: s.sandboxToWire(sb), TimedOut: !reached}), nil
 }

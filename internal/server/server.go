@@ -17,6 +17,7 @@ import (
 	"github.com/sbx-run/sbx/gen/sbx/v1/sbxv1connect"
 	"github.com/sbx-run/sbx/internal/auth"
 	"github.com/sbx-run/sbx/internal/lifecycle"
+	"github.com/sbx-run/sbx/internal/proxy"
 )
 
 // DefaultExecOutputLimit is the default and maximum output (stdout plus
@@ -51,6 +52,11 @@ type Config struct {
 	ImportDir string
 	// MaxImportBytes bounds one imported tarball (DefaultMaxImportBytes).
 	MaxImportBytes int64
+
+	// Proxy publishes sandbox ports; nil (or one without a dialer) means
+	// ports cannot be published (NETWORK_REQUIRED). It is not routed here:
+	// wrap the listener's handler with Proxy.Wrap.
+	Proxy *proxy.Proxy
 }
 
 // deps is what every handler shares.
@@ -58,6 +64,7 @@ type deps struct {
 	m           *lifecycle.Manager
 	log         *slog.Logger
 	outputLimit int64
+	ports       *proxy.Proxy
 }
 
 // New returns the API handler: the sandbox, session and pool services, the
@@ -69,11 +76,15 @@ func New(cfg Config) http.Handler {
 	if cfg.ExecOutputLimit <= 0 {
 		cfg.ExecOutputLimit = DefaultExecOutputLimit
 	}
-	d := &deps{m: cfg.Manager, log: cfg.Logger, outputLimit: cfg.ExecOutputLimit}
+	d := &deps{m: cfg.Manager, log: cfg.Logger, outputLimit: cfg.ExecOutputLimit, ports: cfg.Proxy}
 	interceptors := append([]connect.Interceptor{errorInterceptor(cfg.Logger), authInterceptor(cfg.Auth)}, cfg.Interceptors...)
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(maxMessageBytes),
+		connect.WithCodec(fileCodec),
+		// Compress only large messages for clients that ask for it: gzip of
+		// small exec and file messages costs more latency than it saves.
+		connect.WithCompressMinBytes(64 << 10),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(&sandboxService{d}, opts...))

@@ -17,6 +17,17 @@ the environment (SBX_URL, SBX_API_KEY) or the credentials file a local
 from typing import Any, Iterable, List, Optional
 
 from ._client import DEFAULT_URL, Client, configure, default_client, default_credentials_path
+from ._network import (
+    CidrBlock,
+    EgressRule,
+    ExposedPort,
+    IngressRule,
+    NetworkOptions,
+    PortRange,
+    Service,
+    ServiceProtocol,
+    ServiceVisibility,
+)
 from ._process import Process, StdinWriter
 from ._sandbox import Sandbox
 from ._session import Session
@@ -48,6 +59,8 @@ __all__ = [
     "Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL",
     "Sandbox", "Session", "SandboxDefaults", "SandboxStatus", "Process", "ProcessResult",
     "OperationRef", "StreamReader", "StdinWriter",
+    "NetworkOptions", "EgressRule", "IngressRule", "CidrBlock", "PortRange",
+    "Service", "ServiceVisibility", "ServiceProtocol", "ExposedPort",
     "SandboxError", "CWSandboxError", "SandboxAuthenticationError", "CWSandboxAuthenticationError",
     "SandboxConnectionError", "SandboxNotFoundError", "SandboxNotRunningError", "SandboxUnavailableError",
     "SandboxTimeoutError", "SandboxRequestTimeoutError", "SandboxCommandTimeoutError", "SandboxFailedError",

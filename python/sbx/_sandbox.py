@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 from . import exceptions as exc
 from ._client import SANDBOX_SERVICE, Client, default_client
 from ._files import FilesMixin
+from ._network import network_to_wire, ports_to_wire
+from ._ports import PortsMixin
 from ._process import Process
 from ._types import OperationRef, SandboxDefaults, SandboxStatus, merge_tags
 from ._wire import ceil_seconds, mounted_files_to_wire, parse_timestamp, resources_to_wire
@@ -25,7 +27,7 @@ __all__ = ["Sandbox"]
 _WAIT_ROUND = 60
 
 
-class Sandbox(FilesMixin):
+class Sandbox(FilesMixin, PortsMixin):
     """A sandbox: an isolated container on an sbx server.
 
     ``Sandbox.run(...)`` creates one and returns once the server accepted it;
@@ -41,7 +43,12 @@ class Sandbox(FilesMixin):
         max_lifetime_seconds: Lifetime after which the server stops it.
         resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256}``.
         mounted_files: Files written before the command starts: ``[{"path": ..., "content": ...}]``.
-        network: Accepted for compatibility; not enforced by sbx yet.
+        network: NetworkOptions (or a dict of its fields): egress and ingress policy;
+            default from ``defaults``, else the server's (internet only).
+        ports: Ports to publish through the server's proxy: ``[8080, {"port": 9000,
+            "public": True}, Service(port=3000, visibility="public")]`` (needs
+            ``sbx serve --network bridge``); see ``service_urls``.
+        services: The same as ports, in the CoreWeave spelling (``[Service(...)]``).
         environment_variables: Environment, merged over the defaults'.
         command: The main command, as an alternative to positional args.
         args: Its arguments, with ``command`` (keyword only: ``args=[...]``).
@@ -60,6 +67,8 @@ class Sandbox(FilesMixin):
         resources: Optional[Mapping[str, Any]] = None,
         mounted_files: Optional[Any] = None,
         network: Optional[Any] = None,
+        ports: Optional[Sequence[Any]] = None,
+        services: Optional[Sequence[Any]] = None,
         environment_variables: Optional[Mapping[str, str]] = None,
         command: Optional[str] = None,
         working_dir: Optional[str] = None,
@@ -95,6 +104,12 @@ class Sandbox(FilesMixin):
         res = resources_to_wire(resources if resources is not None else d.resources)
         if res:
             req["resources"] = res
+        net = network_to_wire(network if network is not None else d.network)
+        if net is not None:
+            req["network"] = net
+        published = ports_to_wire(ports, "ports") + ports_to_wire(services, "services")
+        if published:
+            req["ports"] = published
         if working_dir:
             req["workingDir"] = working_dir
         if user:

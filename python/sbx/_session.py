@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from . import exceptions as exc
 from ._client import SESSION_SERVICE, Client, default_client
 from ._sandbox import Sandbox
+from ._network import network_to_wire
 from ._wire import ceil_seconds, resources_to_wire
 from ._types import OperationRef, SandboxDefaults, SandboxStatus
 
@@ -101,6 +102,9 @@ class Session:
             res = resources_to_wire(d.resources)
             if res:
                 wd["resources"] = res
+            net = network_to_wire(d.network, "defaults.network")
+            if net is not None:
+                wd["network"] = net
             req: Dict[str, Any] = {"defaults": wd}
             if self._lease_req:
                 req["leaseSeconds"] = str(int(self._lease_req))

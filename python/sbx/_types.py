@@ -93,7 +93,8 @@ class SandboxDefaults:
         tags: Tags for ``list(tags=...)``.
         environment_variables: Environment added to the image's.
         resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256}``.
-        network: Accepted for compatibility; sbx does not enforce network policies yet.
+        network: NetworkOptions (or a dict of its fields) of sandboxes that set none;
+            the whole policy replaces the server's default, it is not merged.
     """
 
     container_image: str = "python:3.11"
@@ -110,6 +111,10 @@ class SandboxDefaults:
         object.__setattr__(self, "environment_variables", dict(self.environment_variables or {}))
         if self.max_lifetime_seconds is not None and not self.max_lifetime_seconds > 0:
             raise ValueError(f"max_lifetime_seconds must be positive, got {self.max_lifetime_seconds!r}")
+        # Fail at construction, naming the field, rather than at the first sandbox.
+        from ._network import network_to_wire
+
+        network_to_wire(self.network, "defaults.network")
 
     def with_overrides(self, **kw: Any) -> "SandboxDefaults":
         """Return a copy with kw replacing fields; ``tags`` and ``environment_variables`` merge."""

@@ -4,7 +4,8 @@
 port, local mode writing its credentials file) with docker.io mirrored to
 ``sbx-offline-registry`` on 127.0.0.1, which serves the busybox and Debian
 python3 images that internal/testenv builds from Debian packages. Nothing
-touches the internet.
+touches the internet. The server gets its own bridge, nftables tables and
+subnet (as internal/testenv.NewNetwork gives Go tests), removed afterwards.
 
 A missing prerequisite (root, go, crun, a build failure) fails the test
 under CI=true and skips it elsewhere, like internal/testenv.Require.
@@ -12,8 +13,11 @@ under CI=true and skips it elsewhere, like internal/testenv.Require.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -58,6 +62,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ip_json(*args: str) -> list:
+    r = subprocess.run(["ip", "-4", "-j", *args], capture_output=True, text=True)
+    return json.loads(r.stdout or "[]") if r.returncode == 0 else []
+
+
+def pick_network() -> "tuple[str, str]":
+    """A unique bridge/table name and a random 10.x.y.0/24 that no address or
+    route of this host overlaps (like internal/testenv.PickNetwork)."""
+    used = []
+    for link in _ip_json("addr"):
+        for a in link.get("addr_info") or ():
+            used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+    for r in _ip_json("route"):
+        if r.get("dst") not in (None, "default"):
+            used.append(ipaddress.ip_network(r["dst"] if "/" in r["dst"] else r["dst"] + "/32", strict=False))
+    for _ in range(1000):
+        net = ipaddress.ip_network(f"10.{64 + secrets.randbelow(128)}.{secrets.randbelow(256)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return "sbxt" + secrets.token_hex(3), str(net)
+    raise RuntimeError("no free 10.x.y.0/24 subnet for the test server")
+
+
+def remove_network(name: str) -> None:
+    """Delete the test server's bridge, nftables tables and lock files (a clean
+    sbx serve shutdown keeps them for its restart)."""
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    for family in ("inet", "bridge"):
+        subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
+    for f in (f"bridge-{name}.lock", f"table-{name}.lock"):
+        try:
+            os.remove(os.path.join("/run/sbx", f))
+        except OSError:
+            pass
+
+
 class Server:
     """One running `sbx serve` and its registry."""
 
@@ -71,6 +110,7 @@ class Server:
         self.procs: List[subprocess.Popen] = []
         self.url = ""
         self.api_key = ""
+        self.network, self.subnet = pick_network()
 
     def start(self) -> None:
         reg_log = open(self.reg_log_path, "wb")
@@ -95,6 +135,10 @@ class Server:
         srv = subprocess.Popen([
             self.bins["sbx"], "serve", "--listen", addr, "--data-dir", str(self.data_dir),
             "--agent-path", self.bins["sbx-agent"], "--registry-mirror", f"docker.io=http://{host}", "--allowed-registry", host, "--log-level", "debug",
+            "--network", "bridge", "--network-bridge", self.network, "--network-table", self.network,
+            "--network-subnet", self.subnet,
+            # A closed loopback port: no sandbox lookup leaves the machine.
+            "--network-dns-upstream", "127.0.0.1:1",
         ], stdout=log, stderr=log, env=env)
         self.procs.append(srv)
         self.url = f"http://{addr}"
@@ -114,8 +158,6 @@ class Server:
         creds = (self.cfg_dir / "credentials")
         if not creds.exists():
             pytest.fail("sbx serve wrote no credentials file:\n" + self.log(), pytrace=False)
-        import json
-
         self.api_key = json.loads(creds.read_text())["api_key"]
 
     def log(self) -> str:
@@ -146,6 +188,7 @@ class Server:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        remove_network(self.network)
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,8 @@ type Server struct {
 	creates    int
 	procs      map[string]*fakeProc
 	images     map[string]*sbxv1.Image
+	dials      int
+	url        string
 }
 
 type fakeSandbox struct {
@@ -82,6 +84,7 @@ func Start(t testing.TB) (*Server, string) {
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(f, auth))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(fakeSessions{f: f}, auth))
 	mux.Handle(sbxv1connect.NewImageServiceHandler(fakeImages{f: f}, auth))
+	mux.HandleFunc("GET /proxy-tcp/{id}/{port}", f.proxyTCP)
 	srv := httptest.NewUnstartedServer(mux)
 	// HTTP/1.1 and h2c, like sbx serve, so gRPC clients work too.
 	var p http.Protocols
@@ -89,6 +92,7 @@ func Start(t testing.TB) (*Server, string) {
 	p.SetUnencryptedHTTP2(true)
 	srv.Config.Protocols = &p
 	srv.Start()
+	f.url = srv.URL
 	t.Cleanup(srv.Close)
 	return f, srv.URL
 }
@@ -176,6 +180,12 @@ func (f *Server) Create(_ context.Context, req *connect.Request[sbxv1.CreateSand
 		Resources: m.GetResources(), MaxLifetimeSeconds: 600, State: sbxv1.SandboxState_SANDBOX_STATE_PENDING,
 		Reason: "requested", CreatedAt: timestamppb.Now(), RequestId: m.GetRequestId(), SessionId: m.GetSessionId(),
 	}
+	for _, p := range m.GetPorts() {
+		if err := badPort(p.GetPort()); err != nil {
+			return nil, err
+		}
+		setPort(w, f.exposed(id, p))
+	}
 	sb := &fakeSandbox{w: w, files: map[string][]byte{}, modes: map[string]uint32{}}
 	for _, mf := range m.GetMountedFiles() {
 		sb.files[mf.GetPath()] = mf.GetContent()
@@ -196,6 +206,7 @@ func (f *Server) advance(sb *fakeSandbox, terminal bool) {
 			return
 		}
 		w.State, w.Reason, w.StartedAt = sbxv1.SandboxState_SANDBOX_STATE_RUNNING, "started", timestamppb.Now()
+		w.Address = "10.203.0.2"
 	}
 	if w.State == sbxv1.SandboxState_SANDBOX_STATE_RUNNING && terminal && len(w.Command) == 2 && w.Command[0] == "exit" {
 		code, _ := strconv.Atoi(w.Command[1])

@@ -57,7 +57,7 @@ type SandboxJSON struct {
 func EncodeSandbox(sb *sandbox.Sandbox) (SandboxJSON, error) {
 	var j SandboxJSON
 	var err error
-	if j.Spec, err = json.Marshal(sb.Spec); err != nil {
+	if j.Spec, err = json.Marshal(specColumn{Spec: sb.Spec, Ports: sb.Ports}); err != nil {
 		return j, sandbox.Internal("encode spec of sandbox %s: %w", sb.ID, err)
 	}
 	if j.Start, err = json.Marshal(sb.Start); err != nil {
@@ -77,15 +77,25 @@ func EncodeSandbox(sb *sandbox.Sandbox) (SandboxJSON, error) {
 	return j, nil
 }
 
+// specColumn is what the spec column holds: the spec plus the published
+// ports, which are intent too (kept here so that no migration was needed;
+// rows written before ports existed decode with none).
+type specColumn struct {
+	sandbox.Spec
+	Ports []sandbox.Port `json:",omitempty"`
+}
+
 // DecodeSandbox fills sb's nested parts from j. Empty columns leave their
 // field at its zero value.
 func DecodeSandbox(j SandboxJSON, sb *sandbox.Sandbox) error {
+	var spec specColumn
+	defer func() { sb.Spec, sb.Ports = spec.Spec, spec.Ports }()
 	parts := []struct {
 		name string
 		data []byte
 		into any
 	}{
-		{"spec", j.Spec, &sb.Spec},
+		{"spec", j.Spec, &spec},
 		{"start spec", j.Start, &sb.Start},
 		{"tags", j.Tags, &sb.Tags},
 		{"exit", j.Exit, &sb.Exit},
