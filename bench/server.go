@@ -90,8 +90,17 @@ func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 		stopReg()
 		return nil, err
 	}
+	// Its own bridge, nftables table and subnet: a server already running
+	// on this host (sbx0, table sbx) must not make the harness fail, nor
+	// the harness touch that server's network. Stop removes them.
+	netw, err := testenv.PickNetwork()
+	if err != nil {
+		stopReg()
+		return nil, err
+	}
+	stopAll := func() { stopReg(); _ = netw.Remove() }
 	cfgDir := filepath.Join(dir, "cfg")
-	s := &Server{URL: "http://" + addr, Bin: sbxBin, Dir: dir, stopReg: stopReg, poolArgs: poolArgs}
+	s := &Server{URL: "http://" + addr, Bin: sbxBin, Dir: dir, stopReg: stopAll, poolArgs: poolArgs}
 	s.args = []string{"serve",
 		"--listen", addr,
 		"--data-dir", filepath.Join(dir, "data"),
@@ -100,8 +109,9 @@ func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 		"--registry-mirror", "docker.io=http://" + host,
 		"--max-sandboxes-per-tenant", strconv.Itoa(quota),
 		"--log-level", "warn"}
+	s.args = append(s.args, netw.Args()...)
 	if err := s.start(append(s.args, poolArgs...)); err != nil {
-		stopReg()
+		stopAll()
 		return nil, err
 	}
 	creds, err := sbx.ReadCredentials(filepath.Join(cfgDir, "credentials"))

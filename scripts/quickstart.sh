@@ -81,6 +81,11 @@ sbx is running. Try next:
   bin/sbx ls ; bin/sbx logs SANDBOX ; bin/sbx stop SANDBOX ; bin/sbx rm SANDBOX
   curl -s http://127.0.0.1:7420/metrics | grep ^sbx_       # Prometheus metrics
 The API key is in ~/.config/sbx/credentials (the CLI and the Go SDK read it).
+Sandboxes get their own network (bridge sbx0, subnet 10.203.0.0/16, nftables table sbx): the
+internet yes; this host, private ranges, cloud metadata and other sandboxes no
+(bin/sbx run --deny-egress / --allow-cidr CIDR[:PORT,...] change that per sandbox).
+A second server on this host needs its own --network-bridge, --network-subnet and
+--network-table (or --network none).
 The server keeps running in the background; stop it with: kill $(cat /run/sbx-serve.pid)
 (its sandboxes keep running, and the next start re-attaches to them).
 NEXT

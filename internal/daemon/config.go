@@ -94,17 +94,35 @@ type Config struct {
 	// it is spooled to <DataDir>/import first.
 	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
 
-	// Network is "none" (sandboxes have loopback only) or "bridge" (each
-	// gets an address on a bridge, NAT and its network policy; see
-	// internal/network).
+	// Network is "bridge" (the default: each sandbox gets an address on a
+	// bridge, NAT and its network policy; see internal/network) or "none"
+	// (sandboxes have loopback only).
 	Network string `json:"network,omitempty"`
 	// NetworkBridge and NetworkSubnet name the bridge and the sandboxes'
 	// private IPv4 subnet (defaults sbx0 and 10.203.0.0/16).
 	NetworkBridge string `json:"networkBridge,omitempty"`
 	NetworkSubnet string `json:"networkSubnet,omitempty"`
-	// NetworkDNS are the resolvers sandboxes may query (and get in their
-	// /etc/resolv.conf); empty takes the host's non-loopback nameservers.
+	// NetworkTable names sbx's nftables tables (default sbx). Two servers
+	// on one host need their own bridge, subnet and table each; the server
+	// locks bridge and table at start so that a second one fails at once.
+	NetworkTable string `json:"networkTable,omitempty"`
+	// NetworkDNS, when set, are the resolvers sandboxes query instead of
+	// sbx's own (in their /etc/resolv.conf; reachable on port 53 only).
+	// sbx then runs no resolver, so a policy with allow_names is rejected
+	// at create. Empty (the default): sbx's resolver on the gateway.
 	NetworkDNS []string `json:"networkDNS,omitempty"`
+	// NetworkDNSUpstream are the resolvers sbx's resolver forwards to, as
+	// IP or IP:port; they are queried from the host, so 127.0.0.53 works.
+	// Empty takes the nameservers of the host's /etc/resolv.conf.
+	NetworkDNSUpstream []string `json:"networkDNSUpstream,omitempty"`
+
+	// ProxyDomain is the base domain of published ports' host-form URLs,
+	// http://<port>-<sandbox-id>.<domain>/ (default localhost); its
+	// wildcard must resolve to this server.
+	ProxyDomain string `json:"proxyDomain,omitempty"`
+	// PublicURL is the API's URL as users reach it (the base of path-form
+	// port URLs; default from Listen, with 0.0.0.0 and [::] as localhost).
+	PublicURL string `json:"publicURL,omitempty"`
 
 	// Pools are the warm pools: sandboxes kept created and idle per image
 	// and resources, so that a matching create only applies its request.
@@ -130,7 +148,8 @@ func Default() Config {
 		Listen:                DefaultListen,
 		DataDir:               DefaultDataDir,
 		Runtime:               "crun",
-		Network:               "none",
+		Network:               "bridge",
+		ProxyDomain:           "localhost",
 		DefaultCPUMillis:      1000,
 		DefaultMemoryBytes:    1 << 30,
 		DefaultPids:           4096,
@@ -213,6 +232,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("runtime %q is not supported: use crun, runc or runsc", c.Runtime)
 	}
 	if err := c.validateNetwork(); err != nil {
+		return err
+	}
+	if err := c.validateProxy(); err != nil {
 		return err
 	}
 	switch {

@@ -67,6 +67,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen on %s (is another sbx serve running? choose another with --listen): %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	// The network next: a second server with this one's bridge or table
+	// fails here, before it touches the store or the image cache.
+	netMgr, releaseNetwork, err := cfg.openNetwork()
+	if err != nil {
+		return err
+	}
+	defer releaseNetwork()
+	if netMgr != nil {
+		defer netMgr.Close()
+	}
 
 	st, err := openStore(ctx, cfg)
 	if err != nil {
@@ -88,12 +98,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.RemoveAll(cfg.importDir()); err != nil {
 		return fmt.Errorf("clean the import spool dir %s: %w", cfg.importDir(), err)
 	}
-	netMgr, err := cfg.openNetwork()
+	resolver, err := cfg.startResolver(netMgr, log)
 	if err != nil {
 		return err
 	}
-	if netMgr != nil {
-		defer netMgr.Close()
+	if resolver != nil {
+		defer resolver.Close() // before netMgr.Close: it opens addresses through it
 	}
 	lrt, err := local.New(ctx, local.Config{
 		Network:     netMgr,
@@ -143,6 +153,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	prx, err := cfg.newProxy(mgr, st, lrt, ln.Addr(), log)
+	if err != nil {
+		return err
+	}
+	defer prx.Close()
 	api := server.New(server.Config{
 		Manager:        mgr,
 		Auth:           auth.NewAuthenticator(st),
@@ -152,11 +167,13 @@ func Run(ctx context.Context, cfg Config) error {
 		ImageAdmins:    cfg.imageAdmins(),
 		ImportDir:      cfg.importDir(),
 		MaxImportBytes: cfg.MaxImportBytes,
+		Proxy:          prx,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.Handle("/", api)
-	srv := server.NewHTTPServer(cfg.Listen, mux)
+	// Published ports are routed by Host before anything else.
+	srv := server.NewHTTPServer(cfg.Listen, prx.Wrap(mux))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

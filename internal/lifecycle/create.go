@@ -28,12 +28,24 @@ type CreateRequest struct {
 	SessionID string
 	// Network nil takes the session's default policy, else the default.
 	Network *sandbox.NetworkPolicy
+	// Ports are published through sbx's proxy; tokens are made here.
+	Ports []sandbox.Port
 }
 
 // Create records a new sandbox and starts creating it in the background. It
-// returns the record at once (CREATING). A retry with the same RequestID
-// returns the sandbox the first call made.
+// returns the record at once (CREATING), or, for a sandbox claimed from a
+// warm pool, once it runs (RUNNING). A retry with the same RequestID
+// returns the sandbox the first call made. When the server already creates
+// and queues as many sandboxes as it may (admission.go), it refuses with
+// RESOURCE_EXHAUSTED CREATE_QUEUE_FULL and a retry delay.
 func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest) (*sandbox.Sandbox, error) {
+	if req.RequestID == "" && !m.mayClaimWarm(&req) {
+		// Refuse early under a burst: before any store access or lock.
+		// (A retry with a request id first looks for its earlier create.)
+		if err := m.admit.check(); err != nil {
+			return nil, err
+		}
+	}
 	if req.RequestID != "" {
 		if sb, err := m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID); err == nil {
 			return sb, nil
@@ -74,14 +86,9 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 	case err != nil:
 		return nil, err
 	case how == insertedWarm:
-		m.goBackground(func() { m.launch(sb, true) })
-		return sb, nil
+		return m.startWarm(sb), nil
 	case how == insertedBefore:
 		return sb, nil
-	}
-	sb, _, err = m.transition(ctx, sb.ID, []sandbox.State{sandbox.StatePending}, sandbox.StateCreating, reasonCreating, nil)
-	if err != nil {
-		return nil, err
 	}
 	m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image)
 	m.goBackground(func() { m.launch(sb, false) })
@@ -96,8 +103,9 @@ const (
 )
 
 // insert checks the tenant's quota, then claims a warm pool sandbox for req
-// or stores a new PENDING record. The tenant's lock covers the whole, so a
-// burst cannot overshoot the quota between a pool miss and the insert.
+// or, once admission control accepts it, stores a new CREATING record. The
+// tenant's lock covers the whole, so a burst cannot overshoot the quota
+// between a pool miss and the insert.
 func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
 	mu := m.tenantLock(tenantID)
 	mu.Lock()
@@ -108,8 +116,18 @@ func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateReques
 	if sb, how, err := m.claimWarm(ctx, tenantID, req); err != nil || sb != nil {
 		return sb, how, err
 	}
+	// A miss: the create needs the runtime, so it passes admission control
+	// (admission.go) before anything is stored.
+	if err := m.admit.reserve(); err != nil {
+		return nil, 0, err
+	}
 	sb := m.newRecord(tenantID, req, newID("sb-"))
+	// Stored CREATING at once (PENDING is kept in its transitions): one
+	// store write on the accept path instead of two.
+	sb.State, sb.Reason = sandbox.StateCreating, reasonCreating
+	sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateCreating, Reason: reasonCreating, At: sb.CreatedAt})
 	if err := m.st.CreateSandbox(ctx, sb); err != nil {
+		m.admit.unreserve()
 		if errors.Is(err, sandbox.ErrAlreadyExists) && req.RequestID != "" {
 			// A concurrent retry with the same request id won the race.
 			sb, err := m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID)
@@ -149,6 +167,7 @@ func (m *Manager) newRecord(tenantID string, req *CreateRequest, id string) *san
 		Start: sandbox.StartSpec{Command: req.Command, Env: req.Env, WorkingDir: req.WorkingDir,
 			User: req.User, Files: req.Files},
 		Tags:        req.Tags,
+		Ports:       withTokens(req.Ports),
 		MaxLifetime: *req.MaxLifetime,
 		State:       sandbox.StatePending,
 		Reason:      sandbox.ReasonRequested,
@@ -206,27 +225,55 @@ func mergeDefaults(req *CreateRequest, d sandbox.SessionDefaults) {
 func (m *Manager) launch(sb *sandbox.Sandbox, warm bool) {
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
-	log := m.cfg.Logger.With("sandbox", sb.ID)
-	fail := func(step string, err error) {
+	if !warm && !m.createInRuntime(ctx, sb, m.failer(sb.ID)) {
+		return
+	}
+	if m.startInRuntime(ctx, sb) != nil {
+		m.watchMain(sb.ID)
+	}
+}
+
+// startWarm starts a claimed warm sandbox before Create returns, so that
+// the caller gets it RUNNING and its first exec waits for nothing: the
+// start is one agent call, cheaper than a round trip to wait for it. It
+// returns the record as it stands after (RUNNING, or FAILED).
+func (m *Manager) startWarm(sb *sandbox.Sandbox) *sandbox.Sandbox {
+	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
+	defer cancel()
+	if running := m.startInRuntime(ctx, sb); running != nil {
+		m.goBackground(func() { m.watchMain(sb.ID) })
+		return running
+	}
+	if cur, err := m.st.GetSandbox(ctx, "", sb.ID); err == nil {
+		return cur
+	}
+	return sb
+}
+
+// failer returns the function that ends sandbox id FAILED after a failed
+// step of its start.
+func (m *Manager) failer(id string) func(step string, err error) {
+	return func(step string, err error) {
 		if m.base.Err() != nil {
 			return // shutting down: Recover decides on the next start
 		}
-		log.Warn("sandbox start failed", "step", step, "error", err)
-		m.transition(context.Background(), sb.ID, notTerminal, sandbox.StateFailed,
+		m.cfg.Logger.Warn("sandbox start failed", "sandbox", id, "step", step, "error", err)
+		m.transition(context.Background(), id, notTerminal, sandbox.StateFailed,
 			sandbox.ReasonStartFailed+": "+errorReason(err), nil)
 	}
-	if !warm {
-		if _, err := m.rt.Create(ctx, sb.Spec); err != nil {
-			fail("create", err)
-			return
-		}
-	}
+}
+
+// startInRuntime applies the request's start (env, files, command) through
+// the agent and records RUNNING. It returns the RUNNING record, or nil when
+// the start failed (the sandbox is then FAILED and gone from the runtime)
+// or the sandbox was stopped meanwhile.
+func (m *Manager) startInRuntime(ctx context.Context, sb *sandbox.Sandbox) *sandbox.Sandbox {
 	if err := m.rt.Start(ctx, sb.ID, sb.Start); err != nil {
 		m.cleanupRuntime(sb.ID, time.Second)
-		fail("start", err)
-		return
+		m.failer(sb.ID)("start", err)
+		return nil
 	}
-	_, ok, err := m.transition(ctx, sb.ID, []sandbox.State{sandbox.StateCreating}, sandbox.StateRunning, sandbox.ReasonStarted, nil)
+	running, ok, err := m.transition(ctx, sb.ID, []sandbox.State{sandbox.StateCreating}, sandbox.StateRunning, sandbox.ReasonStarted, nil)
 	if err != nil || !ok {
 		// Stopped (or deleted) while it was being created: the stopper
 		// found nothing in the runtime to stop, so clean up here.
@@ -234,10 +281,32 @@ func (m *Manager) launch(sb *sandbox.Sandbox, warm bool) {
 		if err == nil {
 			m.notify.changed(sb.ID)
 		}
-		return
+		return nil
 	}
-	log.Info("sandbox running")
-	m.watchMain(sb.ID)
+	m.cfg.Logger.Info("sandbox running", "sandbox", sb.ID)
+	return running
+}
+
+// createInRuntime waits for a create slot (admission.go), then creates the
+// sandbox's container. It reports whether launch should go on: not when
+// the create failed (fail was called) nor when the sandbox was stopped
+// while it waited for a slot (nothing exists in the runtime then).
+func (m *Manager) createInRuntime(ctx context.Context, sb *sandbox.Sandbox, fail func(string, error)) bool {
+	if err := m.admit.acquire(ctx); err != nil {
+		fail("queued", err)
+		return false
+	}
+	t0 := time.Now()
+	var err error
+	defer func() { m.admit.release(time.Since(t0), false) }()
+	if cur, gerr := m.st.GetSandbox(ctx, "", sb.ID); gerr == nil && cur.State != sandbox.StateCreating {
+		return false
+	}
+	if _, err = m.rt.Create(ctx, sb.Spec); err != nil {
+		fail("create", err)
+		return false
+	}
+	return true
 }
 
 // errorReason renders err for a transition reason: its kind's reason code

@@ -200,7 +200,7 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 	}
 	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
 		return nil, sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
-			"network.allow_names: this server does not run sbx's DNS resolver (it was started with --network-dns), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without --network-dns")
+			"network.allow_names: this server does not run sbx's DNS resolver (its config file sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without networkDNS")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonNetworkSetup, "network setup of sandbox %q: %w", sandboxID, err)

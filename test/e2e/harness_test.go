@@ -34,6 +34,22 @@ type server struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	key     string
+	// netns, when set, is the network namespace (a path) the server runs
+	// in; hc then connects from inside it.
+	netns string
+	hc    *http.Client
+}
+
+// serverOptions change how startServerWith starts a server.
+type serverOptions struct {
+	// netns runs the server inside this network namespace (a path such as
+	// /run/netns/NAME); the harness reaches it from there.
+	netns string
+	// registry is the registry host the server mirrors docker.io to
+	// (default: the shared test registry).
+	registry string
+	// listen is the API address (default: a free port on 127.0.0.1).
+	listen string
 }
 
 // startServer starts `sbx serve` on a fresh data dir and a free port, with
@@ -41,12 +57,27 @@ type server struct {
 // server is stopped (and its sandboxes deleted) when the test ends.
 func startServer(t testing.TB, extraArgs ...string) *server {
 	t.Helper()
+	return startServerWith(t, serverOptions{}, extraArgs...)
+}
+
+// startServerWith is startServer with options.
+func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *server {
+	t.Helper()
 	testenv.Require(t, true, "crun")
-	reg := testRegistry(t)
+	reg := opts.registry
+	if reg == "" {
+		reg = testRegistry(t)
+	}
 	s := &server{
 		t:     t,
 		bin:   testenv.Binary(t, "./cmd/sbx"),
 		agent: testenv.AgentBinary(t),
+		netns: opts.netns,
+		hc:    http.DefaultClient,
+	}
+	if s.netns != "" {
+		testenv.Require(t, true, "nsenter")
+		s.hc = testenv.HTTPClientIn(s.netns)
 	}
 	dir, err := os.MkdirTemp("", "sbx-e2e-")
 	if err != nil {
@@ -55,7 +86,10 @@ func startServer(t testing.TB, extraArgs ...string) *server {
 	s.dataDir = filepath.Join(dir, "data")
 	s.cfgDir = filepath.Join(dir, "cfg")
 	s.logPath = filepath.Join(dir, "serve.log")
-	s.addr = freeAddr(t)
+	s.addr = opts.listen
+	if s.addr == "" {
+		s.addr = freeAddr(t)
+	}
 	s.args = append([]string{"serve",
 		"--listen", s.addr,
 		"--data-dir", s.dataDir,
@@ -65,7 +99,8 @@ func startServer(t testing.TB, extraArgs ...string) *server {
 		// the server try Docker Hub (no test touches the internet).
 		"--allowed-registry", reg,
 		"--log-level", "debug",
-	}, extraArgs...)
+	}, networkArgs(t, extraArgs)...)
+	s.args = append(s.args, extraArgs...)
 	s.start()
 	creds, err := sbx.ReadCredentials(filepath.Join(s.cfgDir, "credentials"))
 	if err != nil {
@@ -83,6 +118,18 @@ func startServer(t testing.TB, extraArgs ...string) *server {
 	return s
 }
 
+// networkArgs gives the server its own bridge, nftables table and subnet
+// (every server on the host would otherwise share sbx0 and the table sbx,
+// and the second would refuse to start), unless the test chose a network.
+func networkArgs(t testing.TB, extraArgs []string) []string {
+	for _, a := range extraArgs {
+		if a == "--network" || strings.HasPrefix(a, "--network=") {
+			return nil
+		}
+	}
+	return testenv.NetworkArgs(t)
+}
+
 // start runs the server process and waits for /healthz.
 func (s *server) start() {
 	s.t.Helper()
@@ -92,6 +139,10 @@ func (s *server) start() {
 	}
 	defer logf.Close()
 	s.cmd = exec.Command(s.bin, s.args...)
+	if s.netns != "" {
+		// nsenter enters the namespace and execs sbx: same pid.
+		s.cmd = exec.Command("nsenter", append([]string{"--net=" + s.netns, s.bin}, s.args...)...)
+	}
 	s.cmd.Env = append(os.Environ(), sbx.EnvConfigDir+"="+s.cfgDir, "SBX_URL=", "SBX_API_KEY=")
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
@@ -106,7 +157,7 @@ func (s *server) start() {
 			s.t.Fatalf("sbx serve exited at start:\n%s", s.log())
 		default:
 		}
-		if r, err := http.Get(s.url() + "/healthz"); err == nil {
+		if r, err := s.hc.Get(s.url() + "/healthz"); err == nil {
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				return
@@ -131,7 +182,11 @@ func (s *server) client(key ...string) *sbx.Client {
 	if len(key) > 0 {
 		k = key[0]
 	}
-	c, err := sbx.NewClient(sbx.WithURL(s.url()), sbx.WithAPIKey(k))
+	opts := []sbx.ClientOption{sbx.WithURL(s.url()), sbx.WithAPIKey(k)}
+	if s.netns != "" {
+		opts = append(opts, sbx.WithHTTPClient(s.hc))
+	}
+	c, err := sbx.NewClient(opts...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -296,6 +351,9 @@ func (s *server) cli(stdin string, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.bin, args...)
+	if s.netns != "" {
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + s.netns, s.bin}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "SBX_URL="+s.url(), "SBX_API_KEY="+s.key, sbx.EnvConfigDir+"="+s.cfgDir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = strings.NewReader(stdin)

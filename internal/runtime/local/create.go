@@ -133,6 +133,12 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
+	netns, err := r.prepareNetwork(ctx, rec.ID, rec.Network)
+	if err != nil {
+		return sandbox.Info{}, err
+	}
+	defer netns.Close()
+	netns.apply(spec)
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return sandbox.Info{}, sandbox.Internal("encode OCI spec: %w", err)
@@ -171,12 +177,17 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
 	}
 	b.setRecord(rec)
-	if err := r.setupNetwork(ctx, rec.ID, pid, rec.Network); err != nil {
+	// The network is set up while the agent starts (its Go runtime takes
+	// milliseconds to listen): nothing in the sandbox but the agent runs
+	// before Start, so nothing can use the network before it is complete.
+	netErr := make(chan error, 1)
+	go func() { netErr <- r.setupNetwork(ctx, rec.ID, pid, rec.Network) }()
+	agentErr := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout)
+	if err := <-netErr; err != nil {
 		return sandbox.Info{}, err
 	}
-
-	if err := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout); err != nil {
-		return sandbox.Info{}, err
+	if agentErr != nil {
+		return sandbox.Info{}, agentErr
 	}
 	rec.Phase = phaseCreated
 	if err := writeRecord(b.dir, &rec); err != nil {

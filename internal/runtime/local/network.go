@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/network"
 	"github.com/sbx-run/sbx/internal/sandbox"
@@ -35,11 +37,104 @@ func NetworkPolicy(p sandbox.NetworkPolicy) network.Policy {
 	return out
 }
 
-// networked reports whether sandboxes get a network beyond loopback. gVisor
-// (runsc) reads its namespace's interfaces when it boots, before Setup could
-// add one, so its sandboxes keep loopback only for now.
-func (r *Runtime) networked() bool {
-	return r.cfg.Network != nil && r.cfg.Runtime != "runsc"
+// networked reports whether sandboxes get a network beyond loopback.
+func (r *Runtime) networked() bool { return r.cfg.Network != nil }
+
+// netnsFirst reports whether a sandbox's network namespace is made, and
+// its network set up, before the OCI runtime runs, which then joins it
+// (runtime-spec LinuxNamespace{Type: network, Path: ...}). gVisor needs
+// that: the Sentry reads its namespace's interfaces once when it boots, so
+// eth0 must be there already. crun and runc make the namespace themselves
+// and get their veth once the container exists (setupNetwork), which
+// measured no slower (see BenchmarkCreateNetwork) and needs no namespace
+// handle of ours.
+func (r *Runtime) netnsFirst() bool {
+	return r.networked() && (r.cfg.Runtime == "runsc" || netnsFirstForAll)
+}
+
+// netnsFirstForAll makes every OCI runtime join a namespace made first
+// (for benchmarks comparing both orders).
+var netnsFirstForAll = false
+
+// sandboxNetns is a network namespace made for one sandbox before its
+// container, held by an open file of ours: no bind mount, so nothing can
+// outlive us. The OCI runtime joins it through Path while we hold it;
+// after that the container's processes keep it alive, and once Close ran
+// and they are gone the kernel frees it, deleting the veth inside with it.
+type sandboxNetns struct {
+	f    *os.File
+	path string
+}
+
+// prepareNetwork makes the network namespace of a sandbox and sets up its
+// network in it when netnsFirst; otherwise it returns nil (a nil
+// *sandboxNetns is valid and does nothing). Create tears the network down
+// by id on any later failure; the caller closes the namespace once the
+// container runs (or failed to).
+func (r *Runtime) prepareNetwork(ctx context.Context, id string, p sandbox.NetworkPolicy) (*sandboxNetns, error) {
+	if !r.netnsFirst() {
+		return nil, nil
+	}
+	f, err := newNetns()
+	if err != nil {
+		return nil, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonNetworkSetup, "network namespace of sandbox %q: %w", id, err)
+	}
+	ns := &sandboxNetns{f: f, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())}
+	if _, err := r.cfg.Network.Setup(ctx, id, ns.path, NetworkPolicy(p)); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("network of sandbox %q: %w", id, err)
+	}
+	return ns, nil
+}
+
+// apply makes spec's network namespace the one made first.
+func (n *sandboxNetns) apply(spec *specs.Spec) {
+	if n == nil || spec.Linux == nil {
+		return
+	}
+	for i := range spec.Linux.Namespaces {
+		if spec.Linux.Namespaces[i].Type == specs.NetworkNamespace {
+			spec.Linux.Namespaces[i].Path = n.path
+		}
+	}
+}
+
+// Close drops our hold on the namespace.
+func (n *sandboxNetns) Close() {
+	if n != nil && n.f != nil {
+		n.f.Close()
+		n.f = nil
+	}
+}
+
+// newNetns returns a new network namespace (its nsfs file), made on a
+// locked thread that then returns to the namespace it was in. Should the
+// return fail, the thread stays locked, so Go ends it with the goroutine
+// rather than run other code in the wrong namespace.
+func newNetns() (*os.File, error) {
+	goruntime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		goruntime.UnlockOSThread()
+		return nil, err
+	}
+	defer orig.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		goruntime.UnlockOSThread()
+		return nil, fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+	}
+	ns, nsErr := os.Open("/proc/thread-self/ns/net")
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		if nsErr == nil {
+			ns.Close()
+		}
+		return nil, fmt.Errorf("return to the server's network namespace: %w", err)
+	}
+	goruntime.UnlockOSThread()
+	if nsErr != nil {
+		return nil, nsErr
+	}
+	return ns, nil
 }
 
 // networkMounts writes the sandbox's resolv.conf into dir and returns the
@@ -71,7 +166,7 @@ func (r *Runtime) networkMounts(dir string, p sandbox.NetworkPolicy) ([]specs.Mo
 // after the OCI runtime made the namespace and before the agent runs
 // anything of the user's.
 func (r *Runtime) setupNetwork(ctx context.Context, id string, pid int, p sandbox.NetworkPolicy) error {
-	if !r.networked() {
+	if !r.networked() || r.netnsFirst() {
 		return nil
 	}
 	_, err := r.cfg.Network.Setup(ctx, id, fmt.Sprintf("/proc/%d/ns/net", pid), NetworkPolicy(p))

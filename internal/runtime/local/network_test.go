@@ -63,7 +63,7 @@ func cleanNetWorld() {
 
 // newNetWorld builds the world and a network manager for it; everything
 // goes at cleanup.
-func newNetWorld(t *testing.T) *netWorld {
+func newNetWorld(t testing.TB) *netWorld {
 	t.Helper()
 	testenv.Require(t, true, "ip", "busybox")
 	cleanNetWorld()
@@ -157,9 +157,18 @@ func fetch(t *testing.T, ag sandbox.Agent, addr netip.AddrPort) string {
 	return body
 }
 
+// TestSandboxNetwork runs under crun, whose container makes its namespace
+// (the veth comes after), and gVisor, which joins one made and set up
+// first (netnsFirst).
 func TestSandboxNetwork(t *testing.T) {
 	w := newNetWorld(t)
-	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	for _, name := range []string{"crun", "runsc"} {
+		t.Run(name, func(t *testing.T) { testSandboxNetwork(t, w, name) })
+	}
+}
+
+func testSandboxNetwork(t *testing.T, w *netWorld, runtimeName string) {
+	rt := newRuntime(t, runtimeName, withNetwork(w.mgr))
 
 	a, agA := netSandbox(t, rt, sandbox.NetworkPolicy{})
 	addrA, ok := rt.Address(a)
@@ -232,11 +241,20 @@ func TestSandboxNetwork(t *testing.T) {
 
 // TestNetworkRecovery: a new Runtime keeps the networks of its running
 // sandboxes and tears down those of sandboxes it does not have.
+// It runs under crun and under gVisor, whose namespace sbx made first.
 func TestNetworkRecovery(t *testing.T) {
 	w := newNetWorld(t)
-	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	for _, name := range []string{"crun", "runsc"} {
+		t.Run(name, func(t *testing.T) { testNetworkRecovery(t, w, name) })
+	}
+}
+
+func testNetworkRecovery(t *testing.T, w *netWorld, runtimeName string) {
+	rt := newRuntime(t, runtimeName, withNetwork(w.mgr))
 	id, _ := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	quietIP("netns", "del", "sbxl-orphan")
 	mustIP(t, "netns", "add", "sbxl-orphan")
+	t.Cleanup(func() { quietIP("netns", "del", "sbxl-orphan") })
 	if _, err := w.mgr.Setup(context.Background(), "orphan", "/run/netns/sbxl-orphan", network.Policy{}); err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +301,61 @@ func checkNetClean(t *testing.T, w *netWorld) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// BenchmarkCreateNetwork: Create (image cached) of a sandbox with a
+// network until the first byte of an exec's output, with the veth added
+// after the container exists ("after", crun and runc's order) or into a
+// namespace made first that the container joins ("first", gVisor's).
+func BenchmarkCreateNetwork(b *testing.B) {
+	w := newNetWorld(b)
+	for _, c := range []struct {
+		runtime string
+		first   bool
+	}{{"crun", false}, {"crun", true}, {"runsc", true}} {
+		order := map[bool]string{false: "after", true: "first"}[c.first]
+		b.Run(c.runtime+"/"+order, func(b *testing.B) {
+			netnsFirstForAll = c.first
+			defer func() { netnsFirstForAll = false }()
+			rt := newRuntime(b, c.runtime, withNetwork(w.mgr))
+			ref, _ := env(b)
+			ctx := context.Background()
+			var samples []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				id := runtimetest.NewID("bench")
+				start := time.Now()
+				if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
+					b.Fatal(err)
+				}
+				ag, err := rt.Agent(ctx, id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, err := ag.Exec(ctx, sandbox.ExecSpec{Command: []string{"echo", "hi"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					ev, err := p.Recv()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ev.Kind == sandbox.EventOutput {
+						break
+					}
+				}
+				samples = append(samples, time.Since(start))
+				b.StopTimer()
+				p.Close()
+				ag.Close()
+				if err := rt.Delete(ctx, id); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			reportPercentiles(b, samples)
+		})
 	}
 }

@@ -59,6 +59,9 @@ func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string) (int, 
 	// Not CommandContext: killing the runtime mid-create leaves a container
 	// half made; Create's cleanup handles cancellation after run returns.
 	cmd := exec.Command(o.path, o.args("run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)...)
+	if o.runscSandboxNetwork() {
+		cmd = runscRunCommand(o.path, cmd.Args[1:])
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	ociCommands.RLock()
 	err = cmd.Run()
@@ -163,7 +166,7 @@ func tail(path string, n int64) string {
 func newOCIRuntime(name, path, root string) *ociRuntime {
 	o := &ociRuntime{name: name, path: path, root: root}
 	if name == "runsc" {
-		o.flags = runscFlags
+		o.flags = runscFlags(false)
 	}
 	return o
 }

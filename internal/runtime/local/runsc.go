@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,8 +29,11 @@ import (
 //     around on the host side (runscAgent).
 
 // runscFlags are gVisor's global flags:
-//   - --network=none: sandboxes are loopback-only, and runsc does not make
-//     a network namespace of its own (without it every create fails with
+//   - --network=sandbox when sandboxes have networks: the Sentry's own
+//     network stack serves the namespace sbx made and set up first
+//     (netnsFirst), taking over its eth0; --network=none otherwise:
+//     sandboxes are loopback-only, and runsc does not make a network
+//     namespace of its own (without one in the spec every create fails with
 //     "cannot run with network enabled in root network namespace").
 //   - --host-uds=create: the agent's socket is bound inside the sandbox on
 //     the state dir's bind mount; only with this does the gofer create it
@@ -42,7 +47,43 @@ import (
 //     against the host kernel.
 //
 // Not --net-raw: gVisor then drops CAP_NET_RAW from the spec's set.
-var runscFlags = []string{"--network=none", "--host-uds=create", "--oci-seccomp"}
+func runscFlags(networked bool) []string {
+	network := "--network=none"
+	if networked {
+		network = "--network=sandbox"
+	}
+	return []string{network, "--host-uds=create", "--oci-seccomp"}
+}
+
+// runscRunShim works around runsc 20221219's test for "am I in the root
+// network namespace?", which it makes after joining the namespace it is to
+// serve: it takes /proc/sys/net/core/rmem_default existing for yes, but
+// since Linux 6.x (net.core.rmem_default became per namespace) that file
+// exists in every network namespace, so --network=sandbox always fails
+// with "cannot run with network enabled in root network namespace". Run in
+// a mount namespace of its own (Go makes its mounts private) where an
+// empty read-only tmpfs hides /proc/sys/net (not only net/core: procfs
+// looks that one up anew per network namespace, past a mount on the root
+// namespace's), runsc sees ENOENT and goes on; the namespace it serves is
+// always one sbx made (netnsFirst), so the test guards nothing here. runsc
+// reads no other net sysctl of the host in this mode, and the Sentry and
+// gofer it starts pivot into roots of their own.
+const runscRunShim = `mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=0555 sbx-runsc /proc/sys/net && exec "$0" "$@"`
+
+// runscRunCommand returns the command that runs runsc at path with args
+// through runscRunShim. argv[0] of the runsc process stays path, so
+// bundleProcesses still finds it.
+func runscRunCommand(path string, args []string) *exec.Cmd {
+	cmd := exec.Command("/bin/sh", append([]string{"-c", runscRunShim, path}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	return cmd
+}
+
+// runscSandboxNetwork reports whether o is runsc serving sbx's network
+// namespaces (--network=sandbox).
+func (o *ociRuntime) runscSandboxNetwork() bool {
+	return o.name == "runsc" && slices.Contains(o.flags, "--network=sandbox")
+}
 
 // goferPID returns the pid of the gofer of runsc container id: the host
 // process that serves the container's files and listens on the Unix sockets

@@ -191,6 +191,16 @@ func (b *box) dropClient() {
 	}
 }
 
+// closeIdle closes the shared client's idle connections, keeping the client.
+func (b *box) closeIdle() {
+	b.mu.Lock()
+	c := b.client
+	b.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
 // sharedClient is the shared client as callers get it: their Close must
 // not close the connection others use.
 type sharedClient struct{ *agent.Client }
@@ -237,6 +247,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		nofile: nofile,
 		reaper: rp,
 		boxes:  map[string]*box{},
+	}
+	if cfg.Runtime == "runsc" {
+		r.oci.flags = runscFlags(r.networked())
 	}
 	for _, d := range []string{r.oci.root, filepath.Join(cfg.Root, "sb")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
