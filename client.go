@@ -109,6 +109,9 @@ type Client struct {
 	sessions  sbxv1connect.SessionServiceClient
 	images    sbxv1connect.ImageServiceClient
 	pools     sbxv1connect.PoolServiceClient
+	// createRetries is how often Run retries a Create refused with
+	// CREATE_QUEUE_FULL (WithCreateRetries).
+	createRetries int
 }
 
 // ClientOption configures NewClient.
@@ -119,6 +122,20 @@ type clientConfig struct {
 	credentialsPath string
 	httpClient      connect.HTTPClient
 	grpc            bool
+	createRetries   *int
+}
+
+// DefaultCreateRetries is how many times Run retries, after the delay the
+// server gives, a Create that the server's admission control refused with
+// CREATE_QUEUE_FULL; the caller's context bounds the wait too.
+const DefaultCreateRetries = 20
+
+// WithCreateRetries sets how many times Run retries a Create refused with
+// CREATE_QUEUE_FULL (default DefaultCreateRetries; 0 returns the refusal at
+// once, e.g. to measure or to schedule retries yourself). Such a Create
+// stored nothing, so a retry is safe without a request id.
+func WithCreateRetries(n int) ClientOption {
+	return func(c *clientConfig) { c.createRetries = &n }
 }
 
 // WithURL sets the server's base URL (e.g. "http://127.0.0.1:7420").
@@ -199,13 +216,18 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if cfg.grpc {
 		copts = append(copts, connect.WithGRPC())
 	}
+	retries := DefaultCreateRetries
+	if cfg.createRetries != nil {
+		retries = max(*cfg.createRetries, 0)
+	}
 	return &Client{
-		url:       cfg.url,
-		apiKey:    cfg.apiKey,
-		sandboxes: sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
-		sessions:  sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
-		images:    sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
-		pools:     sbxv1connect.NewPoolServiceClient(cfg.httpClient, cfg.url, copts...),
+		url:           cfg.url,
+		apiKey:        cfg.apiKey,
+		createRetries: retries,
+		sandboxes:     sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
+		sessions:      sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
+		images:        sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
+		pools:         sbxv1connect.NewPoolServiceClient(cfg.httpClient, cfg.url, copts...),
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package sbx
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -108,12 +109,29 @@ func createRequest(opts []RunOption) (*sbxv1.CreateSandboxRequest, error) {
 }
 
 func (s *Sandbox) create(ctx context.Context, req *sbxv1.CreateSandboxRequest) error {
-	resp, err := s.c.sandboxes.Create(ctx, connect.NewRequest(req))
-	if err != nil {
-		return s.c.fromWire(err)
+	for attempt := 1; ; attempt++ {
+		resp, err := s.c.sandboxes.Create(ctx, connect.NewRequest(req))
+		if err == nil {
+			s.setInfo(resp.Msg.GetSandbox())
+			return nil
+		}
+		err = s.c.fromWire(err)
+		if ReasonOf(err) != ReasonCreateQueueFull || attempt > s.c.createRetries {
+			return err
+		}
+		// Refused before anything was stored, so trying again is safe
+		// with or without a request id. A little jitter spreads callers
+		// that were refused together.
+		d := max(RetryAfterOf(err), 50*time.Millisecond)
+		d += time.Duration(rand.Int64N(int64(d/5) + 1))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
 	}
-	s.setInfo(resp.Msg.GetSandbox())
-	return nil
 }
 
 // Start creates a session's sandbox now instead of on first use. For a

@@ -561,3 +561,32 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+func TestRunRetriesCreateQueueFull(t *testing.T) {
+	f, c := newFakeServer(t)
+	ctx := context.Background()
+	// Refused twice, then created: Run hides the refusals.
+	sb := runIdle(t, c, Image("busy:2"))
+	if sb.ID() == "" {
+		t.Fatal("no sandbox after retries")
+	}
+	// With retries off the first refusal comes back, with its exact delay
+	// (RetryInfo), not the header's whole seconds.
+	noRetry, err := NewClient(WithURL(c.URL()), WithAPIKey(fakeapi.Key), WithCredentialsFile("/nonexistent"), WithCreateRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = noRetry.Run(ctx, Image("busy:1"))
+	if !errors.Is(err, ErrResourceExhausted) || ReasonOf(err) != ReasonCreateQueueFull || RetryAfterOf(err) != 10*time.Millisecond {
+		t.Fatalf("Run with retries off: %v (reason %q, retry %v), want CREATE_QUEUE_FULL after 10ms", err, ReasonOf(err), RetryAfterOf(err))
+	}
+	// More refusals than retries: the last refusal comes back.
+	few, err := NewClient(WithURL(c.URL()), WithAPIKey(fakeapi.Key), WithCredentialsFile("/nonexistent"), WithCreateRetries(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := few.Run(ctx, Image("busy:5")); ReasonOf(err) != ReasonCreateQueueFull {
+		t.Fatalf("Run with 2 retries against 5 refusals: %v", err)
+	}
+	_ = f
+}

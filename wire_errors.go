@@ -38,6 +38,12 @@ const ReasonServerUnreachable = "SERVER_UNREACHABLE"
 // context was canceled; such errors also match context.Canceled.
 const ReasonCanceled = "CANCELED"
 
+// ReasonCreateQueueFull is the reason of a Create the server refused
+// because it is creating as many sandboxes as it can and its queue is
+// full. Nothing was stored; Run retries it after the delay the server gave
+// (see WithCreateRetries).
+const ReasonCreateQueueFull = "CREATE_QUEUE_FULL"
+
 // fromWire converts an error from a Connect call into an *Error of one of
 // the package's kinds, keeping its reason, message and retry delay.
 func (c *Client) fromWire(err error) error {
@@ -63,11 +69,6 @@ func (c *Client) fromWire(err error) error {
 		e.Kind = k
 	}
 	e.Reason = ce.Meta().Get("sbx-reason")
-	if s := ce.Meta().Get("retry-after"); s != "" {
-		if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
-			e.RetryAfter = time.Duration(n * float64(time.Second))
-		}
-	}
 	for _, d := range ce.Details() {
 		v, err := d.Value()
 		if err != nil {
@@ -82,6 +83,13 @@ func (c *Client) fromWire(err error) error {
 			if e.RetryAfter == 0 {
 				e.RetryAfter = v.GetRetryDelay().AsDuration()
 			}
+		}
+	}
+	// RetryInfo carries the exact delay; the Retry-After header only whole
+	// seconds, rounded up: it is the fallback.
+	if s := ce.Meta().Get("retry-after"); s != "" && e.RetryAfter == 0 {
+		if n, err := strconv.ParseFloat(s, 64); err == nil && n > 0 {
+			e.RetryAfter = time.Duration(n * float64(time.Second))
 		}
 	}
 	switch {

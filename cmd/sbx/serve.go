@@ -53,6 +53,8 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&maxLifetime, "max-lifetime", time.Duration(def.MaxLifetime), "longest lifetime a sandbox may ask for")
 	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
 	fs.IntVar(&f.MaxSandboxesPerTenant, "max-sandboxes-per-tenant", def.MaxSandboxesPerTenant, "default quota of concurrent sandboxes per tenant")
+	fs.IntVar(&f.MaxConcurrentCreates, "max-concurrent-creates", def.MaxConcurrentCreates, "creates the runtime works on at once (0: 3 per CPU); more wait in the create queue")
+	fs.IntVar(&f.CreateQueue, "create-queue", def.CreateQueue, "accepted creates that may wait for a free create slot (0: as many as --max-concurrent-creates); beyond it Create answers RESOURCE_EXHAUSTED with a retry delay")
 	fs.BoolVar(&f.LocalMode, "local", def.LocalMode, "create one tenant and API key on first start and write it to the credentials file")
 	fs.StringVar(&f.CredentialsPath, "credentials-path", "", "where local mode writes the URL and API key (default $SBX_CONFIG_DIR/credentials or ~/.config/sbx/credentials)")
 	fs.StringVar(&f.LogLevel, "log-level", def.LogLevel, "debug, info, warn or error")
@@ -139,6 +141,10 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.Retention = f.Retention
 	case "max-sandboxes-per-tenant":
 		cfg.MaxSandboxesPerTenant = f.MaxSandboxesPerTenant
+	case "max-concurrent-creates":
+		cfg.MaxConcurrentCreates = f.MaxConcurrentCreates
+	case "create-queue":
+		cfg.CreateQueue = f.CreateQueue
 	case "local":
 		cfg.LocalMode = f.LocalMode
 	case "credentials-path":

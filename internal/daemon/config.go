@@ -75,6 +75,11 @@ type Config struct {
 	Retention Duration `json:"retention,omitempty"`
 	// MaxSandboxesPerTenant is the default quota of concurrent sandboxes.
 	MaxSandboxesPerTenant int `json:"maxSandboxesPerTenant,omitempty"`
+	// MaxConcurrentCreates and CreateQueue are the admission control of
+	// creates (0: 3 per CPU, and as many again queued); beyond both,
+	// Create answers RESOURCE_EXHAUSTED with a retry delay.
+	MaxConcurrentCreates int `json:"maxConcurrentCreates,omitempty"`
+	CreateQueue          int `json:"createQueue,omitempty"`
 	// DefaultLease and MaxLease bound session leases.
 	DefaultLease Duration `json:"defaultLease,omitempty"`
 	MaxLease     Duration `json:"maxLease,omitempty"`

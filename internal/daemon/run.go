@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxLifetime:           time.Duration(cfg.MaxLifetime),
 		Retention:             time.Duration(cfg.Retention),
 		MaxSandboxesPerTenant: cfg.MaxSandboxesPerTenant,
+		MaxConcurrentCreates:  cfg.MaxConcurrentCreates,
+		CreateQueue:           cfg.CreateQueue,
+		NoNameResolver:        cfg.Network == "bridge" && len(cfg.NetworkDNS) > 0,
 		DefaultLease:          time.Duration(cfg.DefaultLease),
 		MaxLease:              time.Duration(cfg.MaxLease),
 		Pools:                 cfg.lifecyclePools(),
@@ -143,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer mgr.Close()
 	reg.WatchStore(st)
 	reg.WatchPools(mgr)
+	reg.WatchAdmission(mgr)
 	reg.WatchImages(images)
 	reg.WatchUsage(st, "sbx")
 

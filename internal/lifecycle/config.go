@@ -48,6 +48,11 @@ type Config struct {
 	// Create answers RESOURCE_EXHAUSTED CREATE_QUEUE_FULL with a retry
 	// delay (admission.go).
 	MaxConcurrentCreates, CreateQueue int
+	// NoNameResolver says the sandboxes' DNS is not sbx's own resolver
+	// (serve's networkDNS names others), so nothing could enforce a name
+	// allow-list: Create and session defaults with allow_names are then
+	// refused up front instead of failing at start.
+	NoNameResolver bool
 	// Pools are the warm pools (see pool.go); none by default.
 	Pools []PoolConfig
 	// PoolBackoff and PoolMaxBackoff bound the exponential back-off of a

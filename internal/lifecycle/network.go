@@ -42,3 +42,13 @@ func ValidateNetwork(p sandbox.NetworkPolicy, sessionID string) error {
 	}
 	return np.Validate()
 }
+
+// checkNameResolver refuses a name allow-list when this server cannot
+// enforce one (Config.NoNameResolver).
+func (m *Manager) checkNameResolver(p sandbox.NetworkPolicy) error {
+	if m.cfg.NoNameResolver && len(p.AllowNames) > 0 {
+		return sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
+			"network.allow_names: this server does not run sbx's DNS resolver (its config sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or ask the operator to drop networkDNS")
+	}
+	return nil
+}

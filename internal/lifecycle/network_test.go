@@ -42,3 +42,15 @@ func TestNetworkPolicyValidatedAndMerged(t *testing.T) {
 		t.Errorf("stored policy: %+v, %v", got, err)
 	}
 }
+
+func TestAllowNamesRefusedWithoutResolver(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.NoNameResolver = true })
+	ctx := context.Background()
+	p := &sandbox.NetworkPolicy{AllowNames: []string{"example.com"}}
+	_, err := e.m.Create(ctx, tenant, CreateRequest{Network: p})
+	wantErr(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonNameResolverOff)
+	_, err = e.m.CreateSession(ctx, tenant, sandbox.SessionDefaults{Network: p}, 0)
+	wantErr(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonNameResolverOff)
+	// Everything else still works.
+	e.create(t, CreateRequest{Network: &sandbox.NetworkPolicy{DenyEgress: true}})
+}

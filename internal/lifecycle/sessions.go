@@ -61,6 +61,9 @@ func (m *Manager) validateDefaults(d sandbox.SessionDefaults) error {
 		if err := ValidateNetwork(*d.Network, "session"); err != nil {
 			return err
 		}
+		if err := m.checkNameResolver(*d.Network); err != nil {
+			return err
+		}
 	}
 	return validateResources(d.Resources)
 }

@@ -200,6 +200,7 @@ func (m *Manager) validate(r *CreateRequest) error {
 		func() error { return validateFiles(r.Files) },
 		func() error { return m.validateLifetime(*r.MaxLifetime) },
 		func() error { return ValidateNetwork(networkOf(r), r.SessionID) },
+		func() error { return m.checkNameResolver(networkOf(r)) },
 		func() error { return validatePorts(r.Ports) },
 		func() error {
 			if r.WorkingDir != "" {

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
+import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from . import exceptions as exc
@@ -83,6 +85,11 @@ def resolve_config(url: Optional[str] = None, api_key: Optional[str] = None, cre
     return url.rstrip("/"), api_key
 
 
+# CREATE_RETRIES is how many times a Create refused with CREATE_QUEUE_FULL is
+# retried (as the Go SDK's DefaultCreateRetries).
+CREATE_RETRIES = 20
+
+
 class Client:
     """A connection to one sbx server. Sandboxes and sessions use the default
     client unless given one; it is safe to share between threads.
@@ -109,6 +116,21 @@ class Client:
             return self._t.unary(service, method, req, timeout)
         except ConnectError as e:
             raise self._map(e, **errkw) from None
+
+    def create(self, service: str, req: Mapping[str, Any]) -> Dict[str, Any]:
+        """Call ``service``'s Create, retrying a refusal by the server's
+        admission control (CREATE_QUEUE_FULL) after the delay it gives, at
+        most CREATE_RETRIES times: such a Create stored nothing, so trying
+        again is safe."""
+        for attempt in range(CREATE_RETRIES + 1):
+            try:
+                return self._t.unary(service, "Create", req, None)
+            except ConnectError as e:
+                if e.reason != "CREATE_QUEUE_FULL" or attempt == CREATE_RETRIES:
+                    raise self._map(e) from None
+                delay = max(e.retry_after or 0.0, 0.05)
+                time.sleep(delay * (1 + random.random() / 5))
+        raise AssertionError("unreachable")
 
     def stream(self, service: str, method: str, req: Mapping[str, Any], **errkw: Any) -> "MappedStream":
         """Open a server stream whose errors are raised as SandboxError subclasses."""

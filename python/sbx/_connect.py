@@ -208,7 +208,7 @@ def error_from_json(obj: Any, headers: Any = None, http_status: int = 0) -> Conn
     message = str(obj.get("message") or "")
     reason, retry, meta = decode_error_details(obj.get("details"))
     h_reason, h_retry = _header_reason(headers)
-    return ConnectError(code, message, reason=h_reason or reason, retry_after=h_retry if h_retry is not None else retry, metadata=meta)
+    return ConnectError(code, message, reason=h_reason or reason, retry_after=retry if retry is not None else h_retry, metadata=meta)
 
 
 class _Trailers:

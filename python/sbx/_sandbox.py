@@ -167,7 +167,7 @@ class Sandbox(FilesMixin, PortsMixin):
             req = dict(self._create_req or {})
             if self._session is not None:
                 req["sessionId"] = self._session._ensure_open()
-            resp = self._client.call(SANDBOX_SERVICE, "Create", req)
+            resp = self._client.create(SANDBOX_SERVICE, req)
             self._set_info(resp.get("sandbox") or {})
             self._create_req = None
             if self._session is not None:

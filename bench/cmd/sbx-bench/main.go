@@ -110,12 +110,14 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
 			return err
 		}
 		defer srv.Stop()
-		client, err = sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key))
+		// No SDK retries: the burst and sustained scenarios count the
+		// server's CREATE_QUEUE_FULL answers and retry themselves.
+		client, err = sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
 		if err != nil {
 			return err
 		}
 	} else {
-		opts := []sbx.ClientOption{sbx.WithURL(cfg.URL)}
+		opts := []sbx.ClientOption{sbx.WithURL(cfg.URL), sbx.WithCreateRetries(0)}
 		if apiKey != "" {
 			opts = append(opts, sbx.WithAPIKey(apiKey))
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ import (
 
 // Server implements the public API in memory. Its sandboxes start on the
 // first Wait; image "bad" fails to start; image "quota" is refused with
-// QUOTA_EXCEEDED; a main command "exit N" ends with code N and the log
+// QUOTA_EXCEEDED; image "busy:N" is refused N times with CREATE_QUEUE_FULL
+// (retry delay 10 ms), then created; a main command "exit N" ends with code N and the log
 // "main output\n" (stdout) and "main error\n" (stderr). Its "processes"
 // are a few built-in commands:
 //
@@ -44,6 +46,7 @@ type Server struct {
 	mu         sync.Mutex
 	next       int
 	sandboxes  map[string]*fakeSandbox
+	busy       map[string]int // CREATE_QUEUE_FULL answers given per "busy:N" image
 	sessions   map[string]*sbxv1.Session
 	heartbeats map[string]int
 	creates    int
@@ -151,6 +154,15 @@ func (f *Server) Create(_ context.Context, req *connect.Request[sbxv1.CreateSand
 	m := req.Msg
 	if m.GetImage() == "quota" {
 		return nil, fakeErr(connect.CodeResourceExhausted, "QUOTA_EXCEEDED", "tenant has 10 sandboxes running, its quota: stop some or retry later", 3*time.Second)
+	}
+	if n, ok := strings.CutPrefix(m.GetImage(), "busy:"); ok {
+		if want, _ := strconv.Atoi(n); f.busy[m.GetImage()] < want {
+			if f.busy == nil {
+				f.busy = map[string]int{}
+			}
+			f.busy[m.GetImage()]++
+			return nil, fakeErr(connect.CodeResourceExhausted, "CREATE_QUEUE_FULL", "the server is creating as many sandboxes as it can: retry after the delay", 10*time.Millisecond)
+		}
 	}
 	if m.MaxLifetimeSeconds != nil && m.GetMaxLifetimeSeconds() > 86400 {
 		return nil, fakeErr(connect.CodeInvalidArgument, "LIFETIME_OUT_OF_RANGE", "max_lifetime_seconds must be 1..86400", 0)
