@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/sbx-run/sbx/internal/image"
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/metrics"
+	"github.com/sbx-run/sbx/internal/proxy"
 	"github.com/sbx-run/sbx/internal/runtime/local"
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/server"
@@ -123,6 +125,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	rt := reg.InstrumentRuntime(lrt)
 
+	// The port proxy needs the manager and is made after it; a sandbox
+	// that stops closes the proxy's connections into it.
+	var proxyRef atomic.Pointer[proxy.Proxy]
 	mgr, err := lifecycle.New(rt, st, lifecycle.Config{
 		DefaultLifetime:       time.Duration(cfg.DefaultLifetime),
 		MaxLifetime:           time.Duration(cfg.MaxLifetime),
@@ -135,7 +140,12 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxLease:              time.Duration(cfg.MaxLease),
 		Pools:                 cfg.lifecyclePools(),
 		OnPoolRefill:          reg.ObservePoolRefill,
-		Logger:                log,
+		OnStopping: func(id string) {
+			if p := proxyRef.Load(); p != nil {
+				p.CloseSandbox(id)
+			}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return err
@@ -162,6 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer prx.Close()
+	proxyRef.Store(prx)
 	api := server.New(server.Config{
 		Manager:        mgr,
 		Auth:           auth.NewAuthenticator(st),

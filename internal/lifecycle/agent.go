@@ -10,6 +10,16 @@ import (
 // processes, files and logs. The caller closes it. A sandbox that is not
 // RUNNING is FailedPrecondition SANDBOX_NOT_RUNNING.
 func (m *Manager) Agent(ctx context.Context, tenantID, id string) (sandbox.Agent, error) {
+	// Fast path: a sandbox this manager saw become RUNNING and not leave
+	// it (Manager.running) needs no store read. An entry can be a moment
+	// stale (a stop racing the start): then the runtime no longer has the
+	// agent and the store's answer below says why.
+	if t, ok := m.running.Load(id); ok && t == tenantID {
+		if a, err := m.rt.Agent(ctx, id); err == nil {
+			return a, nil
+		}
+		m.running.Delete(id)
+	}
 	sb, err := m.Get(ctx, tenantID, id)
 	if err != nil {
 		return nil, err

@@ -61,6 +61,10 @@ type Config struct {
 	// PoolCheckInterval is how often idle pool sandboxes are checked to
 	// still run (10 s).
 	PoolCheckInterval time.Duration
+	// OnStopping, when set, is called when a sandbox moves to TERMINATING
+	// or a terminal state (e.g. to close connections into it). It must
+	// not block.
+	OnStopping func(id string)
 	// OnPoolRefill, when set, is called after every refill attempt of a
 	// pool with its key, duration and error (for metrics).
 	OnPoolRefill func(pool string, d time.Duration, err error)

@@ -37,6 +37,9 @@ type Manager struct {
 	stopping sync.Map
 	// watching holds ids whose main command is being watched.
 	watching sync.Map
+	// running maps the ids this manager moved to RUNNING to their tenant,
+	// until they move on (agent.go): exec and file calls skip a store read.
+	running sync.Map
 }
 
 // New returns a manager. Call Start before serving requests.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,5 +285,35 @@ func TestListFilters(t *testing.T) {
 	_, _, err = e.m.List(ctx, tenant, store.SandboxFilter{PageSize: 5000})
 	if !errors.Is(err, sandbox.ErrInvalidArgument) {
 		t.Fatalf("page size 5000: %v", err)
+	}
+}
+
+// Agent serves a running sandbox (from the manager's own record of what
+// runs) and refuses it once stopped; OnStopping hears of the stop.
+func TestAgentFollowsStopAndOnStopping(t *testing.T) {
+	var mu sync.Mutex
+	var stopping []string
+	e := newEnv(t, func(c *Config) {
+		c.OnStopping = func(id string) { mu.Lock(); stopping = append(stopping, id); mu.Unlock() }
+	})
+	ctx := context.Background()
+	sb := e.wait(t, e.create(t, CreateRequest{}).ID, UntilRunning)
+	a, err := e.m.Agent(ctx, tenant, sb.ID)
+	if err != nil {
+		t.Fatalf("Agent of a running sandbox: %v", err)
+	}
+	a.Close()
+	if _, err := e.m.Agent(ctx, "other-tenant", sb.ID); sandbox.KindOf(err) != sandbox.ErrNotFound {
+		t.Fatalf("Agent for another tenant: %v, want NotFound", err)
+	}
+	if _, err := e.m.Stop(ctx, tenant, sb.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.m.Agent(ctx, tenant, sb.ID)
+	wantErr(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonSandboxNotRunning)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(stopping, sb.ID) {
+		t.Errorf("OnStopping heard %v, want %s", stopping, sb.ID)
 	}
 }

@@ -45,6 +45,14 @@ func (m *Manager) transition(ctx context.Context, id string, from []sandbox.Stat
 	if err != nil {
 		return nil, false, err
 	}
+	if to == sandbox.StateRunning {
+		m.running.Store(id, sb.TenantID)
+	} else {
+		m.running.Delete(id)
+	}
+	if (to == sandbox.StateTerminating || to.Terminal()) && m.cfg.OnStopping != nil {
+		m.cfg.OnStopping(id)
+	}
 	m.notify.changed(id)
 	if to.Terminal() {
 		m.cfg.Logger.Info("sandbox ended", "sandbox", id, "state", to, "reason", reason)

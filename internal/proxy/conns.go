@@ -25,12 +25,13 @@ type tracker struct {
 	// closedAt is the epoch at which each key's connections were last cut.
 	closedAt map[portKey]uint64
 	conns    map[portKey]map[*trackedConn]struct{}
-	// tunnels are raw TCP (port-forward) connections: cut only by Close.
-	tunnels map[net.Conn]struct{}
+	// tunnels are raw TCP (port-forward) connections, with their sandbox:
+	// cut when it ends (closeSandbox) or by Close.
+	tunnels map[net.Conn]string
 }
 
 func newTracker() *tracker {
-	return &tracker{closedAt: map[portKey]uint64{}, conns: map[portKey]map[*trackedConn]struct{}{}, tunnels: map[net.Conn]struct{}{}}
+	return &tracker{closedAt: map[portKey]uint64{}, conns: map[portKey]map[*trackedConn]struct{}{}, tunnels: map[net.Conn]string{}}
 }
 
 // admitted is the context value that says when a request passed its
@@ -91,9 +92,9 @@ func (t *tracker) cut(k portKey) {
 	}
 }
 
-func (t *tracker) addTunnel(c net.Conn) {
+func (t *tracker) addTunnel(id string, c net.Conn) {
 	t.mu.Lock()
-	t.tunnels[c] = struct{}{}
+	t.tunnels[c] = id
 	t.mu.Unlock()
 }
 
@@ -101,6 +102,34 @@ func (t *tracker) removeTunnel(c net.Conn) {
 	t.mu.Lock()
 	delete(t.tunnels, c)
 	t.mu.Unlock()
+}
+
+// closeSandbox closes every connection into sandbox id: proxied requests,
+// WebSockets and tunnels. When a sandbox ends its network namespace goes
+// away without a reset reaching the host, so these would otherwise hang
+// until TCP gives up.
+func (t *tracker) closeSandbox(id string) {
+	t.mu.Lock()
+	var keys []portKey
+	for k := range t.conns {
+		if k.id == id {
+			keys = append(keys, k)
+		}
+	}
+	var tunnels []net.Conn
+	for c, tid := range t.tunnels {
+		if tid == id {
+			tunnels = append(tunnels, c)
+			delete(t.tunnels, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, k := range keys {
+		t.cut(k)
+	}
+	for _, c := range tunnels {
+		c.Close()
+	}
 }
 
 // closeAll closes every tracked connection.

@@ -146,6 +146,13 @@ func (p *Proxy) CloseConns(id string, port int) {
 	p.conns.cut(portKey{id, port})
 }
 
+// CloseSandbox closes every connection into sandbox id (it stopped or is
+// stopping) and forgets its cached record.
+func (p *Proxy) CloseSandbox(id string) {
+	p.cache.forget(id)
+	p.conns.closeSandbox(id)
+}
+
 // Close closes every connection the proxy holds (at server shutdown; the
 // HTTP server does not see hijacked ones).
 func (p *Proxy) Close() {

@@ -393,3 +393,61 @@ func TestForgetSeesChanges(t *testing.T) {
 		t.Fatalf("ended sandbox: %d %q", s, body)
 	}
 }
+
+// A sandbox that ends takes its proxied streams and tunnels with it: its
+// namespace vanishes without a reset reaching the host.
+func TestCloseSandboxCutsStreamsAndTunnels(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "start\n")
+		w.(http.Flusher).Flush()
+		<-block
+	}))
+	req, _ := http.NewRequest("GET", f.api+"/", nil)
+	req.Host = "8080-sb-a.localhost"
+	req.Header.Set("Authorization", "Bearer "+keyA)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	if l, _ := br.ReadString('\n'); l != "start\n" {
+		t.Fatalf("got %q", l)
+	}
+	f.prx.cfg.Dialer = fakeDialer{ln.Addr().String()}
+	c, tbr := dialTCP(t, f.api, "/proxy-tcp/sb-a/5432", keyA)
+	defer c.Close()
+	io.WriteString(c, "ping\n")
+	if l, _ := tbr.ReadString('\n'); l != "ping\n" {
+		t.Fatalf("tunnel echo: %q", l)
+	}
+
+	f.prx.CloseSandbox("sb-other") // another sandbox: nothing happens
+	io.WriteString(c, "still\n")
+	if l, _ := tbr.ReadString('\n'); l != "still\n" {
+		t.Fatalf("tunnel cut by another sandbox's end: %q", l)
+	}
+	f.prx.CloseSandbox("sb-a")
+	if _, err := io.ReadAll(br); err == nil {
+		t.Error("the stream ended cleanly after its sandbox ended; want an error")
+	}
+	if _, err := io.ReadAll(tbr); err != nil {
+		t.Logf("tunnel: %v", err)
+	}
+}

@@ -48,7 +48,7 @@ func (p *Proxy) serveTCP(w http.ResponseWriter, r *http.Request) {
 		p.upstreamError(w, r, err)
 		return
 	}
-	p.conns.addTunnel(up)
+	p.conns.addTunnel(id, up)
 	defer func() {
 		p.conns.removeTunnel(up)
 		up.Close()
