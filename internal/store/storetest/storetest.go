@@ -69,7 +69,15 @@ func fullSandbox(tenant, id string, n int) *sandbox.Sandbox {
 			ID:        id,
 			Image:     "python:3.11",
 			Resources: sandbox.Resources{CPUMillis: 1500, MemoryBytes: 512 << 20, Pids: 256},
+			Network: sandbox.NetworkPolicy{
+				AllowCIDRs:   []sandbox.CIDRRule{{CIDR: "203.0.113.0/24", Ports: []int{443, 8443}}},
+				AllowNames:   []string{"example.com", "*.example.org"},
+				DenyIngress:  true,
+				SessionPeers: true,
+				PeerGroup:    "session-abc",
+			},
 		},
+		Ports: []sandbox.Port{{Port: 8080}, {Port: 9000, Public: true, Token: "abcdefghijklmnopqrstuvwxyz"}},
 		Start: sandbox.StartSpec{
 			Command:    []string{"python3", "-c", "print('hi \"there\"')"},
 			Env:        map[string]string{"A": "1", "EMPTY": "", "UNICODE": "ünï"},
