@@ -156,7 +156,6 @@ func Run(ctx context.Context, cfg Config) error {
 	defer mgr.Close()
 	reg.WatchStore(st)
 	reg.WatchPools(mgr)
-	reg.WatchAdmission(mgr)
 	reg.WatchImages(images)
 	reg.WatchUsage(st, "sbx")
 
