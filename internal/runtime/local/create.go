@@ -294,9 +294,12 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 		}
 	}
 	err := r.oci.delete(ctx, rec.ID)
-	if r.oci.name == "runsc" && r.killBundleProcesses(b.dir) {
+	if r.oci.name == "runsc" && (r.killBundleProcesses(b.dir) || err != nil) {
 		// Leftovers of a killed Create, which runsc's delete did not know
-		// of or could not stop: now gone, so its delete can finish.
+		// of or could not stop: now gone, so its delete can finish. A
+		// delete that gave up waiting for the Sentry to stop (it does,
+		// under load, after our reaper collected it) is tried once more
+		// too.
 		err = r.oci.delete(ctx, rec.ID)
 	}
 	if err != nil {

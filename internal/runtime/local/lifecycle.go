@@ -166,7 +166,7 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 	}
 	if grace > 0 {
 		b.closeIdle()
-		if err := r.signal(ctx, rec, unix.SIGTERM); err != nil {
+		if err := r.signal(ctx, rec, unix.SIGTERM); err != nil && !exiting(ctx, rec) {
 			return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, err)
 		}
 		// The grace period is the main command's: once it has ended (its
@@ -180,6 +180,9 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		}
 	}
 	if err := r.signal(ctx, rec, unix.SIGKILL); err != nil {
+		if exiting(ctx, rec) {
+			return nil
+		}
 		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "kill sandbox %q: %w", rec.ID, err)
 	}
 	if !waitGone(ctx, rec, 30*time.Second, "", nil) {
@@ -189,6 +192,14 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "sandbox %q did not exit 30s after SIGKILL", rec.ID)
 	}
 	return nil
+}
+
+// exiting reports whether a sandbox that could not be signalled is on its
+// way out anyway: runsc's kill fails ("connecting to control server ...
+// connection refused") once the Sentry has begun to exit, which its PID 1
+// then finishes within moments.
+func exiting(ctx context.Context, rec record) bool {
+	return waitGone(ctx, rec, 2*time.Second, "", nil)
 }
 
 // signal sends sig to the container's PID 1. Under crun and runc that is
