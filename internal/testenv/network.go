@@ -22,7 +22,7 @@ type Network struct {
 	// Bridge and Table are "sbxt" and 6 random hex digits (the same for
 	// both, so a leak is easy to attribute).
 	Bridge, Table string
-	// Subnet is a random 10.x.y.0/24 that no address or route of this
+	// Subnet is a random 10.x.y.0/21 that no address or route of this
 	// host overlaps when it is picked.
 	Subnet netip.Prefix
 }
@@ -115,7 +115,7 @@ func (n Network) Remove() error {
 	return errors.Join(errs...)
 }
 
-// freeSubnet returns a random 10.x.y.0/24 (x in 64..191, away from the
+// freeSubnet returns a random 10.x.y.0/21 (x in 64..191, away from the
 // ranges Docker, Podman and sbx pick by default) that overlaps no address
 // or route of this network namespace.
 func freeSubnet() (netip.Prefix, error) {
@@ -139,9 +139,11 @@ func freeSubnet() (netip.Prefix, error) {
 		}
 	}
 	for range 1000 {
+		// A /21: room for 2045 sandboxes, more than one bridge takes
+		// (1023), so a server's size is never limited by its test subnet.
 		x, _ := rand.Int(rand.Reader, big.NewInt(128))
-		y, _ := rand.Int(rand.Reader, big.NewInt(256))
-		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(64 + x.Int64()), byte(y.Int64()), 0}), 24)
+		y, _ := rand.Int(rand.Reader, big.NewInt(32))
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(64 + x.Int64()), byte(8 * y.Int64()), 0}), 21)
 		free := true
 		for _, u := range used {
 			if u.Overlaps(p) {
@@ -153,7 +155,7 @@ func freeSubnet() (netip.Prefix, error) {
 			return p, nil
 		}
 	}
-	return netip.Prefix{}, errors.New("no free 10.x.y.0/24 subnet for a test server")
+	return netip.Prefix{}, errors.New("no free 10.x.y.0/21 subnet for a test server")
 }
 
 func prefix(n *net.IPNet) (netip.Prefix, bool) {
