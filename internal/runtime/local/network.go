@@ -1,8 +1,6 @@
 package local
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -221,31 +219,4 @@ func (r *Runtime) Address(id string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a.Addr, true
-}
-
-// HostNameservers returns the IPv4 nameservers of the host's resolv.conf
-// that a sandbox could reach (not loopback), for network.Config.DNS until
-// sbx runs its own resolver.
-func HostNameservers(resolvConf string) []netip.Addr {
-	data, err := os.ReadFile(resolvConf)
-	if err != nil || len(data) > 1<<20 {
-		return nil
-	}
-	var out []netip.Addr
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "nameserver" {
-			continue
-		}
-		a, err := netip.ParseAddr(f[1])
-		if err != nil || !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
-			continue
-		}
-		out = append(out, a)
-		if len(out) == 3 {
-			break
-		}
-	}
-	return out
 }

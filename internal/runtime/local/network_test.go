@@ -318,44 +318,7 @@ func BenchmarkCreateNetwork(b *testing.B) {
 		b.Run(c.runtime+"/"+order, func(b *testing.B) {
 			netnsFirstForAll = c.first
 			defer func() { netnsFirstForAll = false }()
-			rt := newRuntime(b, c.runtime, withNetwork(w.mgr))
-			ref, _ := env(b)
-			ctx := context.Background()
-			var samples []time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				id := runtimetest.NewID("bench")
-				start := time.Now()
-				if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
-					b.Fatal(err)
-				}
-				ag, err := rt.Agent(ctx, id)
-				if err != nil {
-					b.Fatal(err)
-				}
-				p, err := ag.Exec(ctx, sandbox.ExecSpec{Command: []string{"echo", "hi"}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for {
-					ev, err := p.Recv()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if ev.Kind == sandbox.EventOutput {
-						break
-					}
-				}
-				samples = append(samples, time.Since(start))
-				b.StopTimer()
-				p.Close()
-				ag.Close()
-				if err := rt.Delete(ctx, id); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-			}
-			reportPercentiles(b, samples)
+			benchCreateToFirstOutput(b, newRuntime(b, c.runtime, withNetwork(w.mgr)))
 		})
 	}
 }
