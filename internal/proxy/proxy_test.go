@@ -235,23 +235,8 @@ func basic(u, p string) string {
 func TestCloseConnsCutsStreams(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
-	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "start\n")
-		w.(http.Flusher).Flush()
-		<-block
-	}))
-	req, _ := http.NewRequest("GET", f.api+"/", nil)
-	req.Host = "8080-sb-a.localhost"
-	req.Header.Set("Authorization", "Bearer "+keyA)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	br := bufio.NewReader(res.Body)
-	if l, _ := br.ReadString('\n'); l != "start\n" {
-		t.Fatalf("got %q", l)
-	}
+	f := newFixture(t, blockingHandler(block))
+	br := openStream(t, f)
 	f.prx.CloseConns("sb-a", 8080)
 	if _, err := io.ReadAll(br); err == nil {
 		t.Fatal("the stream ended cleanly after its port was cut; want an error")
@@ -413,23 +398,8 @@ func TestCloseSandboxCutsStreamsAndTunnels(t *testing.T) {
 			go func() { io.Copy(c, c); c.Close() }()
 		}
 	}()
-	f := newFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "start\n")
-		w.(http.Flusher).Flush()
-		<-block
-	}))
-	req, _ := http.NewRequest("GET", f.api+"/", nil)
-	req.Host = "8080-sb-a.localhost"
-	req.Header.Set("Authorization", "Bearer "+keyA)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	br := bufio.NewReader(res.Body)
-	if l, _ := br.ReadString('\n'); l != "start\n" {
-		t.Fatalf("got %q", l)
-	}
+	f := newFixture(t, blockingHandler(block))
+	br := openStream(t, f)
 	f.prx.cfg.Dialer = fakeDialer{ln.Addr().String()}
 	c, tbr := dialTCP(t, f.api, "/proxy-tcp/sb-a/5432", keyA)
 	defer c.Close()
@@ -450,4 +420,34 @@ func TestCloseSandboxCutsStreamsAndTunnels(t *testing.T) {
 	if _, err := io.ReadAll(tbr); err != nil {
 		t.Logf("tunnel: %v", err)
 	}
+}
+
+// blockingHandler writes "start\n", flushes, then holds the response open
+// until block is closed.
+func blockingHandler(block chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "start\n")
+		w.(http.Flusher).Flush()
+		<-block
+	})
+}
+
+// openStream makes a private request to sb-a's port 8080 through f's proxy
+// and returns its body once "start\n" arrived; the body is closed at the
+// end of the test.
+func openStream(t *testing.T, f *fixture) *bufio.Reader {
+	t.Helper()
+	req, _ := http.NewRequest("GET", f.api+"/", nil)
+	req.Host = "8080-sb-a.localhost"
+	req.Header.Set("Authorization", "Bearer "+keyA)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	br := bufio.NewReader(res.Body)
+	if l, _ := br.ReadString('\n'); l != "start\n" {
+		t.Fatalf("got %q", l)
+	}
+	return br
 }
