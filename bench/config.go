@@ -23,6 +23,15 @@ type Config struct {
 	Full        bool          `json:"full"` // adds the 1 GiB file
 	Baselines   bool          `json:"baselines"`
 	BaselineRun int           `json:"baseline_runs"`
+
+	// PoolRate creates/s are offered for PoolFor from a warm pool of
+	// PoolSize idle sandboxes of PoolImage (scenario pool_rate; 0 skips it).
+	PoolRate  float64       `json:"pool_rate"`
+	PoolFor   time.Duration `json:"pool_for_ns"`
+	PoolSize  int           `json:"pool_size"`
+	PoolImage string        `json:"pool_image"`
+	// ServeArgs are more flags for the `sbx serve` the harness starts.
+	ServeArgs []string `json:"serve_args,omitempty"`
 }
 
 // Validate checks the sizes and fills the derived defaults.
@@ -45,6 +54,12 @@ func (c *Config) Validate() error {
 		if e != nil {
 			return e
 		}
+	}
+	if c.PoolRate < 0 || c.PoolRate > 10_000 || c.PoolFor < 0 || c.PoolFor > 10*time.Minute {
+		return fmt.Errorf("--pool-rate %v must be in 0..10000 and --pool-for %s in 0..10m", c.PoolRate, c.PoolFor)
+	}
+	if err := check("--pool-size", c.PoolSize, 1, 1000); c.PoolRate > 0 && err != nil {
+		return err
 	}
 	if c.Sustained < 0 || c.Sustained > 30*time.Minute {
 		return fmt.Errorf("--sustained %s is out of range 0..30m", c.Sustained)

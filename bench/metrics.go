@@ -80,7 +80,10 @@ func BuildMetrics(r *Report, floor string) []Metric {
 		m = append(m,
 			Metric{Name: "file " + size + " write", Unit: "GB/s", SBX: F(value(s, "write_GBps"))},
 			Metric{Name: "file " + size + " read", Unit: "GB/s", SBX: F(value(s, "read_GBps"))},
-			Metric{Name: "file " + size + " round trip (size ÷ (write + read time))", Unit: "GB/s", Target: t, SBX: F(value(s, "roundtrip_GBps"))})
+			Metric{Name: "file " + size + " round trip (size ÷ (write + read time))", Unit: "GB/s", Target: t, SBX: F(value(s, "roundtrip_GBps"))},
+			Metric{Name: "file " + size + " first run (warm-up) write", Unit: "GB/s", SBX: F(value(s, "first_write_GBps")), Note: "page cache this guest may never have touched"},
+			Metric{Name: "file " + size + " first run (warm-up) read", Unit: "GB/s", SBX: F(value(s, "first_read_GBps"))},
+			Metric{Name: "file " + size + " first run (warm-up) round trip", Unit: "GB/s", SBX: F(value(s, "first_roundtrip_GBps"))})
 	}
 	if sus := r.Find("sustained", "sbx"); sus != nil {
 		var pRate, fRate float64 = math.NaN(), math.NaN()
@@ -94,6 +97,9 @@ func BuildMetrics(r *Report, floor string) []Metric {
 		m = append(m, Metric{Name: "sustained creates per second", Unit: "/s", Target: ptr(TargetCreatesSec),
 			SBX: F(value(sus, "creates_per_second")), Podman: F(pRate), Crun: F(fRate),
 			Note: "baselines: 1 ÷ mean run-to-exit, one at a time"})
+	}
+	if pr := r.Find("pool_rate", "sbx"); pr != nil && pr.Latency != nil {
+		m = append(m, poolRateMetrics(r, pr, floor)...)
 	}
 	if b := r.Find("burst", "sbx"); b != nil {
 		var t *Target
@@ -188,6 +194,11 @@ func WriteCharts(r *Report, dir, floor string) ([]string, error) {
 		c := chart.Line{Title: "Sustained creates: sandboxes reaching RUNNING per second", XLabel: "second of the run",
 			YLabel: "creates/s", Series: []chart.Series{{Name: "sbx", X: xs, Y: ys}}}
 		if err := save("sustained_throughput.png", func(f *os.File) error { return c.Encode(f) }); err != nil {
+			return names, err
+		}
+	}
+	if s := r.Find("pool_rate", "sbx"); s != nil && len(s.Series["first_outputs_per_second"]) > 0 {
+		if err := save("pool_rate.png", func(f *os.File) error { return poolRateChart(s).Encode(f) }); err != nil {
 			return names, err
 		}
 	}

@@ -53,7 +53,19 @@ func BuildBinaries(dir string) (sbxBin, agentBin string, err error) {
 // and given a warm pool of 2 idle sandboxes (at most 3), so that the warm
 // scenario hits the pool while every other scenario (plain "busybox")
 // misses it and starts cold.
-func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quota int, warmImage string) (*Server, error) {
+func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quota int, warmImage string, extra ...string) (*Server, error) {
+	return startServer(ctx, dir, sbxBin, agentBin, runtime, quota, warmImage, "2:3", extra)
+}
+
+// StartPoolServer is StartServer with a warm pool of size idle sandboxes
+// (at most size) of image (busybox:TAG), for the pool_rate scenario.
+func StartPoolServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quota int, image string, size int, extra ...string) (*Server, error) {
+	return startServer(ctx, dir, sbxBin, agentBin, runtime, quota, image, fmt.Sprintf("%d:%d", size, size), extra)
+}
+
+// startServer starts a server with a pool of poolImage sized poolSize
+// (MIN:MAX), if poolImage is set; extra are more `sbx serve` flags.
+func startServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quota int, warmImage, poolSize string, extra []string) (*Server, error) {
 	img, err := testenv.NewBusyboxImage()
 	if err != nil {
 		return nil, err
@@ -77,7 +89,7 @@ func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 			stopReg()
 			return nil, err
 		}
-		poolArgs = []string{"--pool", warmImage + "=2:3"}
+		poolArgs = []string{"--pool", warmImage + "=" + poolSize}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,6 +122,7 @@ func StartServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 		"--max-sandboxes-per-tenant", strconv.Itoa(quota),
 		"--log-level", "warn"}
 	s.args = append(s.args, netw.Args()...)
+	s.args = append(s.args, extra...)
 	if err := s.start(append(s.args, poolArgs...)); err != nil {
 		stopAll()
 		return nil, err

@@ -18,7 +18,7 @@ func newServeCmd() *cobra.Command {
 	def := daemon.Default()
 	f := def // flag values; only the flags set on the command line are used
 	var configPath string
-	var lifetime, maxLifetime, retention time.Duration
+	var lifetime, maxLifetime, retention, createLatency time.Duration
 	var pools []string
 	c := &cobra.Command{
 		Use:   "serve",
@@ -55,6 +55,8 @@ func newServeCmd() *cobra.Command {
 	fs.IntVar(&f.MaxSandboxesPerTenant, "max-sandboxes-per-tenant", def.MaxSandboxesPerTenant, "default quota of concurrent sandboxes per tenant")
 	fs.IntVar(&f.MaxConcurrentCreates, "max-concurrent-creates", def.MaxConcurrentCreates, "creates the runtime works on at once (0: 3 per CPU); more wait in the create queue")
 	fs.IntVar(&f.CreateQueue, "create-queue", def.CreateQueue, "accepted creates that may wait for a free create slot (0: as many as --max-concurrent-creates); beyond it Create answers RESOURCE_EXHAUSTED with a retry delay")
+	fs.DurationVar(&createLatency, "create-latency-target", time.Duration(def.CreateLatencyTarget), "queue a cold create only while it is expected to be created within this time (0: 1s; negative: no time bound); others get RESOURCE_EXHAUSTED with a retry delay")
+	fs.IntVar(&f.TeardownParallel, "teardown-parallel", def.TeardownParallel, "teardowns of deleted sandboxes run in the background at once (0: 1 per CPU)")
 	fs.BoolVar(&f.LocalMode, "local", def.LocalMode, "create one tenant and API key on first start and write it to the credentials file")
 	fs.StringVar(&f.CredentialsPath, "credentials-path", "", "where local mode writes the URL and API key (default $SBX_CONFIG_DIR/credentials or ~/.config/sbx/credentials)")
 	fs.StringVar(&f.LogLevel, "log-level", def.LogLevel, "debug, info, warn or error")
@@ -62,6 +64,7 @@ func newServeCmd() *cobra.Command {
 
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		f.DefaultLifetime, f.MaxLifetime, f.Retention = daemon.Duration(lifetime), daemon.Duration(maxLifetime), daemon.Duration(retention)
+		f.CreateLatencyTarget = daemon.Duration(createLatency)
 		cfg := daemon.Default()
 		if configPath != "" {
 			if err := cfg.LoadFile(configPath); err != nil {
@@ -145,6 +148,10 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.MaxConcurrentCreates = f.MaxConcurrentCreates
 	case "create-queue":
 		cfg.CreateQueue = f.CreateQueue
+	case "create-latency-target":
+		cfg.CreateLatencyTarget = f.CreateLatencyTarget
+	case "teardown-parallel":
+		cfg.TeardownParallel = f.TeardownParallel
 	case "local":
 		cfg.LocalMode = f.LocalMode
 	case "credentials-path":

@@ -80,6 +80,12 @@ type Config struct {
 	// Create answers RESOURCE_EXHAUSTED with a retry delay.
 	MaxConcurrentCreates int `json:"maxConcurrentCreates,omitempty"`
 	CreateQueue          int `json:"createQueue,omitempty"`
+	// CreateLatencyTarget also bounds the create queue by time (0: 1 s;
+	// negative: off): a cold create is queued only while it is expected
+	// to be created within it. TeardownParallel bounds the background
+	// teardowns of deleted sandboxes (0: 1 per CPU).
+	CreateLatencyTarget Duration `json:"createLatencyTarget,omitempty"`
+	TeardownParallel    int      `json:"teardownParallel,omitempty"`
 	// DefaultLease and MaxLease bound session leases.
 	DefaultLease Duration `json:"defaultLease,omitempty"`
 	MaxLease     Duration `json:"maxLease,omitempty"`

@@ -33,12 +33,15 @@ const (
 	maxQueueRetry = time.Minute
 	// initialCreateEstimate is the mean create time assumed before any
 	// create finished.
-	initialCreateEstimate = 100 * time.Millisecond
+	initialCreateEstimate = 300 * time.Millisecond
 )
 
 // admission is the gate of runtime creates.
 type admission struct {
 	limit, queueMax int
+	// target bounds the expected time from acceptance to the end of a
+	// create's runtime create (0: no bound); see fullLocked.
+	target time.Duration
 
 	mu sync.Mutex
 	// running counts slots held (user creates and refills); refills of
@@ -56,8 +59,15 @@ type admission struct {
 	lastRetry time.Time
 }
 
-func newAdmission(limit, queue int) *admission {
-	return &admission{limit: limit, queueMax: queue, mean: initialCreateEstimate, bgWake: make(chan struct{})}
+func newAdmission(limit, queue int, target time.Duration) *admission {
+	return &admission{limit: limit, queueMax: queue, target: max(target, 0), mean: initialCreateEstimate, bgWake: make(chan struct{})}
+}
+
+// userBusy reports whether accepted user creates hold or wait for a slot.
+func (a *admission) userBusy() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reserved > 0 || a.running > a.refills
 }
 
 // reserve admits one user create, or refuses it with CREATE_QUEUE_FULL when
@@ -83,30 +93,74 @@ func (a *admission) check() error {
 
 func (a *admission) fullLocked() error {
 	userRunning := a.running - a.refills
-	if userRunning+a.reserved >= a.limit+a.queueMax {
-		e := sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonCreateQueueFull,
-			"the server is creating %d sandboxes and has %d more queued, its limit: retry after the delay given", userRunning, a.reserved)
-		e.RetryAfter = a.retryAfterLocked()
-		return e
+	var msg string
+	switch {
+	case userRunning+a.reserved >= a.limit+a.queueMax:
+		msg = "the server is creating %d sandboxes and has %d more queued, its limit: retry after the delay given"
+	case a.target > 0 && a.aheadLocked() > 0 && a.expectedLocked() > a.target:
+		// (A create that finds a slot free is accepted whatever the
+		// mean: refusing it would not make anything faster.)
+		msg = "the server is creating %d sandboxes and has %d more queued: a create accepted now would not start within the server's latency target; retry after the delay given"
+	default:
+		return nil
 	}
-	return nil
+	e := sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonCreateQueueFull, msg, userRunning, a.reserved)
+	e.RetryAfter = a.retryAfterLocked()
+	return e
 }
 
-// retryAfterLocked tells a refused create when to come back. The creates
-// ahead of it (running and queued) drain at limit per mean create time; and
-// refused callers are spread out behind each other at the rate places free
-// up (one per mean/limit), as in a virtual queue, so that they do not all
-// come back at once and be refused again.
+// expectedLocked is how long a create accepted now would take until its
+// runtime create ends: its own mean create time if a slot is free for it,
+// plus, if it must queue, one mean per limit creates queued ahead of it
+// (the running ones end at spread-out times, so a queue drains at about
+// limit per mean). Refills give their slot back first, so they count as
+// free.
+func (a *admission) expectedLocked() time.Duration {
+	ahead := a.aheadLocked()
+	if ahead <= 0 {
+		return a.mean
+	}
+	return a.mean + time.Duration(ahead)*a.mean/time.Duration(a.limit)
+}
+
+// retryAfterLocked tells a refused create when to come back: when enough
+// of the creates ahead of it (running and queued) have drained, at limit
+// per mean create time, for one more to be accepted (within the queue and
+// the latency target). Refused callers are spread out behind each other at
+// the rate places free up (one per mean/limit), as in a virtual queue, so
+// that they do not all come back at once and be refused again.
 func (a *admission) retryAfterLocked() time.Duration {
 	now := time.Now()
 	step := a.mean / time.Duration(a.limit)
-	at := now.Add(time.Duration(a.running+a.reserved) * step)
+	ahead := a.running - a.refills + a.reserved
+	at := now.Add(time.Duration(max(ahead-a.capacityLocked()+1, 0)) * step)
 	if next := a.lastRetry.Add(step); next.After(at) {
 		at = next
 	}
 	d := min(max(at.Sub(now), minQueueRetry), maxQueueRetry)
 	a.lastRetry = now.Add(d)
 	return d
+}
+
+// aheadLocked is how many slots must free up before a create accepted
+// now gets one: none if one is free for it.
+func (a *admission) aheadLocked() int {
+	free := a.limit - (a.running - a.refills)
+	return a.reserved + 1 - free
+}
+
+// capacityLocked is how many user creates may be running or queued at the
+// current mean create time: the slots, plus the queue places that meet
+// the latency target (at most the configured queue).
+func (a *admission) capacityLocked() int {
+	queue := a.queueMax
+	if a.target > 0 {
+		// expectedLocked at queue place q (from 0), no slot free:
+		// mean + (q+1)*mean/limit; places 0..fit-1 meet the target.
+		fit := int((a.target - a.mean) * time.Duration(a.limit) / a.mean)
+		queue = min(queue, max(fit, 0))
+	}
+	return a.limit + queue
 }
 
 // unreserve gives back a reservation that will not be used (the record
@@ -216,6 +270,9 @@ type AdmissionStatus struct {
 	Running, Refills, Queued int
 	// MeanCreate is the moving average of a runtime create's duration.
 	MeanCreate time.Duration
+	// Expected is how long a create accepted now would take to its end
+	// of Runtime.Create; Target the bound on it (0: none).
+	Expected, Target time.Duration
 }
 
 // Admission returns the state of the create gate.
@@ -223,5 +280,6 @@ func (m *Manager) Admission() AdmissionStatus {
 	a := m.admit
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return AdmissionStatus{Limit: a.limit, Queue: a.queueMax, Running: a.running, Refills: a.refills, Queued: a.reserved, MeanCreate: a.mean}
+	return AdmissionStatus{Limit: a.limit, Queue: a.queueMax, Running: a.running, Refills: a.refills, Queued: a.reserved,
+		MeanCreate: a.mean, Expected: a.expectedLocked(), Target: a.target}
 }

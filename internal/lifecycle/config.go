@@ -48,6 +48,16 @@ type Config struct {
 	// Create answers RESOURCE_EXHAUSTED CREATE_QUEUE_FULL with a retry
 	// delay (admission.go).
 	MaxConcurrentCreates, CreateQueue int
+	// CreateLatencyTarget bounds the queue by time as well (1 s): a cold
+	// create is accepted only while the expected time from acceptance to
+	// the end of its runtime create (the creates queued ahead drain at
+	// MaxConcurrentCreates per mean create time, plus its own) is within
+	// it, or a slot is free. Negative turns the bound off.
+	CreateLatencyTarget time.Duration
+	// TeardownParallel bounds the runtime teardowns of deleted and
+	// released sandboxes that run at once (1 per CPU; 1 while accepted
+	// creates wait for a slot). See teardown.go.
+	TeardownParallel int
 	// NoNameResolver says the sandboxes' DNS is not sbx's own resolver
 	// (serve's networkDNS names others), so nothing could enforce a name
 	// allow-list: Create and session defaults with allow_names are then
@@ -106,6 +116,10 @@ func (c Config) withDefaults() Config {
 	if c.CreateQueue == 0 {
 		c.CreateQueue = c.MaxConcurrentCreates
 	}
+	set(&c.CreateLatencyTarget, time.Second)
+	if c.TeardownParallel == 0 {
+		c.TeardownParallel = runtime.NumCPU()
+	}
 	set(&c.PoolBackoff, time.Second)
 	set(&c.PoolMaxBackoff, 5*time.Minute)
 	set(&c.PoolCheckInterval, 10*time.Second)
@@ -128,6 +142,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("quota, retention and linger must not be negative")
 	case c.MaxConcurrentCreates < 1 || c.MaxConcurrentCreates > MaxCreateLimit || c.CreateQueue < 0 || c.CreateQueue > MaxCreateLimit:
 		return fmt.Errorf("max concurrent creates %d and create queue %d must be in 1..%d and 0..%d", c.MaxConcurrentCreates, c.CreateQueue, MaxCreateLimit, MaxCreateLimit)
+	case c.TeardownParallel < 1 || c.TeardownParallel > MaxCreateLimit:
+		return fmt.Errorf("teardown parallelism %d must be in 1..%d", c.TeardownParallel, MaxCreateLimit)
+	case c.CreateLatencyTarget > time.Hour:
+		return fmt.Errorf("create latency target %v must be at most 1h (negative turns it off)", c.CreateLatencyTarget)
 	case c.PoolBackoff < 0 || c.PoolMaxBackoff < c.PoolBackoff:
 		return fmt.Errorf("pool back-off %v must not be negative nor exceed the maximum %v", c.PoolBackoff, c.PoolMaxBackoff)
 	}

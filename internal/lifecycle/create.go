@@ -39,6 +39,8 @@ type CreateRequest struct {
 // and queues as many sandboxes as it may (admission.go), it refuses with
 // RESOURCE_EXHAUSTED CREATE_QUEUE_FULL and a retry delay.
 func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest) (*sandbox.Sandbox, error) {
+	m.inCreate.Add(1) // teardowns give way (teardown.go)
+	defer m.inCreate.Add(-1)
 	if req.RequestID == "" && !m.mayClaimWarm(&req) {
 		// Refuse early under a burst: before any store access or lock.
 		// (A retry with a request id first looks for its earlier create.)
@@ -102,17 +104,22 @@ const (
 	insertedBefore        // an earlier create with the same request id
 )
 
-// insert checks the tenant's quota, then claims a warm pool sandbox for req
-// or, once admission control accepts it, stores a new CREATING record. The
-// tenant's lock covers the whole, so a burst cannot overshoot the quota
-// between a pool miss and the insert.
+// insert reserves room in the tenant's quota (quota.go), then claims a
+// warm pool sandbox for req or, once admission control accepts it, stores
+// a new CREATING record. The reservation counts the sandbox from the start,
+// so a burst cannot overshoot the quota, while the store write runs
+// without the tenant's lock.
 func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
-	mu := m.tenantLock(tenantID)
-	mu.Lock()
-	defer mu.Unlock()
-	if err := m.checkQuota(ctx, tenantID); err != nil {
+	release, err := m.reserveQuota(ctx, tenantID)
+	if err != nil {
 		return nil, 0, err
 	}
+	sb, how, err := m.insertReserved(ctx, tenantID, req)
+	release(err == nil && how != insertedBefore)
+	return sb, how, err
+}
+
+func (m *Manager) insertReserved(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
 	if sb, how, err := m.claimWarm(ctx, tenantID, req); err != nil || sb != nil {
 		return sb, how, err
 	}
@@ -136,26 +143,6 @@ func (m *Manager) insert(ctx context.Context, tenantID string, req *CreateReques
 		return nil, 0, err
 	}
 	return sb, insertedCold, nil
-}
-
-// checkQuota fails with QUOTA_EXCEEDED when the tenant has no room for one
-// more sandbox. The caller holds the tenant's lock.
-func (m *Manager) checkQuota(ctx context.Context, tenantID string) error {
-	limit := m.cfg.MaxSandboxesPerTenant
-	if t, err := m.st.GetTenant(ctx, tenantID); err == nil && t.MaxSandboxes > 0 {
-		limit = t.MaxSandboxes
-	}
-	n, err := m.st.CountActive(ctx, tenantID)
-	if err != nil {
-		return err
-	}
-	if n >= limit {
-		e := sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded,
-			"tenant has %d active sandboxes, its quota is %d: stop or wait for some, then retry", n, limit)
-		e.RetryAfter = m.cfg.QuotaRetryAfter
-		return e
-	}
-	return nil
 }
 
 // newRecord returns the PENDING record of req with sandbox id id.
@@ -299,7 +286,8 @@ func (m *Manager) createInRuntime(ctx context.Context, sb *sandbox.Sandbox, fail
 	t0 := time.Now()
 	var err error
 	defer func() { m.admit.release(time.Since(t0), false) }()
-	if cur, gerr := m.st.GetSandbox(ctx, "", sb.ID); gerr == nil && cur.State != sandbox.StateCreating {
+	// Stopped or deleted while it waited: nothing to create.
+	if cur, gerr := m.st.GetSandbox(ctx, "", sb.ID); errors.Is(gerr, sandbox.ErrNotFound) || (gerr == nil && cur.State != sandbox.StateCreating) {
 		return false
 	}
 	if _, err = m.rt.Create(ctx, sb.Spec); err != nil {
@@ -319,13 +307,4 @@ func errorReason(err error) string {
 		return r + ": " + err.Error()
 	}
 	return err.Error()
-}
-
-// cleanupRuntime stops and deletes a sandbox's container, ignoring NotFound.
-func (m *Manager) cleanupRuntime(id string, grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace+time.Minute)
-	defer cancel()
-	if err := m.rt.Delete(ctx, id); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
-		m.cfg.Logger.Warn("deleting sandbox from runtime", "sandbox", id, "error", err)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/store"
@@ -23,6 +24,12 @@ type Manager struct {
 	pools  *poolSet
 	// admit bounds the runtime creates in flight (admission.go).
 	admit *admission
+	// teardown queues runtime teardowns (teardown.go), which give way to
+	// the Create calls in progress, counted by inCreate.
+	teardown *teardowns
+	inCreate atomic.Int64
+	// quota caches the tenants' active counts (quota.go).
+	quota quotaCache
 
 	// base is the context of background work (creates, watches, sweeps);
 	// Close cancels it, which leaves sandboxes running.
@@ -50,7 +57,8 @@ func New(rt sandbox.Runtime, st store.Store, cfg Config) (*Manager, error) {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), pools: newPoolSet(cfg.Pools),
-		admit: newAdmission(cfg.MaxConcurrentCreates, cfg.CreateQueue), base: base, cancel: cancel}, nil
+		admit:    newAdmission(cfg.MaxConcurrentCreates, cfg.CreateQueue, cfg.CreateLatencyTarget),
+		teardown: newTeardowns(cfg.TeardownParallel), base: base, cancel: cancel}, nil
 }
 
 // Config returns the effective configuration (defaults applied).

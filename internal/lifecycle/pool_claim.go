@@ -17,7 +17,7 @@ const claimRefillDelay = 50 * time.Millisecond
 // working dir, user and command (launch with warm). It returns a nil
 // record, with no error, when no pool matches or the pool is empty (a
 // miss): the caller then creates the sandbox cold. The caller holds the
-// tenant's lock and has checked its quota.
+// room reserved in the tenant's quota (quota.go).
 func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
 	if req.Network != nil && !req.Network.IsDefault() {
 		// Pool sandboxes were set up with the default network policy.

@@ -76,24 +76,33 @@ func (m *Manager) stopAsync(id, reason string) {
 	})
 }
 
-// Delete stops a tenant's sandbox if needed, removes its container and
-// deletes its record.
+// Delete deletes a tenant's sandbox: its record at once (one store write;
+// the caller's answer waits for nothing else), then its container in the
+// background (teardown.go): a running main command gets the stop grace of
+// Stop (SIGTERM, then SIGKILL), and the teardown waits its turn behind
+// creates.
+// A server that dies before the teardown leaves a container without a
+// record, which Recover deletes on the next start.
 func (m *Manager) Delete(ctx context.Context, tenantID, id string) error {
 	sb, err := m.Get(ctx, tenantID, id)
 	if err != nil {
 		return err
 	}
-	if !sb.State.Terminal() {
-		if _, err := m.stop(ctx, id, sandbox.ReasonStoppedByUser, 0); err != nil {
-			return err
-		}
-	}
-	if err := m.rt.Delete(ctx, id); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+	if err := m.st.DeleteSandbox(ctx, id); err != nil {
 		return err
 	}
-	if err := m.st.DeleteSandbox(ctx, id); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
-		return err
+	m.running.Delete(id)
+	if !sb.State.Terminal() && m.cfg.OnStopping != nil {
+		m.cfg.OnStopping(id)
 	}
 	m.notify.changed(id)
+	// A running main command gets the grace of Stop. An idle sandbox
+	// does not need it: its agent exits on SIGTERM at once, which ends
+	// every process of the sandbox anyway.
+	var grace time.Duration
+	if !sb.State.Terminal() && len(sb.Start.Command) > 0 {
+		grace = m.cfg.StopGrace
+	}
+	m.releaseRuntime(id, grace)
 	return nil
 }

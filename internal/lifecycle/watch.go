@@ -68,15 +68,8 @@ func (m *Manager) mainExited(id string, st sandbox.ExitStatus) {
 }
 
 // scheduleRelease deletes a terminal sandbox's container after the linger
-// period, during which its logs stay readable. If the server restarts
-// first, Recover releases it.
+// period, during which its logs stay readable, through the teardown queue
+// (teardown.go). If the server restarts first, Recover releases it.
 func (m *Manager) scheduleRelease(id string) {
-	m.goBackground(func() {
-		select {
-		case <-m.base.Done():
-			return
-		case <-time.After(m.cfg.Linger):
-		}
-		m.cleanupRuntime(id, 0)
-	})
+	time.AfterFunc(m.cfg.Linger, func() { m.releaseRuntime(id, 0) })
 }

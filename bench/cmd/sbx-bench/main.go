@@ -45,18 +45,25 @@ func main() {
 	flag.DurationVar(&cfg.Sustained, "sustained", 10*time.Second, "duration of the sustained-creates scenario (0 skips it)")
 	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent create loops in the sustained scenario")
 	flag.IntVar(&cfg.Burst, "burst", 100, "concurrent creates in the burst (0 skips it)")
+	flag.Float64Var(&cfg.PoolRate, "pool-rate", 100, "creates per second offered from a warm pool in the pool_rate scenario (0 skips it); the started server gets a second run with that pool")
+	flag.DurationVar(&cfg.PoolFor, "pool-for", 5*time.Second, "how long the pool_rate scenario offers its rate")
+	flag.IntVar(&cfg.PoolSize, "pool-size", 400, "idle sandboxes of the pool_rate scenario's pool (1..1000)")
+	flag.StringVar(&cfg.PoolImage, "pool-image", "busybox:rate", "image of the pool_rate scenario: the started server pools it; with --url the server must have a pool for it")
+	serveArgs := flag.String("serve-args", "", "more flags for the started `sbx serve`, space-separated (e.g. \"--max-concurrent-creates 4\")")
+	serverBin := flag.String("server-bin", "", "directory holding prebuilt sbx and sbx-agent binaries to benchmark (default: build them from this module)")
 	flag.IntVar(&cfg.Density, "density", 100, "idle sandboxes in the density scenario (0 skips it)")
 	flag.IntVar(&cfg.Quota, "quota", 0, "per-tenant sandbox quota of the started server (default max(100, burst, density+2))")
 	flag.BoolVar(&cfg.Full, "full", false, "also move a 1 GiB file")
 	flag.BoolVar(&cfg.Baselines, "baselines", true, "run the podman and bare OCI runtime baselines")
 	flag.IntVar(&cfg.BaselineRun, "baseline-runs", 30, "runs (and execs) of each baseline")
 	flag.Parse()
+	cfg.ServeArgs = strings.Fields(*serveArgs)
 	if err := cfg.Validate(); err != nil {
 		fail(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, *out, *apiKey); err != nil {
+	if err := run(ctx, cfg, *out, *apiKey, *serverBin); err != nil {
 		fail(err)
 	}
 }
@@ -70,7 +77,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 }
 
-func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
+func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -94,18 +101,22 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
 
 	var client *sbx.Client
 	var srv *bench.Server
+	var bins [2]string // sbx and sbx-agent of a started server
 	if cfg.URL == "" {
-		logf("building sbx and sbx-agent")
-		sbxBin, agentBin, err := bench.BuildBinaries(work)
-		if err != nil {
-			return err
+		sbxBin, agentBin := filepath.Join(serverBin, "sbx"), filepath.Join(serverBin, "sbx-agent")
+		if serverBin == "" {
+			logf("building sbx and sbx-agent")
+			if sbxBin, agentBin, err = bench.BuildBinaries(work); err != nil {
+				return err
+			}
 		}
+		bins = [2]string{sbxBin, agentBin}
 		logf("starting sbx serve (%s) with the offline busybox image", cfg.OCIRuntime)
 		warmImage := ""
 		if cfg.Warm > 0 {
 			warmImage = cfg.WarmImage
 		}
-		srv, err = bench.StartServer(ctx, filepath.Join(work, "s"), sbxBin, agentBin, cfg.OCIRuntime, cfg.Quota, warmImage)
+		srv, err = bench.StartServer(ctx, filepath.Join(work, "s"), sbxBin, agentBin, cfg.OCIRuntime, cfg.Quota, warmImage, cfg.ServeArgs...)
 		if err != nil {
 			return err
 		}
@@ -177,6 +188,10 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
 		srv.Stop() // the baselines get the machine to themselves
 		srv = nil
 	}
+	if cfg.PoolRate > 0 && cfg.PoolFor > 0 {
+		logf("pool_rate: %.0f creates/s for %s from a pool of %d (%s)", cfg.PoolRate, cfg.PoolFor, cfg.PoolSize, cfg.PoolImage)
+		add(poolRate(sctx, cfg, work, bins, b))
+	}
 	if cfg.Baselines {
 		runBaselines(sctx, r, cfg, work, add)
 	}
@@ -197,6 +212,28 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey string) error {
 	fmt.Print(md)
 	logf("wrote %s/report.json, report.md and %d charts in %s", out, len(charts), time.Since(began).Round(time.Second))
 	return nil
+}
+
+// poolRate runs the pool_rate scenario: against --url as it is, or on a
+// server of its own started with the pool (so that filling it disturbs no
+// other scenario), stopped after.
+func poolRate(ctx context.Context, cfg bench.Config, work string, bins [2]string, b *bench.SBX) *bench.Scenario {
+	if cfg.URL != "" {
+		return b.PoolRate(ctx, cfg.PoolImage, cfg.PoolRate, cfg.PoolFor, 5*time.Second, nil)
+	}
+	quota := cfg.PoolSize + int(cfg.PoolRate*cfg.PoolFor.Seconds()) + 100
+	srv, err := bench.StartPoolServer(ctx, filepath.Join(work, "p"), bins[0], bins[1], cfg.OCIRuntime, quota, cfg.PoolImage, cfg.PoolSize, cfg.ServeArgs...)
+	if err != nil {
+		return &bench.Scenario{Name: "pool_rate", System: "sbx", Note: "skipped: " + err.Error()}
+	}
+	defer srv.Stop()
+	client, err := sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
+	if err != nil {
+		return &bench.Scenario{Name: "pool_rate", System: "sbx", Note: "skipped: " + err.Error()}
+	}
+	pb := &bench.SBX{C: client, Image: cfg.PoolImage, Log: b.Log}
+	return pb.PoolRate(ctx, cfg.PoolImage, cfg.PoolRate, cfg.PoolFor, 5*time.Second,
+		func() time.Duration { return bench.ProcCPU(srv.ServingPIDs()) })
 }
 
 func runBaselines(ctx context.Context, r *bench.Report, cfg bench.Config, work string, add func(...*bench.Scenario)) {

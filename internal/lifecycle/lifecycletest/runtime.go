@@ -20,6 +20,10 @@ type Runtime struct {
 	// CreateGate, when set, is received from before Create returns, so a
 	// test can hold sandboxes in CREATING.
 	CreateGate chan struct{}
+	// DeleteHook, when set, is called by Delete before it removes the
+	// sandbox; a non-nil result fails the Delete and leaves the sandbox.
+	// A test can block in it to hold teardowns, or count them.
+	DeleteHook func(ctx context.Context, id string) error
 
 	mu  sync.Mutex
 	sbs map[string]*fakeSandbox
@@ -196,6 +200,11 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	sb, err := r.get(id)
 	if err != nil {
 		return err
+	}
+	if r.DeleteHook != nil {
+		if err := r.DeleteHook(ctx, id); err != nil {
+			return err
+		}
 	}
 	sb.end(sandbox.ExitStatus{Code: 137, Signal: "SIGKILL"})
 	r.mu.Lock()

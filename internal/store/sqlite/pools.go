@@ -15,6 +15,7 @@ func (s *Store) CreatePoolSandbox(ctx context.Context, p *store.PoolSandbox) err
 	if err != nil {
 		return sandbox.Internal("encode spec of pool sandbox %s: %w", p.ID, err)
 	}
+	defer s.writer()() // one writer at a time, in arrival order
 	_, err = s.w.ExecContext(ctx, `INSERT INTO pool_sandboxes (id, pool, spec, created_at) VALUES (?, ?, ?, ?)`,
 		p.ID, p.Pool, string(spec), rowcodec.Nanos(p.CreatedAt))
 	if _, ok := uniqueViolation(err); ok {
@@ -51,6 +52,7 @@ func (s *Store) ListPoolSandboxes(ctx context.Context) ([]*store.PoolSandbox, er
 
 // DeletePoolSandbox implements store.Store.
 func (s *Store) DeletePoolSandbox(ctx context.Context, id string) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	res, err := s.w.ExecContext(ctx, `DELETE FROM pool_sandboxes WHERE id = ?`, id)
 	if err != nil {
 		return rowcodec.Wrap("delete pool sandbox "+id, err)
@@ -63,6 +65,7 @@ func (s *Store) DeletePoolSandbox(ctx context.Context, id string) error {
 
 // ClaimPoolSandbox implements store.Store.
 func (s *Store) ClaimPoolSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return rowcodec.Wrap("begin claim pool sandbox", err)

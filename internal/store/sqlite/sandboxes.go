@@ -17,6 +17,12 @@ const sandboxColumns = `id, tenant_id, session_id, request_id, state, reason, ma
 	created_at, started_at, ended_at, expires_at, spec, start, tags, exit, transitions`
 
 func scanSandbox(row interface{ Scan(...any) error }) (*sandbox.Sandbox, error) {
+	sb, _, err := scanSandboxJSON(row)
+	return sb, err
+}
+
+// scanSandboxJSON is scanSandbox that also returns the stored JSON columns.
+func scanSandboxJSON(row interface{ Scan(...any) error }) (*sandbox.Sandbox, rowcodec.SandboxJSON, error) {
 	var (
 		sb                                   sandbox.Sandbox
 		state                                string
@@ -26,7 +32,7 @@ func scanSandbox(row interface{ Scan(...any) error }) (*sandbox.Sandbox, error) 
 	)
 	if err := row.Scan(&sb.ID, &sb.TenantID, &sb.SessionID, &sb.RequestID, &state, &sb.Reason, &maxLifetime,
 		&created, &started, &ended, &expires, &j.Spec, &j.Start, &j.Tags, &j.Exit, &j.Transitions); err != nil {
-		return nil, err
+		return nil, j, err
 	}
 	sb.State = sandbox.State(state)
 	sb.MaxLifetime = time.Duration(maxLifetime)
@@ -35,13 +41,14 @@ func scanSandbox(row interface{ Scan(...any) error }) (*sandbox.Sandbox, error) 
 	sb.EndedAt = rowcodec.Time(ended)
 	sb.ExpiresAt = rowcodec.Time(expires)
 	if err := rowcodec.DecodeSandbox(j, &sb); err != nil {
-		return nil, err
+		return nil, j, err
 	}
-	return &sb, nil
+	return &sb, j, nil
 }
 
 // CreateSandbox implements store.Store.
 func (s *Store) CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return rowcodec.Wrap("begin create sandbox", err)
@@ -127,39 +134,64 @@ func (s *Store) GetSandboxByRequestID(ctx context.Context, tenantID, requestID s
 }
 
 // UpdateSandbox implements store.Store. fn runs inside the write
-// transaction and must not call the store.
+// transaction and must not call the store. Only the columns fn changed are
+// written: SQLite then leaves the indexes of the others alone, which keeps
+// a state change to a few pages of WAL.
 func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.Sandbox) error) (*sandbox.Sandbox, error) {
+	defer s.writer()() // one writer at a time, in arrival order
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, rowcodec.Wrap("begin update sandbox", err)
 	}
 	defer tx.Rollback()
-	sb, err := getSandbox(ctx, tx, "", id)
-	if err != nil {
-		return nil, err
+	sb, oldJ, err := scanSandboxJSON(tx.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, rowcodec.SandboxNotFound(id)
 	}
-	oldTags := slices.Clone(sb.Tags)
-	oldTenant := sb.TenantID
+	if err != nil {
+		return nil, rowcodec.Wrap("get sandbox "+id, err)
+	}
+	old := *sb
+	old.Tags = slices.Clone(sb.Tags)
 	if err := fn(sb); err != nil {
 		return nil, err
 	}
-	if err := rowcodec.CheckImmutable("sandbox", id, oldTenant, sb.ID, sb.TenantID); err != nil {
+	if err := rowcodec.CheckImmutable("sandbox", id, old.TenantID, sb.ID, sb.TenantID); err != nil {
 		return nil, err
 	}
 	j, err := rowcodec.EncodeSandbox(sb)
 	if err != nil {
 		return nil, err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE sandboxes SET session_id = ?, request_id = ?, state = ?, reason = ?, max_lifetime = ?,
-		created_at = ?, started_at = ?, ended_at = ?, expires_at = ?, spec = ?, start = ?, tags = ?, exit = ?, transitions = ?
-		WHERE id = ?`,
-		sb.SessionID, sb.RequestID, string(sb.State), sb.Reason, int64(sb.MaxLifetime),
-		rowcodec.Nanos(sb.CreatedAt), rowcodec.Nanos(sb.StartedAt), rowcodec.Nanos(sb.EndedAt), rowcodec.Nanos(sb.ExpiresAt),
-		string(j.Spec), string(j.Start), string(j.Tags), textOrNull(j.Exit), string(j.Transitions), id)
-	if err != nil {
-		return nil, sandboxWriteError(sb, err)
+	var set []string
+	var args []any
+	col := func(name string, changed bool, v any) {
+		if changed {
+			set = append(set, name+" = ?")
+			args = append(args, v)
+		}
 	}
-	if !slices.Equal(oldTags, sb.Tags) {
+	col("session_id", sb.SessionID != old.SessionID, sb.SessionID)
+	col("request_id", sb.RequestID != old.RequestID, sb.RequestID)
+	col("state", sb.State != old.State, string(sb.State))
+	col("reason", sb.Reason != old.Reason, sb.Reason)
+	col("max_lifetime", sb.MaxLifetime != old.MaxLifetime, int64(sb.MaxLifetime))
+	col("created_at", !sb.CreatedAt.Equal(old.CreatedAt), rowcodec.Nanos(sb.CreatedAt))
+	col("started_at", !sb.StartedAt.Equal(old.StartedAt), rowcodec.Nanos(sb.StartedAt))
+	col("ended_at", !sb.EndedAt.Equal(old.EndedAt), rowcodec.Nanos(sb.EndedAt))
+	col("expires_at", !sb.ExpiresAt.Equal(old.ExpiresAt), rowcodec.Nanos(sb.ExpiresAt))
+	col("spec", string(j.Spec) != string(oldJ.Spec), string(j.Spec))
+	col("start", string(j.Start) != string(oldJ.Start), string(j.Start))
+	col("tags", string(j.Tags) != string(oldJ.Tags), string(j.Tags))
+	col("exit", string(j.Exit) != string(oldJ.Exit) || (j.Exit == nil) != (oldJ.Exit == nil), textOrNull(j.Exit))
+	col("transitions", string(j.Transitions) != string(oldJ.Transitions), string(j.Transitions))
+	if len(set) > 0 {
+		args = append(args, id)
+		if _, err := tx.ExecContext(ctx, `UPDATE sandboxes SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
+			return nil, sandboxWriteError(sb, err)
+		}
+	}
+	if !slices.Equal(old.Tags, sb.Tags) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sandbox_tags WHERE sandbox_id = ?`, id); err != nil {
 			return nil, rowcodec.Wrap("rewrite tags of sandbox "+id, err)
 		}
@@ -239,6 +271,7 @@ func (s *Store) CountActive(ctx context.Context, tenantID string) (int, error) {
 
 // DeleteSandbox implements store.Store.
 func (s *Store) DeleteSandbox(ctx context.Context, id string) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	res, err := s.w.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
 	if err != nil {
 		return rowcodec.Wrap("delete sandbox "+id, err)
@@ -256,6 +289,7 @@ func (s *Store) DeleteSandbox(ctx context.Context, id string) error {
 func (s *Store) PurgeSandboxes(ctx context.Context, cutoff time.Time) ([]string, error) {
 	terminal := rowcodec.TerminalStates()
 	args := append(anys(terminal), rowcodec.Nanos(cutoff))
+	defer s.writer()() // one writer at a time, in arrival order
 	rows, err := s.w.QueryContext(ctx, `DELETE FROM sandboxes WHERE state IN (`+placeholders(len(terminal))+`)
 		AND (CASE WHEN ended_at <> 0 THEN ended_at ELSE created_at END) < ? RETURNING id`, args...)
 	if err != nil {

@@ -15,6 +15,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *sandbox.Session) error 
 	if err != nil {
 		return err
 	}
+	defer s.writer()() // one writer at a time, in arrival order
 	_, err = s.w.ExecContext(ctx, `INSERT INTO sessions (`+rowcodec.SessionColumns+`) VALUES (`+placeholders(8)+`)`,
 		sess.ID, sess.TenantID, string(defaults), int64(sess.Lease), rowcodec.Nanos(sess.CreatedAt),
 		rowcodec.Nanos(sess.LastHeartbeat), rowcodec.Nanos(sess.ClosedAt), sess.CloseReason)
@@ -43,6 +44,7 @@ func getSession(ctx context.Context, q queryer, tenantID, id string) (*sandbox.S
 // UpdateSession implements store.Store. fn runs inside the write
 // transaction and must not call the store.
 func (s *Store) UpdateSession(ctx context.Context, id string, fn func(*sandbox.Session) error) (*sandbox.Session, error) {
+	defer s.writer()() // one writer at a time, in arrival order
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, rowcodec.Wrap("begin update session", err)
@@ -101,6 +103,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID string) ([]*sandbox.S
 
 // CreateTenant implements store.Store.
 func (s *Store) CreateTenant(ctx context.Context, t *sandbox.Tenant) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	_, err := s.w.ExecContext(ctx, `INSERT INTO tenants (id, name, max_sandboxes) VALUES (?, ?, ?)`, t.ID, t.Name, t.MaxSandboxes)
 	if _, dup := uniqueViolation(err); dup {
 		return rowcodec.TenantExists(t.ID, err)
@@ -123,6 +126,7 @@ func (s *Store) GetTenant(ctx context.Context, id string) (*sandbox.Tenant, erro
 
 // CreateAPIKey implements store.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, k *sandbox.APIKey) error {
+	defer s.writer()() // one writer at a time, in arrival order
 	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (id, tenant_id, hash, created_at) VALUES (?, ?, ?, ?)`,
 		k.ID, k.TenantID, k.Hash, rowcodec.Nanos(k.CreatedAt))
 	if _, dup := uniqueViolation(err); dup {

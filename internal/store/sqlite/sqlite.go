@@ -42,7 +42,9 @@ const maxReaders = 8
 
 // Store is a store.Store on one SQLite file.
 type Store struct {
-	w         *sql.DB // exactly one connection: every write, serialized
+	w *sql.DB // exactly one connection: every write, serialized
+	// wq admits writers to w one at a time in arrival order (see writer).
+	wq        chan struct{}
 	r         *sql.DB // read-only connections
 	closeOnce sync.Once
 	closeErr  error
@@ -88,7 +90,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		r.Close()
 		return nil, sandbox.Internal("open database %s for reading: %w", path, err)
 	}
-	return &Store{w: w, r: r}, nil
+	return &Store{w: w, r: r, wq: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the database; it is safe to call more than once.
@@ -97,6 +99,16 @@ func (s *Store) Close() error {
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
 	})
 	return s.closeErr
+}
+
+// writer waits for the writer connection's turn and returns the function
+// that ends it. database/sql hands a freed connection to a random waiter,
+// so with one connection and many writers some waited for seconds under
+// load (a warm-pool claim behind hundreds of others); a channel's waiters
+// are served first come, first served.
+func (s *Store) writer() func() {
+	s.wq <- struct{}{}
+	return func() { <-s.wq }
 }
 
 // migrate applies the embedded migrations newer than the file's

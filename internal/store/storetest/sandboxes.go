@@ -260,3 +260,44 @@ func testPurge(t *testing.T, open func(*testing.T) store.Store) {
 		t.Fatalf("second PurgeSandboxes = %v, %v; want nothing", got, err)
 	}
 }
+
+// testUpdateEachField: an update that changes one field stores that field
+// and keeps every other (a store may write only the columns that changed),
+// and an update that changes nothing keeps the record.
+func testUpdateEachField(t *testing.T, open func(*testing.T) store.Store) {
+	s := open(t)
+	mustCreate(t, s, newSandbox("t1", "sb-1", 1, sandbox.StateRunning, "a"))
+	muts := []struct {
+		name string
+		fn   func(*sandbox.Sandbox)
+	}{
+		{"nothing", func(*sandbox.Sandbox) {}},
+		{"state", func(sb *sandbox.Sandbox) { sb.State = sandbox.StateTerminating }},
+		{"reason", func(sb *sandbox.Sandbox) { sb.Reason = "another reason" }},
+		{"session", func(sb *sandbox.Sandbox) { sb.SessionID = "ss-2" }},
+		{"request id", func(sb *sandbox.Sandbox) { sb.RequestID = "req-2" }},
+		{"max lifetime", func(sb *sandbox.Sandbox) { sb.MaxLifetime = 7 * time.Minute }},
+		{"created", func(sb *sandbox.Sandbox) { sb.CreatedAt = at(3) }},
+		{"started", func(sb *sandbox.Sandbox) { sb.StartedAt = at(4) }},
+		{"ended", func(sb *sandbox.Sandbox) { sb.EndedAt = at(5) }},
+		{"expires", func(sb *sandbox.Sandbox) { sb.ExpiresAt = at(6) }},
+		{"exit set", func(sb *sandbox.Sandbox) { sb.Exit = &sandbox.ExitStatus{Code: 3, At: at(7)} }},
+		{"exit cleared", func(sb *sandbox.Sandbox) { sb.Exit = nil }},
+		{"spec", func(sb *sandbox.Sandbox) { sb.Spec.Image = "busybox:other" }},
+		{"start", func(sb *sandbox.Sandbox) { sb.Start.WorkingDir = "/srv" }},
+		{"tags", func(sb *sandbox.Sandbox) { sb.Tags = []string{"b", "c"} }},
+		{"transitions", func(sb *sandbox.Sandbox) {
+			sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateFailed, Reason: "x", At: at(8)})
+		}},
+	}
+	for _, m := range muts {
+		want := mustGet(t, s, "t1", "sb-1")
+		m.fn(want)
+		got, err := s.UpdateSandbox(ctx(t), "sb-1", func(sb *sandbox.Sandbox) error { m.fn(sb); return nil })
+		if err != nil {
+			t.Fatalf("update %s: %v", m.name, err)
+		}
+		same(t, "update of "+m.name+": result", got, want)
+		same(t, "update of "+m.name+": stored", mustGet(t, s, "t1", "sb-1"), want)
+	}
+}

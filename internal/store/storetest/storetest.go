@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateDuplicate", testCreateDuplicate},
 		{"NotFound", testNotFound},
 		{"Update", testUpdate},
+		{"UpdateEachField", testUpdateEachField},
 		{"UpdateAbort", testUpdateAbort},
 		{"UpdateImmutable", testUpdateImmutable},
 		{"UpdateConcurrent", testUpdateConcurrent},

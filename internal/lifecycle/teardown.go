@@ -1,0 +1,189 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// Runtime teardowns (Runtime.Delete: kill what is left, unmount, remove
+// cgroups, network and directories) cost the host tens of milliseconds of
+// CPU and kernel time each, the same resources a create needs. Run inline
+// in Delete they made every caller wait for them, and thousands started at
+// once (deletes at 100/s, releases after the linger period) competed with
+// creates for the CPU. So they are queued and run in the background by at
+// most Config.TeardownParallel workers; while creates are in progress
+// (Create calls, warm claims included, or accepted creates holding or
+// waiting for a slot) by one only, which also waits up to teardownYield
+// before each teardown for the creates to pass. Creates come first, and
+// the queue still moves; once it holds teardownBacklog sandboxes (stopped,
+// but holding mounts, cgroups and an address) it runs at full width.
+//
+// Nothing is lost if the server dies with teardowns queued: a teardown is
+// queued only once the sandbox's record is deleted or terminal, and
+// Recover deletes every container whose record is gone, and releases
+// those whose record is terminal.
+
+const (
+	// teardownBacklog is the queue length at which teardowns stop giving
+	// way to creates.
+	teardownBacklog = 128
+	// teardownYield bounds how long a teardown waits for creates to pass.
+	teardownYield = time.Second
+)
+
+// teardown is one queued runtime teardown.
+type teardown struct {
+	id string
+	// grace > 0 stops the sandbox gracefully first (SIGTERM, then SIGKILL
+	// after grace), as Stop does; that wait happens before the job takes
+	// a worker, since it costs nothing but time.
+	grace time.Duration
+}
+
+// teardowns is the queue of runtime teardowns and its workers.
+type teardowns struct {
+	limit int
+
+	mu      sync.Mutex
+	queue   []teardown
+	queued  map[string]bool // ids in queue or running, so each is torn down once
+	running int
+	done    uint64
+}
+
+func newTeardowns(limit int) *teardowns {
+	return &teardowns{limit: limit, queued: map[string]bool{}}
+}
+
+// TeardownStatus is what the teardown queue reports, for metrics and tests.
+type TeardownStatus struct {
+	// Queued teardowns wait for a worker; Running ones have one.
+	Queued, Running int
+	// Done counts teardowns finished since start.
+	Done uint64
+}
+
+// Teardowns returns the state of the teardown queue.
+func (m *Manager) Teardowns() TeardownStatus {
+	t := m.teardown
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TeardownStatus{Queued: len(t.queue), Running: t.running, Done: t.done}
+}
+
+// releaseRuntime queues the runtime teardown of sandbox id, whose record is
+// gone or terminal. With grace > 0 the sandbox is first stopped gracefully,
+// outside the queue.
+func (m *Manager) releaseRuntime(id string, grace time.Duration) {
+	if m.base.Err() != nil {
+		return // shutting down: Recover cleans up on the next start
+	}
+	if grace > 0 {
+		m.goBackground(func() {
+			ctx, cancel := context.WithTimeout(m.base, grace+time.Minute)
+			defer cancel()
+			if err := m.rt.Stop(ctx, id, grace); err != nil && !errors.Is(err, sandbox.ErrNotFound) && m.base.Err() == nil {
+				m.cfg.Logger.Warn("stopping sandbox before teardown", "sandbox", id, "error", err)
+			}
+			m.releaseRuntime(id, 0)
+		})
+		return
+	}
+	t := m.teardown
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.queued[id] {
+		return
+	}
+	t.queued[id] = true
+	t.queue = append(t.queue, teardown{id: id})
+	m.startTeardownsLocked()
+}
+
+// startTeardownsLocked starts workers while there is queued work and room:
+// Config.TeardownParallel, or one while user creates wait for a slot.
+func (m *Manager) startTeardownsLocked() {
+	t := m.teardown
+	for len(t.queue) > 0 && t.running < m.teardownLimit() {
+		job := t.queue[0]
+		t.queue = t.queue[1:]
+		t.running++
+		m.goBackground(func() { m.runTeardowns(job) })
+	}
+}
+
+// teardownLimit is how many teardowns may run now. The caller holds the
+// queue's lock.
+func (m *Manager) teardownLimit() int {
+	if len(m.teardown.queue) < teardownBacklog && m.createsBusy() {
+		return 1
+	}
+	return m.teardown.limit
+}
+
+// createsBusy reports whether creates are in progress: Create calls (warm
+// claims included), or accepted creates holding or waiting for a slot.
+func (m *Manager) createsBusy() bool {
+	return m.inCreate.Load() > 0 || m.admit.userBusy()
+}
+
+// yieldToCreates waits, up to teardownYield, while creates are in
+// progress and the queue is short.
+func (m *Manager) yieldToCreates() {
+	deadline := time.Now().Add(teardownYield)
+	for time.Now().Before(deadline) && m.createsBusy() {
+		m.teardown.mu.Lock()
+		long := len(m.teardown.queue) >= teardownBacklog
+		m.teardown.mu.Unlock()
+		if long {
+			return
+		}
+		select {
+		case <-m.base.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// runTeardowns runs job, then further queued jobs while the limit allows,
+// so that a busy queue does not start a goroutine per sandbox. Its context
+// ends with the manager: a runtime may finish or abandon a teardown then
+// (the local runtime finishes it), and Recover deletes what is left.
+func (m *Manager) runTeardowns(job teardown) {
+	t := m.teardown
+	for {
+		m.yieldToCreates()
+		ctx, cancel := context.WithTimeout(m.base, time.Minute)
+		if err := m.rt.Delete(ctx, job.id); err != nil && !errors.Is(err, sandbox.ErrNotFound) && m.base.Err() == nil {
+			m.cfg.Logger.Warn("deleting sandbox from runtime", "sandbox", job.id, "error", err)
+		}
+		cancel()
+		t.mu.Lock()
+		delete(t.queued, job.id)
+		t.done++
+		if m.base.Err() != nil || len(t.queue) == 0 || t.running > m.teardownLimit() {
+			t.running--
+			t.mu.Unlock()
+			return
+		}
+		job = t.queue[0]
+		t.queue = t.queue[1:]
+		t.mu.Unlock()
+	}
+}
+
+// cleanupRuntime stops and deletes a sandbox's container now, ignoring
+// NotFound. It runs detached from the manager's end, since a half-done
+// teardown is worse than a late one.
+func (m *Manager) cleanupRuntime(id string, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace+time.Minute)
+	defer cancel()
+	if err := m.rt.Delete(ctx, id); err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		m.cfg.Logger.Warn("deleting sandbox from runtime", "sandbox", id, "error", err)
+	}
+}
