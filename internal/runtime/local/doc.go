@@ -9,6 +9,8 @@
 //
 //	<root>/oci/<runtime>/          the OCI runtime's state (its --root), so a
 //	                               restarted server finds its containers
+//	<root>/oci/bin/crun            a symlink to this process's sealed copy of
+//	                               crun, which crun need not clone (crunexe.go)
 //	<root>/sb/<16 hex of sha256(id)>/
 //	    record.json                what the sandbox is and how far Create got
 //	                               (written atomically, read on restart)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sbx-run/sbx/internal/agent"
@@ -144,6 +145,9 @@ type Runtime struct {
 	swap   bool
 	nofile uint64
 	reaper *reaper
+	// seccompBPF is crun's compiled form of seccompProfile, base64, once
+	// learned (seccomp.go).
+	seccompBPF atomic.Pointer[string]
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -254,6 +258,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	for _, d := range []string{r.oci.root, filepath.Join(cfg.Root, "sb")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, sandbox.Internal("create %s: %w", d, err)
+		}
+	}
+	if cfg.Runtime == "crun" {
+		// Without the sealed copy crun still works, at its own cost.
+		if link, err := crunLink(path, filepath.Join(cfg.Root, "oci", "bin")); err == nil {
+			r.oci.path = link
 		}
 	}
 	if err := r.recover(ctx); err != nil {

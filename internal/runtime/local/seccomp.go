@@ -1,6 +1,11 @@
 package local
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
 	"runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -70,4 +75,57 @@ func seccompArches() []specs.Arch {
 		return []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
 	}
 	return nil
+}
+
+// seccompBPFAnnotation makes crun load the base64 BPF program it holds
+// instead of compiling the spec's seccomp profile (crun's
+// docs/crun.1.md; crun 0.17 and later).
+const seccompBPFAnnotation = "run.oci.seccomp_bpf_data"
+
+// maxSeccompBPF is the largest filter the kernel takes: BPF_MAXINSNS
+// instructions of 8 bytes.
+const maxSeccompBPF = 4096 * 8
+
+// useSeccompBPF replaces spec's seccomp profile by the BPF program crun
+// compiled from that same profile for an earlier sandbox, once there is
+// one (learnSeccompBPF): crun otherwise compiles the profile with
+// libseccomp on every run. Only crun reads the annotation; runc and runsc
+// always get the profile.
+func (r *Runtime) useSeccompBPF(spec *specs.Spec) {
+	bpf := r.seccompBPF.Load()
+	if r.oci.name != "crun" || bpf == nil || spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return
+	}
+	spec.Linux.Seccomp = nil
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[seccompBPFAnnotation] = *bpf
+}
+
+// learnSeccompBPF keeps the BPF program crun compiled for container id,
+// which it writes into its state dir (seccomp.bpf) next to its copy of the
+// spec: the program it loaded into the container. It is kept only if that
+// spec holds exactly the profile seccompProfile returns, so the cached
+// program is the compiled form of the current profile by construction.
+func (r *Runtime) learnSeccompBPF(id string) {
+	if r.oci.name != "crun" || r.seccompBPF.Load() != nil {
+		return
+	}
+	dir := filepath.Join(r.oci.root, id)
+	js, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil || len(js) > 1<<20 {
+		return
+	}
+	var spec specs.Spec
+	if json.Unmarshal(js, &spec) != nil || spec.Linux == nil || spec.Linux.Seccomp == nil ||
+		spec.Annotations[seccompBPFAnnotation] != "" || !reflect.DeepEqual(spec.Linux.Seccomp, seccompProfile()) {
+		return
+	}
+	bpf, err := os.ReadFile(filepath.Join(dir, "seccomp.bpf"))
+	if err != nil || len(bpf) == 0 || len(bpf) > maxSeccompBPF || len(bpf)%8 != 0 {
+		return
+	}
+	enc := base64.StdEncoding.EncodeToString(bpf)
+	r.seccompBPF.CompareAndSwap(nil, &enc)
 }
