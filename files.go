@@ -51,6 +51,9 @@ func (s *Sandbox) OpenFile(ctx context.Context, path string) (io.ReadCloser, err
 	if err := s.Wait(ctx); err != nil {
 		return nil, err
 	}
+	if rc, err := s.openBulk(ctx, path); !errors.Is(err, errNoBulk) {
+		return rc, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := s.c.sandboxes.ReadFile(ctx, connect.NewRequest(&sbxv1.ReadFileRequest{SandboxId: s.ID(), Path: path}))
 	if err != nil {
@@ -144,9 +147,19 @@ func (s *Sandbox) WriteFile(ctx context.Context, path string, data []byte, perm 
 // WriteFileFrom streams r into the file at path and returns the bytes
 // written. The file is replaced only once all of r arrived: if reading r
 // fails or ctx ends, the old file (if any) stays as it was.
+//
+// Content of a known size of at least 1 MiB (r has a Len method, as
+// *bytes.Reader, *bytes.Buffer and *strings.Reader do, or is a regular
+// *os.File) goes over the server's bulk endpoint as one raw body; the rest
+// as WriteFile RPC chunks.
 func (s *Sandbox) WriteFileFrom(ctx context.Context, path string, r io.Reader, perm fs.FileMode) (int64, error) {
 	if err := s.Wait(ctx); err != nil {
 		return 0, err
+	}
+	if size, ok := knownSize(r); ok && size >= bulkMinBytes {
+		if n, err := s.writeBulk(ctx, path, r, size, perm); !errors.Is(err, errNoBulk) {
+			return n, err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

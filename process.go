@@ -146,10 +146,17 @@ func (s *Sandbox) startProcess(ctx context.Context, stream *connect.ServerStream
 	return p, nil
 }
 
+// receive moves the stream's events into the pipes. The exit event ends
+// the process for its caller at once (Wait returns); the stream is then
+// read to its end, so that the HTTP/1.1 connection under it goes back to
+// the pool instead of being closed: a new TCP connection for every exec
+// cost more than the rest of the client's work.
 func (p *Process) receive(stream *connect.ServerStreamForClient[sbxv1.ExecEvent]) {
-	defer close(p.done)
 	defer stream.Close()
 	for stream.Receive() {
+		if p.exit != nil {
+			continue // nothing follows the exit event but the stream's end
+		}
 		ev := stream.Msg()
 		switch e := ev.GetEvent().(type) {
 		case *sbxv1.ExecEvent_Stdout:
@@ -158,9 +165,7 @@ func (p *Process) receive(stream *connect.ServerStreamForClient[sbxv1.ExecEvent]
 			p.stderr.write(e.Stderr)
 		case *sbxv1.ExecEvent_Exit:
 			p.exit = e.Exit
-		}
-		if p.exit != nil {
-			break
+			p.finish(nil)
 		}
 	}
 	if p.exit == nil {
@@ -168,10 +173,16 @@ func (p *Process) receive(stream *connect.ServerStreamForClient[sbxv1.ExecEvent]
 		if err == nil {
 			err = errorf(ErrUnavailable, "EXEC_STREAM_ENDED", "the exec stream of process %s ended before the process exited: reattach with Sandbox.Attach", p.id)
 		}
-		p.err = p.sb.c.fromWire(err)
+		p.finish(p.sb.c.fromWire(err))
 	}
-	p.stdout.close(p.err)
-	p.stderr.close(p.err)
+}
+
+// finish ends the output pipes and marks the process done, once.
+func (p *Process) finish(err error) {
+	p.err = err
+	p.stdout.close(err)
+	p.stderr.close(err)
+	close(p.done)
 }
 
 // ID returns the exec id, for Attach.

@@ -17,12 +17,20 @@ func main() {
 	flag.StringVar(&cfg.StateDir, "state-dir", "/.sbx/state", "directory for the socket, the main command's log and its exit status")
 	flag.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", agent.DefaultLogMaxBytes, "size at which the main command's log is rotated (at most twice this is kept)")
 	flag.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", 0, "largest file a write may create; 0 is no limit")
+	connFD := flag.Int(agent.ConnFlag, -1, "descriptor of a connection the host made before the start, served first (see internal/agent/start.go); -1 for none")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "sbx-agent: unexpected arguments %q; the main command comes through Init\n", flag.Args())
 		os.Exit(2)
 	}
-	s, err := agent.New(cfg)
+	var err error
+	if *connFD >= 0 {
+		cfg.Conn, err = agent.ConnFromFD(*connFD)
+	}
+	var s *agent.Server
+	if err == nil {
+		s, err = agent.New(cfg)
+	}
 	if err == nil {
 		err = s.Run(context.Background())
 	}

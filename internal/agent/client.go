@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -27,6 +28,12 @@ type Client struct {
 	agent     agentv1connect.AgentServiceClient
 	proc      agentv1connect.ProcessServiceClient
 	fs        agentv1connect.FilesystemServiceClient
+	// streams carries the process event streams over HTTP/1.1 (see
+	// client_process.go); streamsTr is its transport.
+	streams   agentv1connect.ProcessServiceClient
+	streamsTr *http.Transport
+	// preparing counts prepareStreams calls in flight (tests wait for them).
+	preparing sync.WaitGroup
 }
 
 var _ sandbox.Agent = (*Client)(nil)
@@ -75,11 +82,14 @@ func newClient(dial func(context.Context) (net.Conn, error)) *Client {
 	hc := &http.Client{Transport: tr}
 	const base = "http://sbx-agent"
 	opts := []connect.ClientOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithAcceptCompression("gzip", nil, nil), connect.WithCodec(wireCodec)}
+	streams, streamsTr := newStreamClient(dial, base, opts)
 	return &Client{
 		transport: tr,
 		agent:     agentv1connect.NewAgentServiceClient(hc, base, opts...),
 		proc:      agentv1connect.NewProcessServiceClient(hc, base, opts...),
 		fs:        agentv1connect.NewFilesystemServiceClient(hc, base, opts...),
+		streams:   streams,
+		streamsTr: streamsTr,
 	}
 }
 
@@ -151,6 +161,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	for i := 0; ; i++ {
 		_, err := c.agent.Ping(ctx, connect.NewRequest(&agentv1.PingRequest{}))
 		if err == nil {
+			c.prepareStreams()
 			return nil
 		}
 		select {
@@ -220,5 +231,6 @@ func (l *logStream) Close() error {
 // Close releases idle connections; running processes are not affected.
 func (c *Client) Close() error {
 	c.transport.CloseIdleConnections()
+	c.streamsTr.CloseIdleConnections()
 	return nil
 }

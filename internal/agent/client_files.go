@@ -13,8 +13,19 @@ import (
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// ReadFile streams a file's content. The caller closes the reader.
+// ReadFile streams a file's content. The caller closes the reader. It uses
+// the agent's bulk endpoint (a *BulkReader, whose WriteTo lets the kernel
+// move the bytes), and the Connect Read stream for an agent without one.
 func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, error) {
+	rc, err := c.readBulk(ctx, path)
+	if !errors.Is(err, errNoBulk) {
+		return rc, err
+	}
+	return c.readFileRPC(ctx, path)
+}
+
+// readFileRPC reads a file through the Connect Read stream.
+func (c *Client) readFileRPC(ctx context.Context, path string) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	st, err := c.fs.Read(ctx, connect.NewRequest(&agentv1.ReadRequest{Path: path, ChunkSize: defaultChunk}))
 	if err != nil {
@@ -110,10 +121,23 @@ func (r *fileReader) Close() error {
 	return r.st.Close()
 }
 
-// WriteFile streams r into path atomically: a header, chunks, then a commit
-// with the size. If r fails, the call is cancelled before the commit, so
-// the agent keeps the old file.
+// WriteFile streams r into path atomically. Content of a known size (a
+// *SizedReader) goes over the agent's bulk endpoint as one raw body; other
+// content as Connect chunks: a header, chunks, then a commit with the size.
+// If r fails, the transfer is cut before its end, so the agent keeps the
+// old file.
 func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
+	if sr, ok := r.(*SizedReader); ok {
+		if err := c.writeBulk(ctx, path, mode, sr); !errors.Is(err, errNoBulk) {
+			return err
+		}
+		// An agent from before the bulk endpoint: nothing was read yet.
+	}
+	return c.writeFileRPC(ctx, path, mode, r)
+}
+
+// writeFileRPC writes a file through the Connect Write stream.
+func (c *Client) writeFileRPC(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st := c.fs.Write(ctx)

@@ -3,12 +3,49 @@ package agent
 import (
 	"context"
 	"io"
+	"net"
+	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
+
+// newStreamClient returns a ProcessService client over HTTP/1.1, for the
+// Start and Attach event streams, and its transport. Over HTTP/1.1 the
+// handler's writes and the caller's reads go straight to the connection;
+// the HTTP/2 transport and server pass every frame through goroutines of
+// their own (a dozen hand-offs for the frames of one exec), which cost more
+// than the rest of an exec's round trip in the host and the agent. A
+// stream read to its end leaves its connection to the next exec; each
+// concurrent stream has a connection of its own (dialed like the HTTP/2
+// one, with its checks).
+func newStreamClient(dial func(context.Context) (net.Conn, error), base string, opts []connect.ClientOption) (agentv1connect.ProcessServiceClient, *http.Transport) {
+	tr := &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return agentv1connect.NewProcessServiceClient(&http.Client{Transport: tr}, base, opts...), tr
+}
+
+// prepareStreams opens a connection for the event streams in the
+// background, once the agent answers: a List call over the streams
+// transport leaves it idle in the pool, so that the first exec of a sandbox
+// (often right after a warm hand-off) does not dial on its critical path.
+func (c *Client) prepareStreams() {
+	c.preparing.Add(1)
+	go func() {
+		defer c.preparing.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.streams.List(ctx, connect.NewRequest(&agentv1.ListRequest{}))
+	}()
+}
 
 // Exec starts a process; the returned stream starts with EventStarted.
 func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Process, error) {
@@ -18,7 +55,7 @@ func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Proce
 		TimeoutMs: spec.Timeout.Milliseconds(), Tag: spec.Tag,
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.proc.Start(ctx, connect.NewRequest(&agentv1.StartRequest{Spec: m}))
+	st, err := c.streams.Start(ctx, connect.NewRequest(&agentv1.StartRequest{Spec: m}))
 	if err != nil {
 		cancel()
 		return nil, fromWire(err, "start the process")
@@ -29,7 +66,7 @@ func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Proce
 // Attach reconnects to a process by exec id.
 func (c *Client) Attach(ctx context.Context, execID string) (sandbox.Process, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.proc.Attach(ctx, connect.NewRequest(&agentv1.AttachRequest{ExecId: execID}))
+	st, err := c.streams.Attach(ctx, connect.NewRequest(&agentv1.AttachRequest{ExecId: execID}))
 	if err != nil {
 		cancel()
 		return nil, fromWire(err, "attach to process "+execID)
@@ -99,7 +136,19 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 	return sandbox.ExecEvent{}, sandbox.Internal("process %s: unknown event from the agent", p.id)
 }
 
+// closeDrainWait bounds how long Close reads the rest of an ended stream.
+const closeDrainWait = time.Second
+
 func (p *processStream) Close() error {
+	if p.ended {
+		// The agent ends the stream right after the exit event. Reading that
+		// end closes the HTTP/2 stream cleanly; cancelling first would make
+		// this side send, and the agent handle, a RST_STREAM on every exec.
+		t := time.AfterFunc(closeDrainWait, p.cancel)
+		for p.st.Receive() {
+		}
+		t.Stop()
+	}
 	p.cancel()
 	return p.st.Close()
 }

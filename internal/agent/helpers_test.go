@@ -62,6 +62,7 @@ func startAgent(t testing.TB, args ...string) *testAgent {
 	if err := a.c.WaitReady(ctx); err != nil {
 		t.Fatalf("agent not ready: %v\n%s", err, a.stderr)
 	}
+	agent.WaitStreamsPrepared(a.c)
 	return a
 }
 

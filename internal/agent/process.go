@@ -63,15 +63,31 @@ type process struct {
 	timedOut atomic.Bool
 	timer    *time.Timer
 	onDone   func(*process)
-	// readers counts the output streams still being read; the last one to
-	// reach EOF closes drained.
-	readers atomic.Int32
-	drained chan struct{}
+	// pending counts what the exit event still waits for: each output
+	// stream until its EOF, and the exit status from the reaper. Whoever
+	// brings it to zero finishes the process, on its own goroutine, so an
+	// exit costs no goroutine of its own.
+	pending  atomic.Int32
+	ws       syscall.WaitStatus // set by exited before its pending.Add(-1)
+	exitAt   time.Time
+	finished atomic.Bool
+	drain    *time.Timer // bounds the wait for the outputs after the exit
 }
 
 // devNull is /dev/null, opened once and kept: the stdin of every exec
 // without Stdin, which saves an open and a close per exec.
 var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// readBufs holds the output read buffers of running processes, so that an
+// exec does not allocate (and the GC does not sweep) 32 KiB per stream.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// output is one output stream of a process being started: the agent's read
+// end and the stream it carries.
+type output struct {
+	stream sandbox.Stream
+	f      *os.File
+}
 
 // spawn starts p as described by spec through the reaper.
 func spawn(rp *reaper, p *process, spec procSpec) error {
@@ -84,12 +100,13 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 	if spec.ident != nil {
 		sys.Credential = spec.ident.cred
 	}
-	var childFiles []*os.File // closed in the agent once the child runs
-	var outputs []struct {
-		stream sandbox.Stream
-		f      *os.File
-	}
+	var childFDs []int        // the child's ends, closed in the agent once it runs
+	var childFiles []*os.File // the same for a PTY's slave
+	var outputs []output
 	fail := func(err error) error {
+		for _, fd := range childFDs {
+			syscall.Close(fd)
+		}
 		for _, f := range childFiles {
 			f.Close()
 		}
@@ -112,23 +129,20 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 		}
 		childFiles = append(childFiles, pts)
 		p.ptm, p.stdin = ptm, ptm
-		outputs = append(outputs, struct {
-			stream sandbox.Stream
-			f      *os.File
-		}{sandbox.Stdout, ptm})
+		outputs = append(outputs, output{sandbox.Stdout, ptm})
 		fd := pts.Fd()
 		files = []uintptr{fd, fd, fd}
 		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
 	} else {
 		sys.Setpgid = true
 		if spec.stdin {
-			r, w, err := os.Pipe()
+			w, r, err := pipe(false)
 			if err != nil {
 				return sandbox.Internal("create a stdin pipe: %w", err)
 			}
 			p.stdin = w
-			childFiles = append(childFiles, r)
-			files = append(files, r.Fd())
+			childFDs = append(childFDs, r)
+			files = append(files, uintptr(r))
 		} else {
 			null, err := devNull()
 			if err != nil {
@@ -141,27 +155,20 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 			streams = streams[:1]
 		}
 		for _, s := range streams {
-			r, w, err := os.Pipe()
+			r, w, err := pipe(true)
 			if err != nil {
 				return fail(sandbox.Internal("create an output pipe: %w", err))
 			}
-			childFiles = append(childFiles, w)
-			outputs = append(outputs, struct {
-				stream sandbox.Stream
-				f      *os.File
-			}{s, r})
-			files = append(files, w.Fd())
+			childFDs = append(childFDs, w)
+			outputs = append(outputs, output{s, r})
+			files = append(files, uintptr(w))
 		}
 		if spec.mergeOutput {
 			files = append(files, files[1])
 		}
 	}
 	// Set before the start: the child may exit, and be reaped, at once.
-	p.drained = make(chan struct{})
-	p.readers.Store(int32(len(outputs)))
-	if len(outputs) == 0 {
-		close(p.drained)
-	}
+	p.pending.Store(int32(len(outputs)) + 1)
 	p.started = time.Now()
 	pid, err := rp.start(argv0, spec.argv, &syscall.ProcAttr{Dir: spec.dir, Env: spec.env, Files: files, Sys: sys}, p.exited)
 	if err != nil {
@@ -170,6 +177,9 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 	p.mu.Lock()
 	p.pid = pid
 	p.mu.Unlock()
+	for _, fd := range childFDs {
+		syscall.Close(fd)
+	}
 	for _, f := range childFiles {
 		f.Close()
 	}
@@ -187,6 +197,31 @@ func spawn(rp *reaper, p *process, spec procSpec) error {
 	return nil
 }
 
+// pipe returns a pipe whose agent end is an *os.File on the runtime's
+// poller (so reads and writes park a goroutine, not a thread, and take
+// deadlines) and whose child end is a plain blocking descriptor. os.Pipe
+// would put both ends on the poller and switch the child's back to
+// blocking mode for Fd: six more syscalls per pipe, each costly on a
+// paravirtualized host. agentReads says which end is the agent's.
+func pipe(agentReads bool) (agent *os.File, child int, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil, -1, err
+	}
+	a, c := fds[0], fds[1]
+	if !agentReads {
+		a, c = c, a
+	}
+	// O_NONBLOCK belongs to each end's open file description: clear it on
+	// the child's, which a program expects to block.
+	if _, err := unix.FcntlInt(uintptr(c), unix.F_SETFL, 0); err != nil {
+		syscall.Close(a)
+		syscall.Close(c)
+		return nil, -1, err
+	}
+	return os.NewFile(uintptr(a), "|pipe"), c, nil
+}
+
 func startError(cmd string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT):
@@ -202,15 +237,8 @@ func startError(cmd string, err error) error {
 // copyOutput moves one output stream into the ring or the sink until EOF
 // (or EIO: a PTY whose other side is closed).
 func (p *process) copyOutput(stream sandbox.Stream, f *os.File, tty bool) {
-	defer func() {
-		if p.readers.Add(-1) == 0 {
-			close(p.drained)
-		}
-	}()
-	if !tty {
-		defer f.Close()
-	}
-	buf := make([]byte, readBufSize)
+	bp := readBufs.Get().(*[]byte)
+	buf := *bp
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
@@ -221,48 +249,81 @@ func (p *process) copyOutput(stream sandbox.Stream, f *os.File, tty bool) {
 			}
 		}
 		if err != nil {
-			return
+			break
 		}
 	}
+	readBufs.Put(bp)
+	if !tty {
+		f.Close()
+	}
+	p.release()
 }
 
 // exited is the reaper's callback; it must not block.
 func (p *process) exited(ws syscall.WaitStatus) {
-	at := time.Now()
-	go func() {
-		p.mu.Lock()
-		if p.timer != nil {
-			p.timer.Stop()
-		}
-		p.mu.Unlock()
-		if p.drained != nil {
-			t := time.NewTimer(drainWait)
-			select {
-			case <-p.drained:
-			case <-t.C:
-			}
-			t.Stop()
-		}
-		st := exitStatus(ws, at)
-		st.TimedOut = p.timedOut.Load()
-		p.mu.Lock()
-		p.exit = &st
-		if p.stdin != nil && p.stdin != p.ptm {
-			p.stdin.Close()
-		}
-		p.stdin = nil
-		if p.ptm != nil {
-			p.ptm.Close() // also ends a reader still blocked on it
-		}
-		p.mu.Unlock()
-		if p.ring != nil {
-			p.ring.close()
-		}
-		close(p.done)
-		if p.onDone != nil {
-			p.onDone(p)
-		}
-	}()
+	p.ws, p.exitAt = ws, time.Now()
+	if p.pending.Add(-1) == 0 {
+		p.finishAsync()
+		return
+	}
+	// An output is still open: normally its EOF is on its way, but a
+	// background child that keeps it open must not hold the exit back
+	// forever.
+	p.mu.Lock()
+	if !p.finished.Load() {
+		p.drain = time.AfterFunc(drainWait, p.finish)
+	}
+	p.mu.Unlock()
+}
+
+// release is called once by each output reader at its EOF.
+func (p *process) release() {
+	if p.pending.Add(-1) == 0 {
+		p.finish()
+	}
+}
+
+// finishAsync finishes p from the reaper's goroutine, which must not block:
+// the main command's onDone writes the exit file, so it gets a goroutine.
+func (p *process) finishAsync() {
+	if p.ring == nil {
+		go p.finish()
+		return
+	}
+	p.finish()
+}
+
+// finish records the exit status and ends p's stream, once: when the exit
+// status and every output's EOF are in, or drainWait after the exit.
+func (p *process) finish() {
+	if p.finished.Swap(true) {
+		return
+	}
+	st := exitStatus(p.ws, p.exitAt)
+	st.TimedOut = p.timedOut.Load()
+	p.mu.Lock()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.drain != nil {
+		p.drain.Stop()
+	}
+	p.exit = &st
+	if p.stdin != nil && p.stdin != p.ptm {
+		p.stdin.Close()
+	}
+	p.stdin = nil
+	if p.ptm != nil {
+		p.ptm.Close() // also ends a reader still blocked on it
+	}
+	p.mu.Unlock()
+	if p.ring != nil {
+		p.ring.close()
+	}
+	close(p.done)
+	if p.onDone != nil {
+		p.onDone(p)
+	}
 }
 
 // exitStatus converts a wait status.

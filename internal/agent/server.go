@@ -35,6 +35,9 @@ type Config struct {
 	// StopGrace is how long SIGTERM waits for an idle sandbox's processes
 	// before SIGKILL; 0 means 2s.
 	StopGrace time.Duration
+	// Conn, if set, is the host's connection made before the agent started
+	// (StartPair); it is served first, besides the socket.
+	Conn net.Conn
 }
 
 // Bounds of the agent's bookkeeping.
@@ -95,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 		log:      l,
 		execs:    newProcessTable(maxRunningExecs, maxEndedExecs, endedRetention),
 		stopping: make(chan struct{}),
-		env:      os.Environ(),
+		env:      sandboxEnv(os.Environ()),
 		dir:      "/",
 		mainDone: make(chan struct{}),
 	}, nil
@@ -110,9 +113,21 @@ func (s *Server) Handler() http.Handler {
 	small := connect.WithReadMaxBytes(maxMessageBytes)
 	codec := connect.WithCodec(wireCodec)
 	mux.Handle(agentv1connect.NewAgentServiceHandler(&agentService{s}, noGzip, codec, connect.WithReadMaxBytes(maxInitBytes)))
-	mux.Handle(agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, codec, small))
-	mux.Handle(agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, codec, small))
-	return mux
+	// The host's first request is a Ping (AgentService): the other services
+	// are built later, off the path to ready (start.go).
+	later := newDeferred(
+		lazyService(agentv1connect.ProcessServiceName, func() (string, http.Handler) {
+			return agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, codec, small)
+		}),
+		lazyService(agentv1connect.FilesystemServiceName, func() (string, http.Handler) {
+			return agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, codec, small)
+		}),
+	)
+	for _, l := range later.lazy {
+		mux.Handle(l.path, l)
+	}
+	mux.HandleFunc(BulkPath, s.bulkHandler) // raw file transfers (bulk.go)
+	return later.handler("/"+agentv1connect.AgentServiceName+"/", mux)
 }
 
 // Run serves on StateDir/SocketName and does the PID 1 duties until the
@@ -153,6 +168,9 @@ func (s *Server) Run(ctx context.Context) error {
 		HTTP2:             http2Config(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	if s.cfg.Conn != nil {
+		ln = &firstListener{Listener: ln, first: s.cfg.Conn}
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

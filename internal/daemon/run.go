@@ -135,6 +135,8 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxSandboxesPerTenant: cfg.MaxSandboxesPerTenant,
 		MaxConcurrentCreates:  cfg.MaxConcurrentCreates,
 		CreateQueue:           cfg.CreateQueue,
+		CreateLatencyTarget:   time.Duration(cfg.CreateLatencyTarget),
+		TeardownParallel:      cfg.TeardownParallel,
 		NoNameResolver:        cfg.Network == "bridge" && len(cfg.NetworkDNS) > 0,
 		DefaultLease:          time.Duration(cfg.DefaultLease),
 		MaxLease:              time.Duration(cfg.MaxLease),
@@ -186,6 +188,8 @@ func Run(ctx context.Context, cfg Config) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.Handle("/", api)
+	// Raw file transfers, beside the Connect RPCs (server/bulk.go).
+	mux.Handle(server.BulkPrefix, server.NewBulk(server.Config{Manager: mgr, Auth: auth.NewAuthenticator(st), Logger: log}))
 	// Published ports are routed by Host before anything else.
 	srv := server.NewHTTPServer(cfg.Listen, prx.Wrap(mux))
 

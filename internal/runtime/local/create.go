@@ -82,11 +82,11 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 // create does the work of Create; the caller tears down on error.
 func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	rec := b.rec
-	// The record first: whatever exists after it was written, recovery
-	// finds through it.
-	if err := writeRecord(b.dir, &rec); err != nil {
-		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
-	}
+	// The record is written twice: before anything that must be undone
+	// exists (Use, the mounts, the container), and once the agent answered.
+	// Whatever exists in between, recovery finds through the first (see
+	// recoverOne and release); a dir without a record, left by a crash
+	// before it, holds nothing else.
 	img, err := r.cfg.Images.Get(ctx, rec.Image, nil)
 	if err != nil {
 		return sandbox.Info{}, err
@@ -139,6 +139,12 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	}
 	defer netns.Close()
 	netns.apply(spec)
+	r.useSeccompBPF(spec)
+	astart, err := r.newAgentStart(spec)
+	if err != nil {
+		return sandbox.Info{}, err
+	}
+	defer astart.close()
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return sandbox.Info{}, sandbox.Internal("encode OCI spec: %w", err)
@@ -149,11 +155,12 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return sandbox.Info{}, err
 	}
-	pid, err := r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"))
+	pid, err := r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), astart.extraFiles()...)
 	if err != nil {
 		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "start the container of sandbox %q: %w", rec.ID, err)
 	}
 	r.reaper.watch(pid)
+	r.learnSeccompBPF(rec.ID)
 	_, start, err := pidStart(pid)
 	if err != nil {
 		// The container started, so its PID 1, the agent, is what exited.
@@ -173,16 +180,15 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "the gVisor gofer of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
 		}
 	}
-	if err := writeRecord(b.dir, &rec); err != nil {
-		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
-	}
+	// Only in memory: a crash before the record below leaves one in phase
+	// creating, whose container recovery finds through its pid file.
 	b.setRecord(rec)
 	// The network is set up while the agent starts (its Go runtime takes
 	// milliseconds to listen): nothing in the sandbox but the agent runs
 	// before Start, so nothing can use the network before it is complete.
 	netErr := make(chan error, 1)
 	go func() { netErr <- r.setupNetwork(ctx, rec.ID, pid, rec.Network) }()
-	agentErr := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout)
+	agentErr := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout, astart)
 	if err := <-netErr; err != nil {
 		return sandbox.Info{}, err
 	}
@@ -195,51 +201,6 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	}
 	b.setRecord(rec)
 	return r.info(rec, b.dir), nil
-}
-
-// waitAgent returns once the agent answers; it gives up when the container
-// exits, ctx ends or timeout passes.
-func (r *Runtime) waitAgent(ctx context.Context, b *box, rec record, timeout time.Duration) error {
-	dir := b.dir
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	died := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			if !alive(rec.PID, rec.PIDStart) {
-				close(died)
-				cancel()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(i+1)*5*time.Millisecond, 100*time.Millisecond)):
-			}
-		}
-	}()
-	// Watch for the socket at a fine grain first: the agent listens a few
-	// milliseconds after it starts, and the client's own backoff is coarser.
-	sock := socketPath(dir)
-	for i := 0; ; i++ {
-		if _, err := os.Lstat(sock); err == nil || ctx.Err() != nil || i > 2000 {
-			break
-		}
-		time.Sleep(500 * time.Microsecond)
-	}
-	// The client that saw the agent answer stays the sandbox's: its
-	// connection serves the first exec without another handshake.
-	err := b.agentClient(rec).WaitReady(ctx)
-	if err == nil {
-		return nil
-	}
-	select {
-	case <-died:
-		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable,
-			"the agent of sandbox %q exited before it answered: %s", rec.ID, tail(filepath.Join(dir, "console.log"), 2048))
-	default:
-	}
-	return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable, "the agent of sandbox %q did not answer within %s: %w", rec.ID, timeout, err)
 }
 
 // teardown removes everything of a sandbox but its dir's record and state
@@ -266,6 +227,7 @@ func (r *Runtime) teardown(ctx context.Context, b *box) error {
 // mount and its writable layer; the record and state dir stay.
 func (r *Runtime) release(ctx context.Context, b *box) error {
 	rec, _ := b.snapshot()
+	recorded := rec.PID != 0
 	if rec.PID == 0 {
 		// Killed between the runtime's start and the record's update: the
 		// pid file still names the container's PID 1.
@@ -293,7 +255,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 			defer reapStubs(runscStubs(rec.PID))
 		}
 	}
-	err := r.oci.delete(ctx, rec.ID)
+	err := r.deleteContainer(ctx, rec, recorded)
 	if r.oci.name == "runsc" && (r.killBundleProcesses(b.dir) || err != nil) {
 		// Leftovers of a killed Create, which runsc's delete did not know
 		// of or could not stop: now gone, so its delete can finish. A

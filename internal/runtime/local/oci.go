@@ -43,8 +43,9 @@ func (o *ociRuntime) output(ctx context.Context, stdoutOnly bool, args ...string
 // run creates and starts a detached container from bundle. Its stdio (the
 // runtime's own errors, then the agent's stderr) goes to logPath, never to
 // a pipe: a detached container would keep a pipe open and whoever waits for
-// it to close would hang. It returns the container's PID 1.
-func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string) (int, error) {
+// it to close would hang. extra are passed to PID 1 as descriptors 3 and
+// on (--preserve-fds; not for runsc). It returns the container's PID 1.
+func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string, extra ...*os.File) (int, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return 0, err
@@ -58,11 +59,16 @@ func (o *ociRuntime) run(ctx context.Context, id, bundle, logPath string) (int, 
 	pidFile := filepath.Join(bundle, "init.pid")
 	// Not CommandContext: killing the runtime mid-create leaves a container
 	// half made; Create's cleanup handles cancellation after run returns.
-	cmd := exec.Command(o.path, o.args("run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)...)
+	args := []string{"run", "--detach", "--bundle", bundle, "--pid-file", pidFile}
+	if len(extra) > 0 {
+		args = append(args, "--preserve-fds", strconv.Itoa(len(extra)))
+	}
+	cmd := exec.Command(o.path, o.args(append(args, id)...)...)
 	if o.runscSandboxNetwork() {
 		cmd = runscRunCommand(o.path, cmd.Args[1:])
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	cmd.ExtraFiles = extra
 	ociCommands.RLock()
 	err = cmd.Run()
 	ociCommands.RUnlock()

@@ -1,0 +1,7 @@
+package agent
+
+// WaitStreamsPrepared waits until the background connections that
+// WaitReady opens for c's event streams are made (or failed), so that a
+// test can change the agent's socket without the helper's client dialing
+// the new one.
+func WaitStreamsPrepared(c *Client) { c.preparing.Wait() }
