@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +92,7 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 		at        time.Duration // offered at, from the start
 		done      time.Duration // first output, from the start
 		latency   time.Duration
+		phases    [3]time.Duration // Run returned, RUNNING, exec started
 		warm      bool
 		err       error
 		exhausted bool
@@ -109,6 +111,7 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 		t0 := time.Now()
 		r := result{at: at}
 		sb, err := b.C.Run(ctx, sbx.Image(image))
+		r.phases[0] = time.Since(t0)
 		if err == nil {
 			r.warm = claimedWarm(sb.Info())
 			deletes.Add(1)
@@ -116,8 +119,10 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 				go func() { defer deletes.Done(); sb.Delete(context.WithoutCancel(ctx)) }()
 			}()
 			if err = sb.Wait(ctx); err == nil {
+				r.phases[1] = time.Since(t0)
 				var proc *sbx.Process
 				if proc, err = sb.Exec(ctx, []string{"echo", "hi"}); err == nil {
+					r.phases[2] = time.Since(t0)
 					if _, err = bufio.NewReader(proc.Stdout).ReadByte(); err == nil {
 						r.latency, r.done = time.Since(t0), time.Since(start)
 					}
@@ -175,7 +180,8 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 	if serverCPU != nil {
 		s.Values["server_cpu_ms_per_create"] = Ms(serverCPU()-cpu0) / float64(n)
 	}
-	if busy1, total1 := HostCPU(); total1 > total0 {
+	busy1, total1 := HostCPU()
+	if total1 > total0 {
 		s.Values["host_cpu_busy"] = float64(busy1-busy0) / float64(total1-total0)
 	}
 	window := dur
@@ -224,6 +230,27 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 			if r.warm {
 				hits[i]++
 			}
+		}
+	}
+	// What the host can hold: its busy CPU time during the run (claims,
+	// execs, the deletes that finished meanwhile, and whatever else ran)
+	// per create that reached first output, and the rate all its CPUs
+	// would sustain at that cost. An offered rate above it only queues.
+	if reached := len(s.Samples); reached > 0 && busy1 > busy0 {
+		perCreate := float64(busy1-busy0) * 10 / float64(reached) // clock ticks are 10 ms
+		s.Values["host_cpu_ms_per_create"] = perCreate
+		s.Values["host_capacity_per_s"] = float64(runtime.NumCPU()) * 1000 / perCreate
+	}
+	// Where a create's time goes: p50 of each step's end, from the create.
+	for i, name := range []string{"run_returned", "running", "exec_started"} {
+		var v []float64
+		for _, r := range results {
+			if r.err == nil && r.phases[i] > 0 {
+				v = append(v, Ms(r.phases[i]))
+			}
+		}
+		if len(v) > 0 {
+			s.Values["phase_"+name+"_ms_p50"] = Summarize(v).P50
 		}
 	}
 	s.Values["offered"] = float64(n)

@@ -224,11 +224,19 @@ func (s *Server) Stop() {
 	s.stopped = true
 	s.terminate()
 	if len(s.poolArgs) > 0 && s.start(s.args) == nil {
+		// Without its pool the restarted server deletes the idle pool
+		// sandboxes; the work dir is removed after Stop, so a sandbox left
+		// now would outlive the benchmark.
 		sbDir := filepath.Join(s.Dir, "data", "sandboxes", "sb")
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if entries, _ := os.ReadDir(sbDir); len(entries) == 0 {
+		left := 0
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			entries, _ := os.ReadDir(sbDir)
+			if left = len(entries); left == 0 {
 				break
 			}
+		}
+		if left > 0 {
+			fmt.Fprintf(os.Stderr, "sbx-bench: %d sandboxes of the server in %s were not deleted within 3 minutes\n", left, s.Dir)
 		}
 		s.terminate()
 	}

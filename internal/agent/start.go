@@ -187,6 +187,7 @@ func (d *deferred) finish() {
 	for _, l := range d.lazy {
 		l.get()
 	}
+	markTrimBase()
 }
 
 // lazyHandler is a Connect service's handler, built on first use.

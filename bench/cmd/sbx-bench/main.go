@@ -99,6 +99,24 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 	}
 	defer os.RemoveAll(work)
 
+	add := func(s ...*bench.Scenario) {
+		r.Scenarios = append(r.Scenarios, s...)
+		for _, x := range s {
+			if x.Latency != nil {
+				logf("%s/%s: n=%d p50=%.2fms p99=%.2fms max=%.2fms errors=%v", x.System, x.Name, x.Latency.N, x.Latency.P50, x.Latency.P99, x.Latency.Max, x.Errors)
+			} else {
+				logf("%s/%s: %v errors=%v", x.System, x.Name, x.Values, x.Errors)
+			}
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	// The baselines run first, on a machine no sbx server has loaded yet
+	// (a stopped server's sandboxes are torn down in the background).
+	if cfg.Baselines {
+		runBaselines(sctx, r, cfg, work, add)
+	}
+
 	var client *sbx.Client
 	var srv *bench.Server
 	var bins [2]string // sbx and sbx-agent of a started server
@@ -137,18 +155,6 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		}
 	}
 	b := &bench.SBX{C: client, Image: cfg.Image, Log: logf}
-	add := func(s ...*bench.Scenario) {
-		r.Scenarios = append(r.Scenarios, s...)
-		for _, x := range s {
-			if x.Latency != nil {
-				logf("%s/%s: n=%d p50=%.2fms p99=%.2fms max=%.2fms errors=%v", x.System, x.Name, x.Latency.N, x.Latency.P50, x.Latency.P99, x.Latency.Max, x.Errors)
-			} else {
-				logf("%s/%s: %v errors=%v", x.System, x.Name, x.Values, x.Errors)
-			}
-		}
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
 
 	logf("cold create × %d", cfg.Creates)
 	add(b.ColdCreate(sctx, cfg.Creates)...)
@@ -185,15 +191,12 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		add(b.Density(sctx, cfg.Density, rss))
 	}
 	if srv != nil {
-		srv.Stop() // the baselines get the machine to themselves
+		srv.Stop() // pool_rate starts a server of its own
 		srv = nil
 	}
 	if cfg.PoolRate > 0 && cfg.PoolFor > 0 {
 		logf("pool_rate: %.0f creates/s for %s from a pool of %d (%s)", cfg.PoolRate, cfg.PoolFor, cfg.PoolSize, cfg.PoolImage)
 		add(poolRate(sctx, cfg, work, bins, b))
-	}
-	if cfg.Baselines {
-		runBaselines(sctx, r, cfg, work, add)
 	}
 	r.Machine.LoadAfter = bench.LoadAvg()
 	r.Machine.DurationSec = int(time.Since(began).Seconds())
