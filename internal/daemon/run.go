@@ -210,6 +210,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Streams (exec, logs follow) outlive Shutdown's wait; cut them.
 	_ = srv.Close()
+	// Sandboxes deleted before the shutdown leave the host before we exit.
+	if err := mgr.DrainTeardowns(sctx); err != nil {
+		log.Warn("shutdown: the next start finishes the teardowns", "err", err)
+	}
 	return nil
 }
 

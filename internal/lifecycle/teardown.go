@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -73,6 +74,26 @@ func (m *Manager) Teardowns() TeardownStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return TeardownStatus{Queued: len(t.queue), Running: t.running, Done: t.done}
+}
+
+// DrainTeardowns waits until no teardown is queued or running, or ctx
+// ends. A graceful shutdown calls it before Close: a sandbox deleted just
+// before the server stops is then gone from the host when it exits, as
+// callers (and scripts that remove the server's data dir after it) expect.
+// Sandboxes still stopping gracefully before their teardown are not waited
+// for; Recover releases them on the next start.
+func (m *Manager) DrainTeardowns(ctx context.Context) error {
+	for {
+		if st := m.Teardowns(); st.Queued == 0 && st.Running == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			st := m.Teardowns()
+			return fmt.Errorf("%d sandbox teardowns still queued and %d running: %w", st.Queued, st.Running, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // releaseRuntime queues the runtime teardown of sandbox id, whose record is

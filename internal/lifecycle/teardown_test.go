@@ -199,3 +199,34 @@ func TestAdmissionLatencyTarget(t *testing.T) {
 		t.Fatalf("a queue place that ends after 4.5 s: %v, want CREATE_QUEUE_FULL", err)
 	}
 }
+
+// TestDrainTeardowns: a graceful shutdown waits for the teardowns of
+// sandboxes deleted before it, and gives up when its context ends.
+func TestDrainTeardowns(t *testing.T) {
+	e := newEnv(t, nil)
+	hold := make(chan struct{})
+	e.rt.DeleteHook = func(ctx context.Context, id string) error {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	sb := e.create(t, CreateRequest{})
+	e.wait(t, sb.ID, UntilRunning)
+	if err := e.m.Delete(context.Background(), tenant, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.m.DrainTeardowns(short); err == nil {
+		t.Fatal("DrainTeardowns returned nil while a teardown was held")
+	}
+	close(hold)
+	if err := e.m.DrainTeardowns(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Has(sb.ID) {
+		t.Error("the deleted sandbox is still in the runtime after DrainTeardowns")
+	}
+}
