@@ -212,21 +212,25 @@ func (s *Server) terminate() {
 	}
 }
 
-// Stop ends the server and stops the registry. Idle warm-pool sandboxes
-// outlive a server on purpose (a restart re-finds them) and belong to no
-// tenant, so deleting every sandbox through the API does not reach them:
-// a server with a pool is restarted once without it, which removes them,
-// and stopped again when no sandbox dir is left (at most 60 s).
+// Stop ends the server and stops the registry. Deleted sandboxes are torn
+// down in the background, and idle warm-pool sandboxes outlive a server on
+// purpose (a restart re-finds them) and belong to no tenant, so deleting
+// every sandbox through the API does not reach them: a server with a pool
+// is restarted once without it, which removes them. Either way the server
+// is stopped only when no sandbox dir is left (at most 3 minutes): the work
+// dir is removed after Stop, so a sandbox left now would outlive the
+// benchmark.
 func (s *Server) Stop() {
 	if s.stopped {
 		return
 	}
 	s.stopped = true
-	s.terminate()
-	if len(s.poolArgs) > 0 && s.start(s.args) == nil {
-		// Without its pool the restarted server deletes the idle pool
-		// sandboxes; the work dir is removed after Stop, so a sandbox left
-		// now would outlive the benchmark.
+	running := true
+	if len(s.poolArgs) > 0 {
+		s.terminate()
+		running = s.start(s.args) == nil
+	}
+	if running {
 		sbDir := filepath.Join(s.Dir, "data", "sandboxes", "sb")
 		left := 0
 		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
