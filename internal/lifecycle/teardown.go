@@ -33,7 +33,12 @@ const (
 	// way to creates.
 	teardownBacklog = 128
 	// teardownYield bounds how long a teardown waits for creates to pass.
-	teardownYield = time.Second
+	// Short: a stopped sandbox waiting in the queue still holds its bridge
+	// port (a Linux bridge takes 1024) and its address, which creates may
+	// be short of; with 1 s, the last 128 of a burst's teardowns took over
+	// two minutes under continuous creates and new sandboxes found the
+	// bridge full.
+	teardownYield = 100 * time.Millisecond
 )
 
 // teardown is one queued runtime teardown.
