@@ -45,23 +45,7 @@ func benchCreateToFirstOutput(b *testing.B, rt *Runtime) {
 		if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
 			b.Fatal(err)
 		}
-		ag, err := rt.Agent(ctx, id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := ag.Exec(ctx, sandbox.ExecSpec{Command: []string{"echo", "hi"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			ev, err := p.Recv()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev.Kind == sandbox.EventOutput {
-				break
-			}
-		}
+		ag, p := firstOutput(b, ctx, rt, id)
 		samples = append(samples, time.Since(start))
 		b.StopTimer()
 		p.Close()
@@ -72,6 +56,29 @@ func benchCreateToFirstOutput(b *testing.B, rt *Runtime) {
 		b.StartTimer()
 	}
 	reportPercentiles(b, samples)
+}
+
+// firstOutput runs `echo hi` in sandbox id and returns once its first
+// output arrives, with the agent and process for the caller to close.
+func firstOutput(b *testing.B, ctx context.Context, rt *Runtime, id string) (sandbox.Agent, sandbox.Process) {
+	b.Helper()
+	ag, err := rt.Agent(ctx, id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := ag.Exec(ctx, sandbox.ExecSpec{Command: []string{"echo", "hi"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		ev, err := p.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ev.Kind == sandbox.EventOutput {
+			return ag, p
+		}
+	}
 }
 
 // BenchmarkStop: Stop of an idle sandbox with a grace period.

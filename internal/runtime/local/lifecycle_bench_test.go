@@ -48,23 +48,7 @@ func benchLifeCycle(b *testing.B, rt *Runtime) {
 		if err := rt.Start(ctx, id, sandbox.StartSpec{}); err != nil {
 			b.Fatal(err)
 		}
-		ag, err := rt.Agent(ctx, id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := ag.Exec(ctx, sandbox.ExecSpec{Command: []string{"echo", "hi"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			ev, err := p.Recv()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev.Kind == sandbox.EventOutput {
-				break
-			}
-		}
+		ag, p := firstOutput(b, ctx, rt, id)
 		t2 := time.Now()
 		p.Close()
 		ag.Close()
