@@ -45,18 +45,7 @@ func startAgent(t testing.TB, args ...string) *testAgent {
 	}
 	go func() { _ = a.cmd.Wait(); close(a.exited) }()
 	a.c = agent.Dial(filepath.Join(a.stateDir, agent.SocketName))
-	t.Cleanup(func() {
-		a.c.Close()
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.exited:
-		case <-time.After(10 * time.Second):
-			_ = a.cmd.Process.Kill()
-			<-a.exited
-			t.Errorf("the agent did not exit on SIGTERM; its output:\n%s", a.stderr)
-		}
-		os.RemoveAll(dir)
-	})
+	t.Cleanup(func() { a.stop(t, dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := a.c.WaitReady(ctx); err != nil {
@@ -64,6 +53,21 @@ func startAgent(t testing.TB, args ...string) *testAgent {
 	}
 	agent.WaitStreamsPrepared(a.c)
 	return a
+}
+
+// stop closes the client, ends the agent with SIGTERM (failing t if it
+// does not exit within 10 s) and removes dir.
+func (a *testAgent) stop(t testing.TB, dir string) {
+	a.c.Close()
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+		t.Errorf("the agent did not exit on SIGTERM; its output:\n%s", a.stderr)
+	}
+	os.RemoveAll(dir)
 }
 
 func ctxT(t testing.TB) context.Context {

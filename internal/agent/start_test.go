@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,16 +43,7 @@ func startAgentConn(t *testing.T) *testAgent {
 	go func() { _ = a.cmd.Wait(); close(a.exited) }()
 	t.Cleanup(func() {
 		closeUnused()
-		a.c.Close()
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.exited:
-		case <-time.After(10 * time.Second):
-			_ = a.cmd.Process.Kill()
-			<-a.exited
-			t.Errorf("the agent did not exit on SIGTERM; its output:\n%s", a.stderr)
-		}
-		os.RemoveAll(dir)
+		a.stop(t, dir)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
