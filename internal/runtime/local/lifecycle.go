@@ -133,6 +133,12 @@ func (r *Runtime) exited(dir string, rec record) (sandbox.ExitStatus, bool) {
 	if st, ok := r.reaper.exitStatus(rec.PID); ok {
 		return r.enrich(rec, st), true
 	}
+	if r.reaper.watching(rec.PID) && sameProcess(rec.PID, rec.PIDStart) {
+		// A zombie we cannot reap yet: the thread group leader has exited
+		// but other threads still are exiting (gVisor's Sentry freeing a
+		// large address space after the OOM killer).
+		return sandbox.ExitStatus{}, false
+	}
 	// Not our child (re-attached): we cannot know; it was killed.
 	return sandbox.ExitStatus{Code: 137, Signal: "SIGKILL", At: time.Now().UTC()}, true
 }

@@ -17,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(leaderExitEnv) != "" {
+		leaderExitHelper()
+	}
 	// crun needs a private mount namespace on a hybrid host; runc works
 	// there too, so every test runs in it.
 	code, reexeced, err := EnterMountNamespace("crun")

@@ -18,22 +18,54 @@ import (
 // pidStart returns a process's state and start time (clock ticks since boot)
 // from /proc/<pid>/stat.
 func pidStart(pid int) (state byte, start uint64, err error) {
+	state, _, start, err = procStat(pid)
+	return state, start, err
+}
+
+// procStat returns a process's state, parent pid and start time from
+// /proc/<pid>/stat.
+func procStat(pid int) (state byte, ppid int, start uint64, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	// The command name may hold spaces and parens: fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	fields := bytes.Fields(b[i+1:])
-	// fields[0] is field 3 (state); starttime is field 22.
+	// fields[0] is field 3 (state), fields[1] field 4 (ppid); starttime is field 22.
 	if len(fields) < 20 {
-		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	if ppid, err = strconv.Atoi(string(fields[1])); err != nil {
+		return 0, 0, 0, err
 	}
 	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
-	return fields[0][0], start, err
+	return fields[0][0], ppid, start, err
+}
+
+// ourDescendant reports whether pid, started at start, is a descendant of
+// this process: as a child subreaper we inherit it once its parent exits.
+func ourDescendant(pid int, start uint64) bool {
+	_, ppid, s, err := procStat(pid)
+	if err != nil || s != start {
+		return false
+	}
+	me := os.Getpid()
+	for range 8 {
+		switch ppid {
+		case me:
+			return true
+		case 0, 1:
+			return false
+		}
+		if _, ppid, _, err = procStat(ppid); err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // alive reports whether the process pid, started at start, still runs (a
@@ -60,8 +92,12 @@ func sameProcess(pid int, start uint64) bool {
 // child subreaper, and the OCI runtime exits after starting them). It waits
 // for known pids only: wait4(-1) would steal os/exec's children.
 type reaper struct {
-	mu     sync.Mutex
-	pids   map[int]bool
+	mu sync.Mutex
+	// pids are the watched pids. The value is 0 for a pid that was our
+	// child when last tried, else its start time: a descendant that is not
+	// our child yet (runsc's sandbox process, until the runsc command that
+	// forked it exits) stays watched while that same process exists.
+	pids   map[int]uint64
 	status map[int]unix.WaitStatus
 }
 
@@ -78,7 +114,7 @@ func startReaper() (*reaper, error) {
 			reaperErr = fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 			return
 		}
-		theReaper = &reaper{pids: map[int]bool{}, status: map[int]unix.WaitStatus{}}
+		theReaper = &reaper{pids: map[int]uint64{}, status: map[int]unix.WaitStatus{}}
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, unix.SIGCHLD)
 		go theReaper.loop(sigs)
@@ -121,16 +157,9 @@ func (r *reaper) reap() {
 		ociCommands.Unlock()
 	}
 	for pid := range r.pids {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		switch {
-		case got == pid:
-			delete(r.pids, pid)
-			r.status[pid] = ws
-		case err == unix.ECHILD:
-			// Not (or no longer) our child: someone else reaps it.
-			delete(r.pids, pid)
-		}
+		// A pid that is not (or no longer) our child is dropped: someone
+		// else reaps it.
+		r.reapOne(pid)
 	}
 }
 
@@ -138,30 +167,70 @@ func (r *reaper) reap() {
 func (r *reaper) watch(pid int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pids[pid] = true
+	r.pids[pid] = 0
 	// Only this pid, in case its SIGCHLD came before it was registered: a
 	// full reap sweeps every thread's children in /proc, which costs
 	// milliseconds on Create's path; the loop does that on the next signal.
+	r.reapOne(pid)
+}
+
+// reapOne collects pid's exit status if it has ended. r.mu is held.
+func (r *reaper) reapOne(pid int) {
+	if start := r.pids[pid]; start != 0 && !ourDescendant(pid, start) {
+		// Not our child when last tried, and no longer on its way to
+		// becoming ours: someone else reaps it (or its pid was reused).
+		delete(r.pids, pid)
+		return
+	}
 	var ws unix.WaitStatus
 	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 	switch {
 	case got == pid:
 		delete(r.pids, pid)
 		r.status[pid] = ws
+	case err == nil:
+		// Our child, still running (or a zombie whose other threads are
+		// still exiting): its pid stays its own until we reap it.
+		r.pids[pid] = 0
 	case err == unix.ECHILD:
-		delete(r.pids, pid)
+		// Not our child yet: runsc's sandbox process until the runsc
+		// command that forked it exits and it is reparented to us. A
+		// re-attached container's PID 1, whose parent is init, is dropped.
+		if _, _, s, err := procStat(pid); err == nil && ourDescendant(pid, s) {
+			r.pids[pid] = s
+		} else {
+			delete(r.pids, pid)
+		}
 	}
 }
 
-// exitStatus returns (and forgets) how pid ended, if we reaped it.
+// exitStatus returns how pid ended, if we reaped it. A watched pid that has
+// died but whose SIGCHLD the loop has not handled yet is reaped here, so a
+// caller that saw the zombie never mistakes it for someone else's child.
 func (r *reaper) exitStatus(pid int) (sandbox.ExitStatus, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.watched(pid) {
+		r.reapOne(pid)
+	}
 	ws, ok := r.status[pid]
 	if !ok {
 		return sandbox.ExitStatus{}, false
 	}
 	return waitStatus(ws), true
+}
+
+// watched reports whether pid is watched. r.mu is held.
+func (r *reaper) watched(pid int) bool {
+	_, ok := r.pids[pid]
+	return ok
+}
+
+// watching reports whether pid is watched and not reaped yet.
+func (r *reaper) watching(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.watched(pid)
 }
 
 func (r *reaper) forget(pid int) {
@@ -219,7 +288,7 @@ func (r *reaper) sweepOrphans() {
 				continue
 			}
 			var ws unix.WaitStatus
-			if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid && r.pids[pid] {
+			if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid && r.watched(pid) {
 				delete(r.pids, pid)
 				r.status[pid] = ws
 			}
