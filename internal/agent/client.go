@@ -158,15 +158,21 @@ func peerPID(conn net.Conn) (int, error) {
 // backing off to 50 ms.
 func (c *Client) WaitReady(ctx context.Context) error {
 	delay := time.Millisecond
+	var why error // the last failure that was not the deadline itself
 	for i := 0; ; i++ {
 		_, err := c.agent.Ping(ctx, connect.NewRequest(&agentv1.PingRequest{}))
 		if err == nil {
 			c.prepareStreams()
 			return nil
 		}
+		if ctx.Err() == nil || why == nil {
+			why = err
+		}
 		select {
 		case <-ctx.Done():
-			return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the sandbox agent did not answer in time; see the sandbox's log: %w", err)
+			// Report why the agent did not answer (a refused peer, a
+			// missing socket), not the deadline that cut the last try.
+			return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the sandbox agent did not answer in time; see the sandbox's log: %w", why)
 		case <-time.After(delay):
 		}
 		if i >= 100 && delay < 50*time.Millisecond {

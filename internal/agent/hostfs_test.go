@@ -259,3 +259,21 @@ func TestDialStateRefusesNonSocket(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitReadyReportsWhy: when the agent never answers because every dial
+// is refused, WaitReady's error says why, not that the deadline cut its
+// last try (which it does whenever the deadline falls during a dial).
+func TestWaitReadyReportsWhy(t *testing.T) {
+	a := startAgent(t)
+	refuse := func(int) error { return errors.New("refused-by-this-test") }
+	for i := range 40 {
+		c := agent.DialState(a.stateDir, refuse)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+i%7)*time.Millisecond)
+		err := c.WaitReady(ctx)
+		cancel()
+		c.Close()
+		if err == nil || !strings.Contains(err.Error(), "refused-by-this-test") {
+			t.Fatalf("try %d: %v; want the refusal named", i, err)
+		}
+	}
+}
