@@ -50,6 +50,7 @@ func BuildMetrics(r *Report, floor string) []Metric {
 	cold, pCold, fCold := r.Find("cold_create", "sbx"), r.Find("cold_create", "podman"), r.Find("cold_create", floor)
 	warm := r.Find("warm_create", "sbx")
 	ex, pEx, fEx := r.Find("exec_true", "sbx"), r.Find("exec_true", "podman"), r.Find("exec_true", floor)
+	hEx := r.Find("exec_true", "host")
 	ptr := func(t Target) *Target { return &t }
 	m := []Metric{
 		{Name: "cold create → first output, p50", Unit: "ms", LowerIsBetter: true, Target: ptr(TargetColdP50),
@@ -64,26 +65,27 @@ func BuildMetrics(r *Report, floor string) []Metric {
 		{Name: "warm create → first output, p99", Unit: "ms", LowerIsBetter: true, Target: ptr(TargetWarmP99),
 			SBX: F(latency(warm, p99)), Podman: F(latency(pCold, p99)), Crun: F(latency(fCold, p99))},
 		{Name: "exec `true` round trip, p50", Unit: "ms", LowerIsBetter: true, Target: ptr(TargetExecP50),
-			SBX: F(latency(ex, p50)), Podman: F(latency(pEx, p50)), Crun: F(latency(fEx, p50))},
+			SBX: F(latency(ex, p50)), Podman: F(latency(pEx, p50)), Crun: F(latency(fEx, p50)), Host: F(latency(hEx, p50))},
 		{Name: "exec `true` round trip, p99", Unit: "ms", LowerIsBetter: true,
-			SBX: F(latency(ex, p99)), Podman: F(latency(pEx, p99)), Crun: F(latency(fEx, p99))},
+			SBX: F(latency(ex, p99)), Podman: F(latency(pEx, p99)), Crun: F(latency(fEx, p99)), Host: F(latency(hEx, p99))},
 	}
 	for _, s := range r.Scenarios {
 		if s.System != "sbx" || len(s.Name) < 5 || s.Name[:5] != "file_" {
 			continue
 		}
 		size := s.Name[5:]
+		h := r.Find(s.Name, "host")
 		var t *Target
 		if size == "1GiB" {
 			t = ptr(TargetFileGBps)
 		}
 		m = append(m,
-			Metric{Name: "file " + size + " write", Unit: "GB/s", SBX: F(value(s, "write_GBps"))},
-			Metric{Name: "file " + size + " read", Unit: "GB/s", SBX: F(value(s, "read_GBps"))},
-			Metric{Name: "file " + size + " round trip (size ÷ (write + read time))", Unit: "GB/s", Target: t, SBX: F(value(s, "roundtrip_GBps"))},
-			Metric{Name: "file " + size + " first run (warm-up) write", Unit: "GB/s", SBX: F(value(s, "first_write_GBps")), Note: "page cache this guest may never have touched"},
-			Metric{Name: "file " + size + " first run (warm-up) read", Unit: "GB/s", SBX: F(value(s, "first_read_GBps"))},
-			Metric{Name: "file " + size + " first run (warm-up) round trip", Unit: "GB/s", SBX: F(value(s, "first_roundtrip_GBps"))})
+			Metric{Name: "file " + size + " write", Unit: "GB/s", SBX: F(value(s, "write_GBps")), Host: F(value(h, "write_GBps"))},
+			Metric{Name: "file " + size + " read", Unit: "GB/s", SBX: F(value(s, "read_GBps")), Host: F(value(h, "read_GBps"))},
+			Metric{Name: "file " + size + " round trip (size ÷ (write + read time))", Unit: "GB/s", Target: t, SBX: F(value(s, "roundtrip_GBps")), Host: F(value(h, "roundtrip_GBps"))},
+			Metric{Name: "file " + size + " first run (warm-up) write", Unit: "GB/s", SBX: F(value(s, "first_write_GBps")), Host: F(value(h, "first_write_GBps")), Note: "page cache this guest may never have touched"},
+			Metric{Name: "file " + size + " first run (warm-up) read", Unit: "GB/s", SBX: F(value(s, "first_read_GBps")), Host: F(value(h, "first_read_GBps"))},
+			Metric{Name: "file " + size + " first run (warm-up) round trip", Unit: "GB/s", SBX: F(value(s, "first_roundtrip_GBps")), Host: F(value(h, "first_roundtrip_GBps"))})
 	}
 	if sus := r.Find("sustained", "sbx"); sus != nil {
 		var pRate, fRate float64 = math.NaN(), math.NaN()

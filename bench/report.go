@@ -93,6 +93,9 @@ type Metric struct {
 	Target *Target  `json:"target,omitempty"`
 	Podman *float64 `json:"podman,omitempty"`
 	Crun   *float64 `json:"floor,omitempty"`
+	// Host is the same work on the host with no container at all (the
+	// host floor, hostfloor.go): what this machine does, whatever sbx does.
+	Host *float64 `json:"host,omitempty"`
 	// LowerIsBetter says how to read the ratios (latencies, memory).
 	LowerIsBetter bool   `json:"lower_is_better"`
 	Note          string `json:"note,omitempty"`
@@ -143,8 +146,8 @@ func ratio(sbxV, base *float64) string {
 // below 1 is better for latencies and memory, above 1 for throughput.
 func Markdown(metrics []Metric, floorName string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| metric | sbx | target | met | podman | sbx ÷ podman | %s (floor) | sbx ÷ %s |\n", floorName, floorName)
-	b.WriteString("|---|---:|---:|:-:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| metric | sbx | target | met | podman | sbx ÷ podman | %s (floor) | sbx ÷ %s | host, no container | sbx ÷ host |\n", floorName, floorName)
+	b.WriteString("|---|---:|---:|:-:|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range metrics {
 		target, met := "—", "—"
 		if m.Target != nil {
@@ -160,10 +163,11 @@ func Markdown(metrics []Metric, floorName string) string {
 		if m.Note != "" {
 			name += " (" + m.Note + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			escape(name), opt(m.SBX, m.Unit), target, met,
 			opt(m.Podman, m.Unit), ratio(m.SBX, m.Podman),
-			opt(m.Crun, m.Unit), ratio(m.SBX, m.Crun))
+			opt(m.Crun, m.Unit), ratio(m.SBX, m.Crun),
+			opt(m.Host, m.Unit), ratio(m.SBX, m.Host))
 	}
 	return b.String()
 }

@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"context"
 	"math"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/sbx-run/sbx/internal/testenv"
 )
 
 func TestTargetMet(t *testing.T) {
@@ -18,7 +22,7 @@ func TestTargetMet(t *testing.T) {
 func TestMarkdownRow(t *testing.T) {
 	tgt := TargetColdP50
 	md := Markdown([]Metric{
-		{Name: "cold p50", Unit: "ms", SBX: F(30), Target: &tgt, Podman: F(420), Crun: F(15)},
+		{Name: "cold p50", Unit: "ms", SBX: F(30), Target: &tgt, Podman: F(420), Crun: F(15), Host: F(10)},
 		{Name: "a|b", Unit: "ms", SBX: F(90), Target: &tgt},
 		{Name: "not measured", Unit: "ms", SBX: F(math.NaN())},
 	}, "crun")
@@ -29,14 +33,14 @@ func TestMarkdownRow(t *testing.T) {
 	if !strings.Contains(lines[0], "crun (floor)") {
 		t.Errorf("header does not name the floor: %s", lines[0])
 	}
-	want := "| cold p50 | 30.0 ms | ≤ 60.0 ms | yes | 420 ms | 0.071× | 15.0 ms | 2.00× |"
+	want := "| cold p50 | 30.0 ms | ≤ 60.0 ms | yes | 420 ms | 0.071× | 15.0 ms | 2.00× | 10.0 ms | 3.00× |"
 	if lines[2] != want {
 		t.Errorf("row\n got %s\nwant %s", lines[2], want)
 	}
 	if !strings.Contains(lines[3], `a\|b`) || !strings.Contains(lines[3], "| no |") {
 		t.Errorf("pipe not escaped or target wrongly met: %s", lines[3])
 	}
-	if lines[4] != "| not measured | — | — | — | — | — | — | — |" {
+	if lines[4] != "| not measured | — | — | — | — | — | — | — | — | — |" {
 		t.Errorf("missing figures should be dashes: %s", lines[4])
 	}
 }
@@ -59,6 +63,8 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	b.Values = map[string]float64{"n": 500}
 	b.Errors = map[string]int{"QUOTA_EXCEEDED": 3, "RUNTIME_ERROR": 1}
 	add("file_1GiB", "sbx", &Scenario{Values: map[string]float64{"roundtrip_GBps": 1.5}})
+	add("file_1GiB", "host", &Scenario{Values: map[string]float64{"roundtrip_GBps": 3}})
+	add("exec_true", "host", sum(0.5, 0.7))
 
 	m := BuildMetrics(r, "crun")
 	get := func(prefix string) Metric {
@@ -85,8 +91,11 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	if p := get("burst → RUNNING, p99"); p.Target == nil || *p.SBX != 900 {
 		t.Errorf("burst of 500 should carry the p99 target: %+v", p)
 	}
-	if f := get("file 1GiB round trip"); f.Target == nil || !f.Target.Met(*f.SBX) {
+	if f := get("file 1GiB round trip"); f.Target == nil || !f.Target.Met(*f.SBX) || f.Host == nil || *f.Host != 3 {
 		t.Errorf("1 GiB round trip row: %+v", f)
+	}
+	if e := get("exec `true` round trip, p50"); e.Host == nil || *e.Host != 0.5 {
+		t.Errorf("exec row lacks the host floor: %+v", e)
 	}
 	r.Metrics = m
 	md := RenderReport(r, "crun", []string{"create_latency.png"})
@@ -94,5 +103,21 @@ func TestBuildMetricsAndReport(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestHostFloor runs the host floor's two measurements for real, small.
+func TestHostFloor(t *testing.T) {
+	testenv.Require(t, false, "busybox")
+	if _, err := os.Stat(HostBusybox); err != nil {
+		t.Fatalf("busybox-static is not at %s: %v", HostBusybox, err)
+	}
+	ex := HostExec(context.Background(), 3)
+	if ex.Latency == nil || ex.Latency.N != 3 || len(ex.Errors) > 0 {
+		t.Errorf("host exec: %+v", ex)
+	}
+	fs := HostFiles(context.Background(), t.TempDir(), []int64{1 << 20}, []int{2})
+	if len(fs) != 1 || fs[0].Name != "file_1MiB" || fs[0].Values["roundtrip_GBps"] <= 0 || fs[0].Values["first_write_GBps"] <= 0 || len(fs[0].Errors) > 0 {
+		t.Errorf("host files: %+v", fs)
 	}
 }

@@ -208,9 +208,7 @@ func (b *SBX) Files(ctx context.Context, sizes []int64, reps []int) []*Scenario 
 		s := &Scenario{Name: "file_" + sizeName(size), System: "sbx", Errors: map[string]int{},
 			Values: map[string]float64{}, Series: map[string][]float64{},
 			Note: "WriteFileFrom then ReadFileTo of " + sizeName(size) + " in /tmp of a 2-CPU 4-GiB sandbox, after one warm-up round trip (first_*)"}
-		var wsum, rsum time.Duration
-		ok := 0
-		roundTrip := func() (w, rd time.Duration, err error) {
+		fileRounds(ctx, s, size, reps[i], func() (w, rd time.Duration, err error) {
 			start := time.Now()
 			if _, err := sb.WriteFileFrom(ctx, "/tmp/bench.bin", newPattern(size), 0o644); err != nil {
 				return 0, 0, err
@@ -222,35 +220,43 @@ func (b *SBX) Files(ctx context.Context, sizes []int64, reps []int) []*Scenario 
 				err = fmt.Errorf("read %d bytes, wrote %d", n, size)
 			}
 			return w, time.Since(start), err
-		}
-		if w, rd, err := roundTrip(); err != nil {
-			s.Errors[reasonOf(err)]++
-		} else {
-			s.Values["first_write_GBps"] = float64(size) / w.Seconds() / 1e9
-			s.Values["first_read_GBps"] = float64(size) / rd.Seconds() / 1e9
-			s.Values["first_roundtrip_GBps"] = float64(size) / (w + rd).Seconds() / 1e9
-		}
-		for r := 0; r < reps[i]; r++ {
-			w, rd, err := roundTrip()
-			if err != nil {
-				s.Errors[reasonOf(err)]++
-				continue
-			}
-			wsum, rsum, ok = wsum+w, rsum+rd, ok+1
-			s.Series["write_ms"] = append(s.Series["write_ms"], Ms(w))
-			s.Series["read_ms"] = append(s.Series["read_ms"], Ms(rd))
-		}
-		if ok > 0 {
-			bytes := float64(size) * float64(ok)
-			s.Values["write_GBps"] = bytes / wsum.Seconds() / 1e9
-			s.Values["read_GBps"] = bytes / rsum.Seconds() / 1e9
-			s.Values["roundtrip_GBps"] = bytes / (wsum + rsum).Seconds() / 1e9
-		}
+		})
 		sb.Remove(ctx, "/tmp/bench.bin", false)
 		b.Log("file %s: %v", sizeName(size), s.Values)
 		out = append(out, s)
 	}
 	return out
+}
+
+// fileRounds runs one warm-up round trip of size bytes, reported apart
+// (first_*_GBps), then reps measured ones, into s: write, read and round
+// trip GB/s and the per-run times.
+func fileRounds(ctx context.Context, s *Scenario, size int64, reps int, roundTrip func() (w, rd time.Duration, err error)) {
+	if w, rd, err := roundTrip(); err != nil {
+		s.Errors[reasonOf(err)]++
+	} else {
+		s.Values["first_write_GBps"] = float64(size) / w.Seconds() / 1e9
+		s.Values["first_read_GBps"] = float64(size) / rd.Seconds() / 1e9
+		s.Values["first_roundtrip_GBps"] = float64(size) / (w + rd).Seconds() / 1e9
+	}
+	var wsum, rsum time.Duration
+	ok := 0
+	for r := 0; r < reps && ctx.Err() == nil; r++ {
+		w, rd, err := roundTrip()
+		if err != nil {
+			s.Errors[reasonOf(err)]++
+			continue
+		}
+		wsum, rsum, ok = wsum+w, rsum+rd, ok+1
+		s.Series["write_ms"] = append(s.Series["write_ms"], Ms(w))
+		s.Series["read_ms"] = append(s.Series["read_ms"], Ms(rd))
+	}
+	if ok > 0 {
+		bytes := float64(size) * float64(ok)
+		s.Values["write_GBps"] = bytes / wsum.Seconds() / 1e9
+		s.Values["read_GBps"] = bytes / rsum.Seconds() / 1e9
+		s.Values["roundtrip_GBps"] = bytes / (wsum + rsum).Seconds() / 1e9
+	}
 }
 
 func sizeName(n int64) string {

@@ -113,8 +113,15 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 	defer cancel()
 	// The baselines run first, on a machine no sbx server has loaded yet
 	// (a stopped server's sandboxes are torn down in the background).
+	sizes, reps := []int64{1 << 20, 100 << 20}, []int{20, 3}
+	if cfg.Full {
+		sizes, reps = append(sizes, 1<<30), append(reps, 1)
+	}
 	if cfg.Baselines {
 		runBaselines(sctx, r, cfg, work, add)
+		logf("host floor: fork+exec × %d, file throughput", cfg.Execs)
+		add(bench.HostExec(sctx, cfg.Execs))
+		add(bench.HostFiles(sctx, work, sizes, reps)...)
 	}
 
 	var client *sbx.Client
@@ -168,10 +175,6 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 	}
 	logf("exec true × %d", cfg.Execs)
 	add(b.ExecTrue(sctx, cfg.Execs))
-	sizes, reps := []int64{1 << 20, 100 << 20}, []int{20, 3}
-	if cfg.Full {
-		sizes, reps = append(sizes, 1<<30), append(reps, 1)
-	}
 	logf("file throughput")
 	add(b.Files(sctx, sizes, reps)...)
 	if cfg.Sustained > 0 {
