@@ -142,6 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxLease:              time.Duration(cfg.MaxLease),
 		Pools:                 cfg.lifecyclePools(),
 		OnPoolRefill:          reg.ObservePoolRefill,
+		OnTeardown:            reg.ObserveTeardown,
 		OnStopping: func(id string) {
 			if p := proxyRef.Load(); p != nil {
 				p.CloseSandbox(id)

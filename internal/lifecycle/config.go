@@ -38,6 +38,10 @@ type Config struct {
 	Linger time.Duration
 	// SweepInterval is how often lifetimes and leases are checked (1 s).
 	SweepInterval time.Duration
+	// SafetySweepInterval is how often the lifetime schedule is re-read
+	// in full from the store (1 min): it picks up the sandboxes that other
+	// server replicas created, and any stop that failed (sweep.go).
+	SafetySweepInterval time.Duration
 	// PurgeInterval is how often expired terminal records are purged (1 min).
 	PurgeInterval time.Duration
 	// MaxConcurrentCreates bounds the runtime creates in flight (3 per
@@ -78,6 +82,10 @@ type Config struct {
 	// OnPoolRefill, when set, is called after every refill attempt of a
 	// pool with its key, duration and error (for metrics).
 	OnPoolRefill func(pool string, d time.Duration, err error)
+	// OnTeardown, when set, is called after every queued runtime teardown
+	// (teardown.go) with the duration of its Runtime.Delete and its error
+	// (nil for a sandbox already gone), for metrics. It must not block.
+	OnTeardown func(d time.Duration, err error)
 	// Logger receives the manager's structured logs (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now); tests may replace it.
@@ -109,6 +117,7 @@ func (c Config) withDefaults() Config {
 	set(&c.CreateTimeout, 5*time.Minute)
 	set(&c.Linger, 60*time.Second)
 	set(&c.SweepInterval, time.Second)
+	set(&c.SafetySweepInterval, time.Minute)
 	set(&c.PurgeInterval, time.Minute)
 	if c.MaxConcurrentCreates == 0 {
 		c.MaxConcurrentCreates = 3 * runtime.NumCPU()
@@ -138,6 +147,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("default lifetime %v must be between 1s and the maximum lifetime %v", c.DefaultLifetime, c.MaxLifetime)
 	case c.DefaultLease > c.MaxLease:
 		return fmt.Errorf("default lease %v must not exceed the maximum lease %v", c.DefaultLease, c.MaxLease)
+	case c.SweepInterval < 0 || c.SafetySweepInterval < 0:
+		return fmt.Errorf("sweep intervals must not be negative")
 	case c.MaxSandboxesPerTenant < 0 || c.Retention < 0 || c.Linger < 0:
 		return fmt.Errorf("quota, retention and linger must not be negative")
 	case c.MaxConcurrentCreates < 1 || c.MaxConcurrentCreates > MaxCreateLimit || c.CreateQueue < 0 || c.CreateQueue > MaxCreateLimit:

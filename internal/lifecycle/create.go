@@ -142,6 +142,7 @@ func (m *Manager) insertReserved(ctx context.Context, tenantID string, req *Crea
 		}
 		return nil, 0, err
 	}
+	m.deadlines.track(sb)
 	return sb, insertedCold, nil
 }
 

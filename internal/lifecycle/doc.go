@@ -9,5 +9,6 @@
 // It lives apart from internal/sandbox because it uses internal/store, which
 // imports internal/sandbox. The store is the source of truth: everything the
 // manager enforces (expiry, leases, retention) is computed from stored
-// records, so it survives restarts.
+// records, so it survives restarts; lifetimes are scheduled in memory from
+// them (deadlines.go), re-read in full at start and once a minute.
 package lifecycle

@@ -30,6 +30,9 @@ type Manager struct {
 	inCreate atomic.Int64
 	// quota caches the tenants' active counts (quota.go).
 	quota quotaCache
+	// deadlines schedules the live sandboxes' lifetimes and sessions for
+	// the sweep (deadlines.go).
+	deadlines *deadlines
 
 	// base is the context of background work (creates, watches, sweeps);
 	// Close cancels it, which leaves sandboxes running.
@@ -58,7 +61,7 @@ func New(rt sandbox.Runtime, st store.Store, cfg Config) (*Manager, error) {
 	base, cancel := context.WithCancel(context.Background())
 	return &Manager{rt: rt, st: st, cfg: cfg, notify: newNotifier(), pools: newPoolSet(cfg.Pools),
 		admit:    newAdmission(cfg.MaxConcurrentCreates, cfg.CreateQueue, cfg.CreateLatencyTarget),
-		teardown: newTeardowns(cfg.TeardownParallel), base: base, cancel: cancel}, nil
+		teardown: newTeardowns(cfg.TeardownParallel), deadlines: newDeadlines(), base: base, cancel: cancel}, nil
 }
 
 // Config returns the effective configuration (defaults applied).
@@ -80,7 +83,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	if len(m.pools.order) > 0 {
 		m.goBackground(m.poolCheckLoop)
 	}
-	m.goBackground(m.sweepLoop)
+	recovered := m.cfg.Now() // Recover has just read every live record
+	m.goBackground(func() { m.sweepLoop(recovered) })
 	return nil
 }
 

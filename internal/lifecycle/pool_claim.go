@@ -41,6 +41,7 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 		switch {
 		case err == nil:
 			p.count(true)
+			m.deadlines.track(sb)
 			// The refill starts a moment later: its OCI runtime and agent
 			// start take the CPU for tens of milliseconds, which the
 			// claimed sandbox's start and first command need now.

@@ -36,6 +36,8 @@ func (m *Manager) Recover(ctx context.Context) error {
 		}
 		for _, sb := range page {
 			live[sb.ID] = true
+			// Scheduled first: recoverOne's transitions drop what ends.
+			m.deadlines.track(sb)
 			info, ok := inRuntime[sb.ID]
 			m.recoverOne(ctx, sb, info, ok)
 		}

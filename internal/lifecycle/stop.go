@@ -70,7 +70,8 @@ func (m *Manager) stopAsync(id, reason string) {
 	}
 	m.goBackground(func() {
 		defer m.stopping.Delete(id)
-		if _, err := m.stop(m.base, id, reason, 0); err != nil && m.base.Err() == nil {
+		// NotFound: deleted since it was scheduled.
+		if _, err := m.stop(m.base, id, reason, 0); err != nil && !errors.Is(err, sandbox.ErrNotFound) && m.base.Err() == nil {
 			m.cfg.Logger.Warn("stopping sandbox", "sandbox", id, "reason", reason, "error", err)
 		}
 	})
@@ -92,6 +93,7 @@ func (m *Manager) Delete(ctx context.Context, tenantID, id string) error {
 		return err
 	}
 	m.running.Delete(id)
+	m.deadlines.untrack(id)
 	if !sb.State.Terminal() && m.cfg.OnStopping != nil {
 		m.cfg.OnStopping(id)
 	}

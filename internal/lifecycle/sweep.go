@@ -9,17 +9,26 @@ import (
 	"github.com/sbx-run/sbx/internal/store"
 )
 
-// sweepLoop enforces session leases, lifetimes and session closes every
-// SweepInterval, and purges old terminal records every PurgeInterval. All
-// are computed from the store, so they hold across restarts.
-func (m *Manager) sweepLoop() {
+// sweepLoop enforces lifetimes, session leases and session closes every
+// SweepInterval, and purges old terminal records every PurgeInterval.
+// Lifetimes and sessions come from the in-memory schedule (deadlines.go),
+// so a sweep with nothing due costs one read of the open sessions however
+// many sandboxes live. The schedule is rebuilt from the store at start
+// (Recover) and re-read in full every SafetySweepInterval, so everything
+// still holds across restarts and replicas. lastFull is when Recover read
+// the store.
+func (m *Manager) sweepLoop(lastFull time.Time) {
 	tick := time.NewTicker(m.cfg.SweepInterval)
 	defer tick.Stop()
 	lastPurge := time.Time{}
 	for {
-		m.sweepLeases(m.base)
-		m.sweepSandboxes(m.base)
-		if now := m.cfg.Now(); now.Sub(lastPurge) >= m.cfg.PurgeInterval {
+		now := m.cfg.Now()
+		full := now.Sub(lastFull) >= m.cfg.SafetySweepInterval
+		if full {
+			lastFull = now
+		}
+		m.sweep(m.base, full)
+		if now.Sub(lastPurge) >= m.cfg.PurgeInterval {
 			lastPurge = now
 			m.Purge(m.base)
 		}
@@ -31,44 +40,63 @@ func (m *Manager) sweepLoop() {
 	}
 }
 
-// sweepSandboxes stops every live sandbox whose lifetime ran out (reason
-// lifetime) or whose session is closed (reason session closed). The second
-// rule makes a session close complete even if the server died mid-way.
-func (m *Manager) sweepSandboxes(ctx context.Context) {
-	var live []*sandbox.Sandbox
-	f := store.SandboxFilter{PageSize: 1000}
-	for {
-		page, next, err := m.st.ListSandboxes(ctx, f)
-		if err != nil {
-			m.sweepError("sandbox sweep", err)
-			return
-		}
-		live = append(live, page...)
-		if next == "" {
-			break
-		}
-		f.PageToken = next
+// sweep is one pass: with full, the schedule is first re-read from the
+// store (the safety net); then every sandbox whose lifetime ran out is
+// stopped (reason lifetime), every session whose lease ran out is closed,
+// and every tracked sandbox of a closed session is stopped (reason session
+// closed). The last rule also completes a session close that a server
+// death cut short, and catches a sandbox created while its session closed.
+func (m *Manager) sweep(ctx context.Context, full bool) {
+	if full {
+		m.resync(ctx)
 	}
-	// Sessions are listed after sandboxes: a sandbox's session existed
-	// before the sandbox did, so it is in this list unless it is closed.
+	for _, id := range m.deadlines.due(m.cfg.Now()) {
+		m.stopAsync(id, sandbox.ReasonLifetime)
+	}
+	// The sessions with tracked sandboxes are taken before the open ones
+	// are listed: a tracked sandbox's session existed before the sandbox
+	// was stored, so it is in the list unless it is closed.
+	tracked := m.deadlines.sessions()
 	sessions, err := m.st.ListSessions(ctx, "")
 	if err != nil {
-		m.sweepError("sandbox sweep", err)
+		m.sweepError("session sweep", err)
 		return
 	}
-	open := map[string]bool{}
+	open := make(map[string]bool, len(sessions))
 	for _, s := range sessions {
 		open[s.ID] = true
 	}
-	now := m.cfg.Now()
-	for _, sb := range live {
-		switch {
-		case sb.State == sandbox.StateTerminating:
-		case !sb.ExpiresAt.IsZero() && !now.Before(sb.ExpiresAt):
-			m.stopAsync(sb.ID, sandbox.ReasonLifetime)
-		case sb.SessionID != "" && !open[sb.SessionID]:
-			m.stopAsync(sb.ID, sandbox.ReasonStoppedBySession)
+	for _, s := range m.expireLeases(ctx, sessions) {
+		open[s] = false
+	}
+	for _, s := range tracked {
+		if open[s] {
+			continue
 		}
+		for _, id := range m.deadlines.takeSession(s) {
+			m.stopAsync(id, sandbox.ReasonStoppedBySession)
+		}
+	}
+}
+
+// resync feeds every live record of the store into the schedule: the
+// sandboxes other replicas created, and any this server's schedule lost
+// (a stop that failed after its entry was taken).
+func (m *Manager) resync(ctx context.Context) {
+	f := store.SandboxFilter{States: active, PageSize: 1000}
+	for {
+		page, next, err := m.st.ListSandboxes(ctx, f)
+		if err != nil {
+			m.sweepError("lifetime safety sweep", err)
+			return
+		}
+		for _, sb := range page {
+			m.deadlines.track(sb)
+		}
+		if next == "" {
+			return
+		}
+		f.PageToken = next
 	}
 }
 
@@ -78,28 +106,26 @@ func (m *Manager) sweepError(what string, err error) {
 	}
 }
 
-// sweepLeases closes every open session whose lease ran out; the next
-// sandbox sweep stops its sandboxes.
-func (m *Manager) sweepLeases(ctx context.Context) {
-	sessions, err := m.st.ListSessions(ctx, "")
-	if err != nil {
-		m.sweepError("lease sweep", err)
-		return
-	}
+// expireLeases closes every listed session whose lease ran out, and
+// returns their ids.
+func (m *Manager) expireLeases(ctx context.Context, sessions []*sandbox.Session) []string {
 	now := m.cfg.Now()
+	var closed []string
 	for _, s := range sessions {
 		if !s.Expired(now) {
 			continue
 		}
-		closed, err := m.expireSession(ctx, s.ID)
+		ok, err := m.expireSession(ctx, s.ID)
 		if err != nil {
 			m.sweepError("closing session", err)
 		}
-		if !closed {
+		if !ok {
 			continue
 		}
+		closed = append(closed, s.ID)
 		m.cfg.Logger.Info("session lease expired", "session", s.ID, "tenant", s.TenantID)
 	}
+	return closed
 }
 
 // Purge deletes terminal records that ended more than the retention period

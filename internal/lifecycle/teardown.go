@@ -59,6 +59,7 @@ type teardowns struct {
 	queued  map[string]bool // ids in queue or running, so each is torn down once
 	running int
 	done    uint64
+	failed  uint64
 }
 
 func newTeardowns(limit int) *teardowns {
@@ -69,8 +70,11 @@ func newTeardowns(limit int) *teardowns {
 type TeardownStatus struct {
 	// Queued teardowns wait for a worker; Running ones have one.
 	Queued, Running int
-	// Done counts teardowns finished since start.
-	Done uint64
+	// Done counts teardowns finished since start; Failed counts those of
+	// them whose Runtime.Delete failed (a sandbox already gone is no
+	// failure), which left something behind for the retention purge or
+	// the next start's Recover.
+	Done, Failed uint64
 }
 
 // Teardowns returns the state of the teardown queue.
@@ -78,7 +82,7 @@ func (m *Manager) Teardowns() TeardownStatus {
 	t := m.teardown
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TeardownStatus{Queued: len(t.queue), Running: t.running, Done: t.done}
+	return TeardownStatus{Queued: len(t.queue), Running: t.running, Done: t.done, Failed: t.failed}
 }
 
 // DrainTeardowns waits until no teardown is queued or running, or ctx
@@ -185,13 +189,25 @@ func (m *Manager) runTeardowns(job teardown) {
 	for {
 		m.yieldToCreates()
 		ctx, cancel := context.WithTimeout(m.base, time.Minute)
-		if err := m.rt.Delete(ctx, job.id); err != nil && !errors.Is(err, sandbox.ErrNotFound) && m.base.Err() == nil {
+		t0 := time.Now()
+		err := m.rt.Delete(ctx, job.id)
+		d := time.Since(t0)
+		cancel()
+		if errors.Is(err, sandbox.ErrNotFound) {
+			err = nil // gone already: nothing left behind
+		}
+		if err != nil && m.base.Err() == nil {
 			m.cfg.Logger.Warn("deleting sandbox from runtime", "sandbox", job.id, "error", err)
 		}
-		cancel()
+		if m.cfg.OnTeardown != nil {
+			m.cfg.OnTeardown(d, err)
+		}
 		t.mu.Lock()
 		delete(t.queued, job.id)
 		t.done++
+		if err != nil {
+			t.failed++
+		}
 		if m.base.Err() != nil || len(t.queue) == 0 || t.running > m.teardownLimit() {
 			t.running--
 			t.mu.Unlock()

@@ -45,6 +45,7 @@ func (m *Manager) transition(ctx context.Context, id string, from []sandbox.Stat
 	if err != nil {
 		return nil, false, err
 	}
+	m.deadlines.track(sb) // drops it once it stops or ends
 	if to == sandbox.StateRunning {
 		m.running.Store(id, sb.TenantID)
 	} else {

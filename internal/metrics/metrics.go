@@ -3,8 +3,8 @@
 // from a wrapper around the sandbox.Runtime, sandboxes by state read from
 // the store at scrape time, image pulls by result from the image store's
 // OnPull hook, warm pool sizes, hits, misses and refill latencies from the
-// lifecycle manager, and per-tenant CPU and memory usage read from the
-// sandboxes' cgroups.
+// lifecycle manager, its create gate and teardown queue, and per-tenant CPU
+// and memory usage read from the sandboxes' cgroups.
 package metrics
 
 import (
@@ -30,6 +30,7 @@ type Registry struct {
 	pulls       *prometheus.CounterVec
 	pullDur     *prometheus.HistogramVec
 	poolRefill  *prometheus.HistogramVec
+	teardownDur *prometheus.HistogramVec
 }
 
 // New returns a Registry with sbx's metrics and the Go and process
@@ -86,8 +87,13 @@ func New() *Registry {
 			Help:    "Time to create one warm pool sandbox (container up, agent answering), by pool and result.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
 		}, []string{"pool", "result"}),
+		teardownDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sbx_teardown_duration_seconds",
+			Help:    "Duration of one queued runtime teardown (container, mounts, cgroups, network and directories removed), by result.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+		}, []string{"result"}),
 	}
-	r.reg.MustRegister(r.poolRefill, r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops, r.pulls, r.pullDur,
+	r.reg.MustRegister(r.poolRefill, r.teardownDur, r.requests, r.reqDuration, r.errors, r.execs, r.creates, r.createDur, r.startDur, r.stops, r.pulls, r.pullDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }

@@ -27,13 +27,16 @@ var (
 // WatchPools registers the warm pools' gauges and counters, read from the
 // manager at scrape time. Pool labels are the configured pools' keys, so
 // their number is bounded by the configuration.
-// The lifecycle manager also reports its create gate (admission control):
-// those gauges are registered here too, so every server that watches its
-// pools exports them.
+// The lifecycle manager also reports its create gate (admission control)
+// and its teardown queue: those metrics are registered here too, so every
+// server that watches its pools exports them.
 func (r *Registry) WatchPools(pools PoolLister) {
 	r.reg.MustRegister(&poolCollector{pools})
 	if a, ok := pools.(AdmissionReader); ok {
 		r.WatchAdmission(a)
+	}
+	if t, ok := pools.(TeardownReader); ok {
+		r.WatchTeardowns(t)
 	}
 }
 
