@@ -32,6 +32,19 @@ func (c *Config) validateNetwork() error {
 	if c.NetworkBridge != "" && !linkNameRE.MatchString(c.NetworkBridge) {
 		return fmt.Errorf("network bridge %q must be 1-15 letters, digits, '-' or '_'", c.NetworkBridge)
 	}
+	if c.NetworkBridge != "" {
+		// Its overflow bridges (one per ~1020 sandboxes) are named
+		// "<bridge>.b<n>": no other server's bridge can be called so (a
+		// '.' fails linkNameRE), so the bridge lock covers them too.
+		subnet, _ := netip.ParsePrefix(c.NetworkSubnet) // zero: the default
+		if !subnet.IsValid() {
+			subnet = network.DefaultSubnet
+		}
+		if limit := network.BridgeNameLimit(subnet); len(c.NetworkBridge) > limit {
+			return fmt.Errorf("network bridge %q is too long for subnet %s: sbx adds overflow bridges named \"%s.b<n>\" (one per ~1020 sandboxes) and Linux link names have at most 15 characters; use a --network-bridge of at most %d characters",
+				c.NetworkBridge, subnet, c.NetworkBridge, limit)
+		}
+	}
 	if c.NetworkTable != "" && !tableNameRE.MatchString(c.NetworkTable) {
 		return fmt.Errorf("network table %q must be 1-32 letters, digits, '-' or '_'", c.NetworkTable)
 	}

@@ -35,7 +35,10 @@ var blockedByDefault = []netip.Prefix{
 // Config is the network of all sandboxes on one host.
 type Config struct {
 	// Bridge is the name of the Linux bridge the sandboxes hang off
-	// (default "sbx0"); it holds the sandboxes' gateway address.
+	// (default "sbx0"); it holds the sandboxes' gateway address. Beyond
+	// the ~1020 sandboxes one bridge takes, overflow bridges named
+	// "<Bridge>.b<n>" join it (see bridges.go), so the name must leave room
+	// for that suffix within 15 characters (BridgeNameLimit).
 	Bridge string
 	// Subnet is the private IPv4 subnet the sandboxes get their addresses
 	// from (default 10.203.0.0/16); its first address is the gateway.
@@ -88,6 +91,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Subnet.Masked() != c.Subnet {
 		return c, fmt.Errorf("network config: subnet %s has host bits set; use %s", c.Subnet, c.Subnet.Masked())
+	}
+	if limit := BridgeNameLimit(c.Subnet); len(c.Bridge) > limit {
+		return c, fmt.Errorf("network config: bridge %q is too long for subnet %s: its overflow bridges (one per %d sandboxes) may be named up to %q, over Linux's 15 characters; use a bridge name of at most %d characters",
+			c.Bridge, c.Subnet, capacity(c.Subnet, 1), overflowName(c.Bridge, maxOverflow(c.Subnet)), limit)
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return c, fmt.Errorf("network config: state dir %q must be an absolute path", c.StateDir)

@@ -40,16 +40,32 @@
 // because deleting a link waits 15-40 ms for the kernel (RCU); the address
 // is reused only after that, and Close waits for it.
 //
-// Limits: a Linux bridge takes at most 1024 ports, so one host runs at most
-// 1023 sandboxes with networks (Setup then fails with ErrResourceExhausted);
-// New rebuilds the rules of 1000 recorded sandboxes in one transaction in
-// about 4 s on a 2-core VM (the old rules stay in force until it commits).
+// Limits: a Linux bridge takes at most 1023 ports (BR_MAX_PORTS is 1024;
+// port 0 is reserved), so sandboxes spread over several bridges (see
+// bridges.go): the main bridge Config.Bridge takes 1023 minus one port per
+// overflow bridge the subnet may need (958 for a /16), and each overflow
+// bridge "<Bridge>.b<n>", made when the ones before are full, takes 1022,
+// up to one address per sandbox in the subnet; a server runs at most
+// about 511 x 1022 networked sandboxes whatever its subnet. Setup fails
+// with ErrResourceExhausted when the subnet or the last bridge is full.
+// The number of overflow bridges bounds the length of Config.Bridge
+// (BridgeNameLimit: 11 characters for a /16). New rebuilds the rules of
+// 1000 recorded sandboxes in one transaction in about 4 s on a 2-core VM
+// (the old rules stay in force until it commits).
 //
 // # What it does to the host
 //
 //   - A bridge (Config.Bridge) holding the subnet's first address, the
 //     sandboxes' gateway. Its ports are isolated: sandboxes never see each
 //     other at layer 2, so all their traffic crosses the host's firewall.
+//   - Beyond the sandboxes it takes, overflow bridges "<Bridge>.b<n>" (no
+//     address, no IPv6, no ARP replies), each joined to it by a veth pair
+//     "<Bridge>.t<n>" (an isolated port of Config.Bridge) and
+//     "<Bridge>.u<n>" (a port of the overflow bridge, not isolated). Their
+//     sandbox ports are isolated too, so a sandbox on one reaches only the
+//     main bridge's device, the host: every sandbox packet enters the host
+//     through Config.Bridge and its rules, wherever the sandbox's port is.
+//     They stay, empty or not, until Destroy; New finds them again.
 //   - Per sandbox a veth pair "sbxv<hash>" / "eth0" (hash: 10 hex digits of
 //     SHA-256 of the sandbox id), the sandbox end created directly in its
 //     namespace with a /32 address, an on-link route to the gateway and a
@@ -63,14 +79,18 @@
 //     route between all its interfaces; sbx's rules only cover traffic from
 //     and to the bridge, so a host that relied on ip_forward=0 as its
 //     firewall needs a forward policy of its own.
-//   - One JSON file per sandbox in Config.StateDir (address, names, policy).
+//   - One JSON file per sandbox in Config.StateDir (address, names, bridge,
+//     policy).
 //   - IPv6 is disabled on the bridge; sandboxes get none (their IPv6 frames
 //     are dropped at the bridge port).
 //
 // Kernel needs: nf_tables with the inet and bridge families, ct, nat/masq
 // and reject (Debian's stock kernel has all). If br_netfilter is loaded the
-// inet rules also see bridged frames, which changes nothing here: ports are
-// isolated, so there are none between sandboxes.
+// inet rules also see bridged frames. On the main bridge there are none
+// (its ports are isolated); on an overflow bridge a sandbox's frames are
+// bridged to the trunk first, and that pass is left untracked (notrack),
+// so that conntrack and NAT happen when they are routed from the main
+// bridge (ruleset.go). The overflow tests run with and without it.
 //
 // # Policy
 //

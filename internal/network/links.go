@@ -168,7 +168,7 @@ func detach(h *netlink.Handle, name string) error {
 	}
 	// ENODEV: the kernel deleted it meanwhile, with its namespace.
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delete veth %s: %w", name, err)
+		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
 }

@@ -22,20 +22,20 @@ import (
 // them, so only memory is at stake.
 const maxIDLen = 256
 
-// Manager owns the bridge, sbx's nftables tables and one attachment per
+// Manager owns the bridges, sbx's nftables tables and one attachment per
 // sandbox. Its methods are safe for concurrent use.
 type Manager struct {
 	cfg   Config
 	state stateStore
 
-	mu     sync.Mutex
-	nl     *netlink.Handle
-	nft    *nftables.Conn
-	rs     *ruleset
-	bridge netlink.Link
-	ipam   *ipam
-	atts   map[string]*Attachment // by sandbox id
-	groups map[string]int         // peer group -> members
+	mu      sync.Mutex
+	nl      *netlink.Handle
+	nft     *nftables.Conn
+	rs      *ruleset
+	bridges []*bridge // the main bridge first, then the overflow ones by n
+	ipam    *ipam
+	atts    map[string]*Attachment // by sandbox id
+	groups  map[string]int         // peer group -> members
 
 	// Background deletion of torn-down sandboxes' links (see Teardown).
 	reapNL  *netlink.Handle
@@ -104,10 +104,11 @@ func New(cfg Config) (*Manager, error) {
 }
 
 func (m *Manager) recover() error {
-	var err error
-	if m.bridge, err = ensureBridge(m.nl, m.cfg); err != nil {
+	main, err := ensureBridge(m.nl, m.cfg)
+	if err != nil {
 		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "network bridge: %w", err)
 	}
+	m.bridges = []*bridge{{n: 0, link: main}}
 	atts, err := m.state.load()
 	if err != nil {
 		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "network state in %s: %w", m.cfg.StateDir, err)
@@ -116,6 +117,13 @@ func (m *Manager) recover() error {
 		if !m.cfg.Subnet.Contains(a.Addr) || m.ipam.used[a.Addr] {
 			return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup,
 				"network state of sandbox %q: address %s is outside subnet %s or taken twice; was the subnet changed? Stop those sandboxes or restore the old subnet", a.SandboxID, a.Addr, m.cfg.Subnet)
+		}
+		if a.Bridge == "" {
+			a.Bridge = m.cfg.Bridge
+		}
+		if _, ok := overflowIndex(m.cfg.Bridge, a.Bridge, m.cfg.Subnet); !ok && a.Bridge != m.cfg.Bridge {
+			return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup,
+				"network state of sandbox %q: bridge %s is neither %s nor one of its overflow bridges; was the bridge renamed? Stop those sandboxes or restore the old bridge name", a.SandboxID, a.Bridge, m.cfg.Bridge)
 		}
 		m.ipam.used[a.Addr] = true
 		m.atts[a.SandboxID] = a
@@ -139,19 +147,31 @@ func (m *Manager) recover() error {
 	if m.ForwardingEnabled, err = enableForwarding(); err != nil {
 		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "%w", err)
 	}
-	// Veths on our bridge that no state file knows (a Teardown whose
+	if err := m.recoverBridges(atts); err != nil {
+		return err
+	}
+	// Veths on our bridges that no state file knows (a Teardown whose
 	// background deletion had not finished when the process ended, a state
-	// file removed by hand) match no rule, so carry nothing: remove them.
+	// file removed by hand, the trunk of a bridge deleted by hand) match no
+	// rule, so carry nothing: remove them.
 	links, err := m.nl.LinkList()
 	if err != nil {
 		return sandbox.Internal("list links: %w", err)
 	}
 	known := map[string]bool{}
+	ours := map[int]bool{}
 	for _, a := range atts {
 		known[a.HostLink] = true
 	}
+	for _, b := range m.bridges {
+		ours[b.link.Attrs().Index] = true
+		if b.n > 0 {
+			known[trunkName(m.cfg.Bridge, b.n)] = true
+			known[uplinkName(m.cfg.Bridge, b.n)] = true
+		}
+	}
 	for _, l := range links {
-		if l.Attrs().MasterIndex == m.bridge.Attrs().Index && l.Type() == "veth" && !known[l.Attrs().Name] {
+		if ours[l.Attrs().MasterIndex] && l.Type() == "veth" && !known[l.Attrs().Name] {
 			if err := detach(m.nl, l.Attrs().Name); err != nil {
 				return sandbox.Internal("remove stray veth: %w", err)
 			}
@@ -227,11 +247,17 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 		return nil, sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonSubnetExhausted,
 			"no free address in subnet %s; stop some sandboxes or configure a larger subnet", m.cfg.Subnet)
 	}
+	b, err := m.pickBridge()
+	if err != nil {
+		m.ipam.release(addr)
+		return nil, err
+	}
 	a := &Attachment{
 		SandboxID: sandboxID,
 		Addr:      addr,
 		Gateway:   m.cfg.gateway(),
 		HostLink:  hostLinkName(k),
+		Bridge:    b.name(),
 		MAC:       macFor(addr).String(),
 		NetNS:     netnsPath,
 		Policy:    p,
@@ -242,7 +268,7 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 		m.ipam.release(addr)
 		return nil, sandbox.Internal("save network state: %w", err)
 	}
-	if err := m.install(a); err != nil {
+	if err := m.install(a, b); err != nil {
 		m.ipam.release(addr)
 		m.state.remove(sandboxID)
 		return nil, err
@@ -257,8 +283,9 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 	return &cp, nil
 }
 
-// install adds the rules, then the links; on failure it removes both.
-func (m *Manager) install(a *Attachment) error {
+// install adds the rules, then the links on bridge b (or another one, when
+// b turns out to be full); on failure it removes both.
+func (m *Manager) install(a *Attachment, b *bridge) error {
 	if err := m.rs.addSandbox(m.nft, a); err != nil {
 		return sandbox.Internal("nftables rules: %w", err)
 	}
@@ -268,19 +295,39 @@ func (m *Manager) install(a *Attachment) error {
 		}
 		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "install firewall rules of sandbox %q: %w", a.SandboxID, err)
 	}
-	if err := attach(m.nl, m.bridge, m.cfg, a); err != nil {
+	err := attach(m.nl, b.link, m.cfg, a)
+	for tries := 0; errors.Is(err, unix.EXFULL) && tries <= len(m.bridges); tries++ {
+		// Links that are not sandboxes of ours hold ports of b: take it
+		// as full, and try the next bridge with room.
 		detach(m.nl, a.HostLink)
-		m.removeRules(a, false)
-		if errors.Is(err, unix.EXFULL) { // a bridge has at most 1024 ports
-			return sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonSubnetExhausted,
-				"bridge %s has no free port (a Linux bridge takes at most 1024); stop some sandboxes: %w", m.cfg.Bridge, err)
+		b.used = max(b.used, capacity(m.cfg.Subnet, b.n))
+		if b, err = m.pickBridge(); err != nil {
+			break
 		}
-		if errors.Is(err, os.ErrNotExist) {
-			return sandbox.Errorf(sandbox.ErrFailedPrecondition, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
+		a.Bridge = b.name()
+		if err = m.state.save(a); err != nil {
+			err = sandbox.Internal("save network state: %w", err)
+			break
 		}
-		return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
+		err = attach(m.nl, b.link, m.cfg, a)
 	}
-	return nil
+	if err == nil {
+		b.used++
+		return nil
+	}
+	detach(m.nl, a.HostLink)
+	m.removeRules(a, false)
+	var serr *sandbox.Error
+	switch {
+	case errors.As(err, &serr):
+		return err
+	case errors.Is(err, unix.EXFULL):
+		return sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonSubnetExhausted,
+			"network of sandbox %q: no bridge has a free port; stop some sandboxes: %w", a.SandboxID, err)
+	case errors.Is(err, os.ErrNotExist):
+		return sandbox.Errorf(sandbox.ErrFailedPrecondition, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
+	}
+	return sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "network of sandbox %q: %w", a.SandboxID, err)
 }
 
 func (m *Manager) removeRules(a *Attachment, portDrop bool) error {
@@ -345,6 +392,9 @@ func (m *Manager) reap(a *Attachment, done chan struct{}) {
 	}
 	if err == nil {
 		m.ipam.release(a.Addr)
+		if b := m.bridgeNamed(a.Bridge); b != nil {
+			b.used--
+		}
 	} else {
 		m.reapErr = fmt.Errorf("delete veth of sandbox %q: %w", a.SandboxID, err)
 	}
@@ -412,8 +462,9 @@ func (m *Manager) Close() error {
 }
 
 // Destroy tears down every sandbox's network, then removes sbx's tables,
-// the bridge and the state directory's records: for uninstalling and tests.
-// ip_forward stays as it is.
+// the bridges (the overflow ones with their trunks too) and the state
+// directory's records: for uninstalling and tests. ip_forward stays as it
+// is.
 func (m *Manager) Destroy(ctx context.Context) error {
 	ids := make([]string, 0)
 	m.mu.Lock()
@@ -432,8 +483,14 @@ func (m *Manager) Destroy(ctx context.Context) error {
 	if err := m.nft.Flush(); err != nil {
 		errs = append(errs, fmt.Errorf("remove nftables tables: %w", err))
 	}
-	if err := m.nl.LinkDel(m.bridge); err != nil {
+	for _, b := range m.bridges[1:] {
+		if err := removeOverflow(m.nl, m.cfg.Bridge, b.n); err != nil {
+			errs = append(errs, fmt.Errorf("remove overflow bridge: %w", err))
+		}
+	}
+	if err := m.nl.LinkDel(m.bridges[0].link); err != nil {
 		errs = append(errs, fmt.Errorf("remove bridge: %w", err))
 	}
+	m.bridges = m.bridges[:1]
 	return errors.Join(errs...)
 }

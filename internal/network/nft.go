@@ -29,6 +29,12 @@ func metaEq(key expr.MetaKey, data []byte) []expr.Any {
 func iifIs(name string) []expr.Any { return metaEq(expr.MetaKeyIIFNAME, ifname(name)) }
 func oifIs(name string) []expr.Any { return metaEq(expr.MetaKeyOIFNAME, ifname(name)) }
 
+// namePrefix matches an interface name (meta key) that starts with
+// prefix, as nft's "name*" does: the comparison covers only its bytes.
+func namePrefix(key expr.MetaKey, prefix string) []expr.Any {
+	return metaEq(key, []byte(prefix))
+}
+
 func oifIsNot(name string) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},

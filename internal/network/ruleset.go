@@ -10,20 +10,35 @@ import (
 
 // The firewall lives in two tables of sbx's own, both named Config.Table:
 //
-//	inet:   forward: iifname BR jump out; oifname BR jump in
+//	inet:   forward: iifname "BR.*" oifname != "BR.*" drop (see below)
+//	                 iifname BR jump out; oifname BR jump in
 //	        out:     established accept; non-IPv4 drop; HostBlock reject;
 //	                 ip saddr vmap @egress (goto e-<key>); reject
 //	        r-<key>: set of the addresses sbx's resolver returned to a
 //	                 sandbox with AllowNames (flags timeout); e-<key> accepts them
 //	        in:      established accept; non-IPv4 drop;
 //	                 ip daddr vmap @ingress (goto i-<key>); reject
-//	        input:   iifname BR jump host; iifname BR reject
+//	        input:   iifname "BR.*" drop; iifname BR jump host; iifname BR reject
 //	        host:    established accept; non-IPv4 drop; HostBlock and
 //	                 ProtectedHostPorts reject;
 //	                 ip saddr vmap @hostin (goto h-<key>)
 //	        output:  ICMP redirects out of BR dropped
 //	        post:    masquerade what leaves the subnet through another link
+//	        raw:     iifname "BR.*" notrack (see below)
 //	bridge: prerouting: iifname vmap @ports (goto p-<key>)
+//
+// "BR.*" are the overflow bridges (bridges.go). They have no address, but
+// what a sandbox sends to one of their own MACs (the bridge's, its ports')
+// or to broadcast reaches the host through them (iifname BR.b<n>), where
+// the rules keyed on BR would not see it: input and forward drop it (and
+// the bridges answer no ARP, see ensureOverflow). The forward rule spares
+// bridged frames: when br_netfilter makes the inet hooks see those, their
+// iifname and oifname are both the bridge. Such a sandbox packet then
+// crosses the inet hooks twice: bridged from its port to the trunk on the
+// overflow bridge, then routed from BR. The first pass must not make the
+// conntrack entry, or its NAT decision (none: it goes out the trunk) would
+// stick and the routed pass would not masquerade; notrack leaves it to the
+// second.
 //
 // Per sandbox there are four small chains: e- (egress), i- (ingress), h-
 // (to the host itself), and p- in the bridge table, which pins the port's
@@ -148,11 +163,16 @@ func (rs *ruleset) addBase(c *nftables.Conn) error {
 	}
 	rs.rule(c, rs.inet, host, ipVmap(offSaddr, rs.hostin))
 
+	overflow := bridge + "." // the prefix of the overflow bridges' names
 	fwd := rs.baseChain(c, rs.inet, "forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.inet, fwd, namePrefix(expr.MetaKeyIIFNAME, overflow),
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(overflow)}, drop())
 	rs.rule(c, rs.inet, fwd, iifIs(bridge), jump("out"))
 	rs.rule(c, rs.inet, fwd, oifIs(bridge), jump("in"))
 
 	input := rs.baseChain(c, rs.inet, "input", nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.inet, input, namePrefix(expr.MetaKeyIIFNAME, overflow), drop())
 	rs.rule(c, rs.inet, input, iifIs(bridge), jump("host"))
 	rs.rule(c, rs.inet, input, iifIs(bridge), goTo(chainReject))
 
@@ -167,6 +187,11 @@ func (rs *ruleset) addBase(c *nftables.Conn) error {
 
 	post := rs.baseChain(c, rs.inet, "post", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 	rs.rule(c, rs.inet, post, isIPv4(), ipIn(offSaddr, cfg.Subnet), oifIsNot(bridge), &expr.Masq{})
+
+	// Bridged frames of the overflow bridges: conntrack and NAT happen
+	// when they are routed from the main bridge (see the type's comment).
+	raw := rs.baseChain(c, rs.inet, "raw", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRaw)
+	rs.rule(c, rs.inet, raw, namePrefix(expr.MetaKeyIIFNAME, overflow), &expr.Notrack{})
 
 	// Only our own ports have entries; frames from any other bridge port
 	// (another bridge, another sbx instance) find none and pass untouched.

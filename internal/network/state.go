@@ -26,6 +26,10 @@ type Attachment struct {
 	// HostLink is the host end of the veth pair ("sbxv" + a hash of the id);
 	// the sandbox end is "eth0" in its namespace.
 	HostLink string `json:"host_link"`
+	// Bridge is the bridge HostLink is a port of: Config.Bridge or one of
+	// its overflow bridges. Empty (state from before overflow bridges)
+	// means Config.Bridge.
+	Bridge string `json:"bridge,omitempty"`
 	// MAC is the sandbox end's hardware address (derived from Addr).
 	MAC string `json:"mac"`
 	// NetNS is the namespace path Setup was given.

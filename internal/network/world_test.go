@@ -71,6 +71,13 @@ func cleanWorld() {
 	ipQuiet("route", "flush", "table", fmt.Sprint(routeTable))
 	ipQuiet("link", "del", upLink)
 	ipQuiet("netns", "del", upNS)
+	if links, err := netlink.LinkList(); err == nil { // overflow bridges and trunks
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, testBridge+".") {
+				netlink.LinkDel(l)
+			}
+		}
+	}
 	if entries, err := os.ReadDir("/run/netns"); err == nil {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), "sbxt-") {

@@ -10,10 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Network is the host network of one test server: a bridge, nftables
@@ -83,14 +85,34 @@ func PickNetwork() (Network, error) {
 	return Network{Bridge: name, Table: name, Subnet: subnet}, nil
 }
 
-// Remove deletes n's bridge and both nftables tables from the current
-// network namespace, if they exist, and the lock files sbx serve keeps for
-// them under /run/sbx.
+// Remove deletes n's bridge, its overflow bridges and their trunks and
+// both nftables tables from the current network namespace, if they exist,
+// and the lock files sbx serve keeps for them under /run/sbx.
 func (n Network) Remove() error {
 	var errs []error
-	if l, err := netlink.LinkByName(n.Bridge); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("remove test bridge %s: %w", n.Bridge, err))
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	// Overflow bridges and trunks are named "<bridge>.<kind><n>"
+	// (internal/network/bridges.go); no bridge name has a '.'. Trunks
+	// (veths) first: deleting a bridge leaves its ports in place.
+	var del []netlink.Link
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, n.Bridge+".") && l.Type() == "veth" {
+			del = append(del, l)
+		}
+	}
+	for _, l := range links {
+		name := l.Attrs().Name
+		if name == n.Bridge || strings.HasPrefix(name, n.Bridge+".") && l.Type() != "veth" {
+			del = append(del, l)
+		}
+	}
+	for _, l := range del {
+		// A trunk's peer goes with it: not found is fine.
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove test link %s: %w", l.Attrs().Name, err))
 		}
 	}
 	c, err := nftables.New()
