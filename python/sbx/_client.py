@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from . import exceptions as exc
+from ._bulk import Bulk
 from ._connect import ConnectError, ServerStream, Transport
 
 __all__ = ["Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL"]
@@ -103,6 +104,7 @@ class Client:
     def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None) -> None:
         self.url, key = resolve_config(url, api_key, credentials_path)
         self._t = Transport(self.url, key)
+        self._bulk = Bulk(self._t)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -145,6 +147,27 @@ class Client:
             return self._t.client_stream(service, method, messages)
         except ConnectError as e:
             raise self._map(e, **errkw) from None
+
+
+    def bulk_usable(self) -> bool:
+        """Whether file transfers should try the server's bulk endpoint."""
+        return self._bulk.usable()
+
+    def bulk_write(self, sandbox_id: str, path: str, data: memoryview, mode: int) -> None:
+        """PUT a file over the bulk endpoint; NoBulk means nothing was
+        written and the WriteFile RPC is to be used."""
+        try:
+            self._bulk.write(sandbox_id, path, data, mode)
+        except ConnectError as e:
+            raise self._map(e, filepath=path, sandbox_id=sandbox_id) from None
+
+    def bulk_read(self, sandbox_id: str, path: str) -> bytes:
+        """GET a file over the bulk endpoint; NoBulk means the ReadFile RPC
+        is to be used."""
+        try:
+            return self._bulk.read(sandbox_id, path)
+        except ConnectError as e:
+            raise self._map(e, filepath=path, sandbox_id=sandbox_id) from None
 
 
 class MappedStream:

@@ -45,6 +45,7 @@ class Fake:
     def __init__(self) -> None:
         self.routes: Dict[str, Handler] = {}
         self.requests: List[Tuple[str, Dict[str, str], bytes]] = []
+        self.auto_continue = True
         fake = self
 
         class H(BaseHTTPRequestHandler):
@@ -52,6 +53,32 @@ class Fake:
 
             def log_message(self, *a: Any) -> None:
                 pass
+
+            def handle_expect_100(self) -> bool:
+                # With auto_continue off, a route answers before the body
+                # comes, as the sbx server does for a refused bulk write.
+                return super().handle_expect_100() if fake.auto_continue else True
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._bulk("GET")
+
+            def do_PUT(self) -> None:  # noqa: N802
+                self._bulk("PUT")
+
+            def _bulk(self, method: str) -> None:
+                # Bulk endpoint routes are "METHOD /path" (no query); the
+                # handler reads the body itself, if it wants it. Without a
+                # route the answer is a plain 404: a server from before the
+                # bulk endpoint.
+                fake.requests.append((method + " " + self.path, dict(self.headers), b""))
+                route = fake.routes.get(method + " " + self.path.split("?", 1)[0])
+                if route is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "9")
+                    self.end_headers()
+                    self.wfile.write(b"not found")
+                    return
+                route(self, b"")
 
             def do_POST(self) -> None:  # noqa: N802
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
