@@ -173,15 +173,7 @@ func TestLayer2Isolation(t *testing.T) {
 	b, bNS := w.sandbox("sb-l2-target", Policy{PeerGroup: "g"})
 	_, peer := w.sandbox("sb-l2-peer", Policy{PeerGroup: "g"})
 	got := udpSink(t, bNS)
-	if err := inNS(attacker, func() error {
-		eth, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		return netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipNet(testSubnet.Addr(), testSubnet.Bits()), Scope: netlink.SCOPE_LINK})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	routeOnLink(t, attacker)
 	pinNeighbor(t, attacker, b.Addr, macFor(b.Addr))
 	for range 3 {
 		sendUDP(t, attacker, a.Addr, b.Addr, "forged")
@@ -413,7 +405,12 @@ func diffSnap(a, b hostSnapshot) string {
 // in the runtime's order: Setup into a fresh namespace, the namespace goes
 // (the container ends), Teardown. Creating the namespace is not timed.
 func BenchmarkSetupTeardown(b *testing.B) {
-	w := newWorld(b)
+	benchSetupTeardown(b, newWorld(b), nil)
+}
+
+// benchSetupTeardown runs the loop of BenchmarkSetupTeardown in w; check,
+// if set, is called with every attachment.
+func benchSetupTeardown(b *testing.B, w *world, check func(*Attachment)) {
 	ctx := context.Background()
 	p := Policy{PeerGroup: "bench", AllowCIDRs: []CIDRRule{{CIDR: "203.0.113.0/24", Ports: []int{443}}}}
 	i := 0
@@ -424,8 +421,12 @@ func BenchmarkSetupTeardown(b *testing.B) {
 		b.StartTimer()
 		id := fmt.Sprintf("sb-bench-%d", i)
 		t0 := time.Now()
-		if _, err := w.mgr.Setup(ctx, id, fmt.Sprintf("/proc/self/fd/%d", int(ns)), p); err != nil {
+		a, err := w.mgr.Setup(ctx, id, fmt.Sprintf("/proc/self/fd/%d", int(ns)), p)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if check != nil {
+			check(a)
 		}
 		ns.Close()
 		t1 := time.Now()
@@ -439,6 +440,21 @@ func BenchmarkSetupTeardown(b *testing.B) {
 	b.ReportMetric(float64(teardown.Microseconds())/float64(i)/1000, "teardown-ms/op")
 	if err := w.mgr.settle(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// routeOnLink makes the sandbox in namespace ns route the whole test
+// subnet on-link, so that it sends straight to other sandboxes' MACs.
+func routeOnLink(t testing.TB, ns string) {
+	t.Helper()
+	if err := inNS(ns, func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipNet(testSubnet.Addr(), testSubnet.Bits()), Scope: netlink.SCOPE_LINK})
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

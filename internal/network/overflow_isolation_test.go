@@ -36,19 +36,8 @@ func TestOverflowIsolation(t *testing.T) {
 	// s4 (overflow 1) and s1 (main) route the subnet on-link and send
 	// straight to the MACs of sandboxes on each kind of bridge; the host
 	// (which may always send) sends each target a marker after that.
-	onLink := func(ns string) {
-		if err := inNS(ns, func() error {
-			eth, err := netlink.LinkByName("eth0")
-			if err != nil {
-				return err
-			}
-			return netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: ipNet(testSubnet.Addr(), testSubnet.Bits()), Scope: netlink.SCOPE_LINK})
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	onLink(nss[4])
-	onLink(nss[1])
+	routeOnLink(t, nss[4])
+	routeOnLink(t, nss[1])
 	for _, c := range []struct{ from, to int }{
 		{4, 5}, // same overflow bridge
 		{4, 0}, // overflow to main

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -139,33 +138,9 @@ func BenchmarkSetupTeardownOverflow(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	p := Policy{PeerGroup: "bench", AllowCIDRs: []CIDRRule{{CIDR: "203.0.113.0/24", Ports: []int{443}}}}
-	i := 0
-	var setup, teardown time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		ns := anonNS(b)
-		b.StartTimer()
-		id := fmt.Sprintf("sb-bench-%d", i)
-		t0 := time.Now()
-		a, err := w.mgr.Setup(ctx, id, fmt.Sprintf("/proc/self/fd/%d", int(ns)), p)
-		if err != nil {
-			b.Fatal(err)
-		}
+	benchSetupTeardown(b, w, func(a *Attachment) {
 		if a.Bridge == testBridge {
 			b.Fatalf("sandbox on the main bridge")
 		}
-		ns.Close()
-		t1 := time.Now()
-		if err := w.mgr.Teardown(ctx, id); err != nil {
-			b.Fatal(err)
-		}
-		setup, teardown = setup+t1.Sub(t0), teardown+time.Since(t1)
-		i++
-	}
-	b.ReportMetric(float64(setup.Microseconds())/float64(i)/1000, "setup-ms/op")
-	b.ReportMetric(float64(teardown.Microseconds())/float64(i)/1000, "teardown-ms/op")
-	if err := w.mgr.settle(); err != nil {
-		b.Fatal(err)
-	}
+	})
 }
