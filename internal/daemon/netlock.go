@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -113,7 +114,7 @@ func checkSubnetFree(subnet netip.Prefix, bridge string) error {
 		}
 		return "link " + strconv.Itoa(index)
 	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list the host's addresses: %w", err)
 	}
@@ -126,7 +127,7 @@ func checkSubnetFree(subnet netip.Prefix, bridge string) error {
 				subnet, a.IPNet, linkName(a.LinkIndex))
 		}
 	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list the host's routes: %w", err)
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"fmt"
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -237,7 +238,7 @@ func removeOverflow(h *netlink.Handle, b string, n int) error {
 // recoverBridges finds the overflow bridges an earlier run made, checks
 // them and their trunks, and counts the sandboxes on each bridge.
 func (m *Manager) recoverBridges(atts []*Attachment) error {
-	links, err := m.nl.LinkList()
+	links, err := nldump.Retry(m.nl.LinkList)
 	if err != nil {
 		return sandbox.Internal("list links: %w", err)
 	}

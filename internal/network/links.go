@@ -3,6 +3,7 @@ package network
 import (
 	"errors"
 	"fmt"
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -50,7 +51,7 @@ func ensureBridge(h *netlink.Handle, cfg Config) (link netlink.Link, err error) 
 	if br.Type() != "bridge" {
 		return nil, fmt.Errorf("link %s exists and is a %s, not a bridge; pick another bridge name", cfg.Bridge, br.Type())
 	}
-	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, err
 	}

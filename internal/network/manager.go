@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net/netip"
 	"os"
 	"sort"
@@ -154,7 +155,7 @@ func (m *Manager) recover() error {
 	// background deletion had not finished when the process ended, a state
 	// file removed by hand, the trunk of a bridge deleted by hand) match no
 	// rule, so carry nothing: remove them.
-	links, err := m.nl.LinkList()
+	links, err := nldump.Retry(m.nl.LinkList)
 	if err != nil {
 		return sandbox.Internal("list links: %w", err)
 	}

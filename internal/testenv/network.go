@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"math/big"
 	"net"
 	"net/netip"
@@ -90,7 +91,7 @@ func PickNetwork() (Network, error) {
 // and the lock files sbx serve keeps for them under /run/sbx.
 func (n Network) Remove() error {
 	var errs []error
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -142,7 +143,7 @@ func (n Network) Remove() error {
 // or route of this network namespace.
 func freeSubnet() (netip.Prefix, error) {
 	var used []netip.Prefix
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return netip.Prefix{}, err
 	}
@@ -151,7 +152,7 @@ func freeSubnet() (netip.Prefix, error) {
 			used = append(used, p)
 		}
 	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return netip.Prefix{}, err
 	}
