@@ -203,22 +203,29 @@ func snapshot(t testing.TB, stateDir string) hostSnapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
+	foreign := foreignLinks(links)
 	for _, l := range links {
-		s.Links = append(s.Links, l.Attrs().Name+"/"+l.Type())
+		if !foreign[l.Attrs().Index] {
+			s.Links = append(s.Links, l.Attrs().Name+"/"+l.Type())
+		}
 	}
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
-		s.Addrs = append(s.Addrs, fmt.Sprintf("%d %s", a.LinkIndex, a.IPNet))
+		if !foreign[a.LinkIndex] {
+			s.Addrs = append(s.Addrs, fmt.Sprintf("%d %s", a.LinkIndex, a.IPNet))
+		}
 	}
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range routes {
-		s.Routes = append(s.Routes, r.String())
+		if !foreign[r.LinkIndex] {
+			s.Routes = append(s.Routes, r.String())
+		}
 	}
 	s.Nft = nftDump(t)
 	entries, err := os.ReadDir(stateDir)
@@ -231,8 +238,32 @@ func snapshot(t testing.TB, stateDir string) hostSnapshot {
 	return s
 }
 
-// nftDump lists every nftables table of the host with its chains, rules and
-// set elements (rule handles left out: they only ever grow).
+// foreignLinks are the links (by index) of the other sbx instances that
+// tests of other packages run on this host at the same time (go test runs
+// packages in parallel): their bridges "sbxt<hex>" (internal/testenv) with
+// their overflow bridges and trunks, and the sandbox veths "sbxv..." on
+// those. They come and go during a test; this package's own links (the
+// world's bridge testBridge and its overflow links, their sandboxes'
+// veths, the upstream link) are all kept.
+func foreignLinks(links []netlink.Link) map[int]bool {
+	ours := func(name string) bool { return name == testBridge || strings.HasPrefix(name, testBridge+".") }
+	foreign := map[int]bool{}
+	for _, l := range links {
+		if name := l.Attrs().Name; strings.HasPrefix(name, "sbxt") && !ours(name) && name != upLink {
+			foreign[l.Attrs().Index] = true
+		}
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, "sbxv") && foreign[l.Attrs().MasterIndex] {
+			foreign[l.Attrs().Index] = true
+		}
+	}
+	return foreign
+}
+
+// nftDump lists every nftables table of the host but other test servers'
+// with its chains, rules and set elements (rule handles left out: they only
+// ever grow).
 func nftDump(t testing.TB) []string {
 	t.Helper()
 	c, err := nftables.New()
@@ -245,6 +276,9 @@ func nftDump(t testing.TB) []string {
 	}
 	var out []string
 	for _, tb := range tables {
+		if strings.HasPrefix(tb.Name, "sbxt") && tb.Name != testTable {
+			continue // another package's test server (internal/testenv), see foreignLinks
+		}
 		prefix := fmt.Sprintf("table %d %s", tb.Family, tb.Name)
 		out = append(out, prefix)
 		chains, err := c.ListChainsOfTableFamily(tb.Family)
