@@ -105,6 +105,40 @@ func (m *Manager) DrainTeardowns(ctx context.Context) error {
 	}
 }
 
+// AwaitTeardowns waits until the teardowns queued or running when it is
+// called have finished, or ctx ends; later ones are not waited for. A
+// deleted sandbox holds what its container uses (its image, its network
+// address) until its teardown, which runs moments after the Delete
+// answered: callers that need those released (removing an image) wait
+// here first.
+func (m *Manager) AwaitTeardowns(ctx context.Context) error {
+	t := m.teardown
+	t.mu.Lock()
+	ids := make([]string, 0, len(t.queued))
+	for id := range t.queued {
+		ids = append(ids, id)
+	}
+	t.mu.Unlock()
+	for {
+		t.mu.Lock()
+		left := 0
+		for _, id := range ids {
+			if t.queued[id] {
+				left++
+			}
+		}
+		t.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d sandbox teardowns still queued or running: %w", left, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // releaseRuntime queues the runtime teardown of sandbox id, whose record is
 // gone or terminal. With grace > 0 the sandbox is first stopped gracefully,
 // outside the queue.

@@ -230,3 +230,37 @@ func TestDrainTeardowns(t *testing.T) {
 		t.Error("the deleted sandbox is still in the runtime after DrainTeardowns")
 	}
 }
+
+// TestAwaitTeardowns: waiting for the teardowns pending now returns once
+// they are done, and gives up when its context ends.
+func TestAwaitTeardowns(t *testing.T) {
+	e := newEnv(t, nil)
+	if err := e.m.AwaitTeardowns(context.Background()); err != nil {
+		t.Fatalf("with nothing queued: %v", err)
+	}
+	hold := make(chan struct{})
+	e.rt.DeleteHook = func(ctx context.Context, id string) error {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	sb := e.create(t, CreateRequest{})
+	e.wait(t, sb.ID, UntilRunning)
+	if err := e.m.Delete(context.Background(), tenant, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.m.AwaitTeardowns(short); err == nil {
+		t.Fatal("AwaitTeardowns returned nil while a teardown was held")
+	}
+	close(hold)
+	if err := e.m.AwaitTeardowns(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Has(sb.ID) {
+		t.Error("the deleted sandbox is still in the runtime after AwaitTeardowns")
+	}
+}
