@@ -235,3 +235,35 @@ func procState(pid int) string {
 	}
 	return ""
 }
+
+// TestEmptyInitIsProvisional checks the warm pool's pre-start: an empty
+// Init (the image's defaults) is replaced by a later Init, until a process
+// runs; then, as after any other Init, a sandbox starts once.
+func TestEmptyInitIsProvisional(t *testing.T) {
+	a := startAgent(t)
+	ctx := ctxT(t)
+	img := sandbox.ImageConfig{Env: []string{"A=image", "PATH=/usr/bin:/bin"}}
+	if err := a.c.Init(ctx, agentInit{Image: img}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Init(ctx, agentInit{Image: img, Start: sandbox.StartSpec{Env: map[string]string{"B": "own"}, WorkingDir: "/tmp"}}); err != nil {
+		t.Fatalf("Init after an empty Init: %v", err)
+	}
+	r := run(t, a.c, sandbox.ExecSpec{Command: []string{"sh", "-c", `echo "$A $B $(pwd)"`}})
+	if r.stdout != "image own /tmp\n" {
+		t.Fatalf("after the second Init: %q", r.stdout)
+	}
+	err := a.c.Init(ctx, agentInit{Image: img, Start: sandbox.StartSpec{Env: map[string]string{"B": "late"}}})
+	wantKind(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonAgentInitialized)
+
+	// An empty Init is final once a process ran.
+	b := startAgent(t)
+	if err := b.c.Init(ctx, agentInit{Image: img}); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, b.c, sandbox.ExecSpec{Command: []string{"true"}}); r.exit.Code != 0 {
+		t.Fatalf("exec: %+v", r)
+	}
+	err = b.c.Init(ctx, agentInit{Image: img, Start: sandbox.StartSpec{Env: map[string]string{"B": "late"}}})
+	wantKind(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonAgentInitialized)
+}

@@ -81,6 +81,9 @@ func (s *Server) startExec(m *agentv1.ProcessSpec) (*process, *follower, error) 
 	if err := s.execs.add(p); err != nil {
 		return nil, nil, err
 	}
+	s.mu.Lock()
+	s.started = true // a provisional start is final now (init)
+	s.mu.Unlock()
 	if err := spawn(s.reaper, p, spec); err != nil {
 		s.execs.remove(p)
 		return nil, nil, err

@@ -66,8 +66,16 @@ type Server struct {
 	trimMu sync.Mutex
 	trim   *time.Timer
 
-	mu       sync.Mutex
-	inited   bool
+	mu     sync.Mutex
+	inited bool
+	// provisional says the Init applied was empty (the image's defaults
+	// only), and started that a process (the main command or an exec) was
+	// started: until then a later Init replaces a provisional one (see
+	// init in service_agent.go).
+	provisional, started bool
+	// startEnv is the agent's own environment without StartEnv: the base
+	// of every Init.
+	startEnv []string
 	env      []string  // the sandbox's environment, after Init
 	dir      string    // the default working dir
 	ident    *identity // the default user, nil for the agent's own
@@ -100,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		log:      l,
 		execs:    newProcessTable(maxRunningExecs, maxEndedExecs, endedRetention),
 		stopping: make(chan struct{}),
+		startEnv: sandboxEnv(os.Environ()),
 		env:      sandboxEnv(os.Environ()),
 		dir:      "/",
 		mainDone: make(chan struct{}),

@@ -38,16 +38,24 @@ func (a *agentService) Init(ctx context.Context, req *connect.Request[agentv1.In
 // init applies the request-specific start once: env, working dir, user,
 // files, then the main command. It returns the main command's pid (0 when
 // idle).
+//
+// One exception to once: an empty start (the image's defaults, no
+// command) is provisional until a process is started, and a later Init
+// replaces it. A warm pool starts its sandboxes that way, so that claiming
+// one for a request that brings nothing of its own needs no call to the
+// agent, while any other request still gets exactly its own start. Before
+// a process runs, only the host talks to the agent, and an empty start
+// leaves nothing behind but the image's working dir.
 func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inited {
+	if s.inited && (!s.provisional || s.started) {
 		return 0, sandbox.FailedPrecondition(sandbox.ReasonAgentInitialized, "the sandbox was started already; a sandbox is started once")
 	}
 	if len(st.Files) > maxInitFiles {
 		return 0, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "start has %d files; the limit is %d", len(st.Files), maxInitFiles)
 	}
-	base, err := mergeEnv(s.env, envMap(img.Env))
+	base, err := mergeEnv(s.startEnv, envMap(img.Env))
 	if err != nil {
 		return 0, err
 	}
@@ -71,7 +79,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 			return 0, err
 		}
 	}
-	s.inited = true
+	s.inited, s.provisional = true, false
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fsError("create the working dir", dir, err)
 	}
@@ -82,8 +90,10 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 	}
 	s.env, s.dir, s.ident = env, dir, ident
 	if len(st.Command) == 0 {
+		s.provisional = emptyStart(st)
 		return 0, nil
 	}
+	s.started = true
 	p := &process{id: "main", argv: st.Command, sink: s.log, stop: s.stopping}
 	p.onDone = func(p *process) { s.mainEnded(p.status()) }
 	if err := spawn(s.reaper, p, procSpec{argv: st.Command, env: env, dir: dir, ident: ident, mergeOutput: true}); err != nil {
@@ -188,6 +198,12 @@ func (a *agentService) Logs(ctx context.Context, req *connect.Request[agentv1.Lo
 			return err
 		}
 	}
+}
+
+// emptyStart reports whether st asks for nothing but the image's
+// defaults.
+func emptyStart(st sandbox.StartSpec) bool {
+	return len(st.Command) == 0 && len(st.Env) == 0 && st.WorkingDir == "" && st.User == "" && len(st.Files) == 0
 }
 
 func firstNonEmpty(ss ...string) string {

@@ -89,6 +89,8 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 		return nil, err
 	case how == insertedWarm:
 		return m.startWarm(sb), nil
+	case how == insertedStarted:
+		return m.claimedRunning(sb), nil
 	case how == insertedBefore:
 		return sb, nil
 	}
@@ -99,9 +101,10 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 
 // How insert made the record it returns.
 const (
-	insertedCold   = iota // a new PENDING record, to be created cold
-	insertedWarm          // a claimed warm pool sandbox, CREATING
-	insertedBefore        // an earlier create with the same request id
+	insertedCold    = iota // a new PENDING record, to be created cold
+	insertedWarm           // a claimed warm pool sandbox, CREATING
+	insertedStarted        // a claimed warm pool sandbox, RUNNING (pool_claim.go)
+	insertedBefore         // an earlier create with the same request id
 )
 
 // insert reserves room in the tenant's quota (quota.go), then claims a
@@ -229,13 +232,47 @@ func (m *Manager) startWarm(sb *sandbox.Sandbox) *sandbox.Sandbox {
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
 	if running := m.startInRuntime(ctx, sb); running != nil {
-		m.goBackground(func() { m.watchMain(sb.ID) })
+		m.goBackground(func() { m.watchClaimed(sb) })
 		return running
 	}
 	if cur, err := m.st.GetSandbox(ctx, "", sb.ID); err == nil {
 		return cur
 	}
 	return sb
+}
+
+// claimedRunning does for a warm sandbox claimed RUNNING (its start was
+// applied in the pool) what the transition to RUNNING does for others,
+// and returns it.
+func (m *Manager) claimedRunning(sb *sandbox.Sandbox) *sandbox.Sandbox {
+	m.running.Store(sb.ID, sb.TenantID)
+	m.notify.changed(sb.ID)
+	m.cfg.Logger.Info("sandbox running", "sandbox", sb.ID)
+	m.goBackground(func() { m.watchClaimed(sb) })
+	return sb
+}
+
+// idleWatchDelay is how long the watch of a claimed idle sandbox (no main
+// command) waits before it starts: its first step is a call to the agent
+// (WaitMain), which would otherwise run in the server and the agent at the
+// same moment as the caller's first exec, on the cores that exec needs.
+// An idle sandbox's watch only notices a container that died on its own,
+// so that is noticed this much later, at worst.
+const idleWatchDelay = 100 * time.Millisecond
+
+// watchClaimed watches a claimed warm sandbox's main command (watchMain),
+// after idleWatchDelay if it has none.
+func (m *Manager) watchClaimed(sb *sandbox.Sandbox) {
+	if len(sb.Start.Command) == 0 {
+		t := time.NewTimer(idleWatchDelay)
+		select {
+		case <-m.base.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	m.watchMain(sb.ID)
 }
 
 // failer returns the function that ends sandbox id FAILED after a failed

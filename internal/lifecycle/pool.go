@@ -13,9 +13,11 @@ import (
 )
 
 // Warm pools keep sandboxes created (container up, agent answering: the
-// whole of Runtime.Create) and idle, so that a matching Create only needs
-// Runtime.Start. An idle pool sandbox is a store.PoolSandbox, not a sandbox
-// record: no tenant sees it and no quota counts it until a Create claims it
+// whole of Runtime.Create), started empty (the image's defaults, which the
+// agent holds as provisional) and idle, so that a matching Create needs at
+// most Runtime.Start, and none when it brings no start of its own. An idle
+// pool sandbox is a store.PoolSandbox, not a sandbox record: no tenant sees
+// it and no quota counts it until a Create claims it
 // (store.ClaimPoolSandbox), which keeps its id.
 
 // Bounds of the pool configuration.
@@ -128,8 +130,12 @@ type pool struct {
 	cfg  PoolConfig
 	wake chan struct{}
 
-	mu          sync.Mutex
-	idle        []string // oldest first
+	mu   sync.Mutex
+	idle []string // oldest first
+	// started holds the idle ids whose agent applied the image's defaults
+	// already (an empty Runtime.Start, see refillOne): a claim that brings
+	// no start of its own needs no agent call for them.
+	started     map[string]bool
 	warming     int
 	hits        uint64
 	misses      uint64
@@ -160,7 +166,7 @@ func newPoolSet(cfgs []PoolConfig) *poolSet {
 			c.Max = c.MinIdle
 		}
 		key, _ := poolKey(c.Image, c.Resources) // validated by Config.validate
-		p := &pool{key: key, cfg: c, wake: make(chan struct{}, 1)}
+		p := &pool{key: key, cfg: c, wake: make(chan struct{}, 1), started: map[string]bool{}}
 		ps.byKey[key] = p
 		ps.order = append(ps.order, p)
 	}
@@ -175,22 +181,28 @@ func (p *pool) signal() {
 	}
 }
 
-// take removes and returns the oldest idle id.
-func (p *pool) take() (string, bool) {
+// take removes and returns the oldest idle id, and whether its agent was
+// started with the image's defaults.
+func (p *pool) take() (id string, started, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.idle) == 0 {
-		return "", false
+		return "", false, false
 	}
-	id := p.idle[0]
+	id = p.idle[0]
 	p.idle = p.idle[1:]
-	return id, true
+	started = p.started[id]
+	delete(p.started, id)
+	return id, started, true
 }
 
 // putBack returns an id that take gave out but a claim did not use.
-func (p *pool) putBack(id string) {
+func (p *pool) putBack(id string, started bool) {
 	p.mu.Lock()
 	p.idle = append([]string{id}, p.idle...)
+	if started {
+		p.started[id] = true
+	}
 	p.mu.Unlock()
 }
 
@@ -299,6 +311,19 @@ func (m *Manager) refillOne(p *pool) {
 		_, err = m.rt.Create(ctx, spec)
 		m.admit.release(time.Since(t0), true)
 	}
+	// Start it empty too, with the image's defaults: a claim for a request
+	// that brings no start of its own then needs no agent call, and any
+	// other claim's start replaces this one (the agent takes an empty
+	// start as provisional until a process runs). If that fails the
+	// sandbox still serves, with the claim's start.
+	started := false
+	if err == nil {
+		if serr := m.rt.Start(ctx, id, sandbox.StartSpec{}); serr != nil {
+			m.cfg.Logger.Warn("warm pool sandbox not pre-started", "sandbox", id, "pool", p.key, "error", serr)
+		} else {
+			started = true
+		}
+	}
 	if err == nil {
 		err = m.st.CreatePoolSandbox(ctx, &store.PoolSandbox{ID: id, Pool: p.key, Spec: spec, CreatedAt: m.cfg.Now()})
 		if err != nil {
@@ -330,6 +355,9 @@ func (m *Manager) refillOne(p *pool) {
 		return
 	}
 	p.idle = append(p.idle, id)
+	if started {
+		p.started[id] = true
+	}
 	p.refills++
 	p.refillTotal += d
 	p.lastRefill = d

@@ -14,10 +14,13 @@ const claimRefillDelay = 50 * time.Millisecond
 // claimWarm serves req from a matching warm pool: it takes an idle sandbox
 // and turns it into the tenant's CREATING record in one store transaction
 // (keeping its id); the caller then applies the request's env, files,
-// working dir, user and command (launch with warm). It returns a nil
-// record, with no error, when no pool matches or the pool is empty (a
-// miss): the caller then creates the sandbox cold. The caller holds the
-// room reserved in the tenant's quota (quota.go).
+// working dir, user and command (startWarm). A request that brings none
+// of those, claiming a sandbox whose agent applied the image's defaults
+// already (refillOne), is stored RUNNING at once instead (insertedStarted):
+// its start is done, and the claim costs one store write and no agent
+// call. It returns a nil record, with no error, when no pool matches or
+// the pool is empty (a miss): the caller then creates the sandbox cold.
+// The caller holds the room reserved in the tenant's quota (quota.go).
 func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateRequest) (*sandbox.Sandbox, int, error) {
 	if req.Network != nil && !req.Network.IsDefault() {
 		// Pool sandboxes were set up with the default network policy.
@@ -28,7 +31,7 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 		return nil, 0, nil
 	}
 	for {
-		id, ok := p.take()
+		id, started, ok := p.take()
 		if !ok {
 			p.count(false)
 			p.signal()
@@ -37,6 +40,12 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 		sb := m.newRecord(tenantID, req, id)
 		sb.State, sb.Reason = sandbox.StateCreating, reasonClaimed
 		sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateCreating, Reason: reasonClaimed, At: sb.CreatedAt})
+		how := insertedWarm
+		if started && emptyStart(sb.Start) {
+			how = insertedStarted
+			sb.State, sb.Reason, sb.StartedAt = sandbox.StateRunning, sandbox.ReasonStarted, sb.CreatedAt
+			sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateRunning, Reason: sandbox.ReasonStarted, At: sb.CreatedAt})
+		}
 		err := m.st.ClaimPoolSandbox(ctx, sb)
 		switch {
 		case err == nil:
@@ -47,13 +56,13 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 			// claimed sandbox's start and first command need now.
 			time.AfterFunc(claimRefillDelay, p.signal)
 			m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image, "pool", p.key)
-			return sb, insertedWarm, nil
+			return sb, how, nil
 		case errors.Is(err, sandbox.ErrNotFound):
 			// Removed from the store under us (another replica claimed
 			// it, or it was cleaned up): try the next one.
 			continue
 		default:
-			p.putBack(id)
+			p.putBack(id, started)
 			if errors.Is(err, sandbox.ErrAlreadyExists) && req.RequestID != "" {
 				// A concurrent retry with the same request id won the race.
 				existing, gerr := m.st.GetSandboxByRequestID(ctx, tenantID, req.RequestID)
@@ -81,4 +90,9 @@ func (m *Manager) mayClaimWarm(req *CreateRequest) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle) > 0
+}
+
+// emptyStart reports whether st brings nothing but the image's defaults.
+func emptyStart(st sandbox.StartSpec) bool {
+	return len(st.Command) == 0 && len(st.Env) == 0 && st.WorkingDir == "" && st.User == "" && len(st.Files) == 0
 }

@@ -45,6 +45,7 @@ func (m *Manager) checkPools(ctx context.Context) {
 				return false
 			}
 			dead = append(dead, id)
+			delete(p.started, id)
 			return true
 		})
 		p.mu.Unlock()

@@ -415,3 +415,95 @@ func TestPoolReplacesDeadIdleSandbox(t *testing.T) {
 		}
 	}
 }
+
+// startCounter counts the fake runtime's Start calls per sandbox, failing
+// empty starts while failEmpty is set.
+type startCounter struct {
+	mu        sync.Mutex
+	n         map[string]int
+	failEmpty atomic.Bool
+}
+
+func (c *startCounter) hook(rt *lifecycletest.Runtime) {
+	c.n = map[string]int{}
+	rt.StartErr = func(id string, start sandbox.StartSpec) error {
+		c.mu.Lock()
+		c.n[id]++
+		c.mu.Unlock()
+		if c.failEmpty.Load() && emptyStart(start) {
+			return errors.New("scripted start failure")
+		}
+		return nil
+	}
+}
+
+func (c *startCounter) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[id]
+}
+
+func TestPoolClaimOfPreStartedSandbox(t *testing.T) {
+	var starts startCounter
+	e := newPoolEnv(t, 2, starts.hook, nil)
+	e.waitIdle(t, 2)
+	warm := e.idleIDs(t)
+	for _, id := range warm {
+		if n := starts.count(id); n != 1 || !reflect.DeepEqual(e.rt.StartSpec(id), sandbox.StartSpec{}) {
+			t.Fatalf("idle %s: %d starts, start %+v; want one empty start in the pool", id, n, e.rt.StartSpec(id))
+		}
+	}
+
+	// A request with no start of its own is RUNNING from the claim on,
+	// with no further start.
+	a := e.create(t, CreateRequest{Image: poolImage, Tags: []string{"a"}})
+	wantTr := []sandbox.Transition{
+		{State: sandbox.StatePending, Reason: sandbox.ReasonRequested, At: a.CreatedAt},
+		{State: sandbox.StateCreating, Reason: reasonClaimed, At: a.CreatedAt},
+		{State: sandbox.StateRunning, Reason: sandbox.ReasonStarted, At: a.CreatedAt},
+	}
+	sameTr := func(got []sandbox.Transition) bool {
+		return slices.EqualFunc(got, wantTr, func(x, y sandbox.Transition) bool {
+			return x.State == y.State && x.Reason == y.Reason && x.At.Equal(y.At)
+		})
+	}
+	if !slices.Contains(warm, a.ID) || a.State != sandbox.StateRunning || !a.StartedAt.Equal(a.CreatedAt) || !sameTr(a.Transitions) {
+		t.Fatalf("claimed record: %+v", a)
+	}
+	if n := starts.count(a.ID); n != 1 {
+		t.Fatalf("%s started %d times, want only the pool's start", a.ID, n)
+	}
+	got, err := e.m.Get(context.Background(), tenant, a.ID)
+	if err != nil || got.State != sandbox.StateRunning || !slices.Equal(got.Tags, []string{"a"}) || !sameTr(got.Transitions) {
+		t.Fatalf("stored record: %+v, %v", got, err)
+	}
+	if _, err := e.m.Agent(context.Background(), tenant, a.ID); err != nil {
+		t.Fatalf("agent of the claimed sandbox: %v", err)
+	}
+
+	// A request with a start of its own gets exactly it, over the pool's.
+	req := CreateRequest{Image: poolImage, Env: map[string]string{"B": "2"}, WorkingDir: "/b"}
+	b := e.create(t, req)
+	if b.State != sandbox.StateRunning || starts.count(b.ID) != 2 {
+		t.Fatalf("claimed %+v with %d starts, want RUNNING after a second start", b, starts.count(b.ID))
+	}
+	if got, want := e.rt.StartSpec(b.ID), (sandbox.StartSpec{Env: req.Env, WorkingDir: "/b"}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s started with %+v, want %+v", b.ID, got, want)
+	}
+}
+
+func TestPoolClaimWhenPreStartFailed(t *testing.T) {
+	var starts startCounter
+	starts.failEmpty.Store(true)
+	e := newPoolEnv(t, 1, starts.hook, nil)
+	e.waitIdle(t, 1)
+	if s := e.pool(t); s.RefillFailures != 0 {
+		t.Fatalf("a failed pre-start failed the refill: %+v", s)
+	}
+	starts.failEmpty.Store(false)
+	// The sandbox serves, started by the claim.
+	a := e.create(t, CreateRequest{Image: poolImage})
+	if a.State != sandbox.StateRunning || a.Reason != sandbox.ReasonStarted || starts.count(a.ID) != 2 {
+		t.Fatalf("claimed %+v with %d starts, want RUNNING after the claim's start", a, starts.count(a.ID))
+	}
+}
