@@ -120,7 +120,13 @@ func (c Config) withDefaults() Config {
 	set(&c.SafetySweepInterval, time.Minute)
 	set(&c.PurgeInterval, time.Minute)
 	if c.MaxConcurrentCreates == 0 {
-		c.MaxConcurrentCreates = 3 * runtime.NumCPU()
+		// Two per CPU: a create also waits on the OCI runtime and the
+		// agent, so more than one per CPU keeps the CPUs busy, but with
+		// three per CPU each create of a burst got so thin a share that
+		// the tail grew (burst of 500 on 2 CPUs, accepted → RUNNING p99
+		// 1.25–1.30 s at 3 per CPU, 0.82–0.97 s at 2, drained in the
+		// same time within 3 %; docs/BENCHMARKS.md).
+		c.MaxConcurrentCreates = 2 * runtime.NumCPU()
 	}
 	if c.CreateQueue == 0 {
 		c.CreateQueue = c.MaxConcurrentCreates
