@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/network/nldump"
 )
 
 // networkLockDir holds one lock file per bridge and per nftables table in

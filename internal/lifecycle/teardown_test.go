@@ -201,66 +201,43 @@ func TestAdmissionLatencyTarget(t *testing.T) {
 }
 
 // TestDrainTeardowns: a graceful shutdown waits for the teardowns of
-// sandboxes deleted before it, and gives up when its context ends.
+// sandboxes deleted before it, and gives up when its context ends;
+// AwaitTeardowns (removing an image) waits for those pending when called.
 func TestDrainTeardowns(t *testing.T) {
-	e := newEnv(t, nil)
-	hold := make(chan struct{})
-	e.rt.DeleteHook = func(ctx context.Context, id string) error {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-		}
-		return nil
-	}
-	sb := e.create(t, CreateRequest{})
-	e.wait(t, sb.ID, UntilRunning)
-	if err := e.m.Delete(context.Background(), tenant, sb.ID); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := e.m.DrainTeardowns(short); err == nil {
-		t.Fatal("DrainTeardowns returned nil while a teardown was held")
-	}
-	close(hold)
-	if err := e.m.DrainTeardowns(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if e.rt.Has(sb.ID) {
-		t.Error("the deleted sandbox is still in the runtime after DrainTeardowns")
-	}
-}
-
-// TestAwaitTeardowns: waiting for the teardowns pending now returns once
-// they are done, and gives up when its context ends.
-func TestAwaitTeardowns(t *testing.T) {
-	e := newEnv(t, nil)
-	if err := e.m.AwaitTeardowns(context.Background()); err != nil {
-		t.Fatalf("with nothing queued: %v", err)
-	}
-	hold := make(chan struct{})
-	e.rt.DeleteHook = func(ctx context.Context, id string) error {
-		select {
-		case <-hold:
-		case <-ctx.Done():
-		}
-		return nil
-	}
-	sb := e.create(t, CreateRequest{})
-	e.wait(t, sb.ID, UntilRunning)
-	if err := e.m.Delete(context.Background(), tenant, sb.ID); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := e.m.AwaitTeardowns(short); err == nil {
-		t.Fatal("AwaitTeardowns returned nil while a teardown was held")
-	}
-	close(hold)
-	if err := e.m.AwaitTeardowns(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if e.rt.Has(sb.ID) {
-		t.Error("the deleted sandbox is still in the runtime after AwaitTeardowns")
+	for name, wait := range map[string]func(*Manager, context.Context) error{
+		"DrainTeardowns": (*Manager).DrainTeardowns,
+		"AwaitTeardowns": (*Manager).AwaitTeardowns,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			if err := wait(e.m, context.Background()); err != nil {
+				t.Fatalf("with nothing queued: %v", err)
+			}
+			hold := make(chan struct{})
+			e.rt.DeleteHook = func(ctx context.Context, id string) error {
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+				return nil
+			}
+			sb := e.create(t, CreateRequest{})
+			e.wait(t, sb.ID, UntilRunning)
+			if err := e.m.Delete(context.Background(), tenant, sb.ID); err != nil {
+				t.Fatal(err)
+			}
+			short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			if err := wait(e.m, short); err == nil {
+				t.Fatalf("%s returned nil while a teardown was held", name)
+			}
+			close(hold)
+			if err := wait(e.m, context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if e.rt.Has(sb.ID) {
+				t.Errorf("the deleted sandbox is still in the runtime after %s", name)
+			}
+		})
 	}
 }

@@ -3,7 +3,6 @@ package network
 import (
 	"errors"
 	"fmt"
-	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 

@@ -3,7 +3,6 @@ package network
 import (
 	"errors"
 	"fmt"
-	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/network/nldump"
 )
 
 // sandboxLink is the name of the veth end inside the sandbox.

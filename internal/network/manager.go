@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sbx-run/sbx/internal/network/nldump"
 	"net/netip"
 	"os"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sbx-run/sbx/internal/network/nldump"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 

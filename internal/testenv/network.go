@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/sbx-run/sbx/internal/network/nldump"
 	"math/big"
 	"net"
 	"net/netip"
@@ -17,6 +16,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/network/nldump"
 )
 
 // Network is the host network of one test server: a bridge, nftables
