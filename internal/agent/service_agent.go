@@ -90,7 +90,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 	}
 	s.env, s.dir, s.ident = env, dir, ident
 	if len(st.Command) == 0 {
-		s.provisional = emptyStart(st)
+		s.provisional = st.Empty()
 		return 0, nil
 	}
 	s.started = true
@@ -198,12 +198,6 @@ func (a *agentService) Logs(ctx context.Context, req *connect.Request[agentv1.Lo
 			return err
 		}
 	}
-}
-
-// emptyStart reports whether st asks for nothing but the image's
-// defaults.
-func emptyStart(st sandbox.StartSpec) bool {
-	return len(st.Command) == 0 && len(st.Env) == 0 && st.WorkingDir == "" && st.User == "" && len(st.Files) == 0
 }
 
 func firstNonEmpty(ss ...string) string {

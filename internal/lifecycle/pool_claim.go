@@ -41,7 +41,7 @@ func (m *Manager) claimWarm(ctx context.Context, tenantID string, req *CreateReq
 		sb.State, sb.Reason = sandbox.StateCreating, reasonClaimed
 		sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateCreating, Reason: reasonClaimed, At: sb.CreatedAt})
 		how := insertedWarm
-		if started && emptyStart(sb.Start) {
+		if started && sb.Start.Empty() {
 			how = insertedStarted
 			sb.State, sb.Reason, sb.StartedAt = sandbox.StateRunning, sandbox.ReasonStarted, sb.CreatedAt
 			sb.Transitions = append(sb.Transitions, sandbox.Transition{State: sandbox.StateRunning, Reason: sandbox.ReasonStarted, At: sb.CreatedAt})
@@ -90,9 +90,4 @@ func (m *Manager) mayClaimWarm(req *CreateRequest) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle) > 0
-}
-
-// emptyStart reports whether st brings nothing but the image's defaults.
-func emptyStart(st sandbox.StartSpec) bool {
-	return len(st.Command) == 0 && len(st.Env) == 0 && st.WorkingDir == "" && st.User == "" && len(st.Files) == 0
 }

@@ -430,7 +430,7 @@ func (c *startCounter) hook(rt *lifecycletest.Runtime) {
 		c.mu.Lock()
 		c.n[id]++
 		c.mu.Unlock()
-		if c.failEmpty.Load() && emptyStart(start) {
+		if c.failEmpty.Load() && start.Empty() {
 			return errors.New("scripted start failure")
 		}
 		return nil

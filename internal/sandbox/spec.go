@@ -102,6 +102,13 @@ type StartSpec struct {
 	Files []File
 }
 
+// Empty reports whether s asks for nothing but the image's defaults: no
+// command, env, working dir, user or files. A warm pool starts its
+// sandboxes so, and the agent holds such a start as provisional.
+func (s StartSpec) Empty() bool {
+	return len(s.Command) == 0 && len(s.Env) == 0 && s.WorkingDir == "" && s.User == "" && len(s.Files) == 0
+}
+
 // ImageConfig is what an image says about how to run it.
 type ImageConfig struct {
 	Env        []string // "K=V"
