@@ -135,8 +135,12 @@ func TestStopWhileQueued(t *testing.T) {
 	e := newEnv(t, func(cfg *Config) { cfg.MaxConcurrentCreates, cfg.CreateQueue, cfg.CreateLatencyTarget = 1, 2, -1 })
 	e.rt.CreateErr = c.create
 	first := e.create(t, CreateRequest{Image: "busybox"})
-	queued := e.create(t, CreateRequest{Image: "busybox"})
+	// The second create is made only once the first holds the slot: both
+	// wait for it in the background, in the order they ask for it, which
+	// need not be the order of their Create calls.
 	eventually(t, "the first create to hold the slot", func() bool { return e.m.Admission().Running == 1 })
+	queued := e.create(t, CreateRequest{Image: "busybox"})
+	eventually(t, "the second create to queue", func() bool { return e.m.Admission().Queued == 1 })
 	sb, err := e.m.Stop(context.Background(), tenant, queued.ID, 0)
 	if err != nil || sb.State != sandbox.StateTerminated {
 		t.Fatalf("Stop: %v, %+v", err, sb)
