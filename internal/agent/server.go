@@ -342,10 +342,10 @@ func markTrimBase() { trimBase.CompareAndSwap(0, heapHeld()) }
 
 // trimNeeded reports whether the held heap grew by trimMinGrowth since
 // trimBase.
-func trimNeeded() bool {
-	base := trimBase.Load()
-	return base == 0 || heapHeld() >= base+trimMinGrowth
-}
+func trimNeeded() bool { return trimDue(heapHeld(), trimBase.Load()) }
+
+// trimDue is trimNeeded's rule for a held heap of held bytes and a base.
+func trimDue(held, base uint64) bool { return base == 0 || held >= base+trimMinGrowth }
 
 // heapHeld is the heap memory the runtime holds and has not returned to
 // the kernel: objects (live or garbage), free and unused spans.
