@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +24,6 @@ import (
 	"github.com/sbx-run/sbx/internal/lifecycle/lifecycletest"
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/server"
-	"github.com/sbx-run/sbx/internal/store/sqlite"
 )
 
 // bulkEnv is a server with the Connect API and the bulk endpoint on one
@@ -39,21 +36,10 @@ type bulkEnv struct {
 func newBulkEnv(t *testing.T) *bulkEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := lifecycle.New(lifecycletest.NewRuntime(), st, lifecycle.Config{Linger: time.Hour, SweepInterval: 10 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m, st := startManager(t, lifecycletest.NewRuntime(), lifecycle.Config{Linger: time.Hour, SweepInterval: 10 * time.Millisecond})
+	quiet := quietLog
 	e := &bulkEnv{}
+	var err error
 	if _, e.keyA, err = auth.NewTenant(ctx, st, "a"); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sbx-run/sbx/internal/auth"
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/lifecycle/lifecycletest"
+	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/server"
 	"github.com/sbx-run/sbx/internal/store"
 	"github.com/sbx-run/sbx/internal/store/sqlite"
@@ -44,25 +45,38 @@ type options struct {
 	pools []lifecycle.PoolConfig
 }
 
-func newEnv(t testing.TB, o options) *env {
+// quietLog discards what the server and the manager log in tests.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// startManager opens a SQLite store in a temporary dir and starts a
+// lifecycle manager on rt with cfg (and quietLog); both close with the test.
+func startManager(t testing.TB, rt sandbox.Runtime, cfg lifecycle.Config) (*lifecycle.Manager, store.Store) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "sbx.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{rt: lifecycletest.NewRuntime(), st: st}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := lifecycle.New(e.rt, e.st, lifecycle.Config{Linger: time.Hour, SweepInterval: 10 * time.Millisecond,
-		MaxSandboxesPerTenant: o.quota, Logger: quiet, Pools: o.pools})
+	cfg.Logger = quietLog
+	m, err := lifecycle.New(rt, st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Start(ctx); err != nil {
+	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
+	return m, st
+}
+
+func newEnv(t testing.TB, o options) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{rt: lifecycletest.NewRuntime()}
+	m, st := startManager(t, e.rt, lifecycle.Config{Linger: time.Hour, SweepInterval: 10 * time.Millisecond,
+		MaxSandboxesPerTenant: o.quota, Pools: o.pools})
+	e.st = st
+	quiet := quietLog
 	tenantA, keyA, err := auth.NewTenant(ctx, e.st, "a")
 	if err != nil {
 		t.Fatal(err)

@@ -3,13 +3,10 @@ package server_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,7 +21,6 @@ import (
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/server"
 	"github.com/sbx-run/sbx/internal/store"
-	"github.com/sbx-run/sbx/internal/store/sqlite"
 )
 
 // noNetDialer stands in for a networked runtime in the API tests, which
@@ -41,20 +37,8 @@ func (noNetDialer) Address(string) (netip.Addr, bool) { return netip.Addr{}, fal
 func newPortAPIEnv(t *testing.T) (a, b sbxv1connect.SandboxServiceClient, st store.Store) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := lifecycle.New(lifecycletest.NewRuntime(), st, lifecycle.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m, st := startManager(t, lifecycletest.NewRuntime(), lifecycle.Config{})
+	quiet := quietLog
 	_, keyA, _ := auth.NewTenant(ctx, st, "a")
 	_, keyB, _ := auth.NewTenant(ctx, st, "b")
 	prx, err := proxy.New(proxy.Config{Sandboxes: m, Auth: auth.NewAuthenticator(st), Dialer: noNetDialer{},

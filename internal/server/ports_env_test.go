@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +32,6 @@ import (
 	"github.com/sbx-run/sbx/internal/runtime/local"
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/server"
-	"github.com/sbx-run/sbx/internal/store/sqlite"
 	"github.com/sbx-run/sbx/internal/testenv"
 )
 
@@ -102,20 +100,8 @@ func newPortEnv(t testing.TB) *portEnv {
 		}
 	})
 
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "sbx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := lifecycle.New(rt, st, lifecycle.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
+	m, st := startManager(t, rt, lifecycle.Config{})
+	quiet := quietLog
 	if _, e.keyA, err = auth.NewTenant(ctx, st, "a"); err != nil {
 		t.Fatal(err)
 	}
