@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/sbx-run/sbx/internal/runtime/local"
 )
 
 // FloorArg is the hidden first argument that makes the harness binary run
@@ -128,6 +130,12 @@ func RunFloorChild(arg string, w io.Writer) error {
 			return fmt.Errorf("unmount /sys/fs/cgroup/unified: %w", err)
 		}
 	}
+	// The same binary sbx serve runs (sbx's static crun when installed), so
+	// that the floor is the runtime's own cost.
+	bin, err := local.FindRuntime(cfg.Runtime)
+	if err != nil {
+		return fmt.Errorf("runtime %s: %w", cfg.Runtime, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	res := FloorResult{Errors: map[string]int{}}
@@ -135,12 +143,12 @@ func RunFloorChild(arg string, w io.Writer) error {
 	for i := -1; i < cfg.Runs; i++ {
 		id := prefix + "-" + strconv.Itoa(i+1)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		cmd := exec.CommandContext(rctx, cfg.Runtime, "run", "-b", filepath.Join(cfg.Dir, "run"), id)
+		cmd := exec.CommandContext(rctx, bin, "run", "-b", filepath.Join(cfg.Dir, "run"), id)
 		f, e, err := firstByte(rctx, cmd)
 		cancel()
 		if err != nil {
 			res.Errors[err.Error()]++
-			exec.Command(cfg.Runtime, "delete", "-f", id).Run()
+			exec.Command(bin, "delete", "-f", id).Run()
 			continue
 		}
 		if i >= 0 {
@@ -151,13 +159,13 @@ func RunFloorChild(arg string, w io.Writer) error {
 	id := prefix + "-idle"
 	// The detached container inherits crun's stdio: give it no pipe that
 	// would keep Output waiting for its end.
-	detached := exec.Command(cfg.Runtime, "run", "-d", "-b", filepath.Join(cfg.Dir, "exec"), id)
+	detached := exec.Command(bin, "run", "-d", "-b", filepath.Join(cfg.Dir, "exec"), id)
 	if err := detached.Run(); err != nil {
 		res.Errors[fmt.Sprintf("%s run -d: %v", cfg.Runtime, err)]++
 	} else {
 		for i := -1; i < cfg.Execs; i++ {
 			t0 := time.Now()
-			if out, err := exec.CommandContext(ctx, cfg.Runtime, "exec", id, "true").CombinedOutput(); err != nil {
+			if out, err := exec.CommandContext(ctx, bin, "exec", id, "true").CombinedOutput(); err != nil {
 				res.Errors[fmt.Sprintf("%s exec: %v: %s", cfg.Runtime, err, lastLine(string(out)))]++
 				continue
 			}
@@ -165,9 +173,9 @@ func RunFloorChild(arg string, w io.Writer) error {
 				res.Exec = append(res.Exec, Ms(time.Since(t0)))
 			}
 		}
-		exec.Command(cfg.Runtime, "kill", id, "KILL").Run()
+		exec.Command(bin, "kill", id, "KILL").Run()
 		time.Sleep(100 * time.Millisecond)
-		exec.Command(cfg.Runtime, "delete", "-f", id).Run()
+		exec.Command(bin, "delete", "-f", id).Run()
 	}
 	return json.NewEncoder(w).Encode(res)
 }

@@ -37,7 +37,7 @@ func newServeCmd() *cobra.Command {
 	fs.StringArrayVar(&f.InsecureRegistries, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (repeatable)")
 	fs.StringArrayVar(&f.AllowedRegistries, "allowed-registry", nil, "the only registry hosts (mirrors included) to pull from (repeatable; default: any)")
 	fs.StringVar(&f.Runtime, "runtime", def.Runtime, "OCI runtime: crun, runc or runsc")
-	fs.StringVar(&f.RuntimePath, "runtime-path", "", "OCI runtime binary (default: looked up in PATH)")
+	fs.StringVar(&f.RuntimePath, "runtime-path", "", "OCI runtime binary (default: sbx's static build in /usr/local/libexec/sbx if there, else looked up in PATH)")
 	fs.StringVar(&f.Network, "network", def.Network, "sandbox networking: bridge (own address, NAT, egress policy) or none (loopback only)")
 	fs.StringVar(&f.NetworkBridge, "network-bridge", "", "bridge of the sandboxes' network (default sbx0)")
 	fs.StringVar(&f.NetworkSubnet, "network-subnet", "", "private IPv4 subnet of the sandboxes (default 10.203.0.0/16)")

@@ -57,7 +57,8 @@ type Config struct {
 	RegistryAuth map[string]RegistryCredentials `json:"registryAuth,omitempty"`
 	// Runtime is the OCI runtime: crun, runc or runsc.
 	Runtime string `json:"runtime,omitempty"`
-	// RuntimePath is the runtime's binary; empty looks it up in PATH.
+	// RuntimePath is the runtime's binary; empty uses sbx's static build
+	// in /usr/local/libexec/sbx when there (scripts/build-crun.sh), else PATH.
 	RuntimePath string `json:"runtimePath,omitempty"`
 	// AgentPath is the static sbx-agent; empty looks next to the sbx
 	// executable, then in PATH.

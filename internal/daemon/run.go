@@ -196,7 +196,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "network", cfg.Network, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
+	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "runtime_binary", lrt.RuntimeBinary(), "network", cfg.Network, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
 
 	select {
 	case err := <-errc:

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -28,7 +27,7 @@ type Config struct {
 	Root string
 	// Runtime is the OCI runtime: "crun" (default), "runc" or "runsc".
 	Runtime string
-	// RuntimePath is the runtime binary; empty looks Runtime up in PATH.
+	// RuntimePath is the runtime binary; empty is FindRuntime's choice.
 	RuntimePath string
 	// AgentPath is the host path of the static sbx-agent binary.
 	AgentPath string
@@ -145,6 +144,8 @@ type Runtime struct {
 	swap   bool
 	nofile uint64
 	reaper *reaper
+	// bin is the OCI runtime's binary (FindRuntime or Config.RuntimePath).
+	bin string
 	// seccompBPF is crun's compiled form of seccompProfile, base64, once
 	// learned (seccomp.go).
 	seccompBPF atomic.Pointer[string]
@@ -221,7 +222,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	path := cfg.RuntimePath
 	if path == "" {
-		p, err := exec.LookPath(cfg.Runtime)
+		p, err := FindRuntime(cfg.Runtime)
 		if err != nil {
 			return nil, sandbox.Unavailable(sandbox.ReasonRuntimeError, "OCI runtime %s is not installed (apt-get install %s) or set its path in the config: %w", cfg.Runtime, cfg.Runtime, err)
 		}
@@ -250,6 +251,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		swap:   swapAccounted(cg),
 		nofile: nofile,
 		reaper: rp,
+		bin:    path,
 		boxes:  map[string]*box{},
 	}
 	if cfg.Runtime == "runsc" {
@@ -287,6 +289,9 @@ func swapAccounted(cg cgroupMounts) bool {
 	_, err := os.Stat(filepath.Join(cg.memory, "memory.memsw.limit_in_bytes"))
 	return err == nil
 }
+
+// RuntimeBinary is the OCI runtime binary this Runtime runs.
+func (r *Runtime) RuntimeBinary() string { return r.bin }
 
 // CgroupLayout is the host's cgroup layout as this Runtime sees it.
 func (r *Runtime) CgroupLayout() CgroupLayout { return r.cg.layout }
