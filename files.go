@@ -12,6 +12,7 @@ import (
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // fileChunk is the size of the chunks sent to the server (its maximum).
@@ -175,7 +176,7 @@ func (s *Sandbox) WriteFileFrom(ctx context.Context, path string, r io.Reader, p
 		}
 		return err
 	}
-	hdr := &sbxv1.WriteFileRequest_Header{SandboxId: s.ID(), Path: path, Mode: uint32(perm.Perm())}
+	hdr := &sbxv1.WriteFileRequest_Header{SandboxId: s.ID(), Path: path, Mode: sandbox.UnixMode(perm)}
 	if err := send(&sbxv1.WriteFileRequest{Msg: &sbxv1.WriteFileRequest_Header_{Header: hdr}}); err != nil {
 		return 0, s.c.fromWire(err)
 	}
@@ -241,7 +242,7 @@ func (s *Sandbox) MakeDir(ctx context.Context, path string, perm fs.FileMode) er
 	if err := s.Wait(ctx); err != nil {
 		return err
 	}
-	_, err := s.c.sandboxes.MakeDir(ctx, connect.NewRequest(&sbxv1.MakeDirRequest{SandboxId: s.ID(), Path: path, Mode: uint32(perm.Perm())}))
+	_, err := s.c.sandboxes.MakeDir(ctx, connect.NewRequest(&sbxv1.MakeDirRequest{SandboxId: s.ID(), Path: path, Mode: sandbox.UnixMode(perm)}))
 	return s.c.fromWire(err)
 }
 

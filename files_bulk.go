@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // The bulk file endpoint of the server (see docs/API.md): one raw HTTP/1.1
@@ -65,7 +66,7 @@ func (s *Sandbox) bulkURL(path string, mode fs.FileMode, withMode bool) string {
 	}
 	q := url.Values{"path": {path}}
 	if withMode {
-		q.Set("mode", strconv.FormatUint(uint64(mode.Perm()), 8))
+		q.Set("mode", strconv.FormatUint(uint64(sandbox.UnixMode(mode)), 8))
 	}
 	return strings.TrimSuffix(s.c.url, "/") + bulkPrefix + url.PathEscape(s.ID()) + "/file?" + q.Encode()
 }

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
+	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // Sandbox is a handle on one sandbox. Run returns it once the server
@@ -103,7 +104,7 @@ func createRequest(opts []RunOption) (*sbxv1.CreateSandboxRequest, error) {
 		req.MaxLifetimeSeconds = &secs
 	}
 	for _, f := range cfg.files {
-		req.MountedFiles = append(req.MountedFiles, &sbxv1.MountedFile{Path: f.path, Content: f.content, Mode: uint32(f.mode.Perm())})
+		req.MountedFiles = append(req.MountedFiles, &sbxv1.MountedFile{Path: f.path, Content: f.content, Mode: sandbox.UnixMode(f.mode)})
 	}
 	return req, nil
 }

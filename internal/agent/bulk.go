@@ -65,10 +65,11 @@ func parseMode(s string) (os.FileMode, error) {
 	if err != nil || m > 0o7777 {
 		return 0, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "mode %q is not an octal permission mode of at most 7777", s)
 	}
-	if m&0o777 == 0 {
-		return 0o644, nil
+	mode := sandbox.FileModeFromUnix(uint32(m))
+	if mode.Perm() == 0 {
+		mode |= 0o644
 	}
-	return os.FileMode(m).Perm(), nil
+	return mode, nil
 }
 
 // bulkWrite receives exactly Content-Length bytes into a temporary file

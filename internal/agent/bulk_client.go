@@ -84,7 +84,7 @@ func (c *Client) writeBulk(ctx context.Context, path string, mode os.FileMode, s
 	// Expect: 100-continue has the agent check the request before any of
 	// the body is sent: a refused write costs no transfer, and an agent
 	// from before the bulk endpoint answers 404 with the content unread.
-	q := url.Values{"path": {path}, "mode": {strconv.FormatUint(uint64(mode.Perm()), 8)}}
+	q := url.Values{"path": {path}, "mode": {strconv.FormatUint(uint64(sandbox.UnixMode(mode)), 8)}}
 	head := fmt.Sprintf("PUT %s?%s HTTP/1.1\r\nHost: sbx-agent\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", BulkPath, q.Encode(), src.N)
 	br := bufio.NewReader(conn)
 	_, werr := io.WriteString(conn, head)

@@ -151,7 +151,7 @@ func (c *Client) writeFileRPC(ctx context.Context, path string, mode os.FileMode
 		}
 		return nil
 	}
-	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Mode: uint32(mode.Perm())}}}); err != nil {
+	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}}}); err != nil {
 		return err
 	}
 	cw := &chunkWriter{send: send}
@@ -247,7 +247,7 @@ func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, 
 
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, path string, mode os.FileMode) error {
-	_, err := c.fs.MakeDir(ctx, connect.NewRequest(&agentv1.MakeDirRequest{Path: path, Mode: uint32(mode.Perm())}))
+	_, err := c.fs.MakeDir(ctx, connect.NewRequest(&agentv1.MakeDirRequest{Path: path, Mode: sandbox.UnixMode(mode)}))
 	return fromWire(err, "mkdir "+path)
 }
 

@@ -23,7 +23,7 @@ func imageToWire(c sandbox.ImageConfig) *agentv1.ImageConfig {
 func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
 	st := sandbox.StartSpec{Command: m.GetCommand(), Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser()}
 	for _, f := range m.GetFiles() {
-		st.Files = append(st.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: os.FileMode(f.GetMode()).Perm()})
+		st.Files = append(st.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: sandbox.FileModeFromUnix(f.GetMode())})
 	}
 	return st
 }
@@ -31,7 +31,7 @@ func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
 func startToWire(st sandbox.StartSpec) *agentv1.StartSpec {
 	m := &agentv1.StartSpec{Command: st.Command, Env: st.Env, WorkingDir: st.WorkingDir, User: st.User}
 	for _, f := range st.Files {
-		m.Files = append(m.Files, &agentv1.File{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())})
+		m.Files = append(m.Files, &agentv1.File{Path: f.Path, Content: f.Content, Mode: sandbox.UnixMode(f.Mode)})
 	}
 	return m
 }

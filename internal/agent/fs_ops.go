@@ -80,12 +80,21 @@ func (fsv *filesystemService) MakeDir(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, toWire(err)
 	}
-	mode := os.FileMode(req.Msg.GetMode()).Perm()
-	if mode == 0 {
-		mode = 0o755
+	mode := sandbox.FileModeFromUnix(req.Msg.GetMode())
+	if mode.Perm() == 0 {
+		mode |= 0o755
 	}
+	_, statErr := os.Lstat(path)
 	if err := os.MkdirAll(path, mode); err != nil {
 		return nil, toWire(fsError("mkdir", path, err))
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		// The dir this call made gets exactly mode: mkdir(2) applies the
+		// umask and drops setuid and setgid. Parents made on the way keep
+		// what mkdir gave them, and an existing dir is left as it is.
+		if err := os.Chmod(path, mode); err != nil {
+			return nil, toWire(fsError("mkdir", path, err))
+		}
 	}
 	return connect.NewResponse(&agentv1.MakeDirResponse{}), nil
 }

@@ -34,9 +34,9 @@ func (fsv *filesystemService) Write(ctx context.Context, stream *connect.ClientS
 	if err != nil {
 		return nil, toWire(err)
 	}
-	mode := os.FileMode(hdr.GetMode()).Perm()
-	if mode == 0 {
-		mode = 0o644
+	mode := sandbox.FileModeFromUnix(hdr.GetMode())
+	if mode.Perm() == 0 {
+		mode |= 0o644
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "write %s: the path is a directory", path))

@@ -116,9 +116,9 @@ func (s *Server) writeInitFile(f sandbox.File) error {
 	if s.cfg.MaxFileBytes > 0 && int64(len(f.Content)) > s.cfg.MaxFileBytes {
 		return sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "file %s is %d bytes; the limit is %d", path, len(f.Content), s.cfg.MaxFileBytes)
 	}
-	mode := f.Mode.Perm()
-	if mode == 0 {
-		mode = 0o444
+	mode := f.Mode & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+	if mode.Perm() == 0 {
+		mode |= 0o444
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fsError("write", path, err)

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"io/fs"
 	"path"
 	"regexp"
 	"strings"
@@ -13,25 +14,25 @@ import (
 
 // Bounds on what a request may carry. Everything a user sends is bounded.
 const (
-	MaxImageRefLen   = 512
-	MaxArgs          = 1024
-	MaxArgsBytes     = 128 << 10
-	MaxEnvVars       = 256
-	MaxEnvKeyLen     = 256
-	MaxEnvBytes      = 256 << 10
-	MaxTags          = 64
-	MaxTagLen        = 63
-	MaxFiles         = 100
-	MaxFileBytes     = 1 << 20
-	MaxFilesBytes    = 10 << 20
-	MaxPathLen       = 4096
-	MaxRequestIDLen  = 128
-	MaxUserLen       = 256
-	MaxIDLen         = 128
-	maxCPUMillis     = 1 << 20
-	maxMemoryBytes   = 1 << 40
-	maxPids          = 1 << 22
-	maxFileModeValue = 0o7777
+	MaxImageRefLen  = 512
+	MaxArgs         = 1024
+	MaxArgsBytes    = 128 << 10
+	MaxEnvVars      = 256
+	MaxEnvKeyLen    = 256
+	MaxEnvBytes     = 256 << 10
+	MaxTags         = 64
+	MaxTagLen       = 63
+	MaxFiles        = 100
+	MaxFileBytes    = 1 << 20
+	MaxFilesBytes   = 10 << 20
+	MaxPathLen      = 4096
+	MaxRequestIDLen = 128
+	MaxUserLen      = 256
+	MaxIDLen        = 128
+	maxCPUMillis    = 1 << 20
+	maxMemoryBytes  = 1 << 40
+	maxPids         = 1 << 22
+	fileModeBits    = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 )
 
 var (
@@ -168,8 +169,8 @@ func validateFiles(files []sandbox.File) error {
 		if len(f.Content) > MaxFileBytes {
 			return sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "mounted file %s is %d bytes: at most %d are allowed; write larger files with WriteFile", f.Path, len(f.Content), MaxFileBytes)
 		}
-		if f.Mode > maxFileModeValue {
-			return invalid("mounted file %s has mode %o: only permission bits (at most 7777) are allowed", f.Path, f.Mode)
+		if f.Mode&^fileModeBits != 0 {
+			return invalid("mounted file %s has mode %v: only permission, setuid, setgid and sticky bits are allowed", f.Path, f.Mode)
 		}
 		total += len(f.Content)
 	}

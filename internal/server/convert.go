@@ -139,4 +139,4 @@ func seconds(n int64) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-func fileMode(m uint32) os.FileMode { return os.FileMode(m) }
+func fileMode(m uint32) os.FileMode { return sandbox.FileModeFromUnix(m) }

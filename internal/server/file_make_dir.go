@@ -17,7 +17,7 @@ func (s *sandboxService) MakeDir(ctx context.Context, req *connect.Request[sbxv1
 		return nil, err
 	}
 	if r.GetMode() > 0o7777 {
-		return nil, invalidf("mode %o has bits beyond the permission bits (at most 7777)", r.GetMode())
+		return nil, invalidf("mode %o has bits beyond the permission, setuid, setgid and sticky bits (at most 7777)", r.GetMode())
 	}
 	mode := fileMode(r.GetMode())
 	if mode == 0 {

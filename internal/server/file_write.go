@@ -30,7 +30,7 @@ func (s *sandboxService) WriteFile(ctx context.Context, stream *connect.ClientSt
 		return nil, err
 	}
 	if h.GetMode() > 0o7777 {
-		return nil, invalidf("mode %o has bits beyond the permission bits (at most 7777)", h.GetMode())
+		return nil, invalidf("mode %o has bits beyond the permission, setuid, setgid and sticky bits (at most 7777)", h.GetMode())
 	}
 	mode := fileMode(h.GetMode())
 	if mode == 0 {

@@ -32,7 +32,10 @@ func (s *sandboxService) Create(ctx context.Context, req *connect.Request[sbxv1.
 	if len(r.GetMountedFiles()) > lifecycle.MaxFiles {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%d mounted files given: at most %d are allowed", len(r.GetMountedFiles()), lifecycle.MaxFiles)
 	}
-	for _, f := range r.GetMountedFiles() {
+	for i, f := range r.GetMountedFiles() {
+		if f.GetMode() > 0o7777 {
+			return nil, invalidf("mounted_files[%d].mode %o has bits beyond the permission, setuid, setgid and sticky bits (at most 7777)", i, f.GetMode())
+		}
 		cr.Files = append(cr.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: fileMode(f.GetMode())})
 	}
 	if len(r.GetPorts()) > 0 {
