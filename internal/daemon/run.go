@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -122,6 +123,9 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
+	}
+	if _, err := local.StaticRuntime(cfg.Runtime); cfg.RuntimePath == "" && err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("not running sbx's static build of the OCI runtime", "runtime", cfg.Runtime, "reason", err)
 	}
 	rt := reg.InstrumentRuntime(lrt)
 

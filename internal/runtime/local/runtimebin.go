@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -17,13 +18,39 @@ import (
 const StaticDir = "/usr/local/libexec/sbx"
 
 // FindRuntime returns the binary of OCI runtime name that a Runtime with
-// no Config.RuntimePath uses: sbx's static build in StaticDir when it is
-// there and safe to run as root, else name looked up in PATH.
+// no Config.RuntimePath uses: sbx's static build in StaticDir when
+// StaticRuntime accepts it, else name looked up in PATH.
 func FindRuntime(name string) (string, error) {
-	if p := filepath.Join(StaticDir, name); trustedBinary(p) == nil {
+	if p, err := StaticRuntime(name); err == nil {
 		return p, nil
 	}
 	return exec.LookPath(name)
+}
+
+// StaticRuntime returns sbx's static build of runtime name in StaticDir,
+// or why it is not to be used: missing (an error matching fs.ErrNotExist),
+// not safe to run as root, or built from another version than the
+// installed Debian package (a security update of crun must not be
+// shadowed by an old build).
+func StaticRuntime(name string) (string, error) { return staticRuntimeIn(StaticDir, name) }
+
+func staticRuntimeIn(dir, name string) (string, error) {
+	p := filepath.Join(dir, name)
+	if err := trustedBinary(p); err != nil {
+		return "", err
+	}
+	stamp, err := os.ReadFile(filepath.Join(dir, name+".version"))
+	if err != nil {
+		return "", fmt.Errorf("%s has no version stamp (%v): run scripts/build-crun.sh", p, err)
+	}
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", name).Output()
+	if err != nil {
+		return "", fmt.Errorf("the installed %s's version is unknown (dpkg-query: %v), so %s may be stale", name, err, p)
+	}
+	if built, installed := strings.TrimSpace(string(stamp)), strings.TrimSpace(string(out)); built != installed {
+		return "", fmt.Errorf("%s was built from %s %s but %s is installed: run scripts/build-crun.sh", p, name, built, installed)
+	}
+	return p, nil
 }
 
 // trustedBinary says why path must not be run as root, or nil: it must be

@@ -2,6 +2,8 @@ package local
 
 import (
 	"debug/elf"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,5 +111,36 @@ func TestTrustedBinary(t *testing.T) {
 	}
 	if err := trustedBinary(inOpen); err == nil {
 		t.Error("file in a world-writable dir: accepted")
+	}
+}
+
+// TestStaticRuntimeVersion: a static build whose version stamp is not the
+// installed package's version is not used (a crun security update would
+// otherwise be shadowed by the old build).
+func TestStaticRuntimeVersion(t *testing.T) {
+	testenv.Require(t, true, "crun", "dpkg-query")
+	installed, err := exec.Command("dpkg-query", "-W", "-f=${Version}", "crun").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "crun")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := staticRuntimeIn(dir, "crun"); err == nil || !strings.Contains(err.Error(), "no version stamp") {
+		t.Errorf("no stamp: %v", err)
+	}
+	stamp := filepath.Join(dir, "crun.version")
+	os.WriteFile(stamp, []byte("0.1-1\n"), 0o644)
+	if _, err := staticRuntimeIn(dir, "crun"); err == nil || !strings.Contains(err.Error(), "run scripts/build-crun.sh") {
+		t.Errorf("stale stamp: %v", err)
+	}
+	os.WriteFile(stamp, append(installed, '\n'), 0o644)
+	if p, err := staticRuntimeIn(dir, "crun"); err != nil || p != bin {
+		t.Errorf("current stamp: %q, %v", p, err)
+	}
+	if _, err := staticRuntimeIn(dir, "runc"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing build: %v, want fs.ErrNotExist", err)
 	}
 }
