@@ -16,8 +16,9 @@ set -euo pipefail
 
 DEST=${SBX_CRUN_DIR:-/usr/local/libexec/sbx}
 # Build dependencies: dpkg-source unpacks and patches the source package;
-# the -dev packages hold the static libraries crun links.
-BUILD_PACKAGES=(dpkg-dev gcc make pkg-config xz-utils libseccomp-dev libcap-dev libyajl-dev libgcrypt20-dev libgpg-error-dev)
+# the -dev packages hold the static libraries crun links; python3 generates
+# the OCI spec parser (libocispec).
+BUILD_PACKAGES=(dpkg-dev gcc make pkg-config python3 xz-utils libseccomp-dev libcap-dev libyajl-dev libgcrypt20-dev libgpg-error-dev)
 
 log() { echo "build-crun: $*" >&2; }
 die() { echo "build-crun: ERROR: $*" >&2; exit 1; }
@@ -69,7 +70,7 @@ run apt-get "${apt_opts[@]}" update
 run dpkg-source -x "$work"/dl/crun_*.dsc "$work/src"
 
 cd "$work/src"
-run ./configure --disable-systemd --disable-criu --enable-static --disable-shared --disable-dependency-tracking
+run ./configure PYTHON=/usr/bin/python3 --disable-systemd --disable-criu --enable-static --disable-shared --disable-dependency-tracking
 # Debian ships yajl's static library as libyajl_s.a; -lyajl must find it.
 mkdir -p "$work/lib"
 ln -s /usr/lib/"$(dpkg-architecture -qDEB_HOST_MULTIARCH)"/libyajl_s.a "$work/lib/libyajl.a"
