@@ -18,14 +18,17 @@ DEST=${SBX_CRUN_DIR:-/usr/local/libexec/sbx}
 # Build dependencies: dpkg-source unpacks and patches the source package;
 # the -dev packages hold the static libraries crun links; python3 generates
 # the OCI spec parser (libocispec).
-BUILD_PACKAGES=(dpkg-dev gcc make pkg-config python3 xz-utils libseccomp-dev libcap-dev libyajl-dev libgcrypt20-dev libgpg-error-dev)
+BUILD_PACKAGES=(dpkg-dev gcc make pkg-config python3 xz-utils libseccomp-dev libcap-dev libyajl-dev)
+# RECIPE names how this script builds; a binary of an older recipe is rebuilt.
+RECIPE=2
 
 log() { echo "build-crun: $*" >&2; }
 die() { echo "build-crun: ERROR: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
 version=$(dpkg-query -W -f='${Version}' crun 2>/dev/null) || die "Debian's crun is not installed (scripts/deps.sh installs it)"
-if [ -x "$DEST/crun" ] && [ "$(cat "$DEST/crun.version" 2>/dev/null)" = "$version" ]; then
+if [ -x "$DEST/crun" ] && [ "$(cat "$DEST/crun.version" 2>/dev/null)" = "$version" ] &&
+	[ "$(cat "$DEST/crun.recipe" 2>/dev/null)" = "$RECIPE" ]; then
 	exit 0
 fi
 log "building a static crun $version from Debian's source into $DEST (about 2 minutes, once)"
@@ -70,14 +73,17 @@ run apt-get "${apt_opts[@]}" update
 run dpkg-source -x "$work"/dl/crun_*.dsc "$work/src"
 
 cd "$work/src"
-run ./configure PYTHON=/usr/bin/python3 --disable-systemd --disable-criu --enable-static --disable-shared --disable-dependency-tracking
+# Without libgcrypt, as Debian builds it: with it, crun would also keep a
+# cache of compiled seccomp programs in its state dir, which sbx does not
+# need (it passes the compiled program itself, internal/runtime/local/seccomp.go).
+run ./configure PYTHON=/usr/bin/python3 ac_cv_search_gcry_check_version=no --disable-systemd --disable-criu --enable-static --disable-shared --disable-dependency-tracking
 # Debian ships yajl's static library as libyajl_s.a; -lyajl must find it.
 mkdir -p "$work/lib"
 ln -s /usr/lib/"$(dpkg-architecture -qDEB_HOST_MULTIARCH)"/libyajl_s.a "$work/lib/libyajl.a"
 jobs=$(nproc)
 run make -j"$jobs" git-version.h
 run make -j"$jobs" -C libocispec
-run make -j"$jobs" crun LDFLAGS="-all-static -L$work/lib" FOUND_LIBS="-lseccomp -lgcrypt -lgpg-error -lcap -lyajl"
+run make -j"$jobs" crun LDFLAGS="-all-static -L$work/lib" FOUND_LIBS="-lseccomp -lcap -lyajl"
 run strip crun
 if ldd ./crun >/dev/null 2>&1; then
 	die "the built crun is not static"
@@ -88,4 +94,5 @@ mkdir -p "$DEST"
 install -m 0755 crun "$DEST/crun.new"
 mv -f "$DEST/crun.new" "$DEST/crun"
 echo "$version" >"$DEST/crun.version"
+echo "$RECIPE" >"$DEST/crun.recipe"
 log "installed $DEST/crun ($(./crun --version | head -1))"
