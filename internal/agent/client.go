@@ -32,8 +32,10 @@ type Client struct {
 	// client_process.go); streamsTr is its transport.
 	streams   agentv1connect.ProcessServiceClient
 	streamsTr *http.Transport
-	// preparing counts prepareStreams calls in flight (tests wait for them).
+	// preparing counts prepareStreams calls in flight (tests wait for
+	// them); prepared makes it once per client.
 	preparing sync.WaitGroup
+	prepared  sync.Once
 }
 
 var _ sandbox.Agent = (*Client)(nil)
@@ -155,14 +157,29 @@ func peerPID(conn net.Conn) (int, error) {
 
 // WaitReady polls until the agent answers, or ctx ends: every millisecond
 // for the first 100 tries (an agent starting up answers within a few), then
-// backing off to 50 ms.
+// backing off to 50 ms. Once it answered, the connection for the event
+// streams is opened in the background (prepareStreams).
 func (c *Client) WaitReady(ctx context.Context) error {
+	if err := c.waitReady(ctx); err != nil {
+		return err
+	}
+	c.prepareStreams()
+	return nil
+}
+
+// WaitStarting is WaitReady for a fresh agent that an Init follows at once
+// (a runtime's Create, then Start): the connection for the event streams
+// is opened once the Init succeeded, not before, so that the agent's first
+// moments after its answer go to the Init rather than to accepting that
+// connection and answering its first call.
+func (c *Client) WaitStarting(ctx context.Context) error { return c.waitReady(ctx) }
+
+func (c *Client) waitReady(ctx context.Context) error {
 	delay := time.Millisecond
 	var why error // the last failure that was not the deadline itself
 	for i := 0; ; i++ {
 		_, err := c.agent.Ping(ctx, connect.NewRequest(&agentv1.PingRequest{}))
 		if err == nil {
-			c.prepareStreams()
 			return nil
 		}
 		if ctx.Err() == nil || why == nil {
@@ -182,9 +199,15 @@ func (c *Client) WaitReady(ctx context.Context) error {
 }
 
 // Init applies spec once per sandbox; a second call is FailedPrecondition.
+// After a successful Init the connection for the event streams is opened
+// in the background, if it was not yet (WaitStarting).
 func (c *Client) Init(ctx context.Context, spec InitSpec) error {
 	_, err := c.agent.Init(ctx, connect.NewRequest(&agentv1.InitRequest{Image: imageToWire(spec.Image), Start: startToWire(spec.Start)}))
-	return fromWire(err, "start the sandbox")
+	if err != nil {
+		return fromWire(err, "start the sandbox")
+	}
+	c.prepareStreams()
+	return nil
 }
 
 // WaitMain blocks until the main command exits (for an idle sandbox: until

@@ -34,17 +34,21 @@ func newStreamClient(dial func(context.Context) (net.Conn, error), base string, 
 }
 
 // prepareStreams opens a connection for the event streams in the
-// background, once the agent answers: a List call over the streams
-// transport leaves it idle in the pool, so that the first exec of a sandbox
-// (often right after a warm hand-off) does not dial on its critical path.
+// background, once per client, once the agent answers (for a fresh agent:
+// once it was initialized, see WaitStarting): a List call over the streams
+// transport leaves it idle in the pool, so that the first exec of a
+// sandbox (often right after a warm hand-off) does not dial on its
+// critical path.
 func (c *Client) prepareStreams() {
-	c.preparing.Add(1)
-	go func() {
-		defer c.preparing.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = c.streams.List(ctx, connect.NewRequest(&agentv1.ListRequest{}))
-	}()
+	c.prepared.Do(func() {
+		c.preparing.Add(1)
+		go func() {
+			defer c.preparing.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _ = c.streams.List(ctx, connect.NewRequest(&agentv1.ListRequest{}))
+		}()
+	})
 }
 
 // Exec starts a process; the returned stream starts with EventStarted.

@@ -66,6 +66,10 @@ type Server struct {
 	trimMu sync.Mutex
 	trim   *time.Timer
 
+	// later is the work left out of the path to ready (start.go), set by
+	// Handler.
+	later *deferred
+
 	mu     sync.Mutex
 	inited bool
 	// provisional says the Init applied was empty (the image's defaults
@@ -125,20 +129,19 @@ func (s *Server) Handler() http.Handler {
 	codec := connect.WithCodec(wireCodec)
 	mux.Handle(agentv1connect.NewAgentServiceHandler(&agentService{s}, noGzip, codec, connect.WithReadMaxBytes(maxInitBytes)))
 	// The host's first request is a Ping (AgentService): the other services
-	// are built later, off the path to ready (start.go).
-	later := newDeferred(
-		lazyService(agentv1connect.ProcessServiceName, func() (string, http.Handler) {
-			return agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, codec, small)
-		}),
-		lazyService(agentv1connect.FilesystemServiceName, func() (string, http.Handler) {
-			return agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, codec, small)
-		}),
-	)
-	for _, l := range later.lazy {
+	// are built later, off the path to ready (start.go, warm.go).
+	proc := lazyService(agentv1connect.ProcessServiceName, func() (string, http.Handler) {
+		return agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, codec, small)
+	})
+	fs := lazyService(agentv1connect.FilesystemServiceName, func() (string, http.Handler) {
+		return agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, codec, small)
+	})
+	s.later = newDeferred(warmSteps(proc), proc, fs)
+	for _, l := range s.later.lazy {
 		mux.Handle(l.path, l)
 	}
 	mux.HandleFunc(BulkPath, s.bulkHandler) // raw file transfers (bulk.go)
-	return later.handler("/"+agentv1connect.AgentServiceName+"/", mux)
+	return s.later.handler(mux, fs.path, BulkPath)
 }
 
 // Run serves on StateDir/SocketName and does the PID 1 duties until the
@@ -180,9 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
-	if s.cfg.Conn != nil {
-		ln = &firstListener{Listener: ln, first: s.cfg.Conn}
-	}
+	ln = &startListener{Listener: ln, d: s.later, first: s.cfg.Conn}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

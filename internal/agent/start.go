@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -111,82 +111,98 @@ func ConnFromFD(fd int) (net.Conn, error) {
 	return conn, nil
 }
 
-// firstListener returns first from Accept once, then what ln accepts; it is
-// how the agent serves the host's pre-made connection and its socket with
-// one http.Server.
-type firstListener struct {
-	net.Listener
-	mu    sync.Mutex
-	first net.Conn
-}
-
-func (l *firstListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	c := l.first
-	l.first = nil
-	l.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	return l.Listener.Accept()
-}
-
-func (l *firstListener) Close() error {
-	l.mu.Lock()
-	c := l.first
-	l.first = nil
-	l.mu.Unlock()
-	if c != nil {
-		return errors.Join(c.Close(), l.Listener.Close())
-	}
-	return l.Listener.Close()
-}
-
-// deferred is the work the agent leaves out of its path to ready: the
-// handlers of the services the host's first request (a Ping) does not use,
-// built on their first request, and the default GOMAXPROCS (see StartEnv),
-// restored before the first request that moves data. Building the handlers
-// of all services (18 procedures, each with its protocols and codecs) cost
-// the starting agent 25 to 40 page faults, about a millisecond of CPU on
-// the benchmark machine. Whatever no request needed yet is done deferDelay
-// after the first answer, so that an agent left idle (a warm pool's) has
-// it all done before its first exec.
+// deferred is the work the agent leaves out of its path to ready, done
+// once its first answer is out:
+//   - soon (the warm-up, warm.go): what a fresh sandbox's Init and first
+//     exec need, started at once after the first answer, while the host
+//     does its own bookkeeping;
+//   - later, deferDelay after the first answer: the handlers of the
+//     services that no request needed yet (the Filesystem service's), the
+//     default GOMAXPROCS (see StartEnv) and the trim base (markTrimBase).
+//
+// Building the handlers of all services (18 procedures, each with its
+// protocols and codecs) cost the starting agent 25 to 40 page faults, about
+// a millisecond of CPU on the benchmark machine. A request that needs a
+// handler or GOMAXPROCS earlier does it itself: a request of the Process
+// service builds its handler, one that moves file data (the Filesystem
+// service, BulkPath) restores GOMAXPROCS first. An exec does not: one P
+// runs a fresh sandbox's first execs as fast, and the restore (a stop of
+// the world, a new P's caches, a thread) would land on their path.
 type deferred struct {
+	soon    []func()
 	lazy    []*lazyHandler
 	restore func()
-	once    sync.Once
+	// handled is set once the first request was handled; the warm-up
+	// starts at the first write after that (answered), once.
+	handled, warmed atomic.Bool
+	warm            sync.Once
+	later           sync.Once
 }
 
-// deferDelay is long enough for a fresh sandbox's first requests (an Init,
-// an exec) to arrive and build what they need without contention.
-const deferDelay = 10 * time.Millisecond
+// deferDelay is how long after its first answer the agent builds the rest:
+// past a fresh sandbox's Init and first exec (about 10 ms after the first
+// answer when sbx serve creates a sandbox and execs at once), so that the
+// work does not land on them, and well before an idle agent (a warm
+// pool's) is claimed.
+const deferDelay = 30 * time.Millisecond
 
-func newDeferred(lazy ...*lazyHandler) *deferred {
-	return &deferred{lazy: lazy, restore: sync.OnceFunc(func() {
+func newDeferred(soon []func(), lazy ...*lazyHandler) *deferred {
+	return &deferred{soon: soon, lazy: lazy, restore: sync.OnceFunc(func() {
 		if startedWithOneP {
 			runtime.SetDefaultGOMAXPROCS()
 		}
 	})}
 }
 
-// handler returns next with the deferred work hooked in; requests whose
-// path has prefix (the agent service's) do not restore GOMAXPROCS.
-func (d *deferred) handler(prefix string, next http.Handler) http.Handler {
+// handler returns next with the deferred work hooked in: requests whose
+// path has one of the prefixes moveData restore GOMAXPROCS first.
+func (d *deferred) handler(next http.Handler, moveData ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, prefix) {
-			d.restore()
+		for _, p := range moveData {
+			if strings.HasPrefix(r.URL.Path, p) {
+				d.restore()
+				break
+			}
 		}
 		next.ServeHTTP(w, r)
-		d.once.Do(func() { time.AfterFunc(deferDelay, d.finish) })
+		if !d.handled.Load() {
+			d.handled.Store(true)
+			d.later.Do(func() { time.AfterFunc(deferDelay, d.finish) })
+		}
 	})
+}
+
+// answered is called after each write to a connection (answerConn) until
+// the warm-up started: the first write after the first handled request
+// carries the first answer, so the warm-up starts then.
+func (d *deferred) answered() {
+	if d.handled.Load() && !d.warmed.Load() {
+		d.warm.Do(func() { d.warmed.Store(true); go d.runSoon() })
+	}
+}
+
+// warmStarted reports whether the warm-up started: new connections need
+// no answerConn then.
+func (d *deferred) warmStarted() bool { return d.warmed.Load() }
+
+// runSoon does the warm-up, letting requests that are ready to run go
+// first between its steps.
+func (d *deferred) runSoon() {
+	for _, step := range d.soon {
+		runtime.Gosched()
+		step()
+	}
 }
 
 // finish does whatever deferred work is left.
 func (d *deferred) finish() {
-	d.restore()
+	// Without a write after the first request (a client that went away),
+	// the warm-up starts here.
+	d.warm.Do(func() { d.warmed.Store(true); d.runSoon() })
 	for _, l := range d.lazy {
 		l.get()
 	}
+	d.restore()
 	markTrimBase()
 }
 

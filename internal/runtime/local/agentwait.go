@@ -112,7 +112,9 @@ func (r *Runtime) waitAgent(ctx context.Context, b *box, rec record, timeout tim
 			time.Sleep(500 * time.Microsecond)
 		}
 	}
-	err := c.WaitReady(ctx)
+	// Start (lifecycle.go) follows with the Init, which then opens the
+	// connection for the first exec's events (Client.WaitStarting).
+	err := c.WaitStarting(ctx)
 	if err == nil {
 		return nil
 	}

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+)
+
+// The warm-up. A fresh sandbox's host sends, right after the first answer,
+// an Init and then (a millisecond or two of its own bookkeeping later) the
+// caller's first exec. Each first use of a code path costs the agent far
+// more than later ones: the protobuf runtime builds each message type's
+// coders on first use, the Process service's handler is built lazily
+// (start.go), and every fresh heap or stack page is a page fault (tens of
+// µs each on the benchmark VM). The agent is idle while the host does its
+// bookkeeping, so it does that work then, once its first answer is out:
+// the warm-up runs after the first write that follows the first handled
+// request (answerConn), never before, so the path to ready is untouched.
+
+// warmSteps returns the warm-up's steps, in the order a fresh sandbox's
+// requests need them: the Init's message types, the exec's, then the
+// handler of the Process service, proc.
+func warmSteps(proc *lazyHandler) []func() {
+	return []func(){warmInit, warmExec, func() { proc.get() }}
+}
+
+func warmInit() {
+	img := &agentv1.ImageConfig{Env: []string{"K=V"}, WorkingDir: "/", User: "0", Entrypoint: []string{"sh"}, Cmd: []string{"-c"}}
+	st := &agentv1.StartSpec{
+		Command: []string{"sh"}, Env: map[string]string{"K": "V"}, WorkingDir: "/", User: "0",
+		Files: []*agentv1.File{{Path: "/f", Content: []byte{1}, Mode: 0o644}},
+	}
+	warmCodec(&agentv1.InitRequest{Image: img, Start: st}, new(agentv1.InitRequest))
+	warmCodec(&agentv1.InitResponse{MainPid: 1}, new(agentv1.InitResponse))
+}
+
+func warmExec() {
+	spec := &agentv1.ProcessSpec{
+		Command: []string{"sh"}, Env: map[string]string{"K": "V"}, WorkingDir: "/", User: "0",
+		Stdin: true, Tty: true, Rows: 1, Cols: 1, TimeoutMs: 1, Tag: "t",
+	}
+	warmCodec(&agentv1.StartRequest{Spec: spec}, new(agentv1.StartRequest))
+	exit := &agentv1.ExitStatus{Code: 1, Signal: "SIGKILL", OomKilled: true, TimedOut: true, AtUnixNano: 1}
+	for _, ev := range []*agentv1.ProcessEvent{
+		{Event: &agentv1.ProcessEvent_Started_{Started: &agentv1.ProcessEvent_Started{ExecId: "e", Pid: 1}}},
+		{Event: &agentv1.ProcessEvent_Output_{Output: &agentv1.ProcessEvent_Output{Stream: agentv1.Stream(1), Data: []byte{1}}}},
+		{Event: &agentv1.ProcessEvent_Exit{Exit: exit}},
+	} {
+		warmCodec(ev, new(agentv1.ProcessEvent))
+	}
+}
+
+// warmCodec encodes m and decodes it into into with the agent's codec, as
+// its handlers do: the first use of a message type builds its coders (and
+// those of the types it holds, which is why every field of m is set).
+func warmCodec(m, into any) {
+	if b, err := wireCodec.Marshal(m); err == nil {
+		_ = wireCodec.Unmarshal(b, into)
+	}
+}
+
+// answerConn is a connection the agent serves that calls answered after
+// each write: the first write after the first handled request carries the
+// first answer (deferred.answered). Once the warm-up started, a call is two
+// atomic loads, and connections accepted later are not wrapped.
+type answerConn struct {
+	net.Conn
+	answered func()
+}
+
+func (c *answerConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.answered()
+	return n, err
+}
+
+// CloseWrite keeps the half-close of the wrapped connection (the HTTP/1
+// server uses it before closing a connection it refused).
+func (c *answerConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// startListener hands out the host's pre-made connection first (if any),
+// then what its socket accepts, wrapped in answerConn until the warm-up
+// started.
+type startListener struct {
+	net.Listener
+	d     *deferred
+	mu    sync.Mutex
+	first net.Conn
+}
+
+func (l *startListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.first
+	l.first = nil
+	l.mu.Unlock()
+	if c == nil {
+		var err error
+		if c, err = l.Listener.Accept(); err != nil {
+			return nil, err
+		}
+	}
+	if l.d.warmStarted() {
+		return c, nil
+	}
+	return &answerConn{Conn: c, answered: l.d.answered}, nil
+}
+
+func (l *startListener) Close() error {
+	l.mu.Lock()
+	c := l.first
+	l.first = nil
+	l.mu.Unlock()
+	if c != nil {
+		return errors.Join(c.Close(), l.Listener.Close())
+	}
+	return l.Listener.Close()
+}

@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
+)
+
+// countingDeferred returns a deferred whose warm-up steps and restore only
+// count, and a channel that receives once the steps ran.
+func countingDeferred(t *testing.T) (d *deferred, steps, restores *atomic.Int32, warmed chan struct{}) {
+	t.Helper()
+	steps, restores = new(atomic.Int32), new(atomic.Int32)
+	warmed = make(chan struct{}, 4)
+	d = newDeferred([]func(){
+		func() { steps.Add(1) },
+		func() { steps.Add(1); warmed <- struct{}{} },
+	})
+	d.restore = func() { restores.Add(1) }
+	return d, steps, restores, warmed
+}
+
+// TestDeferredWarmsAfterFirstAnswer: the warm-up starts at the first write
+// after the first handled request, not before, and once.
+func TestDeferredWarmsAfterFirstAnswer(t *testing.T) {
+	d, steps, _, warmed := countingDeferred(t)
+	h := d.handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	d.answered() // the server's own first frames, before any request
+	time.Sleep(10 * time.Millisecond)
+	if steps.Load() != 0 || d.warmStarted() {
+		t.Fatalf("the warm-up ran before the first answer: %d steps", steps.Load())
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/"+agentv1connect.AgentServiceName+"/Ping", nil))
+	d.answered()
+	select {
+	case <-warmed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the warm-up did not run after the first answer")
+	}
+	d.answered()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/"+agentv1connect.AgentServiceName+"/Ping", nil))
+	d.finish()
+	if n := steps.Load(); n != 2 || !d.warmStarted() {
+		t.Fatalf("the warm-up's 2 steps ran %d times in all", n)
+	}
+}
+
+// TestDeferredFinishWarms: without a write after the first request, the
+// delayed rest does the warm-up too.
+func TestDeferredFinishWarms(t *testing.T) {
+	d, steps, restores, _ := countingDeferred(t)
+	d.finish()
+	if steps.Load() != 2 || restores.Load() != 1 {
+		t.Fatalf("finish: %d steps, %d restores; want 2 and 1", steps.Load(), restores.Load())
+	}
+}
+
+// TestDeferredRestoresForDataOnly: the default GOMAXPROCS comes back before
+// a request that moves file data, not for a Ping, an Init or an exec.
+func TestDeferredRestoresForDataOnly(t *testing.T) {
+	d, _, restores, _ := countingDeferred(t)
+	fsPath := "/" + agentv1connect.FilesystemServiceName + "/"
+	h := d.handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), fsPath, BulkPath)
+	for _, p := range []string{
+		agentv1connect.AgentServicePingProcedure, agentv1connect.AgentServiceInitProcedure,
+		agentv1connect.ProcessServiceStartProcedure, agentv1connect.ProcessServiceListProcedure,
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+		if restores.Load() != 0 {
+			t.Fatalf("%s restored GOMAXPROCS", p)
+		}
+	}
+	for i, p := range []string{agentv1connect.FilesystemServiceReadProcedure, BulkPath} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+		if n := restores.Load(); n != int32(i+1) {
+			t.Fatalf("%s: %d restores, want %d", p, n, i+1)
+		}
+	}
+}
+
+// TestWarmCodec: the warm-up's messages round-trip through the agent's
+// codec (a message that failed to encode would warm nothing).
+func TestWarmCodec(t *testing.T) {
+	warmInit()
+	warmExec()
+	m := &agentv1.InitRequest{Start: &agentv1.StartSpec{Command: []string{"sh"}}}
+	b, err := wireCodec.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got agentv1.InitRequest
+	if err := wireCodec.Unmarshal(b, &got); err != nil || got.GetStart().GetCommand()[0] != "sh" {
+		t.Fatalf("round trip: %v %v", &got, err)
+	}
+}
+
+// TestWaitStartingOpensStreamsAfterInit: a client that waits for a fresh
+// agent with WaitStarting opens the connection for event streams only
+// after the Init, and WaitReady opens it at once.
+func TestWaitStartingOpensStreamsAfterInit(t *testing.T) {
+	dir, err := os.MkdirTemp("", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := New(Config{StateDir: filepath.Join(dir, "s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	sock := filepath.Join(dir, "s", SocketName)
+	var dials atomic.Int32 // connections made (the first Pings may find no socket yet)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", sock)
+		if err == nil {
+			dials.Add(1)
+		}
+		return conn, err
+	}
+
+	c := newClient(dial)
+	defer c.Close()
+	if err := c.WaitStarting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.preparing.Wait()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("WaitStarting dialed %d connections, want 1 (no stream connection before the Init)", n)
+	}
+	if err := c.Init(ctx, InitSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	c.preparing.Wait()
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("after the Init: %d connections, want 2", n)
+	}
+
+	dials.Store(0)
+	r := newClient(dial)
+	defer r.Close()
+	if err := r.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.preparing.Wait()
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("WaitReady: %d connections, want 2", n)
+	}
+}
