@@ -2,6 +2,7 @@ package sbx
 
 import (
 	"context"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -66,7 +67,9 @@ func (s *Sandbox) Exec(ctx context.Context, argv []string, opts ...ExecOption) (
 	for _, o := range opts {
 		o.applyExec(&cfg)
 	}
-	if err := s.Wait(ctx); err != nil {
+	// No Wait first: the server holds an exec for a sandbox that is still
+	// starting until it runs, which saves "create, then exec" a round trip.
+	if err := s.Start(ctx); err != nil {
 		return nil, err
 	}
 	req := &sbxv1.ExecRequest{
@@ -85,11 +88,15 @@ func (s *Sandbox) Exec(ctx context.Context, argv []string, opts ...ExecOption) (
 	if cfg.timeout > 0 {
 		req.TimeoutSeconds = int32((cfg.timeout + time.Second - 1) / time.Second)
 	}
-	stream, err := s.c.sandboxes.Exec(ctx, connect.NewRequest(req))
-	if err != nil {
-		return nil, s.c.fromWire(err)
+	p, err := s.exec(ctx, req, argv, cfg.check)
+	if errors.Is(err, ErrFailedPrecondition) && ReasonOf(err) == "SANDBOX_NOT_RUNNING" {
+		// Not running: say why as Wait does, or, from a server that does
+		// not wait for a starting sandbox, try again once it runs.
+		if werr := s.Wait(ctx); werr != nil {
+			return nil, werr
+		}
+		p, err = s.exec(ctx, req, argv, cfg.check)
 	}
-	p, err := s.startProcess(ctx, stream, argv, cfg.check)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +104,15 @@ func (s *Sandbox) Exec(ctx context.Context, argv []string, opts ...ExecOption) (
 		p.Stdin = &stdinWriter{p: p}
 	}
 	return p, nil
+}
+
+// exec sends req and returns the process once it started.
+func (s *Sandbox) exec(ctx context.Context, req *sbxv1.ExecRequest, argv []string, check bool) (*Process, error) {
+	stream, err := s.c.sandboxes.Exec(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, s.c.fromWire(err)
+	}
+	return s.startProcess(ctx, stream, argv, check)
 }
 
 // Attach reconnects to a process started earlier by Exec, by its exec id:

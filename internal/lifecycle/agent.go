@@ -7,8 +7,9 @@ import (
 )
 
 // Agent returns a client of a tenant's running sandbox's agent, for
-// processes, files and logs. The caller closes it. A sandbox that is not
-// RUNNING is FailedPrecondition SANDBOX_NOT_RUNNING.
+// processes, files and logs. The caller closes it. A sandbox that is still
+// starting (PENDING, CREATING) is waited for; one that is not RUNNING then
+// is FailedPrecondition SANDBOX_NOT_RUNNING.
 func (m *Manager) Agent(ctx context.Context, tenantID, id string) (sandbox.Agent, error) {
 	// Fast path: a sandbox this manager saw become RUNNING and not leave
 	// it (Manager.running) needs no store read. An entry can be a moment
@@ -23,6 +24,15 @@ func (m *Manager) Agent(ctx context.Context, tenantID, id string) (sandbox.Agent
 	sb, err := m.Get(ctx, tenantID, id)
 	if err != nil {
 		return nil, err
+	}
+	if sb.State == sandbox.StatePending || sb.State == sandbox.StateCreating {
+		// Still starting: wait for it here rather than send the caller
+		// back to wait, so that "create, then exec" needs no Wait round
+		// trip and the call runs the moment the sandbox does. A create
+		// ends within CreateTimeout, RUNNING or not; ctx bounds it too.
+		if sb, err = m.waitFor(ctx, id, UntilRunning, m.cfg.CreateTimeout); err != nil {
+			return nil, err
+		}
 	}
 	if sb.State != sandbox.StateRunning {
 		return nil, notRunning(sb)

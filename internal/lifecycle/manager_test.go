@@ -230,6 +230,48 @@ func TestAgentNeedsRunning(t *testing.T) {
 	a.Close()
 }
 
+// TestAgentWaitsForStart: an agent call on a sandbox that is still
+// starting waits for it (no Wait round trip for "create, then exec"),
+// and fails SANDBOX_NOT_RUNNING if the start fails; ctx bounds the wait.
+func TestAgentWaitsForStart(t *testing.T) {
+	e := newEnv(t, nil)
+	gate := make(chan struct{})
+	e.rt.CreateGate = gate
+	ctx := context.Background()
+	sb := e.create(t, CreateRequest{})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := e.m.Agent(short, tenant, sb.ID); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Agent with a short ctx while creating: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		a, err := e.m.Agent(ctx, tenant, sb.ID)
+		if err == nil {
+			a.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Agent returned before the sandbox ran: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	gate <- struct{}{}
+	if err := <-got; err != nil {
+		t.Fatalf("Agent once it ran: %v", err)
+	}
+
+	e.rt.CreateErr = func(sandbox.Spec) error { return sandbox.Internal("no container today") }
+	failing := e.create(t, CreateRequest{})
+	go func() {
+		_, err := e.m.Agent(ctx, tenant, failing.ID)
+		got <- err
+	}()
+	gate <- struct{}{}
+	wantErr(t, <-got, sandbox.ErrFailedPrecondition, sandbox.ReasonSandboxNotRunning)
+}
+
 func TestWaitTimeoutAndStopWhileCreating(t *testing.T) {
 	e := newEnv(t, nil)
 	gate := make(chan struct{})
