@@ -1,13 +1,10 @@
 package agent
 
 import (
-	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -18,21 +15,8 @@ import (
 // wait4(-1) while it runs, so this test must not run in parallel with tests
 // that start processes through os/exec.
 func TestInProcess(t *testing.T) {
-	dir, err := os.MkdirTemp("", "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	s, err := New(Config{StateDir: filepath.Join(dir, "s"), OutputBufferBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	c := Dial(filepath.Join(dir, "s", SocketName))
+	sock, ctx, stop := runInProcess(t, Config{OutputBufferBytes: 64 << 10})
+	c := Dial(sock)
 	defer c.Close()
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
@@ -83,7 +67,7 @@ func TestInProcess(t *testing.T) {
 	if !strings.Contains(tty.String(), "7 9") {
 		t.Fatalf("tty output %q", tty.String())
 	}
-	path := filepath.Join(dir, "f")
+	path := filepath.Join(t.TempDir(), "f")
 	if err := c.WriteFile(ctx, path, 0, strings.NewReader(strings.Repeat("x", 1<<20))); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +90,7 @@ func TestInProcess(t *testing.T) {
 		t.Fatalf("logs %q %v", o.Data, err)
 	}
 	logs.Close()
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

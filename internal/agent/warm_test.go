@@ -5,8 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,22 +105,8 @@ func TestWarmCodec(t *testing.T) {
 // agent with WaitStarting opens the connection for event streams only
 // after the Init, and WaitReady opens it at once.
 func TestWaitStartingOpensStreamsAfterInit(t *testing.T) {
-	dir, err := os.MkdirTemp("", "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	s, err := New(Config{StateDir: filepath.Join(dir, "s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	sock := filepath.Join(dir, "s", SocketName)
+	sock, ctx, stop := runInProcess(t, Config{})
+	defer stop()
 	var dials atomic.Int32 // connections made (the first Pings may find no socket yet)
 	dial := func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
