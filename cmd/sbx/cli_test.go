@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,10 +180,26 @@ func TestCpDirectoryRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	tool := filepath.Join(src, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tool, 0o755|fs.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	files["tool"] = "#!/bin/sh\n"
 	c.must("cp", src, id+":/data")
+	// Into the sandbox the setuid bit comes along, as with `cp -p`.
+	if m := c.api.FileMode(id, "/data/tool"); m != 0o4755 {
+		t.Errorf("mode of tool in the sandbox: %#o, want 04755", m)
+	}
 
 	dst := t.TempDir()
 	c.must("cp", id+":/data", dst)
+	// Out of it, never: a sandbox must not plant setuid files on the host.
+	if fi, err := os.Stat(filepath.Join(dst, "data", "tool")); err != nil || fi.Mode()&fs.ModeSetuid != 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("mode of tool on the host: %v %v, want 0755 without setuid", fi.Mode(), err)
+	}
 	for name, content := range files {
 		got, err := os.ReadFile(filepath.Join(dst, "data", name))
 		if err != nil || string(got) != content {

@@ -137,7 +137,7 @@ func (c *copier) upload(src, dst string) error {
 		}
 		switch {
 		case d.IsDir():
-			return c.sb.MakeDir(c.ctx, target, info.Mode().Perm())
+			return c.sb.MakeDir(c.ctx, target, uploadMode(info.Mode()))
 		case info.Mode().IsRegular():
 			return c.uploadFile(p, target, info.Mode())
 		default:
@@ -153,8 +153,16 @@ func (c *copier) uploadFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	defer f.Close()
-	_, err = c.sb.WriteFileFrom(c.ctx, dst, f, mode.Perm())
+	_, err = c.sb.WriteFileFrom(c.ctx, dst, f, uploadMode(mode))
 	return err
+}
+
+// uploadMode is the mode a copied file or dir gets in the sandbox: its
+// permission, setuid, setgid and sticky bits, as `cp -p` keeps them.
+// Downloads keep the permission bits only: a file from a sandbox must not
+// become setuid on the host of whoever copies it out.
+func uploadMode(m fs.FileMode) fs.FileMode {
+	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 }
 
 // download copies a file or tree at src in the sandbox to a local dst.

@@ -148,3 +148,14 @@ func (f *Server) StreamLogs(_ context.Context, req *connect.Request[sbxv1.Stream
 	}
 	return stream.Send(&sbxv1.StreamLogsResponse{Data: &sbxv1.StreamLogsResponse_Stderr{Stderr: []byte("main error\n")}})
 }
+
+// FileMode returns the Unix mode the last WriteFile of path in sandbox id
+// asked for (0 if none).
+func (f *Server) FileMode(id, path string) uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if sb := f.sandboxes[id]; sb != nil {
+		return sb.modes[path]
+	}
+	return 0
+}
