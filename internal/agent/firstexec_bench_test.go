@@ -11,7 +11,6 @@ import (
 
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
-	"github.com/sbx-run/sbx/internal/testenv"
 )
 
 // BenchmarkAgentFirstExec is the end of a cold create as the host sees it,
@@ -27,10 +26,7 @@ import (
 // during the Init ("init-") and during the exec ("exec-"). Medians.
 // SBX_AGENT_BIN benchmarks another build of the agent.
 func BenchmarkAgentFirstExec(b *testing.B) {
-	bin := os.Getenv("SBX_AGENT_BIN")
-	if bin == "" {
-		bin = testenv.AgentBinary(b)
-	}
+	bin := benchAgentBinary(b)
 	dir, err := os.MkdirTemp("", "fe")
 	if err != nil {
 		b.Fatal(err)

@@ -27,12 +27,18 @@ import (
 // SBX_AGENT_BIN benchmarks another build of the agent, and
 // SBX_AGENT_NO_START_ENV=1 runs it without agent.StartEnv.
 func BenchmarkAgentStart(b *testing.B) {
-	bin := os.Getenv("SBX_AGENT_BIN")
-	if bin == "" {
-		bin = testenv.AgentBinary(b)
-	}
+	bin := benchAgentBinary(b)
 	b.Run("conn", func(b *testing.B) { benchAgentStart(b, bin, true) })
 	b.Run("socket", func(b *testing.B) { benchAgentStart(b, bin, false) })
+}
+
+// benchAgentBinary is the agent a benchmark runs: SBX_AGENT_BIN, else a
+// fresh build of this tree's.
+func benchAgentBinary(b *testing.B) string {
+	if bin := os.Getenv("SBX_AGENT_BIN"); bin != "" {
+		return bin
+	}
+	return testenv.AgentBinary(b)
 }
 
 func benchAgentStart(b *testing.B, bin string, passConn bool) {
