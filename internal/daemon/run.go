@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
 	}
-	if _, err := local.StaticRuntime(cfg.Runtime); cfg.RuntimePath == "" && err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := lrt.StaticSkipped(); err != nil {
 		log.Warn("not running sbx's static build of the OCI runtime", "runtime", cfg.Runtime, "reason", err)
 	}
 	rt := reg.InstrumentRuntime(lrt)

@@ -144,8 +144,10 @@ type Runtime struct {
 	swap   bool
 	nofile uint64
 	reaper *reaper
-	// bin is the OCI runtime's binary (FindRuntime or Config.RuntimePath).
-	bin string
+	// bin is the OCI runtime's binary (FindRuntime or Config.RuntimePath);
+	// staticSkipped says why sbx's static build, though there, was not it.
+	bin           string
+	staticSkipped error
 	// seccompBPF is crun's compiled form of seccompProfile, base64, once
 	// learned (seccomp.go).
 	seccompBPF atomic.Pointer[string]
@@ -221,8 +223,10 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "local runtime config: %w", err)
 	}
 	path := cfg.RuntimePath
+	var staticSkipped error
 	if path == "" {
-		p, err := FindRuntime(cfg.Runtime)
+		p, skipped, err := findRuntime(cfg.Runtime)
+		staticSkipped = skipped
 		if err != nil {
 			return nil, sandbox.Unavailable(sandbox.ReasonRuntimeError, "OCI runtime %s is not installed (apt-get install %s) or set its path in the config: %w", cfg.Runtime, cfg.Runtime, err)
 		}
@@ -245,14 +249,15 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, sandbox.Internal("%w", err)
 	}
 	r := &Runtime{
-		cfg:    cfg,
-		oci:    newOCIRuntime(cfg.Runtime, path, filepath.Join(cfg.Root, "oci", cfg.Runtime)),
-		cg:     cg,
-		swap:   swapAccounted(cg),
-		nofile: nofile,
-		reaper: rp,
-		bin:    path,
-		boxes:  map[string]*box{},
+		cfg:           cfg,
+		oci:           newOCIRuntime(cfg.Runtime, path, filepath.Join(cfg.Root, "oci", cfg.Runtime)),
+		cg:            cg,
+		swap:          swapAccounted(cg),
+		nofile:        nofile,
+		reaper:        rp,
+		bin:           path,
+		staticSkipped: staticSkipped,
+		boxes:         map[string]*box{},
 	}
 	if cfg.Runtime == "runsc" {
 		r.oci.flags = runscFlags(r.networked())
@@ -292,6 +297,10 @@ func swapAccounted(cg cgroupMounts) bool {
 
 // RuntimeBinary is the OCI runtime binary this Runtime runs.
 func (r *Runtime) RuntimeBinary() string { return r.bin }
+
+// StaticSkipped says why sbx's static build of the OCI runtime, which is
+// installed, is not the binary this Runtime runs (StaticRuntime), or nil.
+func (r *Runtime) StaticSkipped() error { return r.staticSkipped }
 
 // CgroupLayout is the host's cgroup layout as this Runtime sees it.
 func (r *Runtime) CgroupLayout() CgroupLayout { return r.cg.layout }

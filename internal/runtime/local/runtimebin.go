@@ -1,7 +1,9 @@
 package local
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,10 +23,22 @@ const StaticDir = "/usr/local/libexec/sbx"
 // no Config.RuntimePath uses: sbx's static build in StaticDir when
 // StaticRuntime accepts it, else name looked up in PATH.
 func FindRuntime(name string) (string, error) {
-	if p, err := StaticRuntime(name); err == nil {
-		return p, nil
+	p, _, err := findRuntime(name)
+	return p, err
+}
+
+// findRuntime is FindRuntime that also says why a static build that is
+// there was not taken (nil when it was taken or there is none).
+func findRuntime(name string) (path string, skipped, err error) {
+	p, why := StaticRuntime(name)
+	if why == nil {
+		return p, nil, nil
 	}
-	return exec.LookPath(name)
+	if errors.Is(why, fs.ErrNotExist) {
+		why = nil
+	}
+	p, err = exec.LookPath(name)
+	return p, why, err
 }
 
 // StaticRuntime returns sbx's static build of runtime name in StaticDir,
