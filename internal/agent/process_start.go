@@ -84,6 +84,7 @@ func (s *Server) startExec(m *agentv1.ProcessSpec) (*process, *follower, error) 
 	s.mu.Lock()
 	s.started = true // a provisional start is final now (init)
 	s.mu.Unlock()
+	s.beforeProcesses()
 	if err := spawn(s.reaper, p, spec); err != nil {
 		s.execs.remove(p)
 		return nil, nil, err

@@ -96,6 +96,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 	s.started = true
 	p := &process{id: "main", argv: st.Command, sink: s.log, stop: s.stopping}
 	p.onDone = func(p *process) { s.mainEnded(p.status()) }
+	s.beforeProcesses()
 	if err := spawn(s.reaper, p, procSpec{argv: st.Command, env: env, dir: dir, ident: ident, mergeOutput: true}); err != nil {
 		// Record the failure as the main command's end, so WaitMain returns.
 		at := time.Now()

@@ -125,9 +125,9 @@ func ConnFromFD(fd int) (net.Conn, error) {
 // a millisecond of CPU on the benchmark machine. A request that needs a
 // handler or GOMAXPROCS earlier does it itself: a request of the Process
 // service builds its handler, one that moves file data (the Filesystem
-// service, BulkPath) restores GOMAXPROCS first. An exec does not: one P
-// runs a fresh sandbox's first execs as fast, and the restore (a stop of
-// the world, a new P's caches, a thread) would land on their path.
+// service, BulkPath) restores GOMAXPROCS first, and so does the start of
+// the first sandbox process (Server.beforeProcesses): no sandbox process
+// may exist before the Go runtime has what it runs with.
 type deferred struct {
 	soon    []func()
 	lazy    []*lazyHandler
@@ -191,6 +191,18 @@ func (d *deferred) runSoon() {
 	for _, step := range d.soon {
 		runtime.Gosched()
 		step()
+	}
+}
+
+// beforeProcesses is called before the agent starts a sandbox process: it
+// restores GOMAXPROCS first, so that the Go runtime has the Ps (and soon
+// the threads) it will run with before any sandbox process can exist. A
+// process may fill the sandbox's pids limit (a fork bomb): a restore after
+// that asks the kernel for threads it refuses, and the Go runtime aborts
+// when it cannot create a thread (TestForkBombStopsAtPidsLimit).
+func (s *Server) beforeProcesses() {
+	if s.later != nil {
+		s.later.restore()
 	}
 }
 
