@@ -1,20 +1,21 @@
 package agent_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -36,9 +37,9 @@ func TestBulkRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br, ok := r.(*agent.BulkReader)
-	if !ok || br.Size() != size {
-		t.Fatalf("ReadFile returned %T, want a *agent.BulkReader of %d bytes", r, size)
+	fr, ok := r.(*agent.FileReader)
+	if !ok || fr.Size() != size {
+		t.Fatalf("ReadFile returned %T, want a *agent.FileReader of %d bytes", r, size)
 	}
 	got := sha256.New()
 	n, err := io.Copy(got, r) // WriteTo
@@ -106,7 +107,7 @@ func TestBulkErrors(t *testing.T) {
 	wantOnly(t, dir, path, "old")
 }
 
-// TestBulkCutConnection sends half a body over a raw connection and
+// TestBulkCutConnection sends half a file over a raw connection and
 // closes it: the old file stays and no temporary file is left.
 func TestBulkCutConnection(t *testing.T) {
 	a := startAgent(t)
@@ -120,22 +121,22 @@ func TestBulkCutConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "PUT %s?path=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", agent.BulkPath, path, 8<<20)
+	size := int64(8 << 20)
+	hdr, _ := proto.Marshal(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Size: &size}}})
+	var req []byte
+	req = append(req, "SBXAGENT/1\r\n"...)
+	req = appendFrame(req, 'C', []byte("sbx.agent.v1.FilesystemService/Write"))
+	req = appendFrame(req, 'M', hdr)
+	req = binary.BigEndian.AppendUint32(append(req, 'D'), uint32(size))
+	conn.Write(req)
 	io.Copy(conn, patternReader(9, 4<<20))
 	conn.Close()
 	wantOnly(t, dir, path, "old")
+}
 
-	// A raw client gets the error vocabulary too: a bad mode.
-	conn, err = net.Dial("unix", filepath.Join(a.stateDir, agent.SocketName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "PUT %s?path=%s&mode=99 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", agent.BulkPath, path)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil || resp.StatusCode != http.StatusBadRequest || resp.Header.Get(agent.BulkCodeHeader) != "invalid_argument" {
-		t.Fatalf("bad mode: %v %+v", err, resp)
-	}
+// appendFrame appends a frame of the agent protocol (internal/agentwire).
+func appendFrame(b []byte, kind byte, payload []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(append(b, kind), uint32(len(payload))), payload...)
 }
 
 // wantOnly waits until dir holds only path, with content want: the agent
@@ -157,15 +158,15 @@ func wantOnly(t *testing.T, dir, path, want string) {
 	}
 }
 
-// BenchmarkWrite1MiB compares the bulk path and the Connect RPC for a
-// 1 MiB write, the SDK's threshold for the bulk path.
+// BenchmarkWrite1MiB compares a 1 MiB write of known size (the bulk
+// path's, in one Data frame) and one of unknown size (in chunks).
 func BenchmarkWrite1MiB(b *testing.B) {
 	a := startAgent(b)
 	ctx := ctxT(b)
 	path := filepath.Join(tempDir(b), "f")
 	data := make([]byte, 1<<20)
 	for _, bulk := range []bool{true, false} {
-		b.Run(map[bool]string{true: "bulk", false: "rpc"}[bulk], func(b *testing.B) {
+		b.Run(map[bool]string{true: "sized", false: "chunked"}[bulk], func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for i := 0; i < b.N; i++ {
 				var r io.Reader = bytes.NewReader(data)

@@ -6,36 +6,28 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
-	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// Client talks to one agent over its Unix socket, with Connect over h2c
-// (HTTP/2 without TLS, so that client streams work). It implements
-// sandbox.Agent; its errors are *sandbox.Error values.
+// Client talks to one agent over its Unix socket, with the agent protocol
+// (internal/agentwire). It implements sandbox.Agent; its errors are
+// *sandbox.Error values.
 type Client struct {
-	transport *http.Transport
-	agent     agentv1connect.AgentServiceClient
-	proc      agentv1connect.ProcessServiceClient
-	fs        agentv1connect.FilesystemServiceClient
-	// streams carries the process event streams over HTTP/1.1 (see
-	// client_process.go); streamsTr is its transport.
-	streams   agentv1connect.ProcessServiceClient
-	streamsTr *http.Transport
-	// preparing counts prepareStreams calls in flight (tests wait for
-	// them); prepared makes it once per client.
-	preparing sync.WaitGroup
+	wire *agentwire.Client
+	// prepared makes prepare run once per client; preparing counts it in
+	// flight (tests wait for it).
 	prepared  sync.Once
+	preparing sync.WaitGroup
 }
 
 var _ sandbox.Agent = (*Client)(nil)
@@ -64,7 +56,7 @@ func Dial(socketPath string) *Client {
 // swapped in between), and then has verify judge the listening peer's pid
 // (SO_PEERCRED, as this process's pid namespace sees it) before any request
 // is sent: a socket that a sandbox process bound in the agent's place is
-// refused. It connects lazily, once per client while the connection lasts.
+// refused. It connects lazily.
 func DialState(stateDir string, verify func(peerPID int) error) *Client {
 	return newClient(func(ctx context.Context) (net.Conn, error) {
 		return dialBeneath(ctx, stateDir, verify)
@@ -72,27 +64,7 @@ func DialState(stateDir string, verify func(peerPID int) error) *Client {
 }
 
 func newClient(dial func(context.Context) (net.Conn, error)) *Client {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{
-		Protocols:           &protocols,
-		HTTP2:               http2Config(),
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	hc := &http.Client{Transport: tr}
-	const base = "http://sbx-agent"
-	opts := []connect.ClientOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithAcceptCompression("gzip", nil, nil), connect.WithCodec(wireCodec)}
-	streams, streamsTr := newStreamClient(dial, base, opts)
-	return &Client{
-		transport: tr,
-		agent:     agentv1connect.NewAgentServiceClient(hc, base, opts...),
-		proc:      agentv1connect.NewProcessServiceClient(hc, base, opts...),
-		fs:        agentv1connect.NewFilesystemServiceClient(hc, base, opts...),
-		streams:   streams,
-		streamsTr: streamsTr,
-	}
+	return &Client{wire: agentwire.NewClient(dial, maxMessageBytes)}
 }
 
 // dialBeneath connects to stateDir/SocketName as DialState describes.
@@ -157,32 +129,37 @@ func peerPID(conn net.Conn) (int, error) {
 
 // WaitReady polls until the agent answers, or ctx ends: every millisecond
 // for the first 100 tries (an agent starting up answers within a few), then
-// backing off to 50 ms. Once it answered, the connection for the event
-// streams is opened in the background (prepareStreams).
+// backing off to 50 ms. Once it answered, a second connection is opened in
+// the background (prepare).
 func (c *Client) WaitReady(ctx context.Context) error {
 	if err := c.waitReady(ctx); err != nil {
 		return err
 	}
-	c.prepareStreams()
+	c.prepare()
 	return nil
 }
 
 // WaitStarting is WaitReady for a fresh agent that an Init follows at once
-// (a runtime's Create, then Start): the connection for the event streams
-// is opened once the Init succeeded, not before, so that the agent's first
-// moments after its answer go to the Init rather than to accepting that
-// connection and answering its first call.
+// (a runtime's Create, then Start): the second connection is opened once
+// the Init succeeded, not before, so that the agent's first moments after
+// its answer go to the Init rather than to accepting that connection.
 func (c *Client) WaitStarting(ctx context.Context) error { return c.waitReady(ctx) }
 
 func (c *Client) waitReady(ctx context.Context) error {
 	delay := time.Millisecond
 	var why error // the last failure that was not the deadline itself
 	for i := 0; ; i++ {
-		_, err := c.agent.Ping(ctx, connect.NewRequest(&agentv1.PingRequest{}))
+		err := c.wire.Unary(ctx, methodPing, &agentv1.PingRequest{}, &agentv1.PingResponse{})
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() == nil || why == nil {
+		if errors.Is(err, agentwire.ErrOldAgent) {
+			return fromWire(err, "reach the sandbox agent")
+		}
+		// A dial cut by ctx's deadline may fail just before ctx says so.
+		var ne net.Error
+		cut := ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout())
+		if !cut || why == nil {
 			why = err
 		}
 		select {
@@ -198,26 +175,43 @@ func (c *Client) waitReady(ctx context.Context) error {
 	}
 }
 
+// prepare opens a second connection in the background, once per client,
+// once the agent answered (for a fresh agent: once it was initialized, see
+// WaitStarting): the runtime's WaitMain holds one connection for the
+// sandbox's life, and the first exec (often right after a warm hand-off)
+// then finds another idle instead of dialing on its critical path.
+func (c *Client) prepare() {
+	c.prepared.Do(func() {
+		c.preparing.Add(1)
+		go func() {
+			defer c.preparing.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = c.wire.Prepare(ctx)
+		}()
+	})
+}
+
 // Init applies spec once per sandbox; a second call is FailedPrecondition.
-// After a successful Init the connection for the event streams is opened
-// in the background, if it was not yet (WaitStarting).
+// After a successful Init a second connection is opened in the background,
+// if it was not yet (WaitStarting).
 func (c *Client) Init(ctx context.Context, spec InitSpec) error {
-	_, err := c.agent.Init(ctx, connect.NewRequest(&agentv1.InitRequest{Image: imageToWire(spec.Image), Start: startToWire(spec.Start)}))
-	if err != nil {
+	req := &agentv1.InitRequest{Image: imageToWire(spec.Image), Start: startToWire(spec.Start)}
+	if err := c.wire.Unary(ctx, methodInit, req, &agentv1.InitResponse{}); err != nil {
 		return fromWire(err, "start the sandbox")
 	}
-	c.prepareStreams()
+	c.prepare()
 	return nil
 }
 
 // WaitMain blocks until the main command exits (for an idle sandbox: until
 // the agent is told to stop) and returns how it ended.
 func (c *Client) WaitMain(ctx context.Context) (sandbox.ExitStatus, error) {
-	res, err := c.agent.WaitMain(ctx, connect.NewRequest(&agentv1.WaitMainRequest{}))
-	if err != nil {
+	var res agentv1.WaitMainResponse
+	if err := c.wire.Unary(ctx, methodWaitMain, &agentv1.WaitMainRequest{}, &res); err != nil {
 		return sandbox.ExitStatus{}, fromWire(err, "wait for the main command")
 	}
-	return *exitFromWire(res.Msg.GetExit()), nil
+	return *exitFromWire(res.GetExit()), nil
 }
 
 // Logs streams the main command's output (stdout and stderr interleaved,
@@ -226,40 +220,61 @@ func (c *Client) Logs(ctx context.Context, opts sandbox.LogOptions) (sandbox.Out
 	if opts.Tail < 0 {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "log tail %d is negative; give 0 for all lines", opts.Tail)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.agent.Logs(ctx, connect.NewRequest(&agentv1.LogsRequest{Tail: uint32(opts.Tail), Follow: opts.Follow}))
+	const what = "read the sandbox log"
+	call, err := c.open(ctx, methodLogs, &agentv1.LogsRequest{Tail: uint32(opts.Tail), Follow: opts.Follow}, what)
 	if err != nil {
-		cancel()
-		return nil, fromWire(err, "read the sandbox log")
+		return nil, err
 	}
-	return &logStream{st: st, cancel: cancel}, nil
+	// The agent's first message (empty) says the log is open.
+	if err := call.Recv(&agentv1.LogsResponse{}); err != nil {
+		call.Close()
+		if err == io.EOF {
+			err = errEndedEarly
+		}
+		return nil, fromWire(err, what)
+	}
+	return &logStream{call: call}, nil
+}
+
+// errEndedEarly is the error of a call that ended before its first answer.
+var errEndedEarly = errors.New("the agent ended the call without an answer")
+
+// open starts a call of method with req, which it sends.
+func (c *Client) open(ctx context.Context, method string, req proto.Message, what string) (*agentwire.Call, error) {
+	call, err := c.wire.Open(ctx, method)
+	if err != nil {
+		return nil, fromWire(err, what)
+	}
+	if err := call.Send(req); err != nil {
+		call.Close()
+		return nil, fromWire(err, what)
+	}
+	return call, nil
 }
 
 type logStream struct {
-	st     *connect.ServerStreamForClient[agentv1.LogsResponse]
-	cancel context.CancelFunc
+	call *agentwire.Call
 }
 
 func (l *logStream) Recv() (sandbox.Output, error) {
-	for l.st.Receive() {
-		if data := l.st.Msg().GetData(); len(data) > 0 {
+	for {
+		var m agentv1.LogsResponse
+		if err := l.call.Recv(&m); err != nil {
+			if err == io.EOF {
+				return sandbox.Output{}, io.EOF
+			}
+			return sandbox.Output{}, fromWire(err, "read the sandbox log")
+		}
+		if data := m.GetData(); len(data) > 0 {
 			return sandbox.Output{Stream: sandbox.Stdout, Data: data}, nil
 		}
 	}
-	if err := l.st.Err(); err != nil {
-		return sandbox.Output{}, fromWire(err, "read the sandbox log")
-	}
-	return sandbox.Output{}, io.EOF
 }
 
 func (l *logStream) Close() error {
-	l.cancel()
-	return l.st.Close()
+	l.call.Close()
+	return nil
 }
 
 // Close releases idle connections; running processes are not affected.
-func (c *Client) Close() error {
-	c.transport.CloseIdleConnections()
-	c.streamsTr.CloseIdleConnections()
-	return nil
-}
+func (c *Client) Close() error { return c.wire.Close() }

@@ -3,243 +3,282 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// ReadFile streams a file's content. The caller closes the reader. It uses
-// the agent's bulk endpoint (a *BulkReader, whose WriteTo lets the kernel
-// move the bytes), and the Connect Read stream for an agent without one.
-func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, error) {
-	rc, err := c.readBulk(ctx, path)
-	if !errors.Is(err, errNoBulk) {
-		return rc, err
-	}
-	return c.readFileRPC(ctx, path)
+// SizedReader is content of a known size: Client.WriteFile announces it,
+// so that the agent checks it against its limit before any byte is sent.
+type SizedReader struct {
+	R io.Reader
+	// N is the exact size: a source that ends before N bytes fails the
+	// write (the old file stays), and bytes after N are not read.
+	N    int64
+	read int64
 }
 
-// readFileRPC reads a file through the Connect Read stream.
-func (c *Client) readFileRPC(ctx context.Context, path string) (io.ReadCloser, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.fs.Read(ctx, connect.NewRequest(&agentv1.ReadRequest{Path: path, ChunkSize: defaultChunk}))
-	if err != nil {
-		cancel()
-		return nil, fromWire(err, "read "+path)
+// Read reads from R, up to N bytes in all.
+func (s *SizedReader) Read(p []byte) (int, error) {
+	if s.read >= s.N {
+		return 0, io.EOF
 	}
-	r := &fileReader{st: st, cancel: cancel, path: path}
-	// Receive the first chunk now, so that a missing file is an error of
-	// ReadFile rather than of the first Read.
-	if err := r.fill(); err != nil && err != io.EOF {
-		r.Close()
-		return nil, err
+	if int64(len(p)) > s.N-s.read {
+		p = p[:s.N-s.read]
 	}
-	return r, nil
+	n, err := s.R.Read(p)
+	s.read += int64(n)
+	if err == io.EOF && s.read < s.N {
+		err = fmt.Errorf("the content ended after %d of %d bytes", s.read, s.N)
+	}
+	return n, err
 }
 
-type fileReader struct {
-	st     *connect.ServerStreamForClient[agentv1.ReadResponse]
-	cancel context.CancelFunc
-	path   string
-	chunk  []byte // the received chunk, handed back once read
-	buf    []byte // the unread part of chunk
-	err    error
-}
-
-func (r *fileReader) fill() error {
-	for len(r.buf) == 0 && r.err == nil {
-		chunkcodec.Put(r.chunk)
-		r.chunk = nil
-		if r.st.Receive() {
-			r.chunk = r.st.Msg().GetData()
-			r.buf = r.chunk
-			continue
-		}
-		if err := r.st.Err(); err != nil {
-			r.err = fromWire(err, "read "+r.path)
-		} else {
-			r.err = io.EOF
-		}
-	}
-	if len(r.buf) > 0 {
-		return nil
-	}
-	return r.err
-}
-
-func (r *fileReader) Read(p []byte) (int, error) {
-	if err := r.fill(); err != nil {
-		return 0, err
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
+// Sized returns r as content of exactly n bytes.
+func Sized(r io.Reader, n int64) *SizedReader { return &SizedReader{R: r, N: n} }
 
 // ChunkSource is implemented by readers that hold their content in chunks
-// of at most 1 MiB already (the agent client's file reader, the server's
-// view of a client's upload): WriteChunksTo hands each chunk to w whole, in
-// one Write, so that a forwarder sends it on without cutting it up or
-// copying it through another buffer. w must not keep the slice after Write
-// returns. It returns the bytes written and the first error of either
-// side; at the end of the content it returns nil.
+// of at most 1 MiB already (the server's view of a client's upload):
+// WriteChunksTo hands each chunk to w whole, in one Write, so that a
+// forwarder sends it on without cutting it up or copying it through
+// another buffer. w must not keep the slice after Write returns. It
+// returns the bytes written and the first error of either side; at the end
+// of the content it returns nil.
 type ChunkSource interface {
 	WriteChunksTo(w io.Writer) (int64, error)
 }
 
-// WriteTo is WriteChunksTo, so that io.Copy passes whole chunks too.
-func (r *fileReader) WriteTo(w io.Writer) (int64, error) { return r.WriteChunksTo(w) }
-
-// WriteChunksTo implements ChunkSource.
-func (r *fileReader) WriteChunksTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		if err := r.fill(); err != nil {
-			if err == io.EOF {
-				return total, nil
-			}
-			return total, err
-		}
-		n, err := w.Write(r.buf)
-		total += int64(n)
-		r.buf = r.buf[n:]
-		if err != nil {
-			return total, err
-		}
+// ReadFile streams a file's content; the caller closes the reader. The
+// reader's Size is the content's size (-1 when not known up front), and
+// its WriteTo hands the socket to a writer that can take it (an HTTP/1.1
+// response over TCP), which Go turns into splice(2).
+func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, error) {
+	what := "read " + path
+	call, err := c.open(ctx, methodRead, &agentv1.ReadRequest{Path: path}, what)
+	if err != nil {
+		return nil, err
 	}
+	var hdr agentv1.ReadResponse
+	if err := call.Recv(&hdr); err != nil {
+		call.Close()
+		if err == io.EOF {
+			err = errEndedEarly
+		}
+		return nil, fromWire(err, what)
+	}
+	return &FileReader{call: call, size: hdr.GetSize(), left: hdr.GetSize(), what: what}, nil
 }
 
-func (r *fileReader) Close() error {
-	chunkcodec.Put(r.chunk)
-	r.chunk, r.buf = nil, nil
-	r.cancel()
-	return r.st.Close()
-}
-
-// WriteFile streams r into path atomically. Content of a known size (a
-// *SizedReader) goes over the agent's bulk endpoint as one raw body; other
-// content as Connect chunks: a header, chunks, then a commit with the size.
-// If r fails, the transfer is cut before its end, so the agent keeps the
-// old file.
-func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
-	if sr, ok := r.(*SizedReader); ok {
-		if err := c.writeBulk(ctx, path, mode, sr); !errors.Is(err, errNoBulk) {
-			return err
-		}
-		// An agent from before the bulk endpoint: nothing was read yet.
-	}
-	return c.writeFileRPC(ctx, path, mode, r)
-}
-
-// writeFileRPC writes a file through the Connect Write stream.
-func (c *Client) writeFileRPC(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st := c.fs.Write(ctx)
-	send := func(m *agentv1.WriteRequest) error {
-		if err := st.Send(m); err != nil {
-			if errors.Is(err, io.EOF) {
-				// The agent answered early (with an error): fetch it.
-				_, err = st.CloseAndReceive()
-			}
-			return fromWire(err, "write "+path)
-		}
-		return nil
-	}
-	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}}}); err != nil {
-		return err
-	}
-	cw := &chunkWriter{send: send}
-	var rerr error
-	if cs, ok := r.(ChunkSource); ok {
-		_, rerr = cs.WriteChunksTo(cw)
-	} else {
-		rerr = copyChunks(cw, r)
-	}
-	if cw.err != nil {
-		return cw.err
-	}
-	if rerr != nil {
-		cancel() // the agent sees a reset stream and drops the temp file
-		_, _ = st.CloseAndReceive()
-		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: reading the content failed, the old file is kept: %w", path, rerr)
-	}
-	size := cw.size
-	if err := send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Commit_{Commit: &agentv1.WriteRequest_Commit{Size: size}}}); err != nil {
-		return err
-	}
-	_, err := st.CloseAndReceive()
-	return fromWire(err, "write "+path)
-}
-
-// chunkWriter sends what it is given as data messages of at most maxChunk
-// bytes; err is the first failure of send (the agent's answer), as opposed
-// to a failure of the source.
-type chunkWriter struct {
-	send func(*agentv1.WriteRequest) error
+// FileReader is a file's content as the agent sends it.
+type FileReader struct {
+	call *agentwire.Call
 	size int64
+	left int64     // bytes still to come, when the size is known
+	cur  io.Reader // the rest of the current Data frame
+	what string
 	err  error
 }
 
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		n := min(len(p), maxChunk)
-		if err := w.send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Data{Data: p[:n]}}); err != nil {
-			w.err = err
-			return written, err
-		}
-		w.size += int64(n)
-		written += n
-		p = p[n:]
+// Size returns the content's size, or -1 when it is not known up front.
+func (r *FileReader) Size() int64 { return r.size }
+
+// frame returns the rest of the current Data frame, or the next one; at
+// the end of the content it returns io.EOF.
+func (r *FileReader) frame() (io.Reader, error) {
+	if r.err != nil {
+		return nil, r.err
 	}
-	return written, nil
+	if r.cur != nil {
+		return r.cur, nil
+	}
+	n, data, err := r.call.RecvData()
+	switch {
+	case err == io.EOF && r.size >= 0 && r.left > 0:
+		err = fromWire(fmt.Errorf("%w: the transfer ended with %d bytes to go", agentwire.ErrUnreachable, r.left), r.what)
+	case err == io.EOF:
+	case err != nil:
+		err = fromWire(err, r.what)
+	case r.size >= 0 && n > r.left:
+		err = sandbox.Internal("%s: the agent sent more than the %d bytes it announced", r.what, r.size)
+	}
+	if err != nil {
+		r.err = err
+		return nil, err
+	}
+	r.left -= n
+	r.cur = data
+	return r.cur, nil
 }
 
-// copyChunks reads r in full chunks (io.ReadFull: a source that returns a
-// few KiB per Read still makes few messages) and writes them to w; it
-// returns r's error, or nil at its end, and stops when w fails.
-func copyChunks(w *chunkWriter, r io.Reader) error {
-	buf := chunkcodec.Get(defaultChunk)[:defaultChunk]
+func (r *FileReader) Read(p []byte) (int, error) {
+	for {
+		cur, err := r.frame()
+		if err != nil {
+			return 0, err
+		}
+		n, err := cur.Read(p)
+		if err == io.EOF {
+			r.cur = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		if err != nil {
+			r.err = fromWire(err, r.what)
+			return n, r.err
+		}
+		return n, nil
+	}
+}
+
+// WriteTo copies the rest of the content to w, each frame through its
+// WriteTo (the socket through w's ReadFrom, when w has one).
+func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		cur, err := r.frame()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		var n int64
+		if wt, ok := cur.(io.WriterTo); ok && w != io.Discard {
+			n, err = wt.WriteTo(w)
+		} else {
+			buf := chunkcodec.Get(maxChunk)[:maxChunk]
+			n, err = io.CopyBuffer(onlyWriter{w}, cur, buf)
+			chunkcodec.Put(buf)
+		}
+		total += n
+		r.cur = nil
+		if err != nil {
+			r.err = err
+			if !errors.Is(err, agentwire.ErrUnreachable) {
+				return total, err
+			}
+			r.err = fromWire(err, r.what)
+			return total, r.err
+		}
+	}
+}
+
+// Close ends the transfer; one not read to its end is cut.
+func (r *FileReader) Close() error {
+	r.call.Close()
+	return nil
+}
+
+type onlyWriter struct{ io.Writer }
+
+// WriteFile streams r into path atomically: a header (with the size, for a
+// *SizedReader), the content as Data frames, then the request's end. If r
+// fails, the transfer is cut before its end, so the agent keeps the old
+// file.
+func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
+	what := "write " + path
+	hdr := &agentv1.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}
+	sr, sized := r.(*SizedReader)
+	if sized {
+		if sr.N < 0 {
+			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%s: the size %d is negative", what, sr.N)
+		}
+		hdr.Size = &sr.N
+	}
+	call, err := c.open(ctx, methodWrite, &agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: hdr}}, what)
+	if err != nil {
+		return err
+	}
+	defer call.Close()
+	buf := chunkcodec.Get(maxChunk)[:maxChunk]
 	defer chunkcodec.Put(buf)
+	switch {
+	case sized:
+		err = call.SendFrom(sr, sr.N, buf)
+	default:
+		if cs, ok := r.(ChunkSource); ok {
+			_, err = cs.WriteChunksTo(&dataWriter{call: call})
+		} else {
+			err = copyFrames(call, r, buf)
+		}
+	}
+	if err == nil {
+		err = call.CloseSend()
+	}
+	var src *agentwire.SourceError
+	if errors.As(err, &src) {
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%s: reading the content failed, the old file is kept: %w", what, src.Err)
+	}
+	if err != nil && !errors.Is(err, agentwire.ErrUnreachable) {
+		// The source (a ChunkSource) failed: cut the transfer.
+		call.Abort()
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%s: reading the content failed, the old file is kept: %w", what, err)
+	}
+	// A failed send usually means the agent answered early with an error
+	// and closed: read that answer either way.
+	var res agentv1.WriteResponse
+	if rerr := call.Answer(&res); rerr != nil || err != nil {
+		if rerr == nil || rerr == io.EOF {
+			rerr = err
+		}
+		return fromWire(rerr, what)
+	}
+	return nil
+}
+
+// dataWriter sends each Write as one Data frame.
+type dataWriter struct{ call *agentwire.Call }
+
+func (w *dataWriter) Write(p []byte) (int, error) {
+	if err := w.call.SendData(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// copyFrames sends r in frames of up to maxChunk bytes (io.ReadFull: a
+// source that returns a few KiB per Read still makes few frames).
+func copyFrames(call *agentwire.Call, r io.Reader, buf []byte) error {
 	for {
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil // w.err says why
+			if werr := call.SendData(buf[:n]); werr != nil {
+				return werr
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil
 		}
 		if err != nil {
-			return err
+			return &agentwire.SourceError{Err: err}
 		}
 	}
 }
 
 // Stat describes one path (without following a final symlink).
 func (c *Client) Stat(ctx context.Context, path string) (sandbox.FileInfo, error) {
-	res, err := c.fs.Stat(ctx, connect.NewRequest(&agentv1.StatRequest{Path: path}))
-	if err != nil {
+	var res agentv1.StatResponse
+	if err := c.wire.Unary(ctx, methodStat, &agentv1.StatRequest{Path: path}, &res); err != nil {
 		return sandbox.FileInfo{}, fromWire(err, "stat "+path)
 	}
-	return fileInfoFromWire(res.Msg.GetInfo()), nil
+	return fileInfoFromWire(res.GetInfo()), nil
 }
 
 // ListDir lists a directory's entries, sorted by name.
 func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, error) {
-	res, err := c.fs.ListDir(ctx, connect.NewRequest(&agentv1.ListDirRequest{Path: path}))
-	if err != nil {
+	var res agentv1.ListDirResponse
+	if err := c.wire.Unary(ctx, methodListDir, &agentv1.ListDirRequest{Path: path}, &res); err != nil {
 		return nil, fromWire(err, "list "+path)
 	}
-	out := make([]sandbox.FileInfo, 0, len(res.Msg.GetEntries()))
-	for _, m := range res.Msg.GetEntries() {
+	out := make([]sandbox.FileInfo, 0, len(res.GetEntries()))
+	for _, m := range res.GetEntries() {
 		out = append(out, fileInfoFromWire(m))
 	}
 	return out, nil
@@ -247,18 +286,18 @@ func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, 
 
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, path string, mode os.FileMode) error {
-	_, err := c.fs.MakeDir(ctx, connect.NewRequest(&agentv1.MakeDirRequest{Path: path, Mode: sandbox.UnixMode(mode)}))
+	err := c.wire.Unary(ctx, methodMakeDir, &agentv1.MakeDirRequest{Path: path, Mode: sandbox.UnixMode(mode)}, &agentv1.MakeDirResponse{})
 	return fromWire(err, "mkdir "+path)
 }
 
 // Remove removes a file or an empty directory, or a tree when recursive.
 func (c *Client) Remove(ctx context.Context, path string, recursive bool) error {
-	_, err := c.fs.Remove(ctx, connect.NewRequest(&agentv1.RemoveRequest{Path: path, Recursive: recursive}))
+	err := c.wire.Unary(ctx, methodRemove, &agentv1.RemoveRequest{Path: path, Recursive: recursive}, &agentv1.RemoveResponse{})
 	return fromWire(err, "remove "+path)
 }
 
 // Rename moves from to to.
 func (c *Client) Rename(ctx context.Context, from, to string) error {
-	_, err := c.fs.Rename(ctx, connect.NewRequest(&agentv1.RenameRequest{From: from, To: to}))
+	err := c.wire.Unary(ctx, methodRename, &agentv1.RenameRequest{From: from, To: to}, &agentv1.RenameResponse{})
 	return fromWire(err, "rename "+from)
 }

@@ -3,53 +3,12 @@ package agent
 import (
 	"context"
 	"io"
-	"net"
-	"net/http"
 	"time"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
-	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
-
-// newStreamClient returns a ProcessService client over HTTP/1.1, for the
-// Start and Attach event streams, and its transport. Over HTTP/1.1 the
-// handler's writes and the caller's reads go straight to the connection;
-// the HTTP/2 transport and server pass every frame through goroutines of
-// their own (a dozen hand-offs for the frames of one exec), which cost more
-// than the rest of an exec's round trip in the host and the agent. A
-// stream read to its end leaves its connection to the next exec; each
-// concurrent stream has a connection of its own (dialed like the HTTP/2
-// one, with its checks).
-func newStreamClient(dial func(context.Context) (net.Conn, error), base string, opts []connect.ClientOption) (agentv1connect.ProcessServiceClient, *http.Transport) {
-	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
-		DisableCompression:  true,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	return agentv1connect.NewProcessServiceClient(&http.Client{Transport: tr}, base, opts...), tr
-}
-
-// prepareStreams opens a connection for the event streams in the
-// background, once per client, once the agent answers (for a fresh agent:
-// once it was initialized, see WaitStarting): a List call over the streams
-// transport leaves it idle in the pool, so that the first exec of a
-// sandbox (often right after a warm hand-off) does not dial on its
-// critical path.
-func (c *Client) prepareStreams() {
-	c.prepared.Do(func() {
-		c.preparing.Add(1)
-		go func() {
-			defer c.preparing.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, _ = c.streams.List(ctx, connect.NewRequest(&agentv1.ListRequest{}))
-		}()
-	})
-}
 
 // Exec starts a process; the returned stream starts with EventStarted.
 func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Process, error) {
@@ -58,57 +17,51 @@ func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Proce
 		Stdin: spec.Stdin, Tty: spec.TTY, Rows: uint32(spec.Rows), Cols: uint32(spec.Cols),
 		TimeoutMs: spec.Timeout.Milliseconds(), Tag: spec.Tag,
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.streams.Start(ctx, connect.NewRequest(&agentv1.StartRequest{Spec: m}))
+	const what = "start the process"
+	call, err := c.open(ctx, methodStart, &agentv1.StartRequest{Spec: m}, what)
 	if err != nil {
-		cancel()
-		return nil, fromWire(err, "start the process")
+		return nil, err
 	}
-	return openProcess(st, cancel, "start the process")
+	return openProcess(call, what)
 }
 
 // Attach reconnects to a process by exec id.
 func (c *Client) Attach(ctx context.Context, execID string) (sandbox.Process, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := c.streams.Attach(ctx, connect.NewRequest(&agentv1.AttachRequest{ExecId: execID}))
+	what := "attach to process " + execID
+	call, err := c.open(ctx, methodAttach, &agentv1.AttachRequest{ExecId: execID}, what)
 	if err != nil {
-		cancel()
-		return nil, fromWire(err, "attach to process "+execID)
+		return nil, err
 	}
-	return openProcess(st, cancel, "attach to process "+execID)
+	return openProcess(call, what)
 }
 
 // openProcess waits for the Started event, so that a failed start is an
 // error of Exec and the exec id is known.
-func openProcess(st *connect.ServerStreamForClient[agentv1.ProcessEvent], cancel context.CancelFunc, what string) (*processStream, error) {
-	p := &processStream{st: st, cancel: cancel}
-	if !st.Receive() {
-		err := st.Err()
-		st.Close()
-		cancel()
-		if err == nil {
-			err = sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "%s: the agent ended the stream before the process started", what)
+func openProcess(call *agentwire.Call, what string) (*processStream, error) {
+	var ev agentv1.ProcessEvent
+	if err := call.Recv(&ev); err != nil {
+		call.Close()
+		if err == io.EOF {
+			return nil, sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "%s: the agent ended the stream before the process started", what)
 		}
 		return nil, fromWire(err, what)
 	}
-	started := st.Msg().GetStarted()
+	started := ev.GetStarted()
 	if started == nil {
-		st.Close()
-		cancel()
+		call.Close()
 		return nil, sandbox.Internal("%s: the agent's first event was not Started", what)
 	}
-	p.id = started.GetExecId()
+	p := &processStream{call: call, id: started.GetExecId()}
 	p.first = &sandbox.ExecEvent{Kind: sandbox.EventStarted, ExecID: p.id, PID: int(started.GetPid())}
 	return p, nil
 }
 
-// processStream is a sandbox.Process over a Start or Attach stream.
+// processStream is a sandbox.Process over a Start or Attach call.
 type processStream struct {
-	st     *connect.ServerStreamForClient[agentv1.ProcessEvent]
-	cancel context.CancelFunc
-	id     string
-	first  *sandbox.ExecEvent
-	ended  bool
+	call  *agentwire.Call
+	id    string
+	first *sandbox.ExecEvent
+	ended bool
 }
 
 func (p *processStream) ID() string { return p.id }
@@ -119,8 +72,9 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 		p.first = nil
 		return ev, nil
 	}
-	if p.ended || !p.st.Receive() {
-		if err := p.st.Err(); err != nil {
+	var m agentv1.ProcessEvent
+	if err := p.call.Recv(&m); err != nil {
+		if err != io.EOF {
 			return sandbox.ExecEvent{}, fromWire(err, "receive from process "+p.id)
 		}
 		if !p.ended {
@@ -128,7 +82,7 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 		}
 		return sandbox.ExecEvent{}, io.EOF
 	}
-	switch ev := p.st.Msg().GetEvent().(type) {
+	switch ev := m.GetEvent().(type) {
 	case *agentv1.ProcessEvent_Output_:
 		return sandbox.ExecEvent{Kind: sandbox.EventOutput, Stream: streamFromWire(ev.Output.GetStream()), Data: ev.Output.GetData()}, nil
 	case *agentv1.ProcessEvent_Exit:
@@ -140,31 +94,32 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 	return sandbox.ExecEvent{}, sandbox.Internal("process %s: unknown event from the agent", p.id)
 }
 
-// closeDrainWait bounds how long Close reads the rest of an ended stream.
+// closeDrainWait bounds how long Close waits for the end of a call whose
+// exit event arrived.
 const closeDrainWait = time.Second
 
+// Close ends the stream. After the exit event, the call's end follows at
+// once (the agent sends both in one write): reading it leaves the
+// connection to the next call. Otherwise the connection is closed, which
+// the agent takes as the client going away (the process keeps running).
 func (p *processStream) Close() error {
 	if p.ended {
-		// The agent ends the stream right after the exit event. Reading that
-		// end closes the HTTP/2 stream cleanly; cancelling first would make
-		// this side send, and the agent handle, a RST_STREAM on every exec.
-		t := time.AfterFunc(closeDrainWait, p.cancel)
-		for p.st.Receive() {
-		}
+		t := time.AfterFunc(closeDrainWait, p.call.Abort)
+		_ = p.call.Recv(nil)
 		t.Stop()
 	}
-	p.cancel()
-	return p.st.Close()
+	p.call.Close()
+	return nil
 }
 
 // Processes lists running and recently ended processes.
 func (c *Client) Processes(ctx context.Context) ([]sandbox.ProcessInfo, error) {
-	res, err := c.proc.List(ctx, connect.NewRequest(&agentv1.ListRequest{}))
-	if err != nil {
+	var res agentv1.ListResponse
+	if err := c.wire.Unary(ctx, methodList, &agentv1.ListRequest{}, &res); err != nil {
 		return nil, fromWire(err, "list processes")
 	}
-	out := make([]sandbox.ProcessInfo, 0, len(res.Msg.GetProcesses()))
-	for _, m := range res.Msg.GetProcesses() {
+	out := make([]sandbox.ProcessInfo, 0, len(res.GetProcesses()))
+	for _, m := range res.GetProcesses() {
 		out = append(out, processInfoFromWire(m))
 	}
 	return out, nil
@@ -174,7 +129,7 @@ func (c *Client) Processes(ctx context.Context) ([]sandbox.ProcessInfo, error) {
 func (c *Client) WriteStdin(ctx context.Context, execID string, data []byte) error {
 	for len(data) > 0 { // stay under the agent's message bound
 		n := min(len(data), maxChunk)
-		_, err := c.proc.WriteStdin(ctx, connect.NewRequest(&agentv1.WriteStdinRequest{ExecId: execID, Data: data[:n]}))
+		err := c.wire.Unary(ctx, methodWriteStdin, &agentv1.WriteStdinRequest{ExecId: execID, Data: data[:n]}, &agentv1.WriteStdinResponse{})
 		if err != nil {
 			return fromWire(err, "write to the stdin of process "+execID)
 		}
@@ -185,18 +140,18 @@ func (c *Client) WriteStdin(ctx context.Context, execID string, data []byte) err
 
 // CloseStdin closes a process's stdin.
 func (c *Client) CloseStdin(ctx context.Context, execID string) error {
-	_, err := c.proc.CloseStdin(ctx, connect.NewRequest(&agentv1.CloseStdinRequest{ExecId: execID}))
+	err := c.wire.Unary(ctx, methodCloseStdin, &agentv1.CloseStdinRequest{ExecId: execID}, &agentv1.CloseStdinResponse{})
 	return fromWire(err, "close the stdin of process "+execID)
 }
 
 // Signal sends a signal to a process's group.
 func (c *Client) Signal(ctx context.Context, execID string, signal string) error {
-	_, err := c.proc.Signal(ctx, connect.NewRequest(&agentv1.SignalRequest{ExecId: execID, Signal: signal}))
+	err := c.wire.Unary(ctx, methodSignal, &agentv1.SignalRequest{ExecId: execID, Signal: signal}, &agentv1.SignalResponse{})
 	return fromWire(err, "signal process "+execID)
 }
 
 // Resize sets the window size of a process's PTY.
 func (c *Client) Resize(ctx context.Context, execID string, rows, cols uint16) error {
-	_, err := c.proc.Resize(ctx, connect.NewRequest(&agentv1.ResizeRequest{ExecId: execID, Rows: uint32(rows), Cols: uint32(cols)}))
+	err := c.wire.Unary(ctx, methodResize, &agentv1.ResizeRequest{ExecId: execID, Rows: uint32(rows), Cols: uint32(cols)}, &agentv1.ResizeResponse{})
 	return fromWire(err, "resize the terminal of process "+execID)
 }

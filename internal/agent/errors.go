@@ -6,95 +6,28 @@ import (
 	"io/fs"
 	"syscall"
 
-	"connectrpc.com/connect"
-
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// reasonHeader carries an error's sandbox.Reason across the wire, in the
-// error's metadata, so that the client rebuilds the same *sandbox.Error.
-const reasonHeader = "Sbx-Reason"
-
-var kindCodes = []struct {
-	kind error
-	code connect.Code
-}{
-	{sandbox.ErrNotFound, connect.CodeNotFound},
-	{sandbox.ErrAlreadyExists, connect.CodeAlreadyExists},
-	{sandbox.ErrInvalidArgument, connect.CodeInvalidArgument},
-	{sandbox.ErrFailedPrecondition, connect.CodeFailedPrecondition},
-	{sandbox.ErrResourceExhausted, connect.CodeResourceExhausted},
-	{sandbox.ErrUnavailable, connect.CodeUnavailable},
-	{sandbox.ErrPermissionDenied, connect.CodePermissionDenied},
-	{sandbox.ErrUnauthenticated, connect.CodeUnauthenticated},
-	{sandbox.ErrDeadlineExceeded, connect.CodeDeadlineExceeded},
-	{sandbox.ErrInternal, connect.CodeInternal},
-}
-
-// toWire converts an error of a handler into a connect error. It is the one
-// place where the agent maps the sandbox vocabulary to wire codes.
-func toWire(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return err
-	}
-	if errors.Is(err, context.Canceled) {
-		return connect.NewError(connect.CodeCanceled, err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return connect.NewError(connect.CodeDeadlineExceeded, err)
-	}
-	code := connect.CodeInternal
-	for _, kc := range kindCodes {
-		if errors.Is(err, kc.kind) {
-			code = kc.code
-			break
-		}
-	}
-	out := connect.NewError(code, err)
-	if r := sandbox.ReasonOf(err); r != "" {
-		out.Meta().Set(reasonHeader, r)
-	}
-	return out
-}
-
-// fromWire converts an error of a client call back into a *sandbox.Error, so
-// that errors.Is(err, sandbox.ErrNotFound) works for the runtime.
+// fromWire converts an error of a call to the agent into a *sandbox.Error
+// that says what failed, so that errors.Is(err, sandbox.ErrNotFound) works
+// for the runtime: the agent's own errors keep their kind and reason, a
+// cancelled call stays context.Canceled, and a connection that failed is
+// Unavailable.
 func fromWire(err error, what string) error {
 	if err == nil {
 		return nil
 	}
 	var se *sandbox.Error
-	if errors.As(err, &se) {
-		return err
-	}
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "%s: the sandbox agent cannot be reached; check that the sandbox is running: %w", what, err)
-	}
-	switch ce.Code() {
-	case connect.CodeCanceled:
+	switch {
+	case errors.As(err, &se):
+		return &sandbox.Error{Kind: se.Kind, Reason: se.Reason, Message: what + ": " + se.Message, RetryAfter: se.RetryAfter, Err: se.Err}
+	case errors.Is(err, context.Canceled):
 		return context.Canceled
-	case connect.CodeUnavailable, connect.CodeUnknown:
-		if ce.Meta().Get(reasonHeader) == "" {
-			return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "%s: the sandbox agent cannot be reached; check that the sandbox is running: %w", what, err)
-		}
+	case errors.Is(err, context.DeadlineExceeded):
+		return sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonInternal, "%s: %w", what, err)
 	}
-	kind := sandbox.ErrInternal
-	for _, kc := range kindCodes {
-		if kc.code == ce.Code() {
-			kind = kc.kind
-			break
-		}
-	}
-	reason := ce.Meta().Get(reasonHeader)
-	if reason == "" {
-		reason = sandbox.ReasonInternal
-	}
-	return &sandbox.Error{Kind: kind, Reason: reason, Message: what + ": " + ce.Message()}
+	return sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "%s: the sandbox agent cannot be reached; check that the sandbox is running: %w", what, err)
 }
 
 // fsError maps an error of the filesystem at path to the sandbox vocabulary.

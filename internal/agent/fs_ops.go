@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -17,16 +15,16 @@ import (
 // maxDirEntries bounds one ListDir answer.
 const maxDirEntries = 100000
 
-func (fsv *filesystemService) Stat(ctx context.Context, req *connect.Request[agentv1.StatRequest]) (*connect.Response[agentv1.StatResponse], error) {
-	path, err := cleanPath(req.Msg.GetPath())
+func (fsv *filesystemService) Stat(ctx context.Context, req *agentv1.StatRequest) (*agentv1.StatResponse, error) {
+	path, err := cleanPath(req.GetPath())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	info, err := statPath(path)
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	return connect.NewResponse(&agentv1.StatResponse{Info: info}), nil
+	return &agentv1.StatResponse{Info: info}, nil
 }
 
 func statPath(path string) (*agentv1.FileInfo, error) {
@@ -41,27 +39,27 @@ func statPath(path string) (*agentv1.FileInfo, error) {
 	return fileInfoToWire(path, fi, target), nil
 }
 
-func (fsv *filesystemService) ListDir(ctx context.Context, req *connect.Request[agentv1.ListDirRequest]) (*connect.Response[agentv1.ListDirResponse], error) {
-	path, err := cleanPath(req.Msg.GetPath())
+func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirRequest) (*agentv1.ListDirResponse, error) {
+	path, err := cleanPath(req.GetPath())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, toWire(fsError("list", path, err))
+		return nil, fsError("list", path, err)
 	}
 	defer f.Close()
 	names, err := f.Readdirnames(maxDirEntries + 1)
 	if err != nil && len(names) == 0 {
 		if fi, serr := f.Stat(); serr == nil && !fi.IsDir() {
-			return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonNotDirectory, "list %s: the path is not a directory", path))
+			return nil, sandbox.FailedPrecondition(sandbox.ReasonNotDirectory, "list %s: the path is not a directory", path)
 		}
 		if !errors.Is(err, io.EOF) {
-			return nil, toWire(fsError("list", path, err))
+			return nil, fsError("list", path, err)
 		}
 	}
 	if len(names) > maxDirEntries {
-		return nil, toWire(sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded, "list %s: the directory has more than %d entries", path, maxDirEntries))
+		return nil, sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded, "list %s: the directory has more than %d entries", path, maxDirEntries)
 	}
 	res := &agentv1.ListDirResponse{}
 	for _, name := range names {
@@ -72,68 +70,68 @@ func (fsv *filesystemService) ListDir(ctx context.Context, req *connect.Request[
 		res.Entries = append(res.Entries, info)
 	}
 	sortInfos(res.Entries)
-	return connect.NewResponse(res), nil
+	return res, nil
 }
 
-func (fsv *filesystemService) MakeDir(ctx context.Context, req *connect.Request[agentv1.MakeDirRequest]) (*connect.Response[agentv1.MakeDirResponse], error) {
-	path, err := cleanPath(req.Msg.GetPath())
+func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentv1.MakeDirRequest) (*agentv1.MakeDirResponse, error) {
+	path, err := cleanPath(req.GetPath())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	mode := sandbox.FileModeFromUnix(req.Msg.GetMode())
+	mode := sandbox.FileModeFromUnix(req.GetMode())
 	if mode.Perm() == 0 {
 		mode |= 0o755
 	}
 	_, statErr := os.Lstat(path)
 	if err := os.MkdirAll(path, mode); err != nil {
-		return nil, toWire(fsError("mkdir", path, err))
+		return nil, fsError("mkdir", path, err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
 		// The dir this call made gets exactly mode: mkdir(2) applies the
 		// umask and drops setuid and setgid. Parents made on the way keep
 		// what mkdir gave them, and an existing dir is left as it is.
 		if err := os.Chmod(path, mode); err != nil {
-			return nil, toWire(fsError("mkdir", path, err))
+			return nil, fsError("mkdir", path, err)
 		}
 	}
-	return connect.NewResponse(&agentv1.MakeDirResponse{}), nil
+	return &agentv1.MakeDirResponse{}, nil
 }
 
-func (fsv *filesystemService) Remove(ctx context.Context, req *connect.Request[agentv1.RemoveRequest]) (*connect.Response[agentv1.RemoveResponse], error) {
-	path, err := cleanPath(req.Msg.GetPath())
+func (fsv *filesystemService) Remove(ctx context.Context, req *agentv1.RemoveRequest) (*agentv1.RemoveResponse, error) {
+	path, err := cleanPath(req.GetPath())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	if path == "/" {
-		return nil, toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "remove /: refusing to remove the sandbox's root"))
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "remove /: refusing to remove the sandbox's root")
 	}
-	if req.Msg.GetRecursive() {
+	if req.GetRecursive() {
 		if _, err := os.Lstat(path); err != nil {
-			return nil, toWire(fsError("remove", path, err))
+			return nil, fsError("remove", path, err)
 		}
 		err = os.RemoveAll(path)
 	} else {
 		err = os.Remove(path)
 	}
 	if err != nil {
-		return nil, toWire(fsError("remove", path, err))
+		return nil, fsError("remove", path, err)
 	}
-	return connect.NewResponse(&agentv1.RemoveResponse{}), nil
+	return &agentv1.RemoveResponse{}, nil
 }
 
-func (fsv *filesystemService) Rename(ctx context.Context, req *connect.Request[agentv1.RenameRequest]) (*connect.Response[agentv1.RenameResponse], error) {
-	from, err := cleanPath(req.Msg.GetFrom())
+func (fsv *filesystemService) Rename(ctx context.Context, req *agentv1.RenameRequest) (*agentv1.RenameResponse, error) {
+	from, err := cleanPath(req.GetFrom())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	to, err := cleanPath(req.Msg.GetTo())
+	to, err := cleanPath(req.GetTo())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	if err := os.Rename(from, to); err != nil {
-		return nil, toWire(fsError("rename", from+" to "+to, err))
+		return nil, fsError("rename", from+" to "+to, err)
 	}
-	return connect.NewResponse(&agentv1.RenameResponse{}), nil
+	return &agentv1.RenameResponse{}, nil
 }
 
 func sortInfos(infos []*agentv1.FileInfo) {

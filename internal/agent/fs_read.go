@@ -5,81 +5,70 @@ import (
 	"io"
 	"os"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// Chunk sizes of file transfers.
-const (
-	minChunk = 64 << 10
-	maxChunk = 1 << 20
-	// defaultChunk is the largest chunk: per message costs (framing,
-	// wake-ups of the reader, syscalls) then weigh least.
-	defaultChunk = maxChunk
-)
-
-// wireCodec is the agent's protobuf codec on both ends: file chunks are
-// decoded into pooled buffers (see chunkcodec), which their receiver hands
-// back.
-var wireCodec = chunkcodec.New(
-	chunkcodec.Bytes(1, func(m *agentv1.ReadResponse, data []byte) { m.Data = data }),
-	chunkcodec.Bytes(2, func(m *agentv1.WriteRequest, data []byte) { m.Msg = &agentv1.WriteRequest_Data{Data: data} }),
-)
+// maxChunk is the largest piece of file data the agent and its client
+// read or write in one go, and the largest stdin write in one call.
+const maxChunk = 1 << 20
 
 // filesystemService implements FilesystemService.
 type filesystemService struct{ s *Server }
 
-// Read streams a regular file in chunks, with one buffer per call.
-func (fsv *filesystemService) Read(ctx context.Context, req *connect.Request[agentv1.ReadRequest], stream *connect.ServerStream[agentv1.ReadResponse]) error {
-	path, err := cleanPath(req.Msg.GetPath())
+// Read sends a file: a ReadResponse with its size, then its bytes as Data
+// frames. A regular file's go with sendfile(2), in the size announced (a
+// file that shrinks meanwhile cuts the transfer, one that grows is cut at
+// the size); anything else (a FIFO, a file under /proc that reports size
+// 0) is read to its end, 1 MiB at a time, with size -1. Paths resolve in
+// the agent's own mount namespace, the sandbox's.
+func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall) error {
+	path, err := cleanPath(req.GetPath())
 	if err != nil {
-		return toWire(err)
-	}
-	size := int(req.Msg.GetChunkSize())
-	switch {
-	case size == 0:
-		size = defaultChunk
-	case size < minChunk || size > maxChunk:
-		return toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "chunk size %d is out of range; give 0 or %d to %d", size, minChunk, maxChunk))
+		return err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return toWire(fsError("read", path, err))
+		return fsError("read", path, err)
 	}
 	defer f.Close()
 	defer fsv.s.trimSoon()
 	fi, err := f.Stat()
 	if err != nil {
-		return toWire(fsError("read", path, err))
+		return fsError("read", path, err)
 	}
 	if fi.IsDir() {
-		return toWire(sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "read %s: the path is a directory; list it instead", path))
+		return sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "read %s: the path is a directory; list it instead", path)
 	}
-	var buf []byte
-	if fi.Size() > 0 && int64(size) > fi.Size() {
-		buf = make([]byte, fi.Size()) // small files need no big buffer
-	} else {
-		buf = chunkcodec.Get(size)[:size]
-		defer chunkcodec.Put(buf)
+	size := fi.Size()
+	if !fi.Mode().IsRegular() || size == 0 {
+		size = -1
 	}
+	if err := call.Send(&agentv1.ReadResponse{Size: size}); err != nil {
+		return err
+	}
+	if size >= 0 {
+		return call.SendFile(f, size)
+	}
+	buf := chunkcodec.Get(maxChunk)[:maxChunk]
+	defer chunkcodec.Put(buf)
 	for {
-		n, err := io.ReadFull(f, buf)
+		n, err := f.Read(buf)
 		if n > 0 {
-			if serr := stream.Send(&agentv1.ReadResponse{Data: buf[:n]}); serr != nil {
+			if serr := call.SendData(buf[:n]); serr != nil {
 				return serr
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return toWire(fsError("read", path, err))
+			return fsError("read", path, err)
 		}
 		if ctx.Err() != nil {
-			return toWire(ctx.Err())
+			return ctx.Err()
 		}
 	}
 }

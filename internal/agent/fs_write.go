@@ -3,96 +3,114 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 
-	"connectrpc.com/connect"
+	"golang.org/x/sys/unix"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
-// errNoCommit is why a write stream that ended without its commit message
-// leaves the old file.
-var errNoCommit = errors.New("the stream ended before its commit message")
-
-// Write receives a header, data chunks and a commit, into a temporary file
-// that replaces the target only on commit (see writeAtomic).
-func (fsv *filesystemService) Write(ctx context.Context, stream *connect.ClientStream[agentv1.WriteRequest]) (*connect.Response[agentv1.WriteResponse], error) {
-	if !stream.Receive() {
-		if err := stream.Err(); err != nil {
-			return nil, err
+// Write receives a header, then the content as Data frames, into a
+// temporary file that replaces the target only once the request ended
+// with all of it (see writeAtomic): a cut connection, a short or long
+// content, or any failure leaves the old file. The bytes of each frame
+// past what the connection had buffered go from the socket into the file
+// with splice(2).
+func (fsv *filesystemService) Write(ctx context.Context, call *agentwire.ServerCall) error {
+	var req agentv1.WriteRequest
+	if err := call.Recv(&req); err != nil {
+		if err == io.EOF {
+			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the request is empty; send a header first")
 		}
-		return nil, toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the stream is empty; send a header first"))
+		return err
 	}
-	hdr := stream.Msg().GetHeader()
+	hdr := req.GetHeader()
 	if hdr == nil {
-		return nil, toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the first message must be the header with the path"))
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the first message must be the header with the path")
 	}
 	path, err := cleanPath(hdr.GetPath())
 	if err != nil {
-		return nil, toWire(err)
+		return err
 	}
 	mode := sandbox.FileModeFromUnix(hdr.GetMode())
 	if mode.Perm() == 0 {
 		mode |= 0o644
 	}
+	size := int64(-1)
+	if hdr.Size != nil {
+		size = hdr.GetSize()
+		if size < 0 {
+			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: the size %d is negative", path, size)
+		}
+	}
+	limit := fsv.s.cfg.MaxFileBytes
+	if limit > 0 && size > limit {
+		return sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "write %s: the file is over the limit of %d bytes", path, limit)
+	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "write %s: the path is a directory", path))
+		return sandbox.FailedPrecondition(sandbox.ReasonIsDirectory, "write %s: the path is a directory", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, toWire(fsError("write", path, err))
+		return fsError("write", path, err)
 	}
 	defer fsv.s.trimSoon()
-	limit := fsv.s.cfg.MaxFileBytes
 	var written int64
 	var failure error // an error for the caller, as opposed to an fs error
 	err = writeAtomic(path, mode, false, func(f *os.File) error {
-		for stream.Receive() {
-			switch m := stream.Msg().GetMsg().(type) {
-			case *agentv1.WriteRequest_Data:
-				if len(m.Data) > maxChunk {
-					failure = sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "write %s: a chunk of %d bytes is over the limit of %d", path, len(m.Data), maxChunk)
-					return failure
+		if size > 0 {
+			// Allocating the blocks up front spares the filesystem growing
+			// the file a page at a time; where it cannot (EOPNOTSUPP), it
+			// does.
+			_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
+		}
+		for {
+			n, data, err := call.RecvData()
+			if err == io.EOF {
+				if size >= 0 && written != size {
+					failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: the content ended after %d of %d bytes; the old file is kept", path, written, size)
 				}
-				written += int64(len(m.Data))
-				if limit > 0 && written > limit {
-					failure = sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "write %s: the file is over the limit of %d bytes", path, limit)
-					return failure
-				}
-				_, err := f.Write(m.Data)
-				chunkcodec.Put(m.Data)
-				if err != nil {
-					return err
-				}
-			case *agentv1.WriteRequest_Commit_:
-				if m.Commit.GetSize() != written {
-					failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: the commit says %d bytes but %d arrived; the old file is kept", path, m.Commit.GetSize(), written)
-					return failure
-				}
-				if stream.Receive() {
-					failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: a message followed the commit; the old file is kept", path)
-					return failure
-				}
-				return stream.Err()
-			default:
-				failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: only data and a commit may follow the header", path)
 				return failure
 			}
+			if err != nil {
+				failure = err
+				return err
+			}
+			switch {
+			case limit > 0 && written+n > limit:
+				failure = sandbox.InvalidArgument(sandbox.ReasonFileTooLarge, "write %s: the file is over the limit of %d bytes", path, limit)
+			case size >= 0 && written+n > size:
+				failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: more content came than the %d bytes announced; the old file is kept", path, size)
+			}
+			if failure != nil {
+				return failure
+			}
+			m, err := io.Copy(f, data)
+			written += m
+			if err != nil {
+				if m < n && isConnError(err) {
+					failure = sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "write %s: the connection ended after %d bytes; the old file is kept: %w", path, written, err)
+					return failure
+				}
+				return err
+			}
 		}
-		if err := stream.Err(); err != nil {
-			failure = err
-			return err
-		}
-		failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: %w; the old file is kept", path, errNoCommit)
-		return failure
 	})
 	if failure != nil {
-		return nil, toWire(failure)
+		return failure
 	}
 	if err != nil {
-		return nil, toWire(fsError("write", path, err))
+		return fsError("write", path, err)
 	}
-	return connect.NewResponse(&agentv1.WriteResponse{Size: written}), nil
+	return call.Reply(&agentv1.WriteResponse{Size: written})
+}
+
+// isConnError says whether err is the connection's rather than the file's.
+func isConnError(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &op)
 }

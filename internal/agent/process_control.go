@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
@@ -20,35 +19,35 @@ import (
 // when the caller's context has no deadline.
 const stdinWriteTimeout = 30 * time.Second
 
-func (ps *processService) List(ctx context.Context, req *connect.Request[agentv1.ListRequest]) (*connect.Response[agentv1.ListResponse], error) {
+func (ps *processService) List(ctx context.Context, req *agentv1.ListRequest) (*agentv1.ListResponse, error) {
 	res := &agentv1.ListResponse{}
 	for _, p := range ps.s.execs.list() {
 		res.Processes = append(res.Processes, processInfoToWire(p))
 	}
-	return connect.NewResponse(res), nil
+	return res, nil
 }
 
-func (ps *processService) WriteStdin(ctx context.Context, req *connect.Request[agentv1.WriteStdinRequest]) (*connect.Response[agentv1.WriteStdinResponse], error) {
-	p, err := ps.s.execs.get(req.Msg.GetExecId())
+func (ps *processService) WriteStdin(ctx context.Context, req *agentv1.WriteStdinRequest) (*agentv1.WriteStdinResponse, error) {
+	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	in, err := p.openStdin()
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(stdinWriteTimeout)
 	}
 	_ = in.SetWriteDeadline(deadline)
-	if _, err := in.Write(req.Msg.GetData()); err != nil {
+	if _, err := in.Write(req.GetData()); err != nil {
 		if os.IsTimeout(err) {
-			return nil, toWire(sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonInvalidSpec, "process %s does not read its stdin", p.id))
+			return nil, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonInvalidSpec, "process %s does not read its stdin", p.id)
 		}
-		return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonProcessExited, "process %s no longer reads its stdin: %w", p.id, err))
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonProcessExited, "process %s no longer reads its stdin: %w", p.id, err)
 	}
-	return connect.NewResponse(&agentv1.WriteStdinResponse{}), nil
+	return &agentv1.WriteStdinResponse{}, nil
 }
 
 func (p *process) openStdin() (*os.File, error) {
@@ -63,15 +62,15 @@ func (p *process) openStdin() (*os.File, error) {
 	return p.stdin, nil
 }
 
-func (ps *processService) CloseStdin(ctx context.Context, req *connect.Request[agentv1.CloseStdinRequest]) (*connect.Response[agentv1.CloseStdinResponse], error) {
-	p, err := ps.s.execs.get(req.Msg.GetExecId())
+func (ps *processService) CloseStdin(ctx context.Context, req *agentv1.CloseStdinRequest) (*agentv1.CloseStdinResponse, error) {
+	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	if err := p.closeStdin(); err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	return connect.NewResponse(&agentv1.CloseStdinResponse{}), nil
+	return &agentv1.CloseStdinResponse{}, nil
 }
 
 // closeStdin closes a pipe, or sends EOF (^D) on a PTY, whose master stays
@@ -94,19 +93,19 @@ func (p *process) closeStdin() error {
 	return nil
 }
 
-func (ps *processService) Signal(ctx context.Context, req *connect.Request[agentv1.SignalRequest]) (*connect.Response[agentv1.SignalResponse], error) {
-	p, err := ps.s.execs.get(req.Msg.GetExecId())
+func (ps *processService) Signal(ctx context.Context, req *agentv1.SignalRequest) (*agentv1.SignalResponse, error) {
+	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	sig, err := parseSignal(req.Msg.GetSignal())
+	sig, err := parseSignal(req.GetSignal())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
 	if err := p.signal(sig); err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	return connect.NewResponse(&agentv1.SignalResponse{}), nil
+	return &agentv1.SignalResponse{}, nil
 }
 
 // parseSignal accepts "SIGTERM", "TERM", "term" or "15".
@@ -127,25 +126,25 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "unknown signal %q; give a name such as SIGTERM or a number such as 15", s)
 }
 
-func (ps *processService) Resize(ctx context.Context, req *connect.Request[agentv1.ResizeRequest]) (*connect.Response[agentv1.ResizeResponse], error) {
-	p, err := ps.s.execs.get(req.Msg.GetExecId())
+func (ps *processService) Resize(ctx context.Context, req *agentv1.ResizeRequest) (*agentv1.ResizeResponse, error) {
+	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	rows, cols := req.Msg.GetRows(), req.Msg.GetCols()
+	rows, cols := req.GetRows(), req.GetCols()
 	if rows == 0 || cols == 0 || rows > 0xffff || cols > 0xffff {
-		return nil, toWire(sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "terminal size %dx%d is out of range 1-65535", rows, cols))
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "terminal size %dx%d is out of range 1-65535", rows, cols)
 	}
 	if !p.tty {
-		return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonInvalidSpec, "process %s has no terminal; start it with a TTY to resize it", p.id))
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonInvalidSpec, "process %s has no terminal; start it with a TTY to resize it", p.id)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exit != nil {
-		return nil, toWire(sandbox.FailedPrecondition(sandbox.ReasonProcessExited, "process %s has exited", p.id))
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonProcessExited, "process %s has exited", p.id)
 	}
 	if err := pty.Setsize(p.ptm, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)}); err != nil {
-		return nil, toWire(sandbox.Internal("resize the terminal of process %s: %w", p.id, err))
+		return nil, sandbox.Internal("resize the terminal of process %s: %w", p.id, err)
 	}
-	return connect.NewResponse(&agentv1.ResizeResponse{}), nil
+	return &agentv1.ResizeResponse{}, nil
 }

@@ -4,9 +4,8 @@ import (
 	"context"
 	"time"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -21,42 +20,42 @@ type processService struct{ s *Server }
 
 // Start starts a process and streams its events until it exits or the
 // client goes away (the process keeps running then).
-func (ps *processService) Start(ctx context.Context, req *connect.Request[agentv1.StartRequest], stream *connect.ServerStream[agentv1.ProcessEvent]) error {
-	p, f, err := ps.s.startExec(req.Msg.GetSpec())
+func (ps *processService) Start(ctx context.Context, req *agentv1.StartRequest, call *agentwire.ServerCall) error {
+	p, f, err := ps.s.startExec(req.GetSpec())
 	if err != nil {
-		return toWire(err)
+		return err
 	}
 	defer p.ring.unfollow(f)
-	return streamEvents(ctx, p, f, stream)
+	return streamEvents(ctx, p, f, call)
 }
 
 // Attach replays what the process's ring still holds, then follows it.
-func (ps *processService) Attach(ctx context.Context, req *connect.Request[agentv1.AttachRequest], stream *connect.ServerStream[agentv1.ProcessEvent]) error {
-	p, err := ps.s.execs.get(req.Msg.GetExecId())
+func (ps *processService) Attach(ctx context.Context, req *agentv1.AttachRequest, call *agentwire.ServerCall) error {
+	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
-		return toWire(err)
+		return err
 	}
 	f := p.ring.follow()
 	defer p.ring.unfollow(f)
-	return streamEvents(ctx, p, f, stream)
+	return streamEvents(ctx, p, f, call)
 }
 
-func streamEvents(ctx context.Context, p *process, f *follower, stream *connect.ServerStream[agentv1.ProcessEvent]) error {
+func streamEvents(ctx context.Context, p *process, f *follower, call *agentwire.ServerCall) error {
 	started := &agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Started_{Started: &agentv1.ProcessEvent_Started{ExecId: p.id, Pid: int64(p.getPID())}}}
-	if err := stream.Send(started); err != nil {
+	if err := call.Send(started); err != nil {
 		return err
 	}
 	for {
 		c, ok, err := p.ring.next(ctx, f)
 		if err != nil {
-			return toWire(err)
+			return err
 		}
 		if !ok {
-			exit := &agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Exit{Exit: exitToWire(p.status())}}
-			return stream.Send(exit)
+			// The exit event goes out with the end of the call, in one write.
+			return call.Reply(&agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Exit{Exit: exitToWire(p.status())}})
 		}
 		out := &agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Output_{Output: &agentv1.ProcessEvent_Output{Stream: streamToWire(c.stream), Data: c.data}}}
-		if err := stream.Send(out); err != nil {
+		if err := call.Send(out); err != nil {
 			return err
 		}
 	}

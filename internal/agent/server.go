@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
 
-	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -119,29 +117,14 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
-// Handler returns the HTTP handler of the agent's three Connect services.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	// Compression only costs CPU over a local socket: file data (most bytes)
-	// is often compressed already.
-	noGzip := connect.WithCompression("gzip", nil, nil)
-	small := connect.WithReadMaxBytes(maxMessageBytes)
-	codec := connect.WithCodec(wireCodec)
-	mux.Handle(agentv1connect.NewAgentServiceHandler(&agentService{s}, noGzip, codec, connect.WithReadMaxBytes(maxInitBytes)))
-	// The host's first request is a Ping (AgentService): the other services
-	// are built later, off the path to ready (start.go, warm.go).
-	proc := lazyService(agentv1connect.ProcessServiceName, func() (string, http.Handler) {
-		return agentv1connect.NewProcessServiceHandler(&processService{s}, noGzip, codec, small)
-	})
-	fs := lazyService(agentv1connect.FilesystemServiceName, func() (string, http.Handler) {
-		return agentv1connect.NewFilesystemServiceHandler(&filesystemService{s}, noGzip, codec, small)
-	})
-	s.later = newDeferred(warmSteps(proc), proc, fs)
-	for _, l := range s.later.lazy {
-		mux.Handle(l.path, l)
-	}
-	mux.HandleFunc(BulkPath, s.bulkHandler) // raw file transfers (bulk.go)
-	return s.later.handler(mux, fs.path, BulkPath)
+// wireServer returns the agent's protocol server (internal/agentwire),
+// with the deferred work hooked in (start.go).
+func (s *Server) wireServer() *agentwire.Server {
+	srv := agentwire.NewServer(s.methods())
+	s.later = newDeferred(warmSteps())
+	srv.Before = s.later.before
+	srv.After = s.later.after
+	return srv
 }
 
 // Run serves on StateDir/SocketName and does the PID 1 duties until the
@@ -173,19 +156,12 @@ func (s *Server) Run(ctx context.Context) error {
 	_ = os.Chmod(sock, 0o600)
 	baseCtx, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		Protocols:         &protocols,
-		HTTP2:             http2Config(),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	srv := s.wireServer()
+	if s.cfg.Conn != nil {
+		go srv.ServeConn(baseCtx, s.cfg.Conn)
 	}
-	ln = &startListener{Listener: ln, d: s.later, first: s.cfg.Conn}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(baseCtx, ln) }()
 
 	var runErr error
 	done := s.stopped()
@@ -209,30 +185,19 @@ loop:
 	}
 	s.killAll()
 	s.log.end()
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ln.Close()
+	// Calls in flight get a moment to end (WaitMain answers now); streams
+	// still open then are cut.
+	sctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	go func() { time.Sleep(200 * time.Millisecond); cancelBase() }() // end streams after WaitMain answers
-	_ = srv.Shutdown(sctx)
+	srv.Shutdown(sctx)
+	cancelBase()
 	_ = os.Remove(sock)
 	s.log.close()
-	if errors.Is(runErr, http.ErrServerClosed) {
+	if errors.Is(runErr, net.ErrClosed) {
 		runErr = nil
 	}
 	return runErr
-}
-
-// http2Config sizes HTTP/2 for bulk transfers over a local socket, on both
-// ends: the default receive window of a Go server (1 MiB per stream and per
-// connection) is one file chunk, so a writer would stop and wait for a
-// WINDOW_UPDATE after every chunk. Four chunks in flight keep the pipe
-// full; the window is credit, memory is taken only as data arrives ahead
-// of the reader, and it counts against the sandbox's memory limit.
-func http2Config() *http.HTTP2Config {
-	return &http.HTTP2Config{
-		MaxReadFrameSize:              1 << 20,
-		MaxReceiveBufferPerStream:     4 << 20,
-		MaxReceiveBufferPerConnection: 16 << 20,
-	}
 }
 
 // stop marks the agent as stopping; idempotent.

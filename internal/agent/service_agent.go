@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect"
-
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -20,19 +19,19 @@ const maxInitFiles = 1000
 // agentService implements AgentService: Ping, Init, WaitMain and Logs.
 type agentService struct{ s *Server }
 
-func (a *agentService) Ping(ctx context.Context, req *connect.Request[agentv1.PingRequest]) (*connect.Response[agentv1.PingResponse], error) {
+func (a *agentService) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
 	a.s.mu.Lock()
 	inited := a.s.inited
 	a.s.mu.Unlock()
-	return connect.NewResponse(&agentv1.PingResponse{Pid: int64(os.Getpid()), Initialized: inited}), nil
+	return &agentv1.PingResponse{Pid: int64(os.Getpid()), Initialized: inited}, nil
 }
 
-func (a *agentService) Init(ctx context.Context, req *connect.Request[agentv1.InitRequest]) (*connect.Response[agentv1.InitResponse], error) {
-	pid, err := a.s.init(imageFromWire(req.Msg.GetImage()), startFromWire(req.Msg.GetStart()))
+func (a *agentService) Init(ctx context.Context, req *agentv1.InitRequest) (*agentv1.InitResponse, error) {
+	pid, err := a.s.init(imageFromWire(req.GetImage()), startFromWire(req.GetStart()))
 	if err != nil {
-		return nil, toWire(err)
+		return nil, err
 	}
-	return connect.NewResponse(&agentv1.InitResponse{MainPid: int64(pid)}), nil
+	return &agentv1.InitResponse{MainPid: int64(pid)}, nil
 }
 
 // init applies the request-specific start once: env, working dir, user,
@@ -144,14 +143,14 @@ func (s *Server) mainEnded(st *sandbox.ExitStatus) {
 	close(s.mainDone)
 }
 
-func (a *agentService) WaitMain(ctx context.Context, req *connect.Request[agentv1.WaitMainRequest]) (*connect.Response[agentv1.WaitMainResponse], error) {
+func (a *agentService) WaitMain(ctx context.Context, req *agentv1.WaitMainRequest) (*agentv1.WaitMainResponse, error) {
 	s := a.s
 	select {
 	case <-s.mainDone:
 		s.mu.Lock()
 		st := *s.mainExit
 		s.mu.Unlock()
-		return connect.NewResponse(&agentv1.WaitMainResponse{Exit: exitToWire(&st)}), nil
+		return &agentv1.WaitMainResponse{Exit: exitToWire(&st)}, nil
 	case <-s.stopping:
 		s.mu.Lock()
 		hasMain := s.main != nil
@@ -161,30 +160,30 @@ func (a *agentService) WaitMain(ctx context.Context, req *connect.Request[agentv
 			case <-s.mainDone:
 				return a.WaitMain(ctx, req)
 			case <-ctx.Done():
-				return nil, toWire(ctx.Err())
+				return nil, ctx.Err()
 			}
 		}
 		// An idle sandbox ends when it is told to stop.
 		st := sandbox.ExitStatus{Code: 128 + 15, Signal: "SIGTERM", At: time.Now()}
-		return connect.NewResponse(&agentv1.WaitMainResponse{Exit: exitToWire(&st)}), nil
+		return &agentv1.WaitMainResponse{Exit: exitToWire(&st)}, nil
 	case <-ctx.Done():
-		return nil, toWire(ctx.Err())
+		return nil, ctx.Err()
 	}
 }
 
-func (a *agentService) Logs(ctx context.Context, req *connect.Request[agentv1.LogsRequest], stream *connect.ServerStream[agentv1.LogsResponse]) error {
+func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call *agentwire.ServerCall) error {
 	var w *logWriter
-	if req.Msg.GetFollow() {
+	if req.GetFollow() {
 		w = a.s.log
 	}
-	r, err := newLogReader(a.s.cfg.StateDir, int(min(req.Msg.GetTail(), 1<<24)), w)
+	r, err := newLogReader(a.s.cfg.StateDir, int(min(req.GetTail(), 1<<24)), w)
 	if err != nil {
-		return toWire(err)
+		return err
 	}
 	defer r.Close()
-	// An empty first message sends the response headers now, so that the
-	// client's call returns even while the log is still empty.
-	if err := stream.Send(&agentv1.LogsResponse{}); err != nil {
+	// An empty first message says the log is open, so that the client's
+	// call returns even while the log is still empty.
+	if err := call.Send(&agentv1.LogsResponse{}); err != nil {
 		return err
 	}
 	for {
@@ -193,9 +192,9 @@ func (a *agentService) Logs(ctx context.Context, req *connect.Request[agentv1.Lo
 			return nil
 		}
 		if err != nil {
-			return toWire(err)
+			return err
 		}
-		if err := stream.Send(&agentv1.LogsResponse{Data: b}); err != nil {
+		if err := call.Send(&agentv1.LogsResponse{Data: b}); err != nil {
 			return err
 		}
 	}

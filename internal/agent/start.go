@@ -1,15 +1,12 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,28 +60,7 @@ func StartPair() (host net.Conn, sandbox *os.File, err error) {
 // connection; later ones are dialed as before. Call it before the client's
 // first request. The returned func closes conn if no request took it (the
 // client owns it once one did); call it when the start is over.
-func (c *Client) UseConn(conn net.Conn) (closeUnused func()) {
-	var mu sync.Mutex
-	dial := c.transport.DialContext
-	take := func() net.Conn {
-		mu.Lock()
-		defer mu.Unlock()
-		first := conn
-		conn = nil
-		return first
-	}
-	c.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if first := take(); first != nil {
-			return first, nil
-		}
-		return dial(ctx, network, addr)
-	}
-	return func() {
-		if first := take(); first != nil {
-			first.Close()
-		}
-	}
-}
+func (c *Client) UseConn(conn net.Conn) (closeUnused func()) { return c.wire.UseConn(conn) }
 
 // ConnFromFD returns the agent's end of the start pair from descriptor fd,
 // checking that it is a Unix stream socket; the descriptor is
@@ -116,77 +92,53 @@ func ConnFromFD(fd int) (net.Conn, error) {
 //   - soon (the warm-up, warm.go): what a fresh sandbox's Init and first
 //     exec need, started at once after the first answer, while the host
 //     does its own bookkeeping;
-//   - later, deferDelay after the first answer: the handlers of the
-//     services that no request needed yet (the Filesystem service's), the
-//     default GOMAXPROCS (see StartEnv) and the trim base (markTrimBase).
+//   - later, deferDelay after the first answer: the default GOMAXPROCS
+//     (see StartEnv) and the trim base (markTrimBase).
 //
-// Building the handlers of all services (18 procedures, each with its
-// protocols and codecs) cost the starting agent 25 to 40 page faults, about
-// a millisecond of CPU on the benchmark machine. A request that needs a
-// handler or GOMAXPROCS earlier does it itself: a request of the Process
-// service builds its handler, one that moves file data (the Filesystem
-// service, BulkPath) restores GOMAXPROCS first, and so does the start of
-// the first sandbox process (Server.beforeProcesses): no sandbox process
-// may exist before the Go runtime has what it runs with.
+// A call that needs GOMAXPROCS earlier restores it itself: one that moves
+// file data does, and so does the start of the first sandbox process
+// (Server.beforeProcesses): no sandbox process may exist before the Go
+// runtime has what it runs with.
 type deferred struct {
 	soon    []func()
-	lazy    []*lazyHandler
 	restore func()
-	// handled is set once the first request was handled; the warm-up
-	// starts at the first write after that (answered), once.
-	handled, warmed atomic.Bool
-	warm            sync.Once
-	later           sync.Once
+	first   sync.Once
 }
 
-// deferDelay is how long after its first answer the agent builds the rest:
+// deferDelay is how long after its first answer the agent does the rest:
 // past a fresh sandbox's Init and first exec (about 10 ms after the first
 // answer when sbx serve creates a sandbox and execs at once), so that the
 // work does not land on them, and well before an idle agent (a warm
 // pool's) is claimed.
 const deferDelay = 30 * time.Millisecond
 
-func newDeferred(soon []func(), lazy ...*lazyHandler) *deferred {
-	return &deferred{soon: soon, lazy: lazy, restore: sync.OnceFunc(func() {
+func newDeferred(soon []func()) *deferred {
+	return &deferred{soon: soon, restore: sync.OnceFunc(func() {
 		if startedWithOneP {
 			runtime.SetDefaultGOMAXPROCS()
 		}
 	})}
 }
 
-// handler returns next with the deferred work hooked in: requests whose
-// path has one of the prefixes moveData restore GOMAXPROCS first.
-func (d *deferred) handler(next http.Handler, moveData ...string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, p := range moveData {
-			if strings.HasPrefix(r.URL.Path, p) {
-				d.restore()
-				break
-			}
-		}
-		next.ServeHTTP(w, r)
-		if !d.handled.Load() {
-			d.handled.Store(true)
-			d.later.Do(func() { time.AfterFunc(deferDelay, d.finish) })
-		}
-	})
-}
-
-// answered is called after each write to a connection (answerConn) until
-// the warm-up started: the first write after the first handled request
-// carries the first answer, so the warm-up starts then.
-func (d *deferred) answered() {
-	if d.handled.Load() && !d.warmed.Load() {
-		d.warm.Do(func() { d.warmed.Store(true); go d.runSoon() })
+// before is called before each call's handler: a call that moves file
+// data restores GOMAXPROCS first.
+func (d *deferred) before(method string) {
+	if movesData(method) {
+		d.restore()
 	}
 }
 
-// warmStarted reports whether the warm-up started: new connections need
-// no answerConn then.
-func (d *deferred) warmStarted() bool { return d.warmed.Load() }
+// after is called once each call's end was written: after the first, the
+// warm-up starts, and the rest is scheduled.
+func (d *deferred) after(string) {
+	d.first.Do(func() {
+		go d.runSoon()
+		time.AfterFunc(deferDelay, d.finish)
+	})
+}
 
-// runSoon does the warm-up, letting requests that are ready to run go
-// first between its steps.
+// runSoon does the warm-up, letting calls that are ready to run go first
+// between its steps.
 func (d *deferred) runSoon() {
 	for _, step := range d.soon {
 		runtime.Gosched()
@@ -206,44 +158,11 @@ func (s *Server) beforeProcesses() {
 	}
 }
 
-// finish does whatever deferred work is left.
+// finish does the deferred work.
 func (d *deferred) finish() {
-	// Without a write after the first request (a client that went away),
-	// the warm-up starts here.
-	d.warm.Do(func() { d.warmed.Store(true); d.runSoon() })
-	for _, l := range d.lazy {
-		l.get()
-	}
 	d.restore()
 	markTrimBase()
 }
-
-// lazyHandler is a Connect service's handler, built on first use.
-type lazyHandler struct {
-	path  string
-	once  sync.Once
-	build func() (string, http.Handler)
-	h     http.Handler
-}
-
-// lazyService returns the lazy handler of the Connect service name, built
-// by build, which must return the handler of that service.
-func lazyService(name string, build func() (string, http.Handler)) *lazyHandler {
-	return &lazyHandler{path: "/" + name + "/", build: build}
-}
-
-func (l *lazyHandler) get() http.Handler {
-	l.once.Do(func() {
-		path, h := l.build()
-		if path != l.path {
-			panic(fmt.Sprintf("agent: the handler of %s serves %s", l.path, path))
-		}
-		l.h = h
-	})
-	return l.h
-}
-
-func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.get().ServeHTTP(w, r) }
 
 // startedWithOneP says whether the agent runs with StartEnv's GOMAXPROCS.
 var startedWithOneP = os.Getenv("GOMAXPROCS") == "1"

@@ -1,11 +1,12 @@
 package agent
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -33,9 +34,18 @@ func newProcessTable(maxRunning, maxEnded int, retention time.Duration) *process
 	return &processTable{maxRunning: maxRunning, maxEnded: maxEnded, retention: retention, byID: map[string]*process{}}
 }
 
+// newExecID returns 16 random hex digits. getrandom(2) directly: the
+// agent does not link crypto/rand, whose set-up (a FIPS DRBG and its
+// self-checks) costs every starting agent page faults.
 func newExecID() string {
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	for n := 0; n < len(b); {
+		m, err := unix.Getrandom(b[n:], 0)
+		if err != nil && err != unix.EINTR {
+			panic("getrandom: " + err.Error())
+		}
+		n += max(m, 0)
+	}
 	return hex.EncodeToString(b[:])
 }
 

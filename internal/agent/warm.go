@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"errors"
-	"net"
-	"sync"
+	"google.golang.org/protobuf/proto"
 
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
 )
@@ -12,18 +10,16 @@ import (
 // an Init and then (a millisecond or two of its own bookkeeping later) the
 // caller's first exec. Each first use of a code path costs the agent far
 // more than later ones: the protobuf runtime builds each message type's
-// coders on first use, the Process service's handler is built lazily
-// (start.go), and every fresh heap or stack page is a page fault (tens of
-// µs each on the benchmark VM). The agent is idle while the host does its
-// bookkeeping, so it does that work then, once its first answer is out:
-// the warm-up runs after the first write that follows the first handled
-// request (answerConn), never before, so the path to ready is untouched.
+// coders on first use, and every fresh heap or stack page is a page fault
+// (tens of µs each on the benchmark VM). The agent is idle while the host
+// does its bookkeeping, so it does that work then, once its first answer
+// is out (deferred.after), never before, so the path to ready is
+// untouched.
 
 // warmSteps returns the warm-up's steps, in the order a fresh sandbox's
-// requests need them: the Init's message types, the exec's, then the
-// handler of the Process service, proc.
-func warmSteps(proc *lazyHandler) []func() {
-	return []func(){warmInit, warmExec, func() { proc.get() }}
+// requests need them: the Init's message types, then the exec's.
+func warmSteps() []func() {
+	return []func(){warmInit, warmExec}
 }
 
 func warmInit() {
@@ -52,73 +48,11 @@ func warmExec() {
 	}
 }
 
-// warmCodec encodes m and decodes it into into with the agent's codec, as
-// its handlers do: the first use of a message type builds its coders (and
-// those of the types it holds, which is why every field of m is set).
-func warmCodec(m, into any) {
-	if b, err := wireCodec.Marshal(m); err == nil {
-		_ = wireCodec.Unmarshal(b, into)
+// warmCodec encodes m and decodes it into into, as the agent's calls do:
+// the first use of a message type builds its coders (and those of the
+// types it holds, which is why every field of m is set).
+func warmCodec(m, into proto.Message) {
+	if b, err := proto.Marshal(m); err == nil {
+		_ = proto.Unmarshal(b, into)
 	}
-}
-
-// answerConn is a connection the agent serves that calls answered after
-// each write: the first write after the first handled request carries the
-// first answer (deferred.answered). Once the warm-up started, a call is two
-// atomic loads, and connections accepted later are not wrapped.
-type answerConn struct {
-	net.Conn
-	answered func()
-}
-
-func (c *answerConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.answered()
-	return n, err
-}
-
-// CloseWrite keeps the half-close of the wrapped connection (the HTTP/1
-// server uses it before closing a connection it refused).
-func (c *answerConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// startListener hands out the host's pre-made connection first (if any),
-// then what its socket accepts, wrapped in answerConn until the warm-up
-// started.
-type startListener struct {
-	net.Listener
-	d     *deferred
-	mu    sync.Mutex
-	first net.Conn
-}
-
-func (l *startListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	c := l.first
-	l.first = nil
-	l.mu.Unlock()
-	if c == nil {
-		var err error
-		if c, err = l.Listener.Accept(); err != nil {
-			return nil, err
-		}
-	}
-	if l.d.warmStarted() {
-		return c, nil
-	}
-	return &answerConn{Conn: c, answered: l.d.answered}, nil
-}
-
-func (l *startListener) Close() error {
-	l.mu.Lock()
-	c := l.first
-	l.first = nil
-	l.mu.Unlock()
-	if c != nil {
-		return errors.Join(c.Close(), l.Listener.Close())
-	}
-	return l.Listener.Close()
 }

@@ -3,14 +3,13 @@ package agent
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
-	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentv1connect"
 )
 
 // countingDeferred returns a deferred whose warm-up steps and restore only
@@ -27,83 +26,75 @@ func countingDeferred(t *testing.T) (d *deferred, steps, restores *atomic.Int32,
 	return d, steps, restores, warmed
 }
 
-// TestDeferredWarmsAfterFirstAnswer: the warm-up starts at the first write
-// after the first handled request, not before, and once.
+// TestDeferredWarmsAfterFirstAnswer: the warm-up starts once the first
+// call's end was written, not before, and once.
 func TestDeferredWarmsAfterFirstAnswer(t *testing.T) {
 	d, steps, _, warmed := countingDeferred(t)
-	h := d.handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	d.answered() // the server's own first frames, before any request
+	d.before(methodPing)
 	time.Sleep(10 * time.Millisecond)
-	if steps.Load() != 0 || d.warmStarted() {
+	if steps.Load() != 0 {
 		t.Fatalf("the warm-up ran before the first answer: %d steps", steps.Load())
 	}
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/"+agentv1connect.AgentServiceName+"/Ping", nil))
-	d.answered()
+	d.after(methodPing)
 	select {
 	case <-warmed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the warm-up did not run after the first answer")
 	}
-	d.answered()
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/"+agentv1connect.AgentServiceName+"/Ping", nil))
+	d.before(methodPing)
+	d.after(methodPing)
 	d.finish()
-	if n := steps.Load(); n != 2 || !d.warmStarted() {
+	if n := steps.Load(); n != 2 {
 		t.Fatalf("the warm-up's 2 steps ran %d times in all", n)
 	}
 }
 
-// TestDeferredFinishWarms: without a write after the first request, the
-// delayed rest does the warm-up too.
-func TestDeferredFinishWarms(t *testing.T) {
-	d, steps, restores, _ := countingDeferred(t)
+// TestDeferredFinishRestores: the delayed rest restores GOMAXPROCS.
+func TestDeferredFinishRestores(t *testing.T) {
+	d, _, restores, _ := countingDeferred(t)
 	d.finish()
-	if steps.Load() != 2 || restores.Load() != 1 {
-		t.Fatalf("finish: %d steps, %d restores; want 2 and 1", steps.Load(), restores.Load())
+	if restores.Load() != 1 {
+		t.Fatalf("finish: %d restores; want 1", restores.Load())
 	}
 }
 
 // TestDeferredRestoresForDataOnly: the default GOMAXPROCS comes back before
-// a request that moves file data, not for a Ping, an Init or an exec.
+// a call that moves file data, not for a Ping, an Init or an exec.
 func TestDeferredRestoresForDataOnly(t *testing.T) {
 	d, _, restores, _ := countingDeferred(t)
-	fsPath := "/" + agentv1connect.FilesystemServiceName + "/"
-	h := d.handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), fsPath, BulkPath)
-	for _, p := range []string{
-		agentv1connect.AgentServicePingProcedure, agentv1connect.AgentServiceInitProcedure,
-		agentv1connect.ProcessServiceStartProcedure, agentv1connect.ProcessServiceListProcedure,
-	} {
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+	for _, m := range []string{methodPing, methodInit, methodStart, methodList, methodStat} {
+		d.before(m)
 		if restores.Load() != 0 {
-			t.Fatalf("%s restored GOMAXPROCS", p)
+			t.Fatalf("%s restored GOMAXPROCS", m)
 		}
 	}
-	for i, p := range []string{agentv1connect.FilesystemServiceReadProcedure, BulkPath} {
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+	for i, m := range []string{methodRead, methodWrite} {
+		d.before(m)
 		if n := restores.Load(); n != int32(i+1) {
-			t.Fatalf("%s: %d restores, want %d", p, n, i+1)
+			t.Fatalf("%s: %d restores, want %d", m, n, i+1)
 		}
 	}
 }
 
-// TestWarmCodec: the warm-up's messages round-trip through the agent's
-// codec (a message that failed to encode would warm nothing).
+// TestWarmCodec: the warm-up's messages round-trip (a message that failed
+// to encode would warm nothing).
 func TestWarmCodec(t *testing.T) {
 	warmInit()
 	warmExec()
 	m := &agentv1.InitRequest{Start: &agentv1.StartSpec{Command: []string{"sh"}}}
-	b, err := wireCodec.Marshal(m)
+	b, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got agentv1.InitRequest
-	if err := wireCodec.Unmarshal(b, &got); err != nil || got.GetStart().GetCommand()[0] != "sh" {
+	if err := proto.Unmarshal(b, &got); err != nil || got.GetStart().GetCommand()[0] != "sh" {
 		t.Fatalf("round trip: %v %v", &got, err)
 	}
 }
 
 // TestWaitStartingOpensStreamsAfterInit: a client that waits for a fresh
-// agent with WaitStarting opens the connection for event streams only
-// after the Init, and WaitReady opens it at once.
+// agent with WaitStarting opens its second connection only after the
+// Init, and WaitReady opens it at once.
 func TestWaitStartingOpensStreamsAfterInit(t *testing.T) {
 	sock, ctx, stop := runInProcess(t, Config{})
 	defer stop()

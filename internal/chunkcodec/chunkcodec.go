@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"sync"
 
-	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -30,8 +29,6 @@ const Size = 1 << 20
 type Codec struct {
 	chunks map[protoreflect.FullName]Field
 }
-
-var _ connect.Codec = (*Codec)(nil)
 
 // Field names the bytes field of one message type whose data is pooled;
 // make it with Bytes.

@@ -4,27 +4,32 @@ import (
 	"bytes"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	"google.golang.org/protobuf/proto"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
 )
 
+// The codec is a Connect codec; the package does not import Connect, so
+// that the agent, which uses its buffer pool, does not link it.
+var _ connect.Codec = (*chunkcodec.Codec)(nil)
+
 var (
-	readData  = chunkcodec.Bytes(1, func(m *agentv1.ReadResponse, b []byte) { m.Data = b })
-	writeData = chunkcodec.Bytes(2, func(m *agentv1.WriteRequest, b []byte) { m.Msg = &agentv1.WriteRequest_Data{Data: b} })
+	readData  = chunkcodec.Bytes(1, func(m *sbxv1.ReadFileResponse, b []byte) { m.Data = b })
+	writeData = chunkcodec.Bytes(2, func(m *sbxv1.WriteFileRequest, b []byte) { m.Msg = &sbxv1.WriteFileRequest_Data{Data: b} })
 )
 
 func TestRoundTrip(t *testing.T) {
 	c := chunkcodec.New(readData, writeData)
 	data := bytes.Repeat([]byte("abc"), 1000)
 	cases := []proto.Message{
-		&agentv1.ReadResponse{Data: data},
-		&agentv1.ReadResponse{},
-		&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Data{Data: data}},
-		&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: "/x", Mode: 0o600}}},
-		&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Commit_{Commit: &agentv1.WriteRequest_Commit{Size: 3000}}},
-		&agentv1.StatRequest{Path: "/etc/passwd"},
+		&sbxv1.ReadFileResponse{Data: data},
+		&sbxv1.ReadFileResponse{},
+		&sbxv1.WriteFileRequest{Msg: &sbxv1.WriteFileRequest_Data{Data: data}},
+		&sbxv1.WriteFileRequest{Msg: &sbxv1.WriteFileRequest_Header_{Header: &sbxv1.WriteFileRequest_Header{Path: "/x", Mode: 0o600}}},
+		&sbxv1.GetSandboxRequest{Id: "sbx-1"},
 	}
 	for _, m := range cases {
 		b, err := c.MarshalAppend(nil, m)
@@ -33,8 +38,8 @@ func TestRoundTrip(t *testing.T) {
 		}
 		got := m.ProtoReflect().New().Interface()
 		// A stale field must not survive the decode.
-		if r, ok := got.(*agentv1.WriteRequest); ok {
-			r.Msg = &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: "/stale"}}
+		if r, ok := got.(*sbxv1.WriteFileRequest); ok {
+			r.Msg = &sbxv1.WriteFileRequest_Header_{Header: &sbxv1.WriteFileRequest_Header{Path: "/stale"}}
 		}
 		if err := c.Unmarshal(b, got); err != nil {
 			t.Fatal(err)
@@ -49,8 +54,8 @@ func TestRoundTrip(t *testing.T) {
 // decoder's input may be reused at once, as Connect does.
 func TestPooledData(t *testing.T) {
 	c := chunkcodec.New(readData)
-	b, _ := proto.Marshal(&agentv1.ReadResponse{Data: []byte("hello")})
-	var m agentv1.ReadResponse
+	b, _ := proto.Marshal(&sbxv1.ReadFileResponse{Data: []byte("hello")})
+	var m sbxv1.ReadFileResponse
 	if err := c.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +72,9 @@ func TestPooledData(t *testing.T) {
 // standard way, keeping the field.
 func TestNotOnlyChunk(t *testing.T) {
 	c := chunkcodec.New(readData)
-	b, _ := proto.Marshal(&agentv1.ReadResponse{Data: []byte("hi")})
+	b, _ := proto.Marshal(&sbxv1.ReadFileResponse{Data: []byte("hi")})
 	b = append(b, 0x10, 0x01) // field 2, varint 1
-	var m agentv1.ReadResponse
+	var m sbxv1.ReadFileResponse
 	if err := c.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
@@ -84,18 +89,18 @@ func TestNewRejectsNonBytesField(t *testing.T) {
 			t.Fatal("no panic for a non-bytes field")
 		}
 	}()
-	chunkcodec.Bytes(1, func(*agentv1.StatRequest, []byte) {})
+	chunkcodec.Bytes(1, func(*sbxv1.GetSandboxRequest, []byte) {})
 }
 
 // BenchmarkUnmarshal1MiB decodes one full chunk: with the pool, no
 // allocation per message.
 func BenchmarkUnmarshal1MiB(b *testing.B) {
 	c := chunkcodec.New(readData)
-	enc, _ := proto.Marshal(&agentv1.ReadResponse{Data: make([]byte, chunkcodec.Size)})
+	enc, _ := proto.Marshal(&sbxv1.ReadFileResponse{Data: make([]byte, chunkcodec.Size)})
 	b.SetBytes(int64(len(enc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var m agentv1.ReadResponse
+		var m sbxv1.ReadFileResponse
 		if err := c.Unmarshal(enc, &m); err != nil {
 			b.Fatal(err)
 		}

@@ -116,11 +116,8 @@ func (x *FileInfo) GetSymlinkTarget() string {
 }
 
 type ReadRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// chunk_size is the size of each data message: 0 for the default, else
-	// between 64 KiB and 1 MiB.
-	ChunkSize     uint32 `protobuf:"varint,2,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,16 +159,12 @@ func (x *ReadRequest) GetPath() string {
 	return ""
 }
 
-func (x *ReadRequest) GetChunkSize() uint32 {
-	if x != nil {
-		return x.ChunkSize
-	}
-	return 0
-}
-
+// ReadResponse comes first; the file's bytes follow as Data frames.
 type ReadResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is the number of bytes that follow, or -1 when it is not known up
+	// front (not a regular file, or one that reports size 0, as under /proc).
+	Size          int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,20 +199,20 @@ func (*ReadResponse) Descriptor() ([]byte, []int) {
 	return file_sbx_agent_v1_filesystem_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *ReadResponse) GetData() []byte {
+func (x *ReadResponse) GetSize() int64 {
 	if x != nil {
-		return x.Data
+		return x.Size
 	}
-	return nil
+	return 0
 }
 
+// WriteRequest is the header of a Write; the content follows as Data
+// frames.
 type WriteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
 	//
 	//	*WriteRequest_Header_
-	//	*WriteRequest_Data
-	//	*WriteRequest_Commit_
 	Msg           isWriteRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -271,24 +264,6 @@ func (x *WriteRequest) GetHeader() *WriteRequest_Header {
 	return nil
 }
 
-func (x *WriteRequest) GetData() []byte {
-	if x != nil {
-		if x, ok := x.Msg.(*WriteRequest_Data); ok {
-			return x.Data
-		}
-	}
-	return nil
-}
-
-func (x *WriteRequest) GetCommit() *WriteRequest_Commit {
-	if x != nil {
-		if x, ok := x.Msg.(*WriteRequest_Commit_); ok {
-			return x.Commit
-		}
-	}
-	return nil
-}
-
 type isWriteRequest_Msg interface {
 	isWriteRequest_Msg()
 }
@@ -297,19 +272,7 @@ type WriteRequest_Header_ struct {
 	Header *WriteRequest_Header `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
 }
 
-type WriteRequest_Data struct {
-	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
-}
-
-type WriteRequest_Commit_ struct {
-	Commit *WriteRequest_Commit `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
-}
-
 func (*WriteRequest_Header_) isWriteRequest_Msg() {}
-
-func (*WriteRequest_Data) isWriteRequest_Msg() {}
-
-func (*WriteRequest_Commit_) isWriteRequest_Msg() {}
 
 type WriteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -800,7 +763,11 @@ type WriteRequest_Header struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// mode holds permission bits; 0 means 0644.
-	Mode          uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Mode uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	// size, when set, is the exact size of the content: the agent checks
+	// it against its limit before any byte arrives, and a write that
+	// brings another number of bytes fails.
+	Size          *int64 `protobuf:"varint,3,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -849,47 +816,9 @@ func (x *WriteRequest_Header) GetMode() uint32 {
 	return 0
 }
 
-type WriteRequest_Commit struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// size is the total number of data bytes sent.
-	Size          int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WriteRequest_Commit) Reset() {
-	*x = WriteRequest_Commit{}
-	mi := &file_sbx_agent_v1_filesystem_proto_msgTypes[16]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WriteRequest_Commit) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WriteRequest_Commit) ProtoMessage() {}
-
-func (x *WriteRequest_Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_agent_v1_filesystem_proto_msgTypes[16]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WriteRequest_Commit.ProtoReflect.Descriptor instead.
-func (*WriteRequest_Commit) Descriptor() ([]byte, []int) {
-	return file_sbx_agent_v1_filesystem_proto_rawDescGZIP(), []int{3, 1}
-}
-
-func (x *WriteRequest_Commit) GetSize() int64 {
-	if x != nil {
-		return x.Size
+func (x *WriteRequest_Header) GetSize() int64 {
+	if x != nil && x.Size != nil {
+		return *x.Size
 	}
 	return 0
 }
@@ -906,23 +835,19 @@ const file_sbx_agent_v1_filesystem_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x12+\n" +
 	"\x12mod_time_unix_nano\x18\x05 \x01(\x03R\x0fmodTimeUnixNano\x12\x15\n" +
 	"\x06is_dir\x18\x06 \x01(\bR\x05isDir\x12%\n" +
-	"\x0esymlink_target\x18\a \x01(\tR\rsymlinkTarget\"@\n" +
+	"\x0esymlink_target\x18\a \x01(\tR\rsymlinkTarget\"'\n" +
 	"\vReadRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
-	"\n" +
-	"chunk_size\x18\x02 \x01(\rR\tchunkSize\"\"\n" +
+	"\x04path\x18\x01 \x01(\tR\x04pathJ\x04\b\x02\x10\x03\"(\n" +
 	"\fReadResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xf5\x01\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04sizeJ\x04\b\x01\x10\x02\"\xb2\x01\n" +
 	"\fWriteRequest\x12;\n" +
-	"\x06header\x18\x01 \x01(\v2!.sbx.agent.v1.WriteRequest.HeaderH\x00R\x06header\x12\x14\n" +
-	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12;\n" +
-	"\x06commit\x18\x03 \x01(\v2!.sbx.agent.v1.WriteRequest.CommitH\x00R\x06commit\x1a0\n" +
+	"\x06header\x18\x01 \x01(\v2!.sbx.agent.v1.WriteRequest.HeaderH\x00R\x06header\x1aR\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
-	"\x04mode\x18\x02 \x01(\rR\x04mode\x1a\x1c\n" +
-	"\x06Commit\x12\x12\n" +
-	"\x04size\x18\x01 \x01(\x03R\x04sizeB\x05\n" +
-	"\x03msg\"#\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x17\n" +
+	"\x04size\x18\x03 \x01(\x03H\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x05_sizeB\x05\n" +
+	"\x03msgJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04\"#\n" +
 	"\rWriteResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\"!\n" +
 	"\vStatRequest\x12\x12\n" +
@@ -966,7 +891,7 @@ func file_sbx_agent_v1_filesystem_proto_rawDescGZIP() []byte {
 	return file_sbx_agent_v1_filesystem_proto_rawDescData
 }
 
-var file_sbx_agent_v1_filesystem_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sbx_agent_v1_filesystem_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_sbx_agent_v1_filesystem_proto_goTypes = []any{
 	(*FileInfo)(nil),            // 0: sbx.agent.v1.FileInfo
 	(*ReadRequest)(nil),         // 1: sbx.agent.v1.ReadRequest
@@ -984,32 +909,30 @@ var file_sbx_agent_v1_filesystem_proto_goTypes = []any{
 	(*RenameRequest)(nil),       // 13: sbx.agent.v1.RenameRequest
 	(*RenameResponse)(nil),      // 14: sbx.agent.v1.RenameResponse
 	(*WriteRequest_Header)(nil), // 15: sbx.agent.v1.WriteRequest.Header
-	(*WriteRequest_Commit)(nil), // 16: sbx.agent.v1.WriteRequest.Commit
 }
 var file_sbx_agent_v1_filesystem_proto_depIdxs = []int32{
 	15, // 0: sbx.agent.v1.WriteRequest.header:type_name -> sbx.agent.v1.WriteRequest.Header
-	16, // 1: sbx.agent.v1.WriteRequest.commit:type_name -> sbx.agent.v1.WriteRequest.Commit
-	0,  // 2: sbx.agent.v1.StatResponse.info:type_name -> sbx.agent.v1.FileInfo
-	0,  // 3: sbx.agent.v1.ListDirResponse.entries:type_name -> sbx.agent.v1.FileInfo
-	1,  // 4: sbx.agent.v1.FilesystemService.Read:input_type -> sbx.agent.v1.ReadRequest
-	3,  // 5: sbx.agent.v1.FilesystemService.Write:input_type -> sbx.agent.v1.WriteRequest
-	5,  // 6: sbx.agent.v1.FilesystemService.Stat:input_type -> sbx.agent.v1.StatRequest
-	7,  // 7: sbx.agent.v1.FilesystemService.ListDir:input_type -> sbx.agent.v1.ListDirRequest
-	9,  // 8: sbx.agent.v1.FilesystemService.MakeDir:input_type -> sbx.agent.v1.MakeDirRequest
-	11, // 9: sbx.agent.v1.FilesystemService.Remove:input_type -> sbx.agent.v1.RemoveRequest
-	13, // 10: sbx.agent.v1.FilesystemService.Rename:input_type -> sbx.agent.v1.RenameRequest
-	2,  // 11: sbx.agent.v1.FilesystemService.Read:output_type -> sbx.agent.v1.ReadResponse
-	4,  // 12: sbx.agent.v1.FilesystemService.Write:output_type -> sbx.agent.v1.WriteResponse
-	6,  // 13: sbx.agent.v1.FilesystemService.Stat:output_type -> sbx.agent.v1.StatResponse
-	8,  // 14: sbx.agent.v1.FilesystemService.ListDir:output_type -> sbx.agent.v1.ListDirResponse
-	10, // 15: sbx.agent.v1.FilesystemService.MakeDir:output_type -> sbx.agent.v1.MakeDirResponse
-	12, // 16: sbx.agent.v1.FilesystemService.Remove:output_type -> sbx.agent.v1.RemoveResponse
-	14, // 17: sbx.agent.v1.FilesystemService.Rename:output_type -> sbx.agent.v1.RenameResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	0,  // 1: sbx.agent.v1.StatResponse.info:type_name -> sbx.agent.v1.FileInfo
+	0,  // 2: sbx.agent.v1.ListDirResponse.entries:type_name -> sbx.agent.v1.FileInfo
+	1,  // 3: sbx.agent.v1.FilesystemService.Read:input_type -> sbx.agent.v1.ReadRequest
+	3,  // 4: sbx.agent.v1.FilesystemService.Write:input_type -> sbx.agent.v1.WriteRequest
+	5,  // 5: sbx.agent.v1.FilesystemService.Stat:input_type -> sbx.agent.v1.StatRequest
+	7,  // 6: sbx.agent.v1.FilesystemService.ListDir:input_type -> sbx.agent.v1.ListDirRequest
+	9,  // 7: sbx.agent.v1.FilesystemService.MakeDir:input_type -> sbx.agent.v1.MakeDirRequest
+	11, // 8: sbx.agent.v1.FilesystemService.Remove:input_type -> sbx.agent.v1.RemoveRequest
+	13, // 9: sbx.agent.v1.FilesystemService.Rename:input_type -> sbx.agent.v1.RenameRequest
+	2,  // 10: sbx.agent.v1.FilesystemService.Read:output_type -> sbx.agent.v1.ReadResponse
+	4,  // 11: sbx.agent.v1.FilesystemService.Write:output_type -> sbx.agent.v1.WriteResponse
+	6,  // 12: sbx.agent.v1.FilesystemService.Stat:output_type -> sbx.agent.v1.StatResponse
+	8,  // 13: sbx.agent.v1.FilesystemService.ListDir:output_type -> sbx.agent.v1.ListDirResponse
+	10, // 14: sbx.agent.v1.FilesystemService.MakeDir:output_type -> sbx.agent.v1.MakeDirResponse
+	12, // 15: sbx.agent.v1.FilesystemService.Remove:output_type -> sbx.agent.v1.RemoveResponse
+	14, // 16: sbx.agent.v1.FilesystemService.Rename:output_type -> sbx.agent.v1.RenameResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_sbx_agent_v1_filesystem_proto_init() }
@@ -1019,16 +942,15 @@ func file_sbx_agent_v1_filesystem_proto_init() {
 	}
 	file_sbx_agent_v1_filesystem_proto_msgTypes[3].OneofWrappers = []any{
 		(*WriteRequest_Header_)(nil),
-		(*WriteRequest_Data)(nil),
-		(*WriteRequest_Commit_)(nil),
 	}
+	file_sbx_agent_v1_filesystem_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_agent_v1_filesystem_proto_rawDesc), len(file_sbx_agent_v1_filesystem_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

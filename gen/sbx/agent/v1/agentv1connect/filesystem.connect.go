@@ -55,11 +55,13 @@ const (
 
 // FilesystemServiceClient is a client for the sbx.agent.v1.FilesystemService service.
 type FilesystemServiceClient interface {
-	// Read streams a file in chunks.
+	// Read answers with a ReadResponse (the size), then the file's bytes as
+	// Data frames of the agent protocol (internal/agentwire).
 	Read(context.Context, *connect.Request[v1.ReadRequest]) (*connect.ServerStreamForClient[v1.ReadResponse], error)
-	// Write takes a header, data chunks and a commit carrying the total size.
-	// The file is replaced atomically on commit; an interrupted or failed
-	// write leaves the old file (if any) and no temporary file.
+	// Write takes a header, then the content as Data frames, then the
+	// request's end. The file is replaced atomically at the end; an
+	// interrupted or failed write leaves the old file (if any) and no
+	// temporary file.
 	Write(context.Context) *connect.ClientStreamForClient[v1.WriteRequest, v1.WriteResponse]
 	// Stat describes a path without following a final symlink.
 	Stat(context.Context, *connect.Request[v1.StatRequest]) (*connect.Response[v1.StatResponse], error)
@@ -175,11 +177,13 @@ func (c *filesystemServiceClient) Rename(ctx context.Context, req *connect.Reque
 
 // FilesystemServiceHandler is an implementation of the sbx.agent.v1.FilesystemService service.
 type FilesystemServiceHandler interface {
-	// Read streams a file in chunks.
+	// Read answers with a ReadResponse (the size), then the file's bytes as
+	// Data frames of the agent protocol (internal/agentwire).
 	Read(context.Context, *connect.Request[v1.ReadRequest], *connect.ServerStream[v1.ReadResponse]) error
-	// Write takes a header, data chunks and a commit carrying the total size.
-	// The file is replaced atomically on commit; an interrupted or failed
-	// write leaves the old file (if any) and no temporary file.
+	// Write takes a header, then the content as Data frames, then the
+	// request's end. The file is replaced atomically at the end; an
+	// interrupted or failed write leaves the old file (if any) and no
+	// temporary file.
 	Write(context.Context, *connect.ClientStream[v1.WriteRequest]) (*connect.Response[v1.WriteResponse], error)
 	// Stat describes a path without following a final symlink.
 	Stat(context.Context, *connect.Request[v1.StatRequest]) (*connect.Response[v1.StatResponse], error)
