@@ -87,8 +87,13 @@ func TestBulkErrors(t *testing.T) {
 	wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonFileTooLarge)
 	err = a.c.WriteFile(ctx, "relative/x", 0, agent.Sized(strings.NewReader("x"), 1))
 	wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonInvalidPath)
-	err = a.c.WriteFile(ctx, dir, 0, agent.Sized(strings.NewReader("x"), 1))
+	// A refused write of known size reads none of its content.
+	untouched := &countingReader{r: patternReader(3, 900000)}
+	err = a.c.WriteFile(ctx, dir, 0, agent.Sized(untouched, 900000))
 	wantKind(t, err, sandbox.ErrFailedPrecondition, sandbox.ReasonIsDirectory)
+	if untouched.n != 0 {
+		t.Errorf("a refused write read %d bytes of its content", untouched.n)
+	}
 	_, err = a.c.ReadFile(ctx, filepath.Join(dir, "missing"))
 	wantKind(t, err, sandbox.ErrNotFound, sandbox.ReasonFileNotFound)
 	_, err = a.c.ReadFile(ctx, dir)
@@ -137,6 +142,17 @@ func TestBulkCutConnection(t *testing.T) {
 // appendFrame appends a frame of the agent protocol (internal/agentwire).
 func appendFrame(b []byte, kind byte, payload []byte) []byte {
 	return append(binary.BigEndian.AppendUint32(append(b, kind), uint32(len(payload))), payload...)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // wantOnly waits until dir holds only path, with content want: the agent

@@ -197,6 +197,16 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 		return err
 	}
 	defer call.Close()
+	if sized {
+		// The agent checks the header (path, limit) and says go before any
+		// content is sent, so that a refused write moves none of it.
+		if err := call.Recv(&agentv1.WriteResponse{}); err != nil {
+			if err == io.EOF {
+				err = errEndedEarly
+			}
+			return fromWire(err, what)
+		}
+	}
 	buf := chunkcodec.Get(maxChunk)[:maxChunk]
 	defer chunkcodec.Put(buf)
 	switch {

@@ -59,6 +59,13 @@ func (fsv *filesystemService) Write(ctx context.Context, call *agentwire.ServerC
 		return fsError("write", path, err)
 	}
 	defer fsv.s.trimSoon()
+	if size >= 0 {
+		// The header passed: the client, which waits for this, may send
+		// the content now. A refused write moves none of it.
+		if err := call.Send(&agentv1.WriteResponse{}); err != nil {
+			return err
+		}
+	}
 	var written int64
 	var failure error // an error for the caller, as opposed to an fs error
 	err = writeAtomic(path, mode, false, func(f *os.File) error {

@@ -59,7 +59,9 @@ type FilesystemServiceClient interface {
 	// Data frames of the agent protocol (internal/agentwire).
 	Read(context.Context, *connect.Request[v1.ReadRequest]) (*connect.ServerStreamForClient[v1.ReadResponse], error)
 	// Write takes a header, then the content as Data frames, then the
-	// request's end. The file is replaced atomically at the end; an
+	// request's end. For a header with a size, the agent first answers an
+	// empty WriteResponse once it accepted the header, and the client sends
+	// the content only then. The file is replaced atomically at the end; an
 	// interrupted or failed write leaves the old file (if any) and no
 	// temporary file.
 	Write(context.Context) *connect.ClientStreamForClient[v1.WriteRequest, v1.WriteResponse]
@@ -181,7 +183,9 @@ type FilesystemServiceHandler interface {
 	// Data frames of the agent protocol (internal/agentwire).
 	Read(context.Context, *connect.Request[v1.ReadRequest], *connect.ServerStream[v1.ReadResponse]) error
 	// Write takes a header, then the content as Data frames, then the
-	// request's end. The file is replaced atomically at the end; an
+	// request's end. For a header with a size, the agent first answers an
+	// empty WriteResponse once it accepted the header, and the client sends
+	// the content only then. The file is replaced atomically at the end; an
 	// interrupted or failed write leaves the old file (if any) and no
 	// temporary file.
 	Write(context.Context, *connect.ClientStream[v1.WriteRequest]) (*connect.Response[v1.WriteResponse], error)
