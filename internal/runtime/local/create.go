@@ -176,6 +176,11 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		r.reaper.watch(gofer)
 		if _, gstart, err := pidStart(gofer); err == nil {
 			rec.ListenerPID, rec.ListenerStart = gofer, gstart
+		} else if _, _, err := pidStart(pid); err != nil {
+			// The sandbox ended with its gofer: its PID 1, the agent, died
+			// at start.
+			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonAgentUnavailable,
+				"the agent of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
 		} else {
 			return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "the gVisor gofer of sandbox %q exited right after it started: %s", rec.ID, tail(filepath.Join(b.dir, "console.log"), 2048))
 		}
