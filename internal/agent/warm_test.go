@@ -58,6 +58,25 @@ func TestDeferredFinishRestores(t *testing.T) {
 	}
 }
 
+// TestDeferredRestoresAfterInit: the default GOMAXPROCS comes back once an
+// Init was answered, not after a Ping.
+func TestDeferredRestoresAfterInit(t *testing.T) {
+	d, _, restores, _ := countingDeferred(t)
+	d.after(methodPing)
+	time.Sleep(10 * time.Millisecond)
+	if restores.Load() != 0 {
+		t.Fatal("a Ping's answer restored GOMAXPROCS")
+	}
+	d.after(methodInit)
+	deadline := time.Now().Add(10 * time.Second)
+	for restores.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the Init's answer did not restore GOMAXPROCS")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestDeferredRestoresForDataOnly: the default GOMAXPROCS comes back before
 // a call that moves file data, not for a Ping, an Init or an exec.
 func TestDeferredRestoresForDataOnly(t *testing.T) {
