@@ -149,6 +149,11 @@ func (cl *Client) Unary(ctx context.Context, method string, req, resp proto.Mess
 	}
 	defer call.Close()
 	if err := call.Send(req); err != nil {
+		// The server may have refused the request and closed: its answer
+		// says why.
+		if aerr := call.Answer(resp); aerr != nil && !errors.Is(aerr, ErrUnreachable) {
+			return aerr
+		}
 		return err
 	}
 	return call.Answer(resp)

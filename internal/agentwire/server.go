@@ -154,6 +154,10 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 		if err != nil || kind != frameMsg {
 			return false
 		}
+		if n > int64(m.MaxMessage) {
+			_ = c.write(appendStatus(nil, frameLast, tooLarge(string(name), n, m.MaxMessage)))
+			return false
+		}
 		if call.req, err = c.readPayload(kind, n, m.MaxMessage); err != nil {
 			return false
 		}
@@ -210,6 +214,11 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 	return true
 }
 
+// tooLarge is the error of a request message over its method's bound.
+func tooLarge(what string, n int64, limit int) error {
+	return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "a message of %s is %d bytes; the limit is %d", what, n, limit)
+}
+
 // appendStatus appends the Status frame (of kind frameStatus or
 // frameLast) of err.
 func appendStatus(b []byte, kind byte, err error) []byte {
@@ -253,6 +262,9 @@ func (sc *ServerCall) Recv(m proto.Message) error {
 	}
 	if kind != frameMsg {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "expected a message, got a %q frame", kind)
+	}
+	if n > int64(sc.method.MaxMessage) {
+		return tooLarge("the request", n, sc.method.MaxMessage)
 	}
 	b, err := sc.c.readPayload(kind, n, sc.method.MaxMessage)
 	if err != nil {

@@ -315,15 +315,17 @@ func TestSendFile(t *testing.T) {
 	}
 }
 
-// TestBounds: a message over the method's bound and a bad preface end the
-// connection without reaching a handler.
+// TestBounds: a message over the method's bound is refused with the bound
+// named, and a bad preface ends the connection, without reaching a handler.
 func TestBounds(t *testing.T) {
 	ts := startServer(t, map[string]Method{"stat": stat})
 	c := ts.client()
 	defer c.Close()
-	err := c.Unary(ctxT(t), "stat", &agentv1.StatRequest{Path: "/" + strings.Repeat("a", 2000)}, &agentv1.StatResponse{})
-	if !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("an oversized request: %v", err)
+	for _, size := range []int{2000, 4 << 20} {
+		err := c.Unary(ctxT(t), "stat", &agentv1.StatRequest{Path: "/" + strings.Repeat("a", size)}, &agentv1.StatResponse{})
+		if !errors.Is(err, sandbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "the limit is 1024") {
+			t.Fatalf("a request of %d bytes: %v", size, err)
+		}
 	}
 	nc, err := net.Dial("unix", ts.sock)
 	if err != nil {
