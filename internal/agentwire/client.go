@@ -101,7 +101,9 @@ func (cl *Client) get(ctx context.Context) (*conn, bool, error) {
 	nc, err := cl.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
+			// Keep what the dial said (a refused peer, a missing socket):
+			// the deadline may have fallen just after it.
+			return nil, false, fmt.Errorf("%w: %w", ctx.Err(), err)
 		}
 		return nil, false, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
