@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -42,6 +41,10 @@ type Server struct {
 	// conns are the connections served, each with whether a call is in
 	// flight on it.
 	conns map[*conn]bool
+	// shutting is set by Shutdown; drained is closed once it left no
+	// connection.
+	shutting bool
+	drained  chan struct{}
 }
 
 // NewServer returns a server of methods, keyed by name.
@@ -70,38 +73,53 @@ func (s *Server) Close() {
 	}
 }
 
-// Shutdown closes the connections that wait for a call, and waits for the
-// calls in flight to end, until ctx ends; then it closes the rest.
+// Shutdown closes the connections that wait for a call, and each other
+// one as soon as its call ended, until ctx ends; then it closes the rest.
+// It returns once no connection is left.
 func (s *Server) Shutdown(ctx context.Context) {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		for c, busy := range s.conns {
-			if !busy {
-				c.nc.Close()
-			}
+	s.mu.Lock()
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	drained := s.drained
+	s.shutting = true
+	for c, busy := range s.conns {
+		if !busy {
+			c.nc.Close()
 		}
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 {
-			return
-		}
+	}
+	s.checkDrained()
+	s.mu.Unlock()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		s.Close()
+		<-drained
+	}
+}
+
+// checkDrained closes drained once a shutdown left no connection; s.mu
+// is held.
+func (s *Server) checkDrained() {
+	if s.shutting && len(s.conns) == 0 && s.drained != nil {
 		select {
-		case <-ctx.Done():
-			s.Close()
-			return
-		case <-t.C:
+		case <-s.drained:
+		default:
+			close(s.drained)
 		}
 	}
 }
 
-// setBusy records whether a call is in flight on c.
+// setBusy records whether a call is in flight on c; during a shutdown, a
+// connection whose call ended is closed.
 func (s *Server) setBusy(c *conn, busy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.conns[c]; ok {
 		s.conns[c] = busy
+		if !busy && s.shutting {
+			c.nc.Close()
+		}
 	}
 }
 
@@ -110,13 +128,19 @@ func (s *Server) setBusy(c *conn, busy bool) {
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	c := newConn(nc)
 	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
 	s.conns[c] = false
 	s.mu.Unlock()
 	defer func() {
+		nc.Close()
 		s.mu.Lock()
 		delete(s.conns, c)
+		s.checkDrained()
 		s.mu.Unlock()
-		nc.Close()
 	}()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
@@ -136,7 +160,14 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 		return false
 	}
 	s.setBusy(c, true)
-	defer s.setBusy(c, false)
+	// Not busy once the call's end is written (below), or if it never
+	// starts.
+	started := false
+	defer func() {
+		if !started {
+			s.setBusy(c, false)
+		}
+	}()
 	name, err := c.readPayload(kind, n, maxNameLen)
 	if err != nil {
 		return false
@@ -167,6 +198,7 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
+	started = true
 	go func() {
 		defer close(done)
 		// A request not read to its end by now is read no more.
@@ -189,6 +221,7 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 			kind = frameLast
 		}
 		werr := c.write(appendStatus(reply, kind, err))
+		s.setBusy(c, false)
 		if s.After != nil {
 			s.After(string(name))
 		}

@@ -391,3 +391,55 @@ func TestStatusRoundTrip(t *testing.T) {
 		t.Error("empty or malformed status")
 	}
 }
+
+// TestShutdown: idle connections close at once, a call in flight may end
+// (its answer arrives) and its connection closes then, and Shutdown
+// returns as soon as none is left.
+func TestShutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	slow := Method{MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
+		started <- struct{}{}
+		<-release
+		return c.Reply(&agentv1.StatResponse{Info: &agentv1.FileInfo{Name: "done"}})
+	}}
+	ts := startServer(t, map[string]Method{"slow": slow, "stat": stat})
+	idle, busy := ts.client(), ts.client()
+	defer idle.Close()
+	defer busy.Close()
+	ctx := ctxT(t)
+	if err := idle.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	answer := make(chan error, 1)
+	go func() {
+		var res agentv1.StatResponse
+		err := busy.Unary(ctx, "slow", &agentv1.StatRequest{}, &res)
+		if err == nil && res.GetInfo().GetName() != "done" {
+			err = errors.New("no answer")
+		}
+		answer <- err
+	}()
+	<-started
+	done := make(chan struct{})
+	go func() { ts.srv.Shutdown(ctx); close(done) }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Shutdown returned while a call was in flight")
+	default:
+	}
+	close(release)
+	if err := <-answer; err != nil {
+		t.Fatalf("the call in flight: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return once the call ended")
+	}
+	// The idle client's connection was closed: its next call fails.
+	if err := idle.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err == nil {
+		t.Fatal("a call after Shutdown succeeded")
+	}
+}
