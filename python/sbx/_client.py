@@ -109,6 +109,11 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
 
+    def close(self) -> None:
+        """Close the connections kept alive between calls; calls in flight
+        go on, and later calls open new ones."""
+        self._t.close()
+
     def _map(self, e: ConnectError, **kw: Any) -> exc.SandboxError:
         return exc.from_wire(e.code, e.message, e.reason, e.retry_after, e.metadata, **kw)
 
@@ -199,7 +204,9 @@ def configure(url: Optional[str] = None, api_key: Optional[str] = None, *, crede
     global _default
     c = Client(url, api_key, credentials_path=credentials_path)
     with _default_lock:
-        _default = c
+        old, _default = _default, c
+    if old is not None:
+        old.close()
     return c
 
 

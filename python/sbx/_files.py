@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Union
 
-from . import _bulk
+from . import _bulk, _workers
 from ._client import SANDBOX_SERVICE, Client, MappedStream
 from ._types import OperationRef, StreamReader
 
@@ -125,5 +124,5 @@ class FilesMixin:
                 return
             reader._close()
 
-        threading.Thread(target=run, name="sbx-logs", daemon=True).start()
+        _workers.go(run, "sbx-logs")
         return reader

@@ -8,6 +8,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
+from . import _workers
 from . import exceptions as exc
 from ._client import SANDBOX_SERVICE
 from ._types import OperationRef, ProcessResult, StreamReader
@@ -30,7 +31,7 @@ class StdinWriter:
         self._q: "queue.Queue[Any]" = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
-        threading.Thread(target=self._run, name="sbx-stdin", daemon=True).start()
+        _workers.go(self._run, "sbx-stdin")
 
     def _run(self) -> None:
         while True:
@@ -100,7 +101,7 @@ class Process(OperationRef[ProcessResult]):
         self.pid: Optional[int] = None
         self._returncode: Optional[int] = None
         self._stream: Any = None
-        threading.Thread(target=self._run, name="sbx-exec", daemon=True).start()
+        _workers.go(self._run, "sbx-exec")
 
     def __repr__(self) -> str:
         return f"<Process {self.command!r} exec_id={self.exec_id} returncode={self._returncode}>"

@@ -8,9 +8,9 @@ import concurrent.futures
 import dataclasses
 import enum
 import queue
-import threading
 from typing import Any, AsyncIterator, Callable, Generator, Generic, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
+from . import _workers
 from .exceptions import SandboxTimeoutError
 
 __all__ = ["SandboxStatus", "ProcessResult", "SandboxDefaults", "OperationRef", "StreamReader"]
@@ -147,7 +147,7 @@ class OperationRef(Generic[T]):
 
     @classmethod
     def spawn(cls, fn: Callable[..., T], *args: Any, name: str = "sbx-op") -> "OperationRef[T]":
-        """Run fn(*args) in a new daemon thread and return its operation."""
+        """Run fn(*args) on a background (daemon) worker and return its operation."""
         fut: "concurrent.futures.Future[T]" = concurrent.futures.Future()
         fut.set_running_or_notify_cancel()
 
@@ -157,7 +157,7 @@ class OperationRef(Generic[T]):
             except BaseException as e:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(e)
 
-        threading.Thread(target=run, name=name, daemon=True).start()
+        _workers.go(run, name)
         return cls(fut)
 
     @classmethod

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import io
 import json
 import os
+import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
 import sbx
-from sbx import _connect
+from sbx import _connect, _workers
 from sbx._client import Client, resolve_config
 
 
@@ -45,6 +48,7 @@ class Fake:
     def __init__(self) -> None:
         self.routes: Dict[str, Handler] = {}
         self.requests: List[Tuple[str, Dict[str, str], bytes]] = []
+        self.peers: List[Any] = []  # the client address of each POST
         self.auto_continue = True
         fake = self
 
@@ -93,6 +97,7 @@ class Fake:
                 else:
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fake.requests.append((self.path, dict(self.headers), body))
+                fake.peers.append(self.client_address)
                 route = fake.routes.get(self.path)
                 if route is None:
                     self.send_response(404)
@@ -379,3 +384,58 @@ def test_operation_result_timeout() -> None:
         op.result(timeout=0.01)
     ev.set()
     assert op.result() is True
+
+
+def test_connections_are_kept_alive(fake: Fake) -> None:
+    svc = "sbx.v1.SandboxService"
+    fake.routes[f"/{svc}/Get"] = reply_json(200, {"sandbox": {"id": "sb-1"}})
+    fake.routes[f"/{svc}/Exec"] = reply_stream([{"started": {"execId": "e"}}, {"exit": {"code": 0}}], {})
+    t = _connect.Transport(fake.url)
+    try:
+        for _ in range(3):
+            assert t.unary(svc, "Get", {"id": "sb-1"})["sandbox"]["id"] == "sb-1"
+        assert len(list(t.server_stream(svc, "Exec", {}))) == 2
+        t.unary(svc, "Get", {"id": "sb-1"})
+        # Five calls, one after the other: one connection.
+        assert len(fake.peers) == 5 and len(set(fake.peers)) == 1
+        # A stream closed before its end takes its connection with it.
+        st = t.server_stream(svc, "Exec", {})
+        next(st)
+        st.close()
+        t.unary(svc, "Get", {"id": "sb-1"})
+        assert len(set(fake.peers)) == 2
+        # An error answer is not kept alive: the next call dials again.
+        fake.routes[f"/{svc}/Delete"] = reply_json(404, {"code": "not_found", "message": "gone"})
+        with pytest.raises(_connect.ConnectError):
+            t.unary(svc, "Delete", {"id": "x"})
+        t.unary(svc, "Get", {"id": "sb-1"})
+        assert len(set(fake.peers)) == 3
+    finally:
+        t.close()
+
+
+def test_dropped_connection_is_not_reused() -> None:
+    a, b = socket.socketpair()
+    conn = http.client.HTTPConnection("127.0.0.1", 1)
+    conn.sock = a
+    try:
+        assert not _connect._dropped(conn)
+        b.close()  # the server side went away
+        assert _connect._dropped(conn)
+    finally:
+        a.close()
+
+
+def test_workers_are_reused() -> None:
+    done = threading.Event()
+    _workers.go(done.set)
+    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while _workers.idle_workers() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _workers.idle_workers() > 0
+    before = threading.active_count()
+    again = threading.Event()
+    _workers.go(again.set)
+    assert again.wait(10)
+    assert threading.active_count() == before, "a new thread started although a worker was idle"

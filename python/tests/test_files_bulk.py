@@ -158,8 +158,11 @@ def test_other_tenant_is_not_found(server: Any, idle: Sandbox) -> None:
 
 
 class RecordingProxy:
-    """A TCP forwarder to the server that records the request line of each
-    connection (every SDK call has its own connection)."""
+    """A TCP forwarder to the server that records the request line of every
+    request, including those that follow others on a kept-alive connection
+    (found in the byte stream: random request bodies do not spell one)."""
+
+    _REQUEST = re.compile(rb"(?:GET|PUT|POST) /[^\s]* HTTP/1\.1\r\n")
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
@@ -181,31 +184,40 @@ class RecordingProxy:
 
     def _serve(self, c: socket.socket) -> None:
         up = socket.create_connection(self.target)
-        first = b""
-        while b"\r\n" not in first:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            first += chunk
-        self.lines.append(first.split(b"\r\n", 1)[0].decode("latin-1"))
-        up.sendall(first)
         threading.Thread(target=_pump, args=(up, c), daemon=True).start()
-        _pump(c, up)
+        _pump(c, up, self._record)
+
+    def _record(self, data: bytes) -> None:
+        for m in self._REQUEST.finditer(data):
+            self.lines.append(m.group(0)[:-2].decode("latin-1"))
 
     def close(self) -> None:
         self.ls.close()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+def _pump(src: socket.socket, dst: socket.socket, record: Callable[[bytes], None] = lambda b: None) -> None:
+    # record sees the stream with a tail of the previous chunk, so that a
+    # request line cut between two reads is found once.
+    tail = b""
     try:
         while True:
             b = src.recv(1 << 20)
             if not b:
                 break
+            window = tail + b
+            record(window if not tail else window[_first_new_match_start(tail):])
+            tail = window[-512:]
             dst.sendall(b)
         dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+def _first_new_match_start(tail: bytes) -> int:
+    # Matches wholly inside the tail were recorded already: skip past the
+    # last complete request line in it.
+    last = tail.rfind(b"HTTP/1.1\r\n")
+    return last + len(b"HTTP/1.1\r\n") if last >= 0 else 0
 
 
 @pytest.fixture()
