@@ -53,7 +53,8 @@ class NoBulk(Exception):
 
 class Bulk:
     """The bulk endpoint of one Transport's server. Safe for concurrent use:
-    every transfer has its own connection, as every RPC does."""
+    every transfer has a connection of its own while it runs (one the
+    Transport kept alive, which a finished transfer gives back)."""
 
     def __init__(self, t: Transport) -> None:
         self._t = t
@@ -148,8 +149,12 @@ class Bulk:
             if resp.status != 200:
                 raise self._error(resp)
             _read_bounded(resp, _MAX_ERROR_BYTES)
+            if send_err is None and resp.isclosed() and not resp.will_close:
+                self._t._keep(conn)
+                conn = None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def read(self, sandbox_id: str, path: str) -> bytes:
         """GET the file at path. Raises ConnectError, or NoBulk when the RPCs
@@ -168,11 +173,16 @@ class Bulk:
                 # With a Content-Length, http.client reads straight into one
                 # bytes object of that size (IncompleteRead if cut short);
                 # a chunked body fails the same way without its last chunk.
-                return resp.read()
+                data = resp.read()
             except (OSError, http.client.HTTPException) as e:
                 raise ConnectError("unavailable", f"the file transfer was cut: {e!r}") from e
+            if resp.isclosed() and not resp.will_close:
+                self._t._keep(conn)
+                conn = None
+            return data
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
 
 def _await_continue(sock: Optional[socket.socket]) -> bool:
