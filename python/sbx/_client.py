@@ -194,6 +194,10 @@ class MappedStream:
         """Close the stream."""
         self._s.close()
 
+    def drain(self, timeout: float) -> None:
+        """Read the rest of the stream (see ServerStream.drain)."""
+        self._s.drain(timeout)
+
 
 _default_lock = threading.Lock()
 _default: Optional[Client] = None

@@ -312,6 +312,25 @@ class ServerStream:
                 return
         self.close()
 
+    def drain(self, timeout: float) -> None:
+        """Read what is left of a stream whose last message of interest came
+        (an exec's exit: its end-of-stream follows at once), for at most
+        timeout seconds, so that its connection serves the next call; a
+        stream that does not end by then, or sends more, is closed."""
+        if self._done:
+            return
+        sock = self._conn.sock
+        try:
+            if sock is not None:
+                sock.settimeout(timeout)
+            while not self._done:
+                next(self)
+        except StopIteration:
+            return
+        except (ConnectError, OSError):
+            pass
+        self.close()
+
     def close(self) -> None:
         """Close the connection; the call ends for the server too."""
         if self._done:

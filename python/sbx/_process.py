@@ -6,7 +6,7 @@ import base64
 import concurrent.futures
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from . import _workers
 from . import exceptions as exc
@@ -20,6 +20,8 @@ __all__ = ["Process", "StdinWriter"]
 
 #: Largest piece of stdin sent per call (the server's limit is 1 MiB).
 _STDIN_CHUNK = 1 << 20
+#: How long an exec waits for its stream's end after the exit event.
+_DRAIN_WAIT = 1.0
 
 
 class StdinWriter:
@@ -109,11 +111,8 @@ class Process(OperationRef[ProcessResult]):
     def _run(self) -> None:
         out, err = bytearray(), bytearray()
         try:
-            self._sb._ensure_running()
-            sid = self._sb.sandbox_id
-            self._stream = self._sb._client.stream(SANDBOX_SERVICE, "Exec", dict(self._req, sandboxId=sid), sandbox_id=sid)
             exit_ev: Optional[Dict[str, Any]] = None
-            for ev in self._stream:
+            for ev in self._events():
                 if "started" in ev:
                     st = ev["started"] or {}
                     self.exec_id = st.get("execId")
@@ -130,8 +129,8 @@ class Process(OperationRef[ProcessResult]):
                 elif "exit" in ev:
                     exit_ev = ev["exit"] or {}
                     break
-            self._stream.close()
             if exit_ev is None:
+                self._stream.close()
                 raise exc.SandboxUnavailableError(
                     f"the exec stream of {self.command!r} ended before the process exited", reason="EXEC_STREAM_ENDED")
             code = int(exit_ev.get("code") or 0)
@@ -152,6 +151,12 @@ class Process(OperationRef[ProcessResult]):
         self._started.set()
         self.stdout._close()
         self.stderr._close()
+        self._finish(res, code)
+        # The result is out; the stream's end follows the exit event at
+        # once: read it, so that the connection serves the next call.
+        self._stream.drain(_DRAIN_WAIT)
+
+    def _finish(self, res: ProcessResult, code: int) -> None:
         if res.timed_out:
             self._fut.set_exception(exc.SandboxCommandTimeoutError(
                 f"command {self.command!r} ran out of its {self._req.get('timeoutSeconds')}s timeout and was killed",
@@ -162,6 +167,33 @@ class Process(OperationRef[ProcessResult]):
             self._fut.set_exception(exc.SandboxExecutionError(msg, exec_result=res, reason="NON_ZERO_EXIT"))
         else:
             self._fut.set_result(res)
+
+    def _events(self) -> Iterator[Dict[str, Any]]:
+        """The exec's stream of events. A sandbox not known to be running yet
+        gets the Exec at once: the server holds it until the sandbox runs
+        (as the Go SDK relies on), which spares a fresh sandbox's first exec
+        a Wait call. Only if the server answers SANDBOX_NOT_RUNNING before
+        the process started (a sandbox that ended, or a server that does not
+        hold execs) does it wait, raising why the sandbox will not run, and
+        try once more."""
+        sb = self._sb
+        sb._start()
+        retry = not sb._running
+        while True:
+            sid = sb.sandbox_id
+            self._stream = sb._client.stream(SANDBOX_SERVICE, "Exec", dict(self._req, sandboxId=sid), sandbox_id=sid)
+            started = False
+            try:
+                for ev in self._stream:
+                    started = started or "started" in ev
+                    yield ev
+                return
+            except exc.SandboxNotRunningError:
+                if started or not retry:
+                    raise
+            self._stream.close()
+            retry = False
+            sb._ensure_running()
 
     def _wait_started(self) -> str:
         self._started.wait()

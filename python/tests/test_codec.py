@@ -439,3 +439,30 @@ def test_workers_are_reused() -> None:
     _workers.go(again.set)
     assert again.wait(10)
     assert threading.active_count() == before, "a new thread started although a worker was idle"
+
+
+def test_exec_on_starting_sandbox_needs_no_wait(fake: Fake) -> None:
+    svc = "/sbx.v1.SandboxService/"
+    fake.routes[svc + "Get"] = reply_json(200, {"sandbox": {"id": "sb-1", "state": "SANDBOX_STATE_CREATING"}})
+    sb = sbx.Sandbox.from_id("sb-1", client=Client(fake.url, "k")).result()
+    ok = reply_stream([{"started": {"execId": "e"}}, {"exit": {"code": 0}}], {})
+    not_running = reply_stream([], {"error": {"code": "failed_precondition", "message": "sandbox sb-1 is not running",
+                                              "details": [error_info("SANDBOX_NOT_RUNNING")]}})
+    # A server that holds the exec until the sandbox runs: one call, no Wait.
+    fake.routes[svc + "Exec"] = ok
+    assert sb.exec(["true"]).result().returncode == 0
+    assert [p for p, _, _ in fake.requests if p.endswith(("/Exec", "/Wait"))] == [svc + "Exec"]
+    # One that answers SANDBOX_NOT_RUNNING: wait, then the exec once more.
+    fake.requests.clear()
+    answers = [not_running, ok]
+    fake.routes[svc + "Exec"] = lambda w, body: answers.pop(0)(w, body)
+    fake.routes[svc + "Wait"] = reply_json(200, {"sandbox": {"id": "sb-1", "state": "SANDBOX_STATE_RUNNING"}})
+    sb2 = sbx.Sandbox.from_id("sb-1", client=Client(fake.url, "k")).result()
+    assert sb2.exec(["true"]).result().returncode == 0
+    assert [p for p, _, _ in fake.requests if p.endswith(("/Exec", "/Wait"))] == [svc + "Exec", svc + "Wait", svc + "Exec"]
+    # A sandbox that failed: the error says so.
+    fake.routes[svc + "Exec"] = not_running
+    fake.routes[svc + "Wait"] = reply_json(200, {"sandbox": {"id": "sb-1", "state": "SANDBOX_STATE_FAILED", "statusReason": "image pull failed"}})
+    sb3 = sbx.Sandbox.from_id("sb-1", client=Client(fake.url, "k")).result()
+    with pytest.raises(sbx.SandboxFailedError):
+        sb3.exec(["true"]).result()
