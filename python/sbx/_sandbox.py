@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import threading
 import time
 import uuid
@@ -25,6 +27,33 @@ __all__ = ["Sandbox"]
 
 #: Longest single server-side wait; longer waits loop, so a lost connection is noticed.
 _WAIT_ROUND = 60
+
+#: Stops still in flight. A script that calls ``sandbox.stop()`` without
+#: ``.result()`` and then exits would otherwise end the (daemon) thread that
+#: sends the Stop, and leave the sandbox running for its whole lifetime: at
+#: interpreter exit these are waited for (at most _STOP_AT_EXIT seconds).
+_pending_stops: "set[concurrent.futures.Future[Any]]" = set()
+_pending_lock = threading.Lock()
+_STOP_AT_EXIT = 15.0
+
+
+def _track_stop(fut: "concurrent.futures.Future[Any]") -> None:
+    with _pending_lock:
+        _pending_stops.add(fut)
+
+    def done(f: "concurrent.futures.Future[Any]") -> None:
+        with _pending_lock:
+            _pending_stops.discard(f)
+
+    fut.add_done_callback(done)
+
+
+@atexit.register
+def _finish_pending_stops(timeout: float = _STOP_AT_EXIT) -> None:
+    with _pending_lock:
+        pending = list(_pending_stops)
+    if pending:
+        concurrent.futures.wait(pending, timeout=timeout)
 
 
 class Sandbox(FilesMixin, PortsMixin):
@@ -343,7 +372,9 @@ class Sandbox(FilesMixin, PortsMixin):
         Stopping an ended sandbox does nothing; a sandbox not yet started never will be.
         With missing_ok, a sandbox the server no longer knows is not an error.
         """
-        return OperationRef.spawn(self._stop_sync, graceful_shutdown_seconds, missing_ok, name="sbx-stop")
+        op = OperationRef.spawn(self._stop_sync, graceful_shutdown_seconds, missing_ok, name="sbx-stop")
+        _track_stop(op._future)
+        return op
 
     def _stop_sync(self, graceful_shutdown_seconds: Optional[float], missing_ok: bool) -> None:
         with self._lock:

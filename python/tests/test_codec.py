@@ -466,3 +466,26 @@ def test_exec_on_starting_sandbox_needs_no_wait(fake: Fake) -> None:
     sb3 = sbx.Sandbox.from_id("sb-1", client=Client(fake.url, "k")).result()
     with pytest.raises(sbx.SandboxFailedError):
         sb3.exec(["true"]).result()
+
+
+def test_stop_without_result_finishes_at_exit(fake: Fake) -> None:
+    # A script that calls stop() and exits at once: the Stop still goes out.
+    import subprocess
+    import sys
+    import time as _time
+
+    def slow_stop(w: BaseHTTPRequestHandler, body: bytes) -> None:
+        _time.sleep(0.5)
+        reply_json(200, {"sandbox": {"id": "sb-1", "state": "SANDBOX_STATE_TERMINATED"}})(w, body)
+
+    fake.routes["/sbx.v1.SandboxService/Get"] = reply_json(200, {"sandbox": {"id": "sb-1", "state": "SANDBOX_STATE_RUNNING"}})
+    fake.routes["/sbx.v1.SandboxService/Stop"] = slow_stop
+    script = (
+        "import sbx\n"
+        "from sbx._client import Client\n"
+        f"sb = sbx.Sandbox.from_id('sb-1', client=Client({fake.url!r}, 'k')).result()\n"
+        "sb.stop()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    assert any(p == "/sbx.v1.SandboxService/Stop" for p, _, _ in fake.requests)
