@@ -251,7 +251,7 @@ func defaultHTTPClient(http2Only bool) *http.Client {
 		p.SetUnencryptedHTTP2(true)
 		t.Protocols = &p
 	}
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: inMemoryBodies{t}}
 }
 
 // authInterceptor adds the API key to every call.
