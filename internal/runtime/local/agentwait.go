@@ -80,17 +80,10 @@ func (r *Runtime) waitAgent(ctx context.Context, b *box, rec record, timeout tim
 	start.closeAgentEnd()
 	died := make(chan struct{})
 	go func() {
-		for i := 0; ; i++ {
-			if !alive(rec.PID, rec.PIDStart) {
-				close(died)
-				cancel()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(i+1)*5*time.Millisecond, 100*time.Millisecond)):
-			}
+		// Ends with ctx (when waitAgent returns) at the latest.
+		if waitExited(ctx, rec.PID, rec.PIDStart, timeout) {
+			close(died)
+			cancel()
 		}
 	}()
 	// The client that saw the agent answer stays the sandbox's: its

@@ -274,9 +274,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	}
 	if rec.PID > 0 {
 		// delete --force killed it; make sure it is gone before unmounting.
-		for i := 0; alive(rec.PID, rec.PIDStart) && i < 200; i++ {
-			sleepBackoff(i)
-		}
+		waitExited(ctx, rec.PID, rec.PIDStart, 10*time.Second)
 	}
 	if err := r.cg.removeCgroup(r.cfg.CgroupParent, rec.ID); err != nil {
 		errs = append(errs, err)

@@ -238,6 +238,9 @@ func (r *Runtime) signal(ctx context.Context, rec record, sig unix.Signal) error
 // state dir, it also stops early (returning false) once the main command's
 // exit file appears. each, when set, runs on every poll.
 func waitGone(ctx context.Context, rec record, d time.Duration, state string, each func()) bool {
+	if state == "" && each == nil {
+		return waitExited(ctx, rec.PID, rec.PIDStart, d)
+	}
 	deadline := time.Now().Add(d)
 	for i := 0; ; i++ {
 		if !alive(rec.PID, rec.PIDStart) {

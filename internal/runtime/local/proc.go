@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -24,11 +25,18 @@ func pidStart(pid int) (state byte, start uint64, err error) {
 
 // procStat returns a process's state, parent pid and start time from
 // /proc/<pid>/stat.
+//
+// It is read with three raw syscalls into a stack buffer: it is called
+// several times per sandbox life, and os.ReadFile costs six (an epoll
+// registration that /proc refuses, a stat, a second read) and a heap
+// buffer.
 func procStat(pid int) (state byte, ppid int, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	var buf [1024]byte
+	n, err := readSmall("/proc/"+strconv.Itoa(pid)+"/stat", buf[:])
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	b := buf[:n]
 	// The command name may hold spaces and parens: fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
@@ -44,6 +52,30 @@ func procStat(pid int) (state byte, ppid int, start uint64, err error) {
 	}
 	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
 	return fields[0][0], ppid, start, err
+}
+
+// readSmall reads the file at path into buf, which must be larger than the
+// file (a /proc file of one read). A file that fills buf is an error.
+func readSmall(path string, buf []byte) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	for err == unix.EINTR {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	n, err := unix.Read(fd, buf)
+	for err == unix.EINTR {
+		n, err = unix.Read(fd, buf)
+	}
+	switch {
+	case err != nil:
+		return 0, &os.PathError{Op: "read", Path: path, Err: err}
+	case n >= len(buf):
+		return 0, fmt.Errorf("%s: longer than %d bytes", path, len(buf))
+	}
+	return n, nil
 }
 
 // ourDescendant reports whether pid, started at start, is a descendant of
@@ -149,9 +181,30 @@ var orphanNames = []string{"crun", "runc", "runsc", "sbx-agent"}
 // when the Sentry dies. Matched exactly: sbx runs nothing else by that name.
 const runscOrphan = "exe"
 
+// reap collects every watched pid that ended and the orphans of OCI
+// runtimes. It runs on every SIGCHLD, several times per sandbox life, so
+// it first asks the kernel (one waitid that reaps nothing) for a zombie
+// child: while that is a watched pid it is reaped alone, and with no
+// zombie child at all there is nothing to collect. Only another zombie
+// (an orphan, or a command os/exec is about to wait for) costs the sweep
+// of /proc and a wait4 per watched pid.
 func (r *reaper) reap() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for {
+		pid, ok := zombieChild()
+		if !ok {
+			r.reapPending()
+			return
+		}
+		if _, watched := r.pids[pid]; !watched {
+			break
+		}
+		r.reapOne(pid)
+		if r.watched(pid) {
+			break // not reapable after all: the full pass decides
+		}
+	}
 	if ociCommands.TryLock() {
 		r.sweepOrphans()
 		ociCommands.Unlock()
@@ -160,6 +213,45 @@ func (r *reaper) reap() {
 		// A pid that is not (or no longer) our child is dropped: someone
 		// else reaps it.
 		r.reapOne(pid)
+	}
+}
+
+// reapPending looks at the watched pids that were not our children when
+// last tried (runsc's sandbox process until its parent exits): with no
+// zombie child they can only have become ours, or gone elsewhere. r.mu is
+// held.
+func (r *reaper) reapPending() {
+	for pid, start := range r.pids {
+		if start != 0 {
+			r.reapOne(pid)
+		}
+	}
+}
+
+// waitidInfo is the kernel's siginfo_t as waitid fills it for a child
+// (64-bit layout): x/sys/unix's Siginfo hides the pid.
+type waitidInfo struct {
+	signo, errno, code, _ int32
+	pid                   int32
+	_                     [108]byte
+}
+
+// zombieChild returns the pid of one of our children that has ended and
+// can be waited for, without reaping it (WNOWAIT); ok is false when there
+// is none. A dead thread group leader whose other threads still run is
+// not one yet.
+func zombieChild() (pid int, ok bool) {
+	var info waitidInfo
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_WAITID, unix.P_ALL, 0, uintptr(unsafe.Pointer(&info)),
+			unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || info.pid == 0 {
+			return 0, false
+		}
+		return int(info.pid), true
 	}
 }
 
@@ -273,6 +365,12 @@ func (r *reaper) sweepOrphans() {
 		for _, f := range bytes.Fields(b) {
 			pid, err := strconv.Atoi(string(f))
 			if err != nil {
+				continue
+			}
+			if r.watched(pid) {
+				// Every sandbox's PID 1 is our child: reap's wait4 of each
+				// watched pid collects them, without reading /proc for
+				// each of a thousand idle sandboxes on every SIGCHLD.
 				continue
 			}
 			if state, _, err := pidStart(pid); err != nil || state != 'Z' {

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"runtime"
@@ -137,5 +138,110 @@ func TestReaperKeepsDescendantUntilReparented(t *testing.T) {
 			t.Fatal("the grandchild was never reaped")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A watched child that ends after it was watched is reaped by the loop on
+// its SIGCHLD (the fast path: it is the zombie waitid names), with its
+// status.
+func TestReaperReapsWatchedChild(t *testing.T) {
+	_, r := testReaper(t)
+	cmd := exec.Command("/bin/sh", "-c", "sleep 0.2; exit 3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	r.watch(pid)
+	defer r.forget(pid)
+	waitUntil(t, "the watched child is reaped", func() bool { return !r.watching(pid) })
+	st, ok := r.exitStatus(pid)
+	if !ok || st.Code != 3 {
+		t.Fatalf("exit status %+v, %v; want code 3", st, ok)
+	}
+}
+
+// An OCI runtime's orphan (a grandchild reparented to us, named like
+// crun) is reaped when it ends, though it is watched by no one.
+func TestReaperSweepsRuntimeOrphans(t *testing.T) {
+	testReaper(t)
+	exe := t.TempDir() + "/crun-orphan"
+	b, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/bin/sh", "-c", exe+" 0.3 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("orphan pid %q: %v", out, err)
+	}
+	start := waitState(t, pid, 'S')
+	waitUntil(t, "the orphan is reaped", func() bool { return !sameProcess(pid, start) })
+}
+
+// A child of someone else in this process (os/exec's) is never reaped by
+// the reaper, however often it runs: its owner gets its exit status.
+func TestReaperLeavesOtherChildren(t *testing.T) {
+	_, r := testReaper(t)
+	cmd := exec.Command("/bin/sh", "-c", "exit 4")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, cmd.Process.Pid, 'Z')
+	for range 3 {
+		r.reap()
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("Wait: %v; want exit status 4", err)
+	}
+}
+
+// procStat parses /proc/<pid>/stat of a process whose name holds spaces
+// and parentheses, and says a missing pid does not exist.
+func TestProcStat(t *testing.T) {
+	exe := t.TempDir() + "/a) b (c"
+	b, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitState(t, cmd.Process.Pid, 'S')
+	state, ppid, start, err := procStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if state != 'S' || ppid != os.Getpid() || strconv.FormatUint(start, 10) != f[19] {
+		t.Errorf("procStat = %c, %d, %d; want S, %d, %s (from %q)", state, ppid, start, os.Getpid(), f[19], raw)
+	}
+	if _, _, _, err := procStat(1<<22 + 1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("procStat of a missing pid: %v; want not exist", err)
 	}
 }
