@@ -128,25 +128,18 @@ func unescapeMount(s string) string {
 // relative to each hierarchy's root, the same on v1 and v2.
 func cgroupsPath(parent, id string) string { return "/" + parent + "/" + id }
 
-// sandboxCgroupDirs lists the host dirs where the sandbox's cgroup exists.
-func (m cgroupMounts) sandboxCgroupDirs(parent, id string) []string {
-	var out []string
-	for _, d := range m.dirs {
-		p := filepath.Join(d, parent, id)
-		if _, err := os.Stat(p); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // removeCgroup kills what is left in the sandbox's cgroups and removes them.
 // The OCI runtime's delete normally does this; this catches what a killed
 // runtime or a killed server left behind.
+//
+// It runs once per sandbox life in every hierarchy (ten on a hybrid host),
+// so the common case costs one rmdir per hierarchy: an empty cgroup without
+// children (the container's PID 1 has exited, which leaves its cgroups
+// empty) goes at once, and only a busy one is looked into.
 func (m cgroupMounts) removeCgroup(parent, id string) error {
 	var errs []error
-	for _, dir := range m.sandboxCgroupDirs(parent, id) {
-		if err := removeCgroupTree(dir); err != nil {
+	for _, d := range m.dirs {
+		if err := removeCgroupTree(filepath.Join(d, parent, id)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -154,8 +147,14 @@ func (m cgroupMounts) removeCgroup(parent, id string) error {
 }
 
 // removeCgroupTree removes dir and its sub-cgroups, depth first, killing any
-// process still in them.
+// process still in them. A dir that does not exist is fine.
 func removeCgroupTree(dir string) error {
+	switch err := unix.Rmdir(dir); {
+	case err == nil || errors.Is(err, unix.ENOENT):
+		return nil
+	case !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY):
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.IsDir() {
