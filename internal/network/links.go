@@ -84,6 +84,9 @@ func ensureBridge(h *netlink.Handle, cfg Config) (link netlink.Link, err error) 
 	return br, nil
 }
 
+// loopbackIndex is the index of "lo" in every network namespace.
+const loopbackIndex = 1
+
 // attach creates the veth pair of a, its sandbox end directly inside the
 // namespace at a.NetNS, and configures both ends.
 func attach(h *netlink.Handle, br netlink.Link, cfg Config, a *Attachment) error {
@@ -106,10 +109,9 @@ func attach(h *netlink.Handle, br netlink.Link, cfg Config, a *Attachment) error
 	if err := h.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s: %w", a.HostLink, err)
 	}
-	host, err := h.LinkByName(a.HostLink)
-	if err != nil {
-		return err
-	}
+	// LinkAdd looked the new link's index up by name already: the calls
+	// below use it (a lookup of their own if it could not).
+	host := netlink.Link(veth)
 	// Isolated ports cannot talk to each other at layer 2: everything
 	// between sandboxes goes through the host's router and firewall.
 	if err := h.LinkSetIsolated(host, true); err != nil {
@@ -127,10 +129,10 @@ func attach(h *netlink.Handle, br netlink.Link, cfg Config, a *Attachment) error
 		return fmt.Errorf("netlink in %s: %w", a.NetNS, err)
 	}
 	defer nh.Close()
-	if lo, err := nh.LinkByName("lo"); err == nil {
-		if err := nh.LinkSetUp(lo); err != nil {
-			return err
-		}
+	// Every network namespace's loopback has index 1 (LOOPBACK_IFINDEX):
+	// no lookup needed.
+	if err := nh.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loopbackIndex, Name: "lo"}}); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
 	}
 	eth, err := nh.LinkByName(sandboxLink)
 	if err != nil {

@@ -71,6 +71,10 @@ type stateStore struct{ dir string }
 func (s stateStore) path(id string) string { return filepath.Join(s.dir, key(id)+".json") }
 
 // save writes a atomically: a crash leaves the old file or the new one.
+// It does not fsync (as the runtime's records do not): the file must
+// survive a killed server, not a power loss, which takes the namespaces,
+// links and rules it describes with it; a sync per sandbox cost a journal
+// commit on every create.
 func (s stateStore) save(a *Attachment) error {
 	b, err := json.Marshal(a)
 	if err != nil {
@@ -82,10 +86,6 @@ func (s stateStore) save(a *Attachment) error {
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}
