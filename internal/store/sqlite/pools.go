@@ -78,7 +78,7 @@ func (s *Store) ClaimPoolSandbox(ctx context.Context, sb *sandbox.Sandbox) error
 	if n, _ := res.RowsAffected(); n == 0 {
 		return rowcodec.PoolSandboxNotFound(sb.ID)
 	}
-	if err := insertSandbox(ctx, tx, sb); err != nil {
+	if err := insertSandbox(ctx, tx, s.hot.insert, sb); err != nil {
 		return err
 	}
 	return rowcodec.Wrap("commit claim pool sandbox", tx.Commit())

@@ -54,19 +54,20 @@ func (s *Store) CreateSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
 		return rowcodec.Wrap("begin create sandbox", err)
 	}
 	defer tx.Rollback()
-	if err := insertSandbox(ctx, tx, sb); err != nil {
+	if err := insertSandbox(ctx, tx, s.hot.insert, sb); err != nil {
 		return err
 	}
 	return rowcodec.Wrap("commit create sandbox", tx.Commit())
 }
 
-// insertSandbox writes a new record and its tags in tx.
-func insertSandbox(ctx context.Context, tx *sql.Tx, sb *sandbox.Sandbox) error {
+// insertSandbox writes a new record and its tags in tx; ins is the
+// prepared insert (hotStmts).
+func insertSandbox(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, sb *sandbox.Sandbox) error {
 	j, err := rowcodec.EncodeSandbox(sb)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxColumns+`) VALUES (`+placeholders(16)+`)`,
+	_, err = tx.StmtContext(ctx, ins).ExecContext(ctx,
 		sb.ID, sb.TenantID, sb.SessionID, sb.RequestID, string(sb.State), sb.Reason, int64(sb.MaxLifetime),
 		rowcodec.Nanos(sb.CreatedAt), rowcodec.Nanos(sb.StartedAt), rowcodec.Nanos(sb.EndedAt), rowcodec.Nanos(sb.ExpiresAt),
 		string(j.Spec), string(j.Start), string(j.Tags), textOrNull(j.Exit), string(j.Transitions))
@@ -98,11 +99,7 @@ func insertTags(ctx context.Context, tx *sql.Tx, id string, tags []string) error
 
 // GetSandbox implements store.Store.
 func (s *Store) GetSandbox(ctx context.Context, tenantID, id string) (*sandbox.Sandbox, error) {
-	return getSandbox(ctx, s.r, tenantID, id)
-}
-
-func getSandbox(ctx context.Context, q queryer, tenantID, id string) (*sandbox.Sandbox, error) {
-	sb, err := scanSandbox(q.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
+	sb, err := scanSandbox(s.hot.getR.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && tenantID != "" && sb.TenantID != tenantID) {
 		return nil, rowcodec.SandboxNotFound(id)
 	}
@@ -144,7 +141,7 @@ func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*sandbox.S
 		return nil, rowcodec.Wrap("begin update sandbox", err)
 	}
 	defer tx.Rollback()
-	sb, oldJ, err := scanSandboxJSON(tx.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
+	sb, oldJ, err := scanSandboxJSON(tx.StmtContext(ctx, s.hot.getW).QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, rowcodec.SandboxNotFound(id)
 	}
@@ -272,7 +269,7 @@ func (s *Store) CountActive(ctx context.Context, tenantID string) (int, error) {
 // DeleteSandbox implements store.Store.
 func (s *Store) DeleteSandbox(ctx context.Context, id string) error {
 	defer s.writer()() // one writer at a time, in arrival order
-	res, err := s.w.ExecContext(ctx, `DELETE FROM sandboxes WHERE id = ?`, id)
+	res, err := s.hot.del.ExecContext(ctx, id)
 	if err != nil {
 		return rowcodec.Wrap("delete sandbox "+id, err)
 	}

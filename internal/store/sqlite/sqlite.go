@@ -46,6 +46,7 @@ type Store struct {
 	// wq admits writers to w one at a time in arrival order (see writer).
 	wq        chan struct{}
 	r         *sql.DB // read-only connections
+	hot       *hotStmts
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -90,13 +91,19 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		r.Close()
 		return nil, sandbox.Internal("open database %s for reading: %w", path, err)
 	}
-	return &Store{w: w, r: r, wq: make(chan struct{}, 1)}, nil
+	hot, err := prepareHot(ctx, w, r)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, sandbox.Internal("open database %s: prepare statements: %w", path, err)
+	}
+	return &Store{w: w, r: r, hot: hot, wq: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the database; it is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		s.closeErr = errors.Join(s.hot.close(), s.r.Close(), s.w.Close())
 	})
 	return s.closeErr
 }
