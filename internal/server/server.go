@@ -110,6 +110,12 @@ func New(cfg Config) http.Handler {
 	return mux
 }
 
+// IdleTimeout is how long the API server keeps a client's idle keep-alive
+// connection: past the SDKs' own idle limits (Go 90 s, Python 30 s), so a
+// connection they reuse is not closed under them, while one a client
+// forgot is not kept for ever.
+const IdleTimeout = 2 * time.Minute
+
 // NewHTTPServer returns an http.Server for h on addr that speaks HTTP/1.1
 // and HTTP/2 over plain TCP (h2c), so gRPC clients work without TLS.
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
@@ -117,7 +123,7 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
-	return &http.Server{Addr: addr, Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+	return &http.Server{Addr: addr, Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
 }
 
 // sandboxService implements sbxv1connect.SandboxServiceHandler.
