@@ -178,9 +178,8 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		// The grace period is the main command's: once it has ended (its
 		// exit file exists) the rest of the sandbox need not linger. Our
 		// idle connections to the agent are closed before and while we
-		// wait: the agent's HTTP/2 shutdown waits up to a second for the
-		// client to close a connection it sent GOAWAY on, and nothing of
-		// ours needs them once it was told to stop.
+		// wait: nothing of ours needs them once it was told to stop (the
+		// agent closes them too as it shuts down).
 		if waitGone(ctx, rec, grace, stateDir(b.dir), b.closeIdle) {
 			return nil
 		}

@@ -169,7 +169,7 @@ type box struct {
 	rec     record
 	deleted bool
 	// client is the agent's client every caller shares, so that they share
-	// one verified HTTP/2 connection; made by Create or on first use for
+	// its verified idle connections; made by Create or on first use for
 	// the container's PID 1 clientPID.
 	client    *agent.Client
 	clientPID int
