@@ -50,8 +50,11 @@ const (
 	maxNameLen = 256
 	// maxStatusLen bounds a Status frame.
 	maxStatusLen = 64 << 10
-	// bufSize is the size of each connection's read buffer.
-	bufSize = 64 << 10
+	// bufSize is the size of each connection's read buffer. Small: every
+	// sandbox's client keeps two or three connections for its life (the
+	// server's memory per idle sandbox), and reads of more than the
+	// buffer holds (large messages, file data) go to the socket directly.
+	bufSize = 8 << 10
 )
 
 // conn is one connection with its read buffer. Reads happen on one
