@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,12 +58,11 @@ func newPortEnv(t testing.TB) *portEnv {
 		t.Fatal(err)
 	}
 
-	// Names and a subnet no other test uses.
+	// Names and a subnet no other test and no running server uses (a
+	// quickstart server holds 10.203.0.0/16).
 	sfx := randHex(3)
-	var b [2]byte
-	rand.Read(b[:])
-	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200 + b[0]%50, b[1], 0}), 24)
-	nm, err := network.New(network.Config{Bridge: "sbxpx" + sfx, Table: "sbxpx" + sfx, Subnet: subnet, StateDir: t.TempDir()})
+	tn := testenv.NewNetwork(t)
+	nm, err := network.New(network.Config{Bridge: tn.Bridge, Table: tn.Table, Subnet: tn.Subnet, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("network.New: %v", err)
 	}
