@@ -160,12 +160,11 @@ func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
 		total += n
 		r.cur = nil
 		if err != nil {
-			r.err = err
-			if !errors.Is(err, agentwire.ErrUnreachable) {
-				return total, err
+			if errors.Is(err, agentwire.ErrUnreachable) {
+				err = fromWire(err, r.what)
 			}
-			r.err = fromWire(err, r.what)
-			return total, r.err
+			r.err = err
+			return total, err
 		}
 	}
 }

@@ -159,15 +159,6 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 	if err != nil || kind != frameCall {
 		return false
 	}
-	s.setBusy(c, true)
-	// Not busy once the call's end is written (below), or if it never
-	// starts.
-	started := false
-	defer func() {
-		if !started {
-			s.setBusy(c, false)
-		}
-	}()
 	name, err := c.readPayload(kind, n, maxNameLen)
 	if err != nil {
 		return false
@@ -197,8 +188,10 @@ func (s *Server) serveCall(ctx context.Context, c *conn) bool {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Busy from here until the call's end is written (below): Shutdown
+	// lets the call finish.
+	s.setBusy(c, true)
 	done := make(chan struct{})
-	started = true
 	go func() {
 		defer close(done)
 		// A request not read to its end by now is read no more.
