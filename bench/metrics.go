@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -99,6 +100,15 @@ func BuildMetrics(r *Report, floor string) []Metric {
 		m = append(m, Metric{Name: "sustained creates per second", Unit: "/s", Target: ptr(TargetCreatesSec),
 			SBX: F(value(sus, "creates_per_second")), Podman: F(pRate), Crun: F(fRate),
 			Note: "baselines: 1 ÷ mean run-to-exit, one at a time"})
+	}
+	if par := r.Find("run_parallel", floor); par != nil {
+		// The runtime alone, as many lives at once as there are cores:
+		// what cold creates could reach here if sbx added nothing.
+		m = append(m, Metric{Name: "cold creates per second vs the bare runtime, lives in parallel", Unit: "/s", Target: ptr(TargetCreatesSec),
+			SBX: F(value(r.Find("sustained", "sbx"), "creates_per_second")), Crun: F(value(par, "per_second")),
+			Note: fmt.Sprintf("%s: %.0f workers, each `%s run` to exit; sbx: the sustained scenario", floor, value(par, "workers"), floor)},
+			Metric{Name: "CPU per bare runtime life (its processes and the container's, rusage)", Unit: "ms", LowerIsBetter: true,
+				Crun: F(value(par, "cpu_ms_per_run")), Note: fmt.Sprintf("one at a time: %.1f ms", value(par, "cpu_ms_per_run_one_at_a_time"))})
 	}
 	if pr := r.Find("pool_rate", "sbx"); pr != nil && pr.Latency != nil {
 		m = append(m, poolRateMetrics(r, pr, floor)...)

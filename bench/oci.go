@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +31,11 @@ type FloorConfig struct {
 	Dir     string `json:"dir"`     // holds rootfs/, run/ and exec/ bundles
 	Runs    int    `json:"runs"`
 	Execs   int    `json:"execs"`
+	// Parallel workers each run ParallelRuns lives (run to exit) at once
+	// after the one-at-a-time runs: the most cold lives per second this
+	// runtime gives on this machine. 0 skips it.
+	Parallel     int `json:"parallel"`
+	ParallelRuns int `json:"parallel_runs"`
 }
 
 // FloorResult is what the child measured, in ms.
@@ -37,7 +43,14 @@ type FloorResult struct {
 	RunFirst []float64      `json:"run_first_ms"`
 	RunExit  []float64      `json:"run_exit_ms"`
 	Exec     []float64      `json:"exec_ms"`
-	Errors   map[string]int `json:"errors"`
+	// CPUPerRun is the CPU (user + system, from RUSAGE_CHILDREN: the
+	// runtime's processes and the container's) per one-at-a-time life, ms.
+	CPUPerRun float64 `json:"cpu_per_run_ms"`
+	// ParallelRate is lives per second with Parallel workers; ParallelCPU
+	// their CPU per life, ms.
+	ParallelRate float64        `json:"parallel_per_s"`
+	ParallelCPU  float64        `json:"parallel_cpu_per_run_ms"`
+	Errors       map[string]int `json:"errors"`
 }
 
 // PrepareBundles unpacks img into dir/rootfs and writes two OCI bundles on
@@ -140,7 +153,11 @@ func RunFloorChild(arg string, w io.Writer) error {
 	defer cancel()
 	res := FloorResult{Errors: map[string]int{}}
 	prefix := "sbx-bench-floor-" + strconv.Itoa(os.Getpid())
+	var cpu0 time.Duration
 	for i := -1; i < cfg.Runs; i++ {
+		if i == 0 {
+			cpu0 = childrenCPU()
+		}
 		id := prefix + "-" + strconv.Itoa(i+1)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		cmd := exec.CommandContext(rctx, bin, "run", "-b", filepath.Join(cfg.Dir, "run"), id)
@@ -155,6 +172,12 @@ func RunFloorChild(arg string, w io.Writer) error {
 			res.RunFirst = append(res.RunFirst, Ms(f))
 			res.RunExit = append(res.RunExit, Ms(e))
 		}
+	}
+	if n := len(res.RunExit); n > 0 {
+		res.CPUPerRun = Ms(childrenCPU()-cpu0) / float64(n)
+	}
+	if cfg.Parallel > 0 && cfg.ParallelRuns > 0 {
+		runParallel(ctx, cfg, bin, prefix, &res)
 	}
 	id := prefix + "-idle"
 	// The detached container inherits crun's stdio: give it no pipe that
@@ -178,4 +201,50 @@ func RunFloorChild(arg string, w io.Writer) error {
 		exec.Command(bin, "delete", "-f", id).Run()
 	}
 	return json.NewEncoder(w).Encode(res)
+}
+
+// runParallel runs cfg.Parallel workers, each running the echo bundle to
+// exit cfg.ParallelRuns times, and records lives per second and CPU per
+// life. Failed lives count as errors, not as lives.
+func runParallel(ctx context.Context, cfg FloorConfig, bin, prefix string, res *FloorResult) {
+	var mu sync.Mutex
+	lives := 0
+	cpu0, t0 := childrenCPU(), time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Parallel; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < cfg.ParallelRuns; i++ {
+				id := fmt.Sprintf("%s-p%d-%d", prefix, w, i)
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				out, err := exec.CommandContext(rctx, bin, "run", "-b", filepath.Join(cfg.Dir, "run"), id).CombinedOutput()
+				cancel()
+				mu.Lock()
+				if err != nil {
+					res.Errors[fmt.Sprintf("parallel %s run: %v: %s", cfg.Runtime, err, lastLine(string(out)))]++
+					exec.Command(bin, "delete", "-f", id).Run()
+				} else {
+					lives++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	wall, cpu := time.Since(t0), childrenCPU()-cpu0
+	if lives > 0 {
+		res.ParallelRate = float64(lives) / wall.Seconds()
+		res.ParallelCPU = Ms(cpu) / float64(lives)
+	}
+}
+
+// childrenCPU is the user + system CPU of every child this process has
+// waited for, and of their waited-for descendants.
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

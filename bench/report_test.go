@@ -65,6 +65,7 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	add("file_1GiB", "sbx", &Scenario{Values: map[string]float64{"roundtrip_GBps": 1.5}})
 	add("file_1GiB", "host", &Scenario{Values: map[string]float64{"roundtrip_GBps": 3}})
 	add("exec_true", "host", sum(0.5, 0.7))
+	add("run_parallel", "crun", &Scenario{Values: map[string]float64{"per_second": 55, "workers": 2, "cpu_ms_per_run": 36, "cpu_ms_per_run_one_at_a_time": 33}})
 
 	m := BuildMetrics(r, "crun")
 	get := func(prefix string) Metric {
@@ -81,6 +82,12 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	}
 	if s := get("sustained"); *s.SBX != 120 || *s.Podman != 2 || s.Crun != nil {
 		t.Errorf("sustained row (podman 1 ÷ 500 ms = 2/s, no floor): %+v", s)
+	}
+	if p := get("cold creates per second vs the bare runtime"); *p.SBX != 120 || *p.Crun != 55 || p.Target == nil {
+		t.Errorf("parallel floor row: %+v", p)
+	}
+	if c := get("CPU per bare runtime life"); *c.Crun != 36 || !strings.Contains(c.Note, "33.0 ms") {
+		t.Errorf("floor CPU row: %+v", c)
 	}
 	if e := get("burst failures other"); *e.SBX != 1 || e.Target.Met(*e.SBX) {
 		t.Errorf("burst failures should count only non-quota errors and miss the target: %+v", e)

@@ -269,7 +269,8 @@ func runBaselines(ctx context.Context, r *bench.Report, cfg bench.Config, work s
 		r.Notes = append(r.Notes, "floor skipped: "+err.Error())
 		return
 	}
-	res, err := bench.RunFloor(ctx, bench.FloorConfig{Runtime: cfg.OCIRuntime, Dir: fdir, Runs: cfg.BaselineRun, Execs: cfg.BaselineRun})
+	res, err := bench.RunFloor(ctx, bench.FloorConfig{Runtime: cfg.OCIRuntime, Dir: fdir, Runs: cfg.BaselineRun, Execs: cfg.BaselineRun,
+		Parallel: runtime.NumCPU(), ParallelRuns: cfg.BaselineRun})
 	if err != nil {
 		r.Notes = append(r.Notes, "floor failed: "+err.Error())
 		logf("floor: %v", err)
@@ -280,6 +281,11 @@ func runBaselines(ctx context.Context, r *bench.Report, cfg bench.Config, work s
 		Note: sys + " run of an unpacked busybox bundle (echo hi) → first output byte"}),
 		bench.Finish(&bench.Scenario{Name: "run_exit", System: sys, Samples: res.RunExit, Note: "same, until " + sys + " exits"}),
 		bench.Finish(&bench.Scenario{Name: "exec_true", System: sys, Samples: res.Exec, Note: sys + " exec CTR true"}))
+	if res.ParallelRate > 0 {
+		add(&bench.Scenario{Name: "run_parallel", System: sys, Note: fmt.Sprintf("%d workers each run the echo bundle to exit %d times", runtime.NumCPU(), cfg.BaselineRun),
+			Values: map[string]float64{"per_second": res.ParallelRate, "workers": float64(runtime.NumCPU()),
+				"cpu_ms_per_run": res.ParallelCPU, "cpu_ms_per_run_one_at_a_time": res.CPUPerRun}})
+	}
 }
 
 func memTotalMiB() int64 {
