@@ -40,9 +40,9 @@ type FloorConfig struct {
 
 // FloorResult is what the child measured, in ms.
 type FloorResult struct {
-	RunFirst []float64      `json:"run_first_ms"`
-	RunExit  []float64      `json:"run_exit_ms"`
-	Exec     []float64      `json:"exec_ms"`
+	RunFirst []float64 `json:"run_first_ms"`
+	RunExit  []float64 `json:"run_exit_ms"`
+	Exec     []float64 `json:"exec_ms"`
 	// CPUPerRun is the CPU (user + system, from RUSAGE_CHILDREN: the
 	// runtime's processes and the container's) per one-at-a-time life, ms.
 	CPUPerRun float64 `json:"cpu_per_run_ms"`
