@@ -94,12 +94,16 @@ func New(cfg Config) (*Store, error) {
 		}
 	}
 
-	if err := os.MkdirAll(root, 0o711); err != nil {
-		return nil, sandbox.Internal("image store: creating %s: %w", root, err)
-	}
-	for d, mode := range map[string]os.FileMode{dirLayers: 0o711, dirRefs: 0o700, dirManifests: 0o700, dirUsers: 0o700, dirTemp: 0o700} {
-		if err := os.MkdirAll(s.path(d), mode); err != nil {
-			return nil, sandbox.Internal("image store: creating %s: %w", s.path(d), err)
+	// Only root may enter the store: unpacked layers keep their images'
+	// setuid files, so a path other users could traverse would hand them
+	// an image's setuid-root binaries. Stores made by older versions
+	// (0711) are closed too.
+	for _, d := range []string{root, s.path(dirLayers), s.path(dirRefs), s.path(dirManifests), s.path(dirUsers), s.path(dirTemp)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, sandbox.Internal("image store: creating %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, sandbox.Internal("image store: making %s private: %w", d, err)
 		}
 	}
 	return s, nil

@@ -158,3 +158,41 @@ func BenchmarkGetCached(b *testing.B) {
 		}
 	}
 }
+
+// TestStoreIsPrivate checks that only root may enter the store, also one
+// an older version made traversable (0711): its layers keep their images'
+// setuid files (SECURITY.md, gap 3).
+func TestStoreIsPrivate(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "images")
+	for _, d := range []string{root, filepath.Join(root, dirLayers)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newStore(t, Config{Root: root})
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{root}
+	for _, e := range ents {
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join(root, e.Name()))
+		}
+	}
+	if len(dirs) < 3 {
+		t.Fatalf("store made only %v", dirs)
+	}
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s is %o, want 0700", d, fi.Mode().Perm())
+		}
+	}
+}

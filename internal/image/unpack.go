@@ -227,6 +227,13 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if err := u.removeExisting(name); err != nil {
 			return err
 		}
+		if hostDevice(hdr) {
+			// Never a device node on the host: it would be a way into the
+			// host's devices for anyone who reaches the layer, and in a
+			// sandbox the runtime's own /dev and device rules apply anyway.
+			// A 0/0 character device (an overlay whiteout) is no device.
+			return nil
+		}
 		mode := uint32(unix.S_IFIFO)
 		switch hdr.Typeflag {
 		case tar.TypeChar:
@@ -244,6 +251,18 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		return nil
 	}
 	return unsafef("entry %q has unsupported tar type %q", name, hdr.Typeflag)
+}
+
+// hostDevice reports whether hdr is a character or block device other than
+// the 0/0 character device overlayfs uses as a whiteout.
+func hostDevice(hdr *tar.Header) bool {
+	switch hdr.Typeflag {
+	case tar.TypeChar:
+		return hdr.Devmajor != 0 || hdr.Devminor != 0
+	case tar.TypeBlock:
+		return true
+	}
+	return false
 }
 
 // abs is the host path of a layer-relative name. It is only used for calls
