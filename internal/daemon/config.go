@@ -105,6 +105,9 @@ type Config struct {
 	// MaxImportBytes bounds one image tarball sent to ImageService.Import;
 	// it is spooled to <DataDir>/import first.
 	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
+	// MaxImageBytes bounds every image the server pulls or imports: its
+	// layers' compressed sizes and the content they unpack to.
+	MaxImageBytes int64 `json:"maxImageBytes,omitempty"`
 
 	// Network is "bridge" (the default: each sandbox gets an address on a
 	// bridge, NAT and its network policy; see internal/network) or "none"
@@ -173,6 +176,7 @@ func Default() Config {
 		MaxLease:              Duration(time.Hour),
 		LocalMode:             true,
 		MaxImportBytes:        8 << 30,
+		MaxImageBytes:         32 << 30,
 		LogLevel:              "info",
 		ShutdownTimeout:       Duration(10 * time.Second),
 	}
@@ -272,6 +276,9 @@ func (c *Config) Validate() error {
 	if c.MaxImportBytes < 1<<20 || c.MaxImportBytes > 1<<40 {
 		return fmt.Errorf("max import bytes %d is out of range 1 MiB..1 TiB", c.MaxImportBytes)
 	}
+	if c.MaxImageBytes < 1<<20 || c.MaxImageBytes > 1<<44 {
+		return fmt.Errorf("maxImageBytes %d is out of range 1 MiB..16 TiB", c.MaxImageBytes)
+	}
 	for _, t := range c.ImageAdmins {
 		if !tenantIDRE.MatchString(t) {
 			return fmt.Errorf("image admin %q is not a tenant id (1-128 of [A-Za-z0-9_.-])", t)
@@ -331,6 +338,7 @@ func (c *Config) imageConfig() (image.Config, error) {
 		Insecure:          c.InsecureRegistries,
 		Auth:              auth,
 		AllowedRegistries: c.AllowedRegistries,
+		MaxImageBytes:     c.MaxImageBytes,
 	}, nil
 }
 

@@ -88,6 +88,7 @@ func TestValidate(t *testing.T) {
 		"lease":         func(c *Config) { c.DefaultLease = Duration(2 * time.Hour) },
 		"log level":     func(c *Config) { c.LogLevel = "loud" },
 		"import size":   func(c *Config) { c.MaxImportBytes = 10 },
+		"image size":    func(c *Config) { c.MaxImageBytes = 10 },
 		"image admin":   func(c *Config) { c.ImageAdmins = []string{"../x"} },
 	} {
 		c := Default()

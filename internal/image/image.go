@@ -53,6 +53,11 @@ type Config struct {
 	// Platform is the platform to pick from multi-platform images; nil means
 	// linux/runtime.GOARCH.
 	Platform *v1.Platform
+	// MaxImageBytes bounds an image: the compressed sizes its manifest
+	// declares for its layers (checked before any download) and the file
+	// content its layers unpack to (checked while unpacking, so a layer
+	// that decompresses to far more stops at the bound). 0: no bound.
+	MaxImageBytes int64
 	// OnPull, when set, is called once after every pull from a registry
 	// (concurrent callers of one reference share a pull, and count once;
 	// Get from the cache is no pull) with the normalized reference, how

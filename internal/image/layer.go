@@ -75,7 +75,7 @@ func (s *Store) fetchLayer(ctx context.Context, ref, layerID string, src layerSo
 		return 0, digestErr(ref, "layer "+layerID, err)
 	}
 	defer rc.Close()
-	cr := &countingReader{r: rc, ctx: ctx, emit: func(done int64) {
+	cr := &countingReader{r: rc, ctx: ctx, max: src.size, emit: func(done int64) {
 		emit(Progress{Ref: ref, Layer: layerID, Done: done, Total: src.size, Status: StatusDownloading})
 	}}
 	var blobHash hash.Hash = sha256.New()
@@ -89,7 +89,7 @@ func (s *Store) fetchLayer(ctx context.Context, ref, layerID string, src layerSo
 		}
 		defer dec.Close()
 		tr := io.TeeReader(dec, diffHash)
-		size, err := unpack(dir, tr)
+		size, err := unpack(dir, tr, s.cfg.MaxImageBytes)
 		if err != nil {
 			return 0, err
 		}
@@ -117,6 +117,8 @@ func (s *Store) fetchLayer(ctx context.Context, ref, layerID string, src layerSo
 		return 0, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonDigestMismatch,
 			"image %q: layer %s does not match its digest (got sha256:%x, %d of %d bytes); nothing was cached, pull again",
 			ref, layerID, blobHash.Sum(nil), cr.n, src.size)
+	case errors.Is(unpackErr, errLayerTooLarge):
+		return 0, tooLarge(ref, "layer "+layerID+" unpacks to more", s.cfg.MaxImageBytes)
 	case unpackErr != nil:
 		var ue *unsafeLayerError
 		if errors.As(unpackErr, &ue) || isFormatErr(unpackErr) {
@@ -195,9 +197,13 @@ type countingReader struct {
 	ctx      context.Context
 	emit     func(done int64)
 	n, last  int64
+	max      int64 // bytes the blob may have; 0: unknown
 	err      error
 	reported bool
 }
+
+// errBlobTooLong is a blob with more bytes than its descriptor declares.
+var errBlobTooLong = errors.New("the blob is longer than its declared size")
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
@@ -206,6 +212,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.max > 0 && c.n > c.max {
+		// No need to read on: it cannot match its digest. A registry
+		// that sends without end is cut off here.
+		c.err = errBlobTooLong
+		return n, errBlobTooLong
+	}
 	if c.n-c.last >= progressEvery {
 		c.last = c.n
 		c.emit(c.n)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -48,6 +49,15 @@ func (s *Store) store(ctx context.Context, ref string, img v1.Image, uncompresse
 	if len(m.Layers) > maxLayers {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonImageInvalid,
 			"image %q has %d layers, over the limit of %d; flatten it", ref, len(m.Layers), maxLayers)
+	}
+	if max := s.cfg.MaxImageBytes; max > 0 {
+		var total int64
+		for _, l := range m.Layers {
+			total += l.Size
+		}
+		if total > max {
+			return nil, tooLarge(ref, fmt.Sprintf("its layers are %d bytes compressed", total), max)
+		}
 	}
 	raw, err := img.RawConfigFile()
 	if err != nil {
@@ -126,6 +136,10 @@ func (s *Store) store(ctx context.Context, ref string, img v1.Image, uncompresse
 		rec.DiffIDs = append(rec.DiffIDs, d.String())
 		rec.Size += sizes[i]
 	}
+	if max := s.cfg.MaxImageBytes; max > 0 && rec.Size > max {
+		// Its layers stay cached, used by no image, until GC.
+		return nil, tooLarge(ref, fmt.Sprintf("its layers unpack to %d bytes", rec.Size), max)
+	}
 	if err := writeJSON(s.manifestFile(rec.Digest), rec); err != nil {
 		return nil, sandbox.Internal("image %q: writing its record: %w", ref, err)
 	}
@@ -168,4 +182,11 @@ func digestErr(ref, what string, err error) error {
 	}
 	return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonDigestMismatch,
 		"image %q: %s was cut short or does not match its digest: %w", ref, what, err)
+}
+
+// tooLarge is the error of an image over Config.MaxImageBytes.
+func tooLarge(ref, what string, max int64) error {
+	return sandbox.InvalidArgument(sandbox.ReasonImageTooLarge,
+		"image %q is too large for this server: %s, over its limit of %d bytes (maxImageBytes in the server's config); use a smaller image",
+		ref, what, max)
 }

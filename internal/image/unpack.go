@@ -47,17 +47,22 @@ type unpacker struct {
 	realDirs map[string]bool
 	dirMeta  []*tar.Header
 	size     int64
+	limit    int64 // of size; 0: none
 }
 
+// errLayerTooLarge is a layer whose file content passed the unpacker's limit.
+var errLayerTooLarge = errors.New("the layer unpacks to more than the image size limit")
+
 // unpack extracts the tar stream r into dir (which exists and is empty) and
-// returns the number of bytes of file content written.
-func unpack(dir string, r io.Reader) (int64, error) {
+// returns the number of bytes of file content written, at most limit
+// (0: no limit; more fails with errLayerTooLarge).
+func unpack(dir string, r io.Reader, limit int64) (int64, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return 0, err
 	}
 	defer root.Close()
-	u := &unpacker{dir: dir, root: root, realDirs: map[string]bool{".": true}}
+	u := &unpacker{dir: dir, root: root, realDirs: map[string]bool{".": true}, limit: limit}
 	tr := tar.NewReader(r)
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
@@ -174,7 +179,15 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(f, tr)
+		src := tr
+		if u.limit > 0 {
+			if hdr.Size > u.limit-u.size {
+				f.Close()
+				return errLayerTooLarge
+			}
+			src = io.LimitReader(tr, u.limit-u.size)
+		}
+		n, err := io.Copy(f, src)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -19,7 +19,7 @@ func unpackEntries(t *testing.T, entries ...entry) (string, error) {
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := unpack(d, bytes.NewReader(layerTar(t, entries...)))
+	_, err := unpack(d, bytes.NewReader(layerTar(t, entries...)), 0)
 	return d, err
 }
 

@@ -246,6 +246,8 @@ const (
 const (
 	// ReasonImageAdminRequired: the call changes the image cache that all tenants share, and the caller is not an image admin.
 	ReasonImageAdminRequired = "IMAGE_ADMIN_REQUIRED"
+	// ReasonImageTooLarge: an image's layers, compressed or unpacked, exceed the server's max image size.
+	ReasonImageTooLarge = "IMAGE_TOO_LARGE"
 	// ReasonImportTooLarge: an imported tarball exceeds the server's max import size.
 	ReasonImportTooLarge = "IMAGE_IMPORT_TOO_LARGE"
 	// ReasonImportAborted: the client abandoned an image import; nothing was stored.
