@@ -133,7 +133,12 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
 	}
 	spec.Mounts = append(spec.Mounts, mounts...)
-	netns, err := r.prepareNetwork(ctx, rec.ID, rec.Network)
+	etc, err := etcMounts(b.dir, rec.ID)
+	if err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+	}
+	spec.Mounts = append(spec.Mounts, etc...)
+	netns, err := r.prepareNetwork(ctx, rec.ID, b.dir, rec.Network)
 	if err != nil {
 		return sandbox.Info{}, err
 	}
@@ -192,7 +197,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	// milliseconds to listen): nothing in the sandbox but the agent runs
 	// before Start, so nothing can use the network before it is complete.
 	netErr := make(chan error, 1)
-	go func() { netErr <- r.setupNetwork(ctx, rec.ID, pid, rec.Network) }()
+	go func() { netErr <- r.setupNetwork(ctx, rec.ID, b.dir, pid, rec.Network) }()
 	agentErr := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout, astart)
 	if err := <-netErr; err != nil {
 		return sandbox.Info{}, err
@@ -291,7 +296,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 		errs = append(errs, fmt.Errorf("%s is still mounted; not removing the sandbox's files", rootfs))
 		return errors.Join(errs...)
 	}
-	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile} {
+	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile, hostsFile, hostnameFile} {
 		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {
 			errs = append(errs, err)
 		}

@@ -69,7 +69,7 @@ type sandboxNetns struct {
 // *sandboxNetns is valid and does nothing). Create tears the network down
 // by id on any later failure; the caller closes the namespace once the
 // container runs (or failed to).
-func (r *Runtime) prepareNetwork(ctx context.Context, id string, p sandbox.NetworkPolicy) (*sandboxNetns, error) {
+func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.NetworkPolicy) (*sandboxNetns, error) {
 	if !r.netnsFirst() {
 		return nil, nil
 	}
@@ -78,7 +78,11 @@ func (r *Runtime) prepareNetwork(ctx context.Context, id string, p sandbox.Netwo
 		return nil, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonNetworkSetup, "network namespace of sandbox %q: %w", id, err)
 	}
 	ns := &sandboxNetns{f: f, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())}
-	if _, err := r.cfg.Network.Setup(ctx, id, ns.path, NetworkPolicy(p)); err != nil {
+	att, err := r.cfg.Network.Setup(ctx, id, ns.path, NetworkPolicy(p))
+	if err == nil {
+		err = writeHosts(dir, id, att.Addr)
+	}
+	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("network of sandbox %q: %w", id, err)
 	}
@@ -160,14 +164,18 @@ func (r *Runtime) networkMounts(dir string, p sandbox.NetworkPolicy) ([]specs.Mo
 		Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}}, nil
 }
 
-// setupNetwork gives the container whose PID 1 is pid its network. It runs
-// after the OCI runtime made the namespace and before the agent runs
-// anything of the user's.
-func (r *Runtime) setupNetwork(ctx context.Context, id string, pid int, p sandbox.NetworkPolicy) error {
+// setupNetwork gives the container whose PID 1 is pid its network, and
+// its name in /etc/hosts the sandbox's address. It runs after the OCI
+// runtime made the namespace and before the agent runs anything of the
+// user's.
+func (r *Runtime) setupNetwork(ctx context.Context, id, dir string, pid int, p sandbox.NetworkPolicy) error {
 	if !r.networked() || r.netnsFirst() {
 		return nil
 	}
-	_, err := r.cfg.Network.Setup(ctx, id, fmt.Sprintf("/proc/%d/ns/net", pid), NetworkPolicy(p))
+	att, err := r.cfg.Network.Setup(ctx, id, fmt.Sprintf("/proc/%d/ns/net", pid), NetworkPolicy(p))
+	if err == nil {
+		err = writeHosts(dir, id, att.Addr)
+	}
 	if err != nil {
 		return fmt.Errorf("network of sandbox %q: %w", id, err)
 	}

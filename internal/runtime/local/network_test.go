@@ -183,6 +183,22 @@ func testSandboxNetwork(t *testing.T, w *netWorld, runtimeName string) {
 			t.Errorf("routes in the sandbox: %q, want a default via %s", out, lnGateway)
 		}
 	})
+	t.Run("EtcHosts", func(t *testing.T) {
+		hosts := sh(t, agA, "cat /etc/hosts").Stdout
+		for _, want := range []string{"127.0.0.1\tlocalhost\n", addrA.String() + "\t" + a + "\n"} {
+			if !strings.Contains(hosts, want) {
+				t.Errorf("/etc/hosts in the sandbox lacks %q:\n%s", want, hosts)
+			}
+		}
+		if got := sh(t, agA, "cat /etc/hostname; hostname").Stdout; got != a+"\n"+a+"\n" {
+			t.Errorf("/etc/hostname and hostname: %q, want %s twice", got, a)
+		}
+		// Names resolve through it: a server on localhost is reachable by name.
+		sh(t, agA, "mkdir -p /www && echo local > /www/index.html && httpd -p 8080 -h /www")
+		if got := sh(t, agA, "wget -q -O- http://localhost:8080/ && wget -q -O- http://$(hostname):8080/").Stdout; got != "local\nlocal\n" {
+			t.Errorf("GET by localhost and by hostname: %q", got)
+		}
+	})
 	t.Run("InternetReachable", func(t *testing.T) {
 		if got := fetch(t, agA, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
 			t.Errorf("GET the upstream server: %q, want %q", got, "upstream\n")
