@@ -108,6 +108,9 @@ type Config struct {
 	// MaxImageBytes bounds every image the server pulls or imports: its
 	// layers' compressed sizes and the content they unpack to.
 	MaxImageBytes int64 `json:"maxImageBytes,omitempty"`
+	// MaxCallsPerTenant bounds the API calls (exec streams, waits, log
+	// follows, file transfers, ...) one tenant has in flight at once.
+	MaxCallsPerTenant int `json:"maxCallsPerTenant,omitempty"`
 
 	// Network is "bridge" (the default: each sandbox gets an address on a
 	// bridge, NAT and its network policy; see internal/network) or "none"
@@ -177,6 +180,7 @@ func Default() Config {
 		LocalMode:             true,
 		MaxImportBytes:        8 << 30,
 		MaxImageBytes:         32 << 30,
+		MaxCallsPerTenant:     4096,
 		LogLevel:              "info",
 		ShutdownTimeout:       Duration(10 * time.Second),
 	}
@@ -278,6 +282,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxImageBytes < 1<<20 || c.MaxImageBytes > 1<<44 {
 		return fmt.Errorf("maxImageBytes %d is out of range 1 MiB..16 TiB", c.MaxImageBytes)
+	}
+	if c.MaxCallsPerTenant < 1 || c.MaxCallsPerTenant > 1<<20 {
+		return fmt.Errorf("maxCallsPerTenant %d is out of range 1..1048576", c.MaxCallsPerTenant)
 	}
 	for _, t := range c.ImageAdmins {
 		if !tenantIDRE.MatchString(t) {

@@ -89,6 +89,7 @@ func TestValidate(t *testing.T) {
 		"log level":     func(c *Config) { c.LogLevel = "loud" },
 		"import size":   func(c *Config) { c.MaxImportBytes = 10 },
 		"image size":    func(c *Config) { c.MaxImageBytes = 10 },
+		"calls":         func(c *Config) { c.MaxCallsPerTenant = 0 },
 		"image admin":   func(c *Config) { c.ImageAdmins = []string{"../x"} },
 	} {
 		c := Default()

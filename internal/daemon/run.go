@@ -178,7 +178,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer prx.Close()
 	proxyRef.Store(prx)
+	calls := server.NewCallLimit(cfg.MaxCallsPerTenant)
 	api := server.New(server.Config{
+		Calls:          calls,
 		Manager:        mgr,
 		Auth:           auth.NewAuthenticator(st),
 		Logger:         log,
@@ -193,7 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("GET /metrics", reg.Handler())
 	mux.Handle("/", api)
 	// Raw file transfers, beside the Connect RPCs (server/bulk.go).
-	mux.Handle(server.BulkPrefix, server.NewBulk(server.Config{Manager: mgr, Auth: auth.NewAuthenticator(st), Logger: log}))
+	mux.Handle(server.BulkPrefix, server.NewBulk(server.Config{Manager: mgr, Auth: auth.NewAuthenticator(st), Logger: log, Calls: calls}))
 	// Published ports are routed by Host before anything else.
 	srv := server.NewHTTPServer(cfg.Listen, prx.Wrap(mux))
 

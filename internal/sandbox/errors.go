@@ -159,6 +159,8 @@ const (
 	ReasonFileTooLarge = "FILE_TOO_LARGE"
 	// ReasonQuotaExceeded: a tenant or server limit was reached; retry later.
 	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
+	// ReasonTooManyCalls: the tenant has as many calls in flight as the server allows; retry after the delay given.
+	ReasonTooManyCalls = "TOO_MANY_CALLS"
 	// ReasonCreateQueueFull: the server is creating as many sandboxes as it can and its queue is full; retry after the delay given.
 	ReasonCreateQueueFull = "CREATE_QUEUE_FULL"
 	// ReasonLifetimeTooLong: max_lifetime_seconds is zero, negative or over the maximum.

@@ -40,7 +40,10 @@ func NewBulk(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &bulkService{deps: &deps{m: cfg.Manager, log: cfg.Logger}, auth: cfg.Auth}
+	if cfg.Calls == nil {
+		cfg.Calls = NewCallLimit(0)
+	}
+	b := &bulkService{deps: &deps{m: cfg.Manager, log: cfg.Logger}, auth: cfg.Auth, calls: cfg.Calls}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT "+BulkPrefix+"{id}/file", b.write)
 	mux.HandleFunc("GET "+BulkPrefix+"{id}/file", b.read)
@@ -52,34 +55,42 @@ func NewBulk(cfg Config) http.Handler {
 
 type bulkService struct {
 	*deps
-	auth *auth.Authenticator
+	auth  *auth.Authenticator
+	calls *CallLimit
 }
 
-// begin authenticates the caller and validates the sandbox id and path.
-func (b *bulkService) begin(r *http.Request) (context.Context, string, string, error) {
-	ctx := r.Context()
+// begin authenticates the caller, validates the sandbox id and path, and
+// counts the transfer as one of the tenant's calls in flight until the
+// caller calls release.
+func (b *bulkService) begin(r *http.Request) (ctx context.Context, id, path string, release func(), err error) {
+	ctx = r.Context()
 	tenantID, err := b.auth.Authenticate(ctx, r.Header.Get("Authorization"))
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", nil, err
 	}
-	id, path := r.PathValue("id"), r.URL.Query().Get("path")
+	id, path = r.PathValue("id"), r.URL.Query().Get("path")
 	if err := lifecycle.ValidateID("sandbox_id", id); err != nil {
-		return nil, "", "", err
+		return nil, "", "", nil, err
 	}
 	if err := lifecycle.ValidatePath("path", path); err != nil {
-		return nil, "", "", err
+		return nil, "", "", nil, err
 	}
-	return auth.WithTenant(ctx, tenantID), id, path, nil
+	release, err = b.calls.acquire(tenantID)
+	if err != nil {
+		return nil, "", "", nil, err
+	}
+	return auth.WithTenant(ctx, tenantID), id, path, release, nil
 }
 
 // write is WriteFile with a raw body: the agent receives exactly
 // Content-Length bytes and replaces the file only once all arrived.
 func (b *bulkService) write(w http.ResponseWriter, r *http.Request) {
-	ctx, id, path, err := b.begin(r)
+	ctx, id, path, release, err := b.begin(r)
 	if err != nil {
 		b.fail(w, err)
 		return
 	}
+	defer release()
 	mode, err := parseBulkMode(r.URL.Query().Get("mode"))
 	if err != nil {
 		b.fail(w, err)
@@ -119,11 +130,12 @@ func parseBulkMode(s string) (os.FileMode, error) {
 // read is ReadFile with a raw body. From the agent's bulk reader the
 // bytes go from its socket to the caller's with splice(2).
 func (b *bulkService) read(w http.ResponseWriter, r *http.Request) {
-	ctx, id, path, err := b.begin(r)
+	ctx, id, path, release, err := b.begin(r)
 	if err != nil {
 		b.fail(w, err)
 		return
 	}
+	defer release()
 	var copyErr error
 	err = b.withAgent(ctx, id, func(a sandbox.Agent) error {
 		rc, err := a.ReadFile(ctx, path)

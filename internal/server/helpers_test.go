@@ -43,6 +43,8 @@ type options struct {
 	importDir string
 	// pools are the manager's warm pools.
 	pools []lifecycle.PoolConfig
+	// maxCalls bounds each tenant's calls in flight (0: the default).
+	maxCalls int
 }
 
 // quietLog discards what the server and the manager log in tests.
@@ -86,7 +88,8 @@ func newEnv(t testing.TB, o options) *env {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{Manager: m, Auth: auth.NewAuthenticator(e.st), Logger: quiet, ExecOutputLimit: o.outputLimit,
-		Images: o.images, ImageAdmins: []string{tenantA.ID}, ImportDir: o.importDir, MaxImportBytes: o.maxImport})
+		Images: o.images, ImageAdmins: []string{tenantA.ID}, ImportDir: o.importDir, MaxImportBytes: o.maxImport,
+		Calls: server.NewCallLimit(o.maxCalls)})
 	srv := httptest.NewUnstartedServer(h)
 	hs := server.NewHTTPServer("", h)
 	srv.Config.Protocols = hs.Protocols

@@ -41,6 +41,9 @@ type Config struct {
 	ExecOutputLimit int64
 	// Interceptors run inside auth and error mapping (e.g. metrics).
 	Interceptors []connect.Interceptor
+	// Calls bounds each tenant's calls in flight; share one between New
+	// and NewBulk. nil: NewCallLimit(0).
+	Calls *CallLimit
 
 	// Images, when set, is served as the ImageService.
 	Images ImageStore
@@ -77,7 +80,12 @@ func New(cfg Config) http.Handler {
 		cfg.ExecOutputLimit = DefaultExecOutputLimit
 	}
 	d := &deps{m: cfg.Manager, log: cfg.Logger, outputLimit: cfg.ExecOutputLimit, ports: cfg.Proxy}
+	if cfg.Calls == nil {
+		cfg.Calls = NewCallLimit(0)
+	}
+	// The call limit is innermost, so that metrics count refused calls.
 	interceptors := append([]connect.Interceptor{errorInterceptor(cfg.Logger), authInterceptor(cfg.Auth)}, cfg.Interceptors...)
+	interceptors = append(interceptors, callLimitInterceptor(cfg.Calls))
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(maxMessageBytes),
