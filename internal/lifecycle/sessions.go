@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,6 +18,11 @@ const (
 	ReasonLeaseExpired   = "lease expired"
 )
 
+// MaxOpenSessions bounds the sessions one tenant has open at once. A
+// session is a store row that the sweep checks until it closes; a tenant
+// needs one per batch of sandboxes, not thousands.
+const MaxOpenSessions = 1000
+
 // CreateSession opens a session with defaults for its sandboxes; lease 0
 // means the configured default.
 func (m *Manager) CreateSession(ctx context.Context, tenantID string, d sandbox.SessionDefaults, lease time.Duration) (*sandbox.Session, error) {
@@ -29,6 +35,16 @@ func (m *Manager) CreateSession(ctx context.Context, tenantID string, d sandbox.
 	}
 	if err := m.validateDefaults(d); err != nil {
 		return nil, err
+	}
+	// Counted, not reserved: sessions opened at the same moment may pass the
+	// bound by as many (their calls are bounded too).
+	open, err := m.st.ListSessions(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if len(open) >= MaxOpenSessions {
+		return nil, &sandbox.Error{Kind: sandbox.ErrResourceExhausted, Reason: sandbox.ReasonQuotaExceeded, RetryAfter: m.cfg.QuotaRetryAfter,
+			Message: fmt.Sprintf("tenant has %d open sessions, the most a tenant may have: close some (Session.close) or let their leases expire, then retry", len(open))}
 	}
 	now := m.cfg.Now()
 	s := &sandbox.Session{ID: newID("ss-"), TenantID: tenantID, Defaults: d, Lease: lease, CreatedAt: now, LastHeartbeat: now}
