@@ -43,7 +43,7 @@ var noBulk sync.Map
 // body then goes straight to a TCP connection (sendfile from a file).
 var bulkHTTP = &http.Client{Transport: &http.Transport{
 	Proxy:               http.ProxyFromEnvironment,
-	DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	DialContext:         dialBulk,
 	MaxIdleConnsPerHost: 8,
 	IdleConnTimeout:     90 * time.Second,
 	TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
@@ -53,6 +53,74 @@ var bulkHTTP = &http.Client{Transport: &http.Transport{
 	ExpectContinueTimeout: 5 * time.Second,
 	ReadBufferSize:        64 << 10,
 }}
+
+// bulkDialer dials the bulk client's connections.
+var bulkDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+// dialBulk dials a connection whose ReadFrom sends request bodies in large
+// writes (bulkConn).
+func dialBulk(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := bulkDialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		return &bulkConn{tc}, nil
+	}
+	return c, nil
+}
+
+// bulkConn is a bulk client's TCP connection. net/http writes a request
+// body of known length through the connection's ReadFrom, with the body
+// wrapped in an *io.LimitedReader, which hides what the caller gave:
+// TCPConn's own ReadFrom then copies through io.Copy's 32 KiB buffer, one
+// write(2) per 32 KiB, and a regular file does not get sendfile(2) (our
+// bodyReader hides it too). ReadFrom here looks inside: a regular file
+// goes with sendfile, content that can write itself whole (a
+// *bytes.Reader: WriteFile's data) goes in one write from its own memory,
+// and anything else in writes of 1 MiB.
+type bulkConn struct{ *net.TCPConn }
+
+func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
+	lr, limited := r.(*io.LimitedReader)
+	if br, ok := r.(*bodyReader); ok || limited {
+		if limited {
+			br, ok = lr.R.(*bodyReader)
+		}
+		if ok {
+			if n, handled, err := c.sendSource(br, lr); handled {
+				return n, err
+			}
+		}
+	}
+	buf := chunkcodec.Get(fileChunk)[:fileChunk]
+	defer chunkcodec.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{c.TCPConn}, r, buf)
+}
+
+// sendSource sends the content under a bodyReader (all of it, or lr.N
+// bytes) without a copy through a buffer, when its type allows.
+func (c *bulkConn) sendSource(br *bodyReader, lr *io.LimitedReader) (int64, bool, error) {
+	want, known := knownSize(br.r)
+	if !known || (lr != nil && lr.N != want) {
+		return 0, false, nil
+	}
+	var n int64
+	var err error
+	switch src := br.r.(type) {
+	case *os.File:
+		// TCPConn.ReadFrom of a limited *os.File is sendfile(2).
+		n, err = c.TCPConn.ReadFrom(&io.LimitedReader{R: src, N: want})
+	case io.WriterTo:
+		n, err = src.WriteTo(struct{ io.Writer }{c.TCPConn})
+	default:
+		return 0, false, nil
+	}
+	if lr != nil {
+		lr.N -= n
+	}
+	return n, true, err
+}
 
 // bulkURL returns the endpoint's URL for path, or "" when the bulk path is
 // not to be used: for https URLs (the client's own TLS settings, given

@@ -213,8 +213,15 @@ func (b *SBX) Files(ctx context.Context, sizes []int64, reps []int) []*Scenario 
 	for i, size := range sizes {
 		s := &Scenario{Name: "file_" + sizeName(size), System: "sbx", Errors: map[string]int{},
 			Values: map[string]float64{}, Series: map[string][]float64{},
-			Note: "WriteFileFrom then ReadFileTo of " + sizeName(size) + " in /tmp of a 2-CPU 4-GiB sandbox, after one warm-up round trip (first_*)"}
+			Note: "WriteFileFrom then ReadFileTo of " + sizeName(size) + " in /tmp of a 2-CPU 4-GiB sandbox (the previous round's file removed first, untimed), after one warm-up round trip (first_*)"}
 		fileRounds(ctx, s, size, reps[i], func() (w, rd time.Duration, err error) {
+			// The previous round's file goes first, untimed, as the host
+			// floor truncates its file before writing: an atomic replace
+			// keeps the old file's pages until the new one is complete,
+			// so it would need twice the page cache, and on this VM
+			// memory not touched for a few seconds costs ~10 µs a page
+			// again (docs/BENCHMARKS.md, file round trip).
+			sb.Remove(ctx, "/tmp/bench.bin", false)
 			start := time.Now()
 			if _, err := sb.WriteFileFrom(ctx, "/tmp/bench.bin", newPattern(size), 0o644); err != nil {
 				return 0, 0, err

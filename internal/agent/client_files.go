@@ -54,10 +54,18 @@ type ChunkSource interface {
 }
 
 // ReadFile streams a file's content; the caller closes the reader. The
-// reader's Size is the content's size (-1 when not known up front), and
-// its WriteTo hands the socket to a writer that can take it (an HTTP/1.1
-// response over TCP), which Go turns into splice(2).
+// reader's Size is the content's size (-1 when not known up front). A
+// regular file comes as its descriptor where the agent can pass one
+// (client_files_fd.go), else as Data frames; either way the reader's
+// WriteTo hands the file or the socket to a writer that can take it (an
+// HTTP/1.1 response over TCP), which Go turns into sendfile(2) or
+// splice(2).
 func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, error) {
+	if c.wire.FDs() {
+		if rc, err := c.readFD(ctx, path); !errors.Is(err, errTryPlain) {
+			return rc, err
+		}
+	}
 	what := "read " + path
 	call, err := c.open(ctx, methodRead, &agentv1.ReadRequest{Path: path}, what)
 	if err != nil {
@@ -74,9 +82,13 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, erro
 	return &FileReader{call: call, size: hdr.GetSize(), left: hdr.GetSize(), what: what}, nil
 }
 
-// FileReader is a file's content as the agent sends it.
+// FileReader is a file's content as the agent sends it: Data frames on
+// the call, or a regular file's descriptor the agent passed (see
+// client_files_fd.go), read directly.
 type FileReader struct {
 	call *agentwire.Call
+	file *os.File        // the passed descriptor, or nil
+	ctx  context.Context // the call's, which a passed file's reads check
 	size int64
 	left int64     // bytes still to come, when the size is known
 	cur  io.Reader // the rest of the current Data frame
@@ -116,6 +128,9 @@ func (r *FileReader) frame() (io.Reader, error) {
 }
 
 func (r *FileReader) Read(p []byte) (int, error) {
+	if r.file != nil {
+		return r.readFile(p)
+	}
 	for {
 		cur, err := r.frame()
 		if err != nil {
@@ -140,6 +155,9 @@ func (r *FileReader) Read(p []byte) (int, error) {
 // WriteTo copies the rest of the content to w, each frame through its
 // WriteTo (the socket through w's ReadFrom, when w has one).
 func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
+	if r.file != nil {
+		return r.writeFileTo(w)
+	}
 	var total int64
 	for {
 		cur, err := r.frame()
@@ -171,6 +189,9 @@ func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
 
 // Close ends the transfer; one not read to its end is cut.
 func (r *FileReader) Close() error {
+	if r.file != nil {
+		return r.file.Close()
+	}
 	r.call.Close()
 	return nil
 }
@@ -180,7 +201,8 @@ type onlyWriter struct{ io.Writer }
 // WriteFile streams r into path atomically: a header (with the size, for a
 // *SizedReader), the content as Data frames, then the request's end. If r
 // fails, the transfer is cut before its end, so the agent keeps the old
-// file.
+// file. Content of a known size goes straight into the agent's temporary
+// file where the agent can pass its descriptor (client_files_fd.go).
 func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
 	what := "write " + path
 	hdr := &agentv1.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}
@@ -190,6 +212,11 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "%s: the size %d is negative", what, sr.N)
 		}
 		hdr.Size = &sr.N
+		if sr.N > 0 && c.wire.FDs() {
+			if err := c.writeFD(ctx, hdr, sr, what); !errors.Is(err, errTryPlain) {
+				return err
+			}
+		}
 	}
 	call, err := c.open(ctx, methodWrite, &agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: hdr}}, what)
 	if err != nil {
@@ -206,8 +233,16 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 			return fromWire(err, what)
 		}
 	}
+	return sendContent(call, r, what)
+}
+
+// sendContent sends the content of a write after its go-ahead, ends the
+// request and reads the answer.
+func sendContent(call *agentwire.Call, r io.Reader, what string) error {
+	sr, sized := r.(*SizedReader)
 	buf := chunkcodec.Get(maxChunk)[:maxChunk]
 	defer chunkcodec.Put(buf)
+	var err error
 	switch {
 	case sized:
 		err = call.SendFrom(sr, sr.N, buf)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 
@@ -18,6 +19,14 @@ const maxChunk = 1 << 20
 // filesystemService implements FilesystemService.
 type filesystemService struct{ s *Server }
 
+// ReadFD is Read, except that a regular file of at least one byte goes as
+// its open descriptor with the ReadResponse (agentwire.ServerCall.SendFD),
+// and no Data frames: the host then reads the file itself. Where the
+// connection cannot pass descriptors, it answers as Read.
+func (fsv *filesystemService) ReadFD(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall) error {
+	return fsv.read(ctx, req, call, true)
+}
+
 // Read sends a file: a ReadResponse with its size, then its bytes as Data
 // frames. A regular file's go with sendfile(2), in the size announced (a
 // file that shrinks meanwhile cuts the transfer, one that grows is cut at
@@ -25,6 +34,10 @@ type filesystemService struct{ s *Server }
 // 0) is read to its end, 1 MiB at a time, with size -1. Paths resolve in
 // the agent's own mount namespace, the sandbox's.
 func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall) error {
+	return fsv.read(ctx, req, call, false)
+}
+
+func (fsv *filesystemService) read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall, byFD bool) error {
 	path, err := cleanPath(req.GetPath())
 	if err != nil {
 		return err
@@ -34,7 +47,6 @@ func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest
 		return fsError("read", path, err)
 	}
 	defer f.Close()
-	defer fsv.s.trimSoon()
 	fi, err := f.Stat()
 	if err != nil {
 		return fsError("read", path, err)
@@ -46,6 +58,13 @@ func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest
 	if !fi.Mode().IsRegular() || size == 0 {
 		size = -1
 	}
+	if byFD && size > 0 {
+		err := call.SendFD(&agentv1.ReadResponse{Size: size}, f)
+		if !errors.Is(err, agentwire.ErrNoFD) {
+			return err
+		}
+	}
+	defer fsv.s.trimSoon()
 	if err := call.Send(&agentv1.ReadResponse{Size: size}); err != nil {
 		return err
 	}

@@ -22,6 +22,21 @@ import (
 // past what the connection had buffered go from the socket into the file
 // with splice(2).
 func (fsv *filesystemService) Write(ctx context.Context, call *agentwire.ServerCall) error {
+	return fsv.write(ctx, call, false)
+}
+
+// WriteFD is Write, except that for content of a known size the go-ahead
+// carries the temporary file's descriptor (agentwire.ServerCall.SendFD):
+// the host writes the content into it itself and ends the request, and
+// the file replaces the target only if it then holds exactly the size
+// announced. The host may still send Data frames instead (it did not get
+// the descriptor); where the connection cannot pass descriptors, the
+// go-ahead is Write's.
+func (fsv *filesystemService) WriteFD(ctx context.Context, call *agentwire.ServerCall) error {
+	return fsv.write(ctx, call, true)
+}
+
+func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerCall, byFD bool) error {
 	var req agentv1.WriteRequest
 	if err := call.Recv(&req); err != nil {
 		if err == io.EOF {
@@ -59,7 +74,8 @@ func (fsv *filesystemService) Write(ctx context.Context, call *agentwire.ServerC
 		return fsError("write", path, err)
 	}
 	defer fsv.s.trimSoon()
-	if size >= 0 {
+	byFD = byFD && size > 0
+	if size >= 0 && !byFD {
 		// The header passed: the client, which waits for this, may send
 		// the content now. A refused write moves none of it.
 		if err := call.Send(&agentv1.WriteResponse{}); err != nil {
@@ -75,11 +91,31 @@ func (fsv *filesystemService) Write(ctx context.Context, call *agentwire.ServerC
 			// does.
 			_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
 		}
+		if byFD {
+			// The go-ahead, with the file: the host may write into it
+			// directly (then it sends no Data frames).
+			err := call.SendFD(&agentv1.WriteResponse{}, f)
+			if errors.Is(err, agentwire.ErrNoFD) {
+				byFD, err = false, call.Send(&agentv1.WriteResponse{})
+			}
+			if err != nil {
+				failure = err
+				return err
+			}
+		}
 		for {
 			n, data, err := call.RecvData()
+			if err == io.EOF && byFD {
+				// What the host wrote through the descriptor counts too.
+				fi, serr := f.Stat()
+				if serr != nil {
+					return serr
+				}
+				written = fi.Size()
+			}
 			if err == io.EOF {
 				if size >= 0 && written != size {
-					failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: the content ended after %d of %d bytes; the old file is kept", path, written, size)
+					failure = sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write %s: the content was %d bytes, not the %d announced; the old file is kept", path, written, size)
 				}
 				return failure
 			}

@@ -29,11 +29,19 @@ const (
 	methodMakeDir    = "sbx.agent.v1.FilesystemService/MakeDir"
 	methodRemove     = "sbx.agent.v1.FilesystemService/Remove"
 	methodRename     = "sbx.agent.v1.FilesystemService/Rename"
+
+	// methodReadFD and methodWriteFD are Read and Write that pass the
+	// file's descriptor instead of its bytes where the socket allows
+	// (fs_read.go, fs_write.go); agents before them answer "no method".
+	methodReadFD  = "sbx.agent.v1.FilesystemService/ReadFD"
+	methodWriteFD = "sbx.agent.v1.FilesystemService/WriteFD"
 )
 
 // movesData says which methods move file data: they restore GOMAXPROCS
 // first (see StartEnv).
-func movesData(method string) bool { return method == methodRead || method == methodWrite }
+func movesData(method string) bool {
+	return method == methodRead || method == methodWrite || method == methodReadFD || method == methodWriteFD
+}
 
 // methods returns the agent's methods.
 func (s *Server) methods() map[string]agentwire.Method {
@@ -52,6 +60,8 @@ func (s *Server) methods() map[string]agentwire.Method {
 		methodResize:     unary(p.Resize),
 		methodRead:       serverStream(f.Read),
 		methodWrite:      {ClientStream: true, MaxMessage: maxMessageBytes, Handle: f.Write},
+		methodReadFD:     serverStream(f.ReadFD),
+		methodWriteFD:    {ClientStream: true, MaxMessage: maxMessageBytes, Handle: f.WriteFD},
 		methodStat:       unary(f.Stat),
 		methodListDir:    unary(f.ListDir),
 		methodMakeDir:    unary(f.MakeDir),

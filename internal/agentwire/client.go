@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -41,7 +42,17 @@ type Client struct {
 	idle   []*conn
 	first  net.Conn
 	closed bool
+	// noFD is set once the agent showed it cannot pass descriptors.
+	noFD atomic.Bool
 }
+
+// FDs reports whether calls to this agent may ask for file descriptors
+// (see fd.go): true until NoFDs.
+func (cl *Client) FDs() bool { return !cl.noFD.Load() }
+
+// NoFDs makes FDs false: the agent is too old for the methods that pass
+// descriptors, or a descriptor did not arrive.
+func (cl *Client) NoFDs() { cl.noFD.Store(true) }
 
 // NewClient returns a client whose connections dial makes; messages it
 // receives are at most maxMessage bytes.
@@ -348,7 +359,7 @@ func (call *Call) next() (byte, int64, error) {
 			return 0, 0, call.err
 		}
 		return 0, 0, io.EOF
-	case frameMsg, frameData:
+	case frameMsg, frameData, frameFD:
 		return kind, n, nil
 	case 'H': // "HTTP/1.1 400 Bad Request": an agent of an older sbx
 		call.broken, call.desync = true, true

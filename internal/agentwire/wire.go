@@ -16,7 +16,8 @@
 // request), or for a client-streaming method any Msg and Data frames and
 // an End frame. The server answers with Msg and Data frames and ends the
 // call with a Status frame (empty for success, see status.go), after which
-// the connection carries the next call. A client that goes away closes
+// the connection carries the next call. On a Unix socket an answer may be
+// an FD frame, a Msg frame sent with a file's descriptor (fd.go). A client that goes away closes
 // the connection: the server cancels the call's context.
 package agentwire
 
@@ -67,10 +68,16 @@ type conn struct {
 	// fresh says no call was made on the connection yet (a client's
 	// prepared connection): the next one sends the preface.
 	fresh bool
+	// wantFD makes the reads use recvmsg, which puts a descriptor that
+	// comes with the bytes into fd (-1: none); see fd.go.
+	wantFD bool
+	fd     int
 }
 
 func newConn(nc net.Conn) *conn {
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, bufSize)}
+	c := &conn{nc: nc, fd: -1}
+	c.br = bufio.NewReaderSize(sockReader{c}, bufSize)
+	return c
 }
 
 // readHeader reads the next frame's kind and payload length.
