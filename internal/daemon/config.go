@@ -111,6 +111,9 @@ type Config struct {
 	// MaxCallsPerTenant bounds the API calls (exec streams, waits, log
 	// follows, file transfers, ...) one tenant has in flight at once.
 	MaxCallsPerTenant int `json:"maxCallsPerTenant,omitempty"`
+	// MaxConnections bounds the API connections served at once (0: half
+	// of the process's open-file limit); past it new ones wait.
+	MaxConnections int `json:"maxConnections,omitempty"`
 
 	// Network is "bridge" (the default: each sandbox gets an address on a
 	// bridge, NAT and its network policy; see internal/network) or "none"
@@ -285,6 +288,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCallsPerTenant < 1 || c.MaxCallsPerTenant > 1<<20 {
 		return fmt.Errorf("maxCallsPerTenant %d is out of range 1..1048576", c.MaxCallsPerTenant)
+	}
+	if c.MaxConnections < 0 || c.MaxConnections > 1<<20 {
+		return fmt.Errorf("maxConnections %d is out of range 0 (half the open-file limit)..1048576", c.MaxConnections)
 	}
 	for _, t := range c.ImageAdmins {
 		if !tenantIDRE.MatchString(t) {

@@ -90,6 +90,7 @@ func TestValidate(t *testing.T) {
 		"import size":   func(c *Config) { c.MaxImportBytes = 10 },
 		"image size":    func(c *Config) { c.MaxImageBytes = 10 },
 		"calls":         func(c *Config) { c.MaxCallsPerTenant = 0 },
+		"connections":   func(c *Config) { c.MaxConnections = -1 },
 		"image admin":   func(c *Config) { c.ImageAdmins = []string{"../x"} },
 	} {
 		c := Default()

@@ -68,6 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another sbx serve running? choose another with --listen): %w", cfg.Listen, err)
 	}
+	ln = limitConnections(ln, connectionLimit(cfg.MaxConnections))
 	defer ln.Close()
 	// The network next: a second server with this one's bridge or table
 	// fails here, before it touches the store or the image cache.
