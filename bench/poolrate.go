@@ -23,6 +23,11 @@ import (
 // stalled server cannot make the harness start thousands of goroutines.
 const maxInFlight = 500
 
+// achievedWithin is how soon after being offered a create must reach its
+// first output to count in the pool scenario's achieved rate (the issue's
+// bound on a burst's p99).
+const achievedWithin = time.Second
+
 // poolStatus returns the server's pool for image, or an error when it has
 // none.
 func (b *SBX) poolStatus(ctx context.Context, image string) (sbx.PoolInfo, error) {
@@ -46,7 +51,9 @@ func (b *SBX) poolStatus(ctx context.Context, image string) (sbx.PoolInfo, error
 // after the run watches the pool refill for watch.
 //
 // Samples are create → first output of every create that got there.
-// Values: achieved_per_s (first outputs within the window ÷ its length),
+// Values: achieved_per_s (creates that reached first output within
+// achievedWithin of being offered ÷ the window; first_outputs_in_window_per_s
+// counts the first outputs inside the window instead),
 // offered_per_s, hits and misses (claims from the pool, cold creates),
 // sustained_s (how long the rate held: the end of the last second, from
 // the start, in which every second reached 90 % of the rate with hits
@@ -256,7 +263,20 @@ func (b *SBX) PoolRate(ctx context.Context, image string, rate float64, dur, wat
 	s.Values["offered"] = float64(n)
 	s.Values["offered_per_s"] = rate
 	s.Values["not_offered_client_cap"] = float64(skipped)
-	s.Values["achieved_per_s"] = float64(ok) / window.Seconds()
+	s.Values["first_outputs_in_window_per_s"] = float64(ok) / window.Seconds()
+	// The rate achieved: creates offered in the window that reached their
+	// first output within achievedWithin of being offered, ÷ the window. A
+	// server that keeps up serves every offered create in time and reaches
+	// the offered rate; counted in the window itself, it would miss the
+	// creates still in flight at its end, however fast; one that falls
+	// behind serves ever later and drops below.
+	inTime := 0
+	for _, r := range results {
+		if r.err == nil && r.done > 0 && r.latency <= achievedWithin {
+			inTime++
+		}
+	}
+	s.Values["achieved_per_s"] = float64(inTime) / window.Seconds()
 	// How long the rate held: whole seconds from the start in which 90 %
 	// of the rate reached first output, all of them from the pool.
 	held := 0
@@ -294,7 +314,8 @@ func poolRateMetrics(r *Report, s *Scenario, floor string) []Metric {
 	offered := fmt.Sprintf("%.0f/s offered for %.0f s, pool of %.0f", value(s, "offered_per_s"), value(s, "offered")/value(s, "offered_per_s"), value(s, "pool_size"))
 	return []Metric{
 		{Name: "creates per second from a warm pool, to first output", Unit: "/s", Target: ptr(TargetCreatesSec),
-			SBX: F(value(s, "achieved_per_s")), Podman: F(rate("podman")), Crun: F(rate(floor)), Note: offered + "; baselines: 1 ÷ mean run-to-exit, one at a time"},
+			SBX: F(value(s, "achieved_per_s")), Podman: F(rate("podman")), Crun: F(rate(floor)), Note: offered + "; counted: first outputs within 1 s of the offer; baselines: 1 ÷ mean run-to-exit, one at a time"},
+		{Name: "pool_rate first outputs inside the window, per second (creates still in flight at its end not counted)", Unit: "/s", SBX: F(value(s, "first_outputs_in_window_per_s"))},
 		{Name: "seconds the offered rate held (≥ 90 %, all from the pool)", Unit: "s", SBX: F(value(s, "sustained_s"))},
 		{Name: "pool_rate create → first output, p50", Unit: "ms", LowerIsBetter: true, SBX: F(latency(s, p50))},
 		{Name: "pool_rate create → first output, p99", Unit: "ms", LowerIsBetter: true, SBX: F(latency(s, p99))},

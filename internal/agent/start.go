@@ -25,13 +25,16 @@ import (
 // that restarted.
 
 // StartEnv is what a runtime adds to the agent's environment: one P
-// (GOMAXPROCS=1) while the agent starts. Each P of the Go runtime gets its
-// own allocation caches, and each runnable P its own thread, whose fresh
-// pages the kernel must fault in one by one, which is expensive on a VM
-// (tens of µs a page on the benchmark machine). The agent restores the
-// default (runtime.SetDefaultGOMAXPROCS, which follows the sandbox's CPU
-// limit) before its first request that moves data, or deferDelay after its
-// first answer, and no process it starts sees the variable.
+// (GOMAXPROCS=1). Each P of the Go runtime gets its own allocation caches,
+// and each runnable P its own thread, whose fresh pages the kernel must
+// fault in one by one, which is expensive on a VM (tens of µs a page on
+// the benchmark machine); and with a second P every goroutine woken by
+// the poller wakes a second thread to look for work, which doubled the
+// context switches of an exec (`BenchmarkAgentClaimedLife`). The agent
+// keeps one P for processes and RPCs; only a call that moves file data
+// restores the default (runtime.SetDefaultGOMAXPROCS, which follows the
+// sandbox's CPU limit), and only before the first sandbox process (see
+// deferred). No process it starts sees the variable.
 var StartEnv = []string{"GOMAXPROCS=1"}
 
 // ConnFlag is the agent's flag naming the descriptor of its end of the
@@ -92,17 +95,25 @@ func ConnFromFD(fd int) (net.Conn, error) {
 //   - soon (the warm-up, warm.go): what a fresh sandbox's Init and first
 //     exec need, started at once after the first answer, while the host
 //     does its own bookkeeping;
-//   - later, deferDelay after the first answer: the default GOMAXPROCS
-//     (see StartEnv) and the trim base (markTrimBase).
+//   - later, deferDelay after the first answer: the trim base
+//     (markTrimBase).
 //
-// A call that needs GOMAXPROCS earlier restores it itself: one that moves
-// file data does, and so does the start of the first sandbox process
-// (Server.beforeProcesses): no sandbox process may exist before the Go
-// runtime has what it runs with.
+// It also owns the agent's one P (see StartEnv): a call that moves file
+// data restores the default GOMAXPROCS first, unless a sandbox process was
+// ever started (Server.beforeProcesses seals it). A process may fill the
+// sandbox's pids limit (a fork bomb): a restore after that asks the kernel
+// for threads it refuses, and the Go runtime aborts when it cannot create
+// a thread (TestForkBombStopsAtPidsLimit). With one P the agent needs
+// fewest threads.
 type deferred struct {
-	soon    []func()
-	restore func()
-	first   sync.Once
+	soon  []func()
+	first sync.Once
+	// procs restores the default GOMAXPROCS; tests count it instead.
+	procs func()
+
+	mu sync.Mutex
+	// settled: GOMAXPROCS was restored, or may no longer be (sealed).
+	settled bool
 }
 
 // deferDelay is how long after its first answer the agent does the rest:
@@ -113,11 +124,28 @@ type deferred struct {
 const deferDelay = 30 * time.Millisecond
 
 func newDeferred(soon []func()) *deferred {
-	return &deferred{soon: soon, restore: sync.OnceFunc(func() {
+	return &deferred{soon: soon, procs: func() {
 		if startedWithOneP {
 			runtime.SetDefaultGOMAXPROCS()
 		}
-	})}
+	}}
+}
+
+// restore restores the default GOMAXPROCS, once, unless sealed.
+func (d *deferred) restore() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.settled {
+		d.settled = true
+		d.procs()
+	}
+}
+
+// seal keeps GOMAXPROCS as it is from now on.
+func (d *deferred) seal() {
+	d.mu.Lock()
+	d.settled = true
+	d.mu.Unlock()
 }
 
 // before is called before each call's handler: a call that moves file
@@ -129,19 +157,12 @@ func (d *deferred) before(method string) {
 }
 
 // after is called once each call's end was written: after the first, the
-// warm-up starts, and the rest is scheduled. After the Init, GOMAXPROCS is
-// restored at once, in the background: the host's next call is usually the
-// first exec, a millisecond or more later (the host records the sandbox
-// as running first), which then need not wait for the restore (about
-// 0.5 ms on the benchmark VM).
+// warm-up starts, and the rest is scheduled.
 func (d *deferred) after(method string) {
 	d.first.Do(func() {
 		go d.runSoon()
 		time.AfterFunc(deferDelay, d.finish)
 	})
-	if method == methodInit {
-		go d.restore()
-	}
 }
 
 // runSoon does the warm-up, letting calls that are ready to run go first
@@ -153,22 +174,55 @@ func (d *deferred) runSoon() {
 	}
 }
 
-// beforeProcesses is called before the agent starts a sandbox process: it
-// restores GOMAXPROCS first, so that the Go runtime has the Ps (and soon
-// the threads) it will run with before any sandbox process can exist. A
-// process may fill the sandbox's pids limit (a fork bomb): a restore after
-// that asks the kernel for threads it refuses, and the Go runtime aborts
-// when it cannot create a thread (TestForkBombStopsAtPidsLimit).
+// beforeProcesses is called before the agent starts a sandbox process:
+// from then on GOMAXPROCS stays as it is (see deferred), so that the Go
+// runtime never asks for more threads because of it once a sandbox
+// process could have filled the pids limit.
 func (s *Server) beforeProcesses() {
 	if s.later != nil {
-		s.later.restore()
+		s.later.seal()
 	}
 }
 
 // finish does the deferred work.
 func (d *deferred) finish() {
-	d.restore()
 	markTrimBase()
+	niceSysmon()
+}
+
+// sysmonNice is the nice value of the agent's sysmon thread.
+const sysmonNice = 19
+
+// niceSysmon gives the Go runtime's monitor thread (sysmon) the lowest CPU
+// priority. While any P of a Go process is busy, sysmon wakes every 20 µs
+// (a context switch each); when hundreds of agents work at once (a burst
+// of claims from a warm pool, each with its first exec), every agent's
+// goroutine waits for a CPU with its P busy, so every sysmon polls, and
+// those wake-ups were the largest part of the agents' CPU (the pool_rate
+// scenario: 6–8 ms of agent CPU per claimed sandbox, of 13–20). At nice 19
+// sysmon still runs whenever a CPU is free, so an idle host is unchanged;
+// on a busy one it runs less often, which costs the agent at most a later
+// preemption of a long goroutine or hand-off of a P blocked in a syscall,
+// both rare in an agent that mostly waits.
+//
+// sysmon is the first thread the Go runtime starts (runtime.main starts it
+// before anything else), so it has the lowest thread id after the main
+// thread's. A failure changes nothing but the agent's speed.
+func niceSysmon() {
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	self, sysmon := unix.Getpid(), 0
+	for _, e := range entries {
+		var tid int
+		if _, err := fmt.Sscan(e.Name(), &tid); err == nil && tid != self && (sysmon == 0 || tid < sysmon) {
+			sysmon = tid
+		}
+	}
+	if sysmon > 0 {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, sysmon, sysmonNice)
+	}
 }
 
 // startedWithOneP says whether the agent runs with StartEnv's GOMAXPROCS.

@@ -22,7 +22,7 @@ func countingDeferred(t *testing.T) (d *deferred, steps, restores *atomic.Int32,
 		func() { steps.Add(1) },
 		func() { steps.Add(1); warmed <- struct{}{} },
 	})
-	d.restore = func() { restores.Add(1) }
+	d.procs = func() { restores.Add(1) }
 	return d, steps, restores, warmed
 }
 
@@ -49,36 +49,21 @@ func TestDeferredWarmsAfterFirstAnswer(t *testing.T) {
 	}
 }
 
-// TestDeferredFinishRestores: the delayed rest restores GOMAXPROCS.
-func TestDeferredFinishRestores(t *testing.T) {
-	d, _, restores, _ := countingDeferred(t)
-	d.finish()
-	if restores.Load() != 1 {
-		t.Fatalf("finish: %d restores; want 1", restores.Load())
-	}
-}
-
-// TestDeferredRestoresAfterInit: the default GOMAXPROCS comes back once an
-// Init was answered, not after a Ping.
-func TestDeferredRestoresAfterInit(t *testing.T) {
+// TestDeferredKeepsOneP: neither the delayed rest nor the answers of a
+// Ping or an Init restore GOMAXPROCS: the agent keeps one P (StartEnv).
+func TestDeferredKeepsOneP(t *testing.T) {
 	d, _, restores, _ := countingDeferred(t)
 	d.after(methodPing)
-	time.Sleep(10 * time.Millisecond)
-	if restores.Load() != 0 {
-		t.Fatal("a Ping's answer restored GOMAXPROCS")
-	}
 	d.after(methodInit)
-	deadline := time.Now().Add(10 * time.Second)
-	for restores.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the Init's answer did not restore GOMAXPROCS")
-		}
-		time.Sleep(time.Millisecond)
+	d.finish()
+	time.Sleep(10 * time.Millisecond)
+	if n := restores.Load(); n != 0 {
+		t.Fatalf("%d restores without a data call; want none", n)
 	}
 }
 
-// TestDeferredRestoresForDataOnly: the default GOMAXPROCS comes back before
-// a call that moves file data, not for a Ping, an Init or an exec.
+// TestDeferredRestoresForDataOnly: the default GOMAXPROCS comes back, once,
+// before a call that moves file data, not for a Ping, an Init or an exec.
 func TestDeferredRestoresForDataOnly(t *testing.T) {
 	d, _, restores, _ := countingDeferred(t)
 	for _, m := range []string{methodPing, methodInit, methodStart, methodList, methodStat} {
@@ -87,11 +72,24 @@ func TestDeferredRestoresForDataOnly(t *testing.T) {
 			t.Fatalf("%s restored GOMAXPROCS", m)
 		}
 	}
-	for i, m := range []string{methodRead, methodWrite} {
+	for _, m := range []string{methodRead, methodWrite, methodReadFD, methodWriteFD} {
 		d.before(m)
-		if n := restores.Load(); n != int32(i+1) {
-			t.Fatalf("%s: %d restores, want %d", m, n, i+1)
+		if n := restores.Load(); n != 1 {
+			t.Fatalf("%s: %d restores, want 1", m, n)
 		}
+	}
+}
+
+// TestDeferredSealedByProcesses: once a sandbox process was started, a
+// data call no longer restores GOMAXPROCS (a fork bomb may have filled the
+// pids limit, and the Go runtime aborts when it cannot make a thread).
+func TestDeferredSealedByProcesses(t *testing.T) {
+	d, _, restores, _ := countingDeferred(t)
+	s := &Server{later: d}
+	s.beforeProcesses()
+	d.before(methodWrite)
+	if n := restores.Load(); n != 0 {
+		t.Fatalf("a data call after a process restored GOMAXPROCS %d times", n)
 	}
 }
 

@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Pools:                 cfg.lifecyclePools(),
 		OnPoolRefill:          reg.ObservePoolRefill,
 		OnTeardown:            reg.ObserveTeardown,
+		Park:                  lrt.Park,
 		OnStopping: func(id string) {
 			if p := proxyRef.Load(); p != nil {
 				p.CloseSandbox(id)

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -75,6 +76,13 @@ type Config struct {
 	// PoolCheckInterval is how often idle pool sandboxes are checked to
 	// still run (10 s).
 	PoolCheckInterval time.Duration
+	// Park, when set, stops everything in a sandbox from running at once
+	// and cheaply (the local runtime freezes its cgroups), ahead of its
+	// teardown; it reports whether it did. Delete parks an idle sandbox,
+	// whose teardown may then wait until creates pause (teardown.go). The
+	// runtime's Delete must remove a parked sandbox like any other, also
+	// after a restart.
+	Park func(ctx context.Context, id string) (bool, error)
 	// OnStopping, when set, is called when a sandbox moves to TERMINATING
 	// or a terminal state (e.g. to close connections into it). It must
 	// not block.

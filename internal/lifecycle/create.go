@@ -40,7 +40,11 @@ type CreateRequest struct {
 // RESOURCE_EXHAUSTED CREATE_QUEUE_FULL and a retry delay.
 func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest) (*sandbox.Sandbox, error) {
 	m.inCreate.Add(1) // teardowns give way (teardown.go)
-	defer m.inCreate.Add(-1)
+	m.lastCreate.Store(time.Now().UnixNano())
+	defer func() {
+		m.inCreate.Add(-1)
+		m.lastCreate.Store(time.Now().UnixNano())
+	}()
 	if req.RequestID == "" && !m.mayClaimWarm(&req) {
 		// Refuse early under a burst: before any store access or lock.
 		// (A retry with a request id first looks for its earlier create.)

@@ -28,6 +28,9 @@ type Manager struct {
 	// the Create calls in progress, counted by inCreate.
 	teardown *teardowns
 	inCreate atomic.Int64
+	// lastCreate is when a Create call last began or ended (Unix ns):
+	// parked teardowns and pool refills wait until creates pause.
+	lastCreate atomic.Int64
 	// quota caches the tenants' active counts (quota.go).
 	quota quotaCache
 	// deadlines schedules the live sandboxes' lifetimes and sessions for

@@ -31,6 +31,9 @@ const (
 	refillParallel = 2
 	// demandWindow is how long a miss raises a pool's target (see target).
 	demandWindow = time.Minute
+	// refillHoldIdle is the fewest idle sandboxes with which a pool's
+	// refills wait for creates to pause (refillHolds).
+	refillHoldIdle = 16
 )
 
 // reasonClaimed is the CREATING reason of a sandbox taken from a warm pool.
@@ -283,6 +286,10 @@ func (m *Manager) refillLoop(p *pool) {
 				wait = p.retryAt.Sub(now)
 				break
 			}
+			if m.refillHolds(p) {
+				wait = createQuiet
+				break
+			}
 			p.warming++
 			m.goBackground(func() { m.refillOne(p) })
 		}
@@ -295,6 +302,16 @@ func (m *Manager) refillLoop(p *pool) {
 		case <-timer.C:
 		}
 	}
+}
+
+// refillHolds reports whether p's refills wait for creates to pause: while
+// creates come (teardown.go, createsComing) and p still holds more than an
+// eighth of its MinIdle, and at least refillHoldIdle. A refill is a cold
+// start, several times the CPU of a claim: during a burst of claims it
+// would take the CPU the claims need, while the pool still serves them.
+// The caller holds p.mu.
+func (m *Manager) refillHolds(p *pool) bool {
+	return len(p.idle) >= refillHoldIdle && len(p.idle) > p.cfg.MinIdle/8 && m.createsComing()
 }
 
 // refillOne creates one sandbox for p and records it as idle, or records

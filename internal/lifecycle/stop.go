@@ -105,6 +105,16 @@ func (m *Manager) Delete(ctx context.Context, tenantID, id string) error {
 	if !sb.State.Terminal() && len(sb.Start.Command) > 0 {
 		grace = m.cfg.StopGrace
 	}
-	m.releaseRuntime(id, grace)
+	// Without a grace period the sandbox is parked at once: nothing in
+	// it runs from here on, and its teardown may wait for creates to
+	// pause (teardown.go).
+	parked := false
+	if grace == 0 && !sb.State.Terminal() && m.cfg.Park != nil {
+		var perr error
+		if parked, perr = m.cfg.Park(context.WithoutCancel(ctx), id); perr != nil && !errors.Is(perr, sandbox.ErrNotFound) {
+			m.cfg.Logger.Warn("parking deleted sandbox", "sandbox", id, "error", perr)
+		}
+	}
+	m.releaseRuntime(id, grace, parked)
 	return nil
 }

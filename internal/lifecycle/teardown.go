@@ -23,6 +23,17 @@ import (
 // the queue still moves; once it holds teardownBacklog sandboxes (stopped,
 // but holding mounts, cgroups and an address) it runs at full width.
 //
+// An idle sandbox that Delete could park (Config.Park: nothing in it runs
+// any more, so it costs no CPU) waits longer: while creates come (one in
+// progress, or one began or ended within createQuiet) its teardown holds,
+// until creates pause, the queue holds parkedBacklog sandboxes, it waited
+// parkedMaxWait, or someone waits for the queue (AwaitTeardowns,
+// DrainTeardowns). A burst of claims from a warm pool then runs with the
+// whole CPU, and its deletes' teardowns (the agent's exit, unmounts,
+// network and cgroup removal: more CPU than the claim itself) follow it.
+// Work deferred is not work saved: a rate sustained beyond what the pools
+// hold is still bounded by the CPU of whole lives.
+//
 // Nothing is lost if the server dies with teardowns queued: a teardown is
 // queued only once the sandbox's record is deleted or terminal, and
 // Recover deletes every container whose record is gone, and releases
@@ -39,6 +50,16 @@ const (
 	// two minutes under continuous creates and new sandboxes found the
 	// bridge full.
 	teardownYield = 100 * time.Millisecond
+	// createQuiet is how long after the last create began or ended
+	// creates count as still coming, for parked teardowns and refills.
+	createQuiet = 250 * time.Millisecond
+	// parkedBacklog is the queue length at which parked teardowns stop
+	// waiting for creates to pause: each holds its memory, address and
+	// bridge port meanwhile.
+	parkedBacklog = 1024
+	// parkedMaxWait bounds how long a parked teardown waits for creates
+	// to pause.
+	parkedMaxWait = 30 * time.Second
 )
 
 // teardown is one queued runtime teardown.
@@ -48,6 +69,10 @@ type teardown struct {
 	// after grace), as Stop does; that wait happens before the job takes
 	// a worker, since it costs nothing but time.
 	grace time.Duration
+	// parked: the sandbox was parked (Config.Park) and costs nothing
+	// while it waits, so it may wait for creates to pause.
+	parked bool
+	queued time.Time
 }
 
 // teardowns is the queue of runtime teardowns and its workers.
@@ -60,6 +85,9 @@ type teardowns struct {
 	running int
 	done    uint64
 	failed  uint64
+	// urgent counts callers waiting for the queue to empty: parked
+	// teardowns then wait no more.
+	urgent int
 }
 
 func newTeardowns(limit int) *teardowns {
@@ -92,6 +120,7 @@ func (m *Manager) Teardowns() TeardownStatus {
 // Sandboxes still stopping gracefully before their teardown are not waited
 // for; Recover releases them on the next start.
 func (m *Manager) DrainTeardowns(ctx context.Context) error {
+	defer m.hurryTeardowns()()
 	for {
 		if st := m.Teardowns(); st.Queued == 0 && st.Running == 0 {
 			return nil
@@ -112,6 +141,7 @@ func (m *Manager) DrainTeardowns(ctx context.Context) error {
 // answered: callers that need those released (removing an image) wait
 // here first.
 func (m *Manager) AwaitTeardowns(ctx context.Context) error {
+	defer m.hurryTeardowns()()
 	t := m.teardown
 	t.mu.Lock()
 	ids := make([]string, 0, len(t.queued))
@@ -139,10 +169,25 @@ func (m *Manager) AwaitTeardowns(ctx context.Context) error {
 	}
 }
 
+// hurryTeardowns makes parked teardowns stop waiting for creates until
+// the returned func is called, and starts workers for them.
+func (m *Manager) hurryTeardowns() (done func()) {
+	t := m.teardown
+	t.mu.Lock()
+	t.urgent++
+	m.startTeardownsLocked()
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		t.urgent--
+		t.mu.Unlock()
+	}
+}
+
 // releaseRuntime queues the runtime teardown of sandbox id, whose record is
 // gone or terminal. With grace > 0 the sandbox is first stopped gracefully,
-// outside the queue.
-func (m *Manager) releaseRuntime(id string, grace time.Duration) {
+// outside the queue. parked says Config.Park parked it.
+func (m *Manager) releaseRuntime(id string, grace time.Duration, parked bool) {
 	if m.base.Err() != nil {
 		return // shutting down: Recover cleans up on the next start
 	}
@@ -153,7 +198,7 @@ func (m *Manager) releaseRuntime(id string, grace time.Duration) {
 			if err := m.rt.Stop(ctx, id, grace); err != nil && !errors.Is(err, sandbox.ErrNotFound) && m.base.Err() == nil {
 				m.cfg.Logger.Warn("stopping sandbox before teardown", "sandbox", id, "error", err)
 			}
-			m.releaseRuntime(id, 0)
+			m.releaseRuntime(id, 0, false)
 		})
 		return
 	}
@@ -164,7 +209,7 @@ func (m *Manager) releaseRuntime(id string, grace time.Duration) {
 		return
 	}
 	t.queued[id] = true
-	t.queue = append(t.queue, teardown{id: id})
+	t.queue = append(t.queue, teardown{id: id, parked: parked, queued: time.Now()})
 	m.startTeardownsLocked()
 }
 
@@ -173,17 +218,33 @@ func (m *Manager) releaseRuntime(id string, grace time.Duration) {
 func (m *Manager) startTeardownsLocked() {
 	t := m.teardown
 	for len(t.queue) > 0 && t.running < m.teardownLimit() {
-		job := t.queue[0]
-		t.queue = t.queue[1:]
+		job := m.nextTeardownLocked()
 		t.running++
 		m.goBackground(func() { m.runTeardowns(job) })
 	}
 }
 
+// nextTeardownLocked takes the next job off the queue: the first one not
+// parked, since a parked one may wait for creates to pause, and else the
+// first. The caller holds the queue's lock; the queue is not empty.
+func (m *Manager) nextTeardownLocked() teardown {
+	t := m.teardown
+	i := 0
+	for i < len(t.queue) && t.queue[i].parked {
+		i++
+	}
+	if i == len(t.queue) {
+		i = 0
+	}
+	job := t.queue[i]
+	t.queue = append(t.queue[:i], t.queue[i+1:]...)
+	return job
+}
+
 // teardownLimit is how many teardowns may run now. The caller holds the
 // queue's lock.
 func (m *Manager) teardownLimit() int {
-	if len(m.teardown.queue) < teardownBacklog && m.createsBusy() {
+	if len(m.teardown.queue) < teardownBacklog && m.createsBusy() && m.teardown.urgent == 0 {
 		return 1
 	}
 	return m.teardown.limit
@@ -195,13 +256,40 @@ func (m *Manager) createsBusy() bool {
 	return m.inCreate.Load() > 0 || m.admit.userBusy()
 }
 
+// createsComing reports whether creates are in progress or one began or
+// ended within createQuiet.
+func (m *Manager) createsComing() bool {
+	return m.createsBusy() || time.Since(time.Unix(0, m.lastCreate.Load())) < createQuiet
+}
+
+// holdParked waits while job, a parked sandbox's teardown, may wait for
+// creates to pause (see the top of this file).
+func (m *Manager) holdParked(job teardown) {
+	for m.createsComing() && time.Since(job.queued) < parkedMaxWait {
+		m.teardown.mu.Lock()
+		stop := len(m.teardown.queue) >= parkedBacklog || m.teardown.urgent > 0
+		m.teardown.mu.Unlock()
+		if stop {
+			return
+		}
+		select {
+		case <-m.base.Done():
+			return
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
 // yieldToCreates waits, up to teardownYield, while creates are in
-// progress and the queue is short.
-func (m *Manager) yieldToCreates() {
+// progress and the queue is short; a parked job waits longer (holdParked).
+func (m *Manager) yieldToCreates(job teardown) {
+	if job.parked {
+		m.holdParked(job)
+	}
 	deadline := time.Now().Add(teardownYield)
 	for time.Now().Before(deadline) && m.createsBusy() {
 		m.teardown.mu.Lock()
-		long := len(m.teardown.queue) >= teardownBacklog
+		long := len(m.teardown.queue) >= teardownBacklog || m.teardown.urgent > 0
 		m.teardown.mu.Unlock()
 		if long {
 			return
@@ -221,7 +309,16 @@ func (m *Manager) yieldToCreates() {
 func (m *Manager) runTeardowns(job teardown) {
 	t := m.teardown
 	for {
-		m.yieldToCreates()
+		m.yieldToCreates(job)
+		if job.parked && m.base.Err() != nil {
+			// Shutting down while it waited: Recover deletes it on the
+			// next start; the server need not wait for it now.
+			t.mu.Lock()
+			delete(t.queued, job.id)
+			t.running--
+			t.mu.Unlock()
+			return
+		}
 		ctx, cancel := context.WithTimeout(m.base, time.Minute)
 		t0 := time.Now()
 		err := m.rt.Delete(ctx, job.id)
@@ -247,8 +344,9 @@ func (m *Manager) runTeardowns(job teardown) {
 			t.mu.Unlock()
 			return
 		}
-		job = t.queue[0]
-		t.queue = t.queue[1:]
+		job = m.nextTeardownLocked()
+		// Creates may have paused: let the queue widen again.
+		m.startTeardownsLocked()
 		t.mu.Unlock()
 	}
 }

@@ -71,5 +71,5 @@ func (m *Manager) mainExited(id string, st sandbox.ExitStatus) {
 // period, during which its logs stay readable, through the teardown queue
 // (teardown.go). If the server restarts first, Recover releases it.
 func (m *Manager) scheduleRelease(id string) {
-	time.AfterFunc(m.cfg.Linger, func() { m.releaseRuntime(id, 0) })
+	time.AfterFunc(m.cfg.Linger, func() { m.releaseRuntime(id, 0, false) })
 }

@@ -47,6 +47,9 @@ type cgroupMounts struct {
 	memory string
 	// v2 is the mount point of the cgroup2 hierarchy ("" if none).
 	v2 string
+	// freezer is the mount point of the v1 freezer controller ("" if
+	// none); on v2 the freezer is cgroup.freeze in v2.
+	freezer string
 }
 
 // detectCgroups reads /proc/self/mountinfo.
@@ -78,8 +81,11 @@ func detectCgroups() (cgroupMounts, error) {
 			v1 = true
 			m.dirs = append(m.dirs, mnt)
 			for _, o := range strings.Split(opts, ",") {
-				if o == "memory" {
+				switch o {
+				case "memory":
 					m.memory = mnt
+				case "freezer":
+					m.freezer = mnt
 				}
 			}
 		case "cgroup2":

@@ -190,6 +190,8 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		}
 		return sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "kill sandbox %q: %w", rec.ID, err)
 	}
+	// A parked (frozen) sandbox dies of the SIGKILL once thawed (park.go).
+	r.thaw(rec.ID)
 	if !waitGone(ctx, rec, 30*time.Second, "", nil) {
 		if ctx.Err() != nil {
 			return sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonRuntimeError, "stop sandbox %q: %w", rec.ID, ctx.Err())
@@ -278,6 +280,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	}
 	rec, _ := b.snapshot()
 	err = r.teardown(ctx, b)
+	r.parked.release(id)
 	r.forget(b)
 	r.reaper.forget(rec.PID)
 	if rec.ListenerPID != 0 {

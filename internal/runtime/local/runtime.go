@@ -151,6 +151,8 @@ type Runtime struct {
 	// seccompBPF is crun's compiled form of seccompProfile, base64, once
 	// learned (seccomp.go).
 	seccompBPF atomic.Pointer[string]
+	// parked bounds the memory parked sandboxes hold (park.go).
+	parked parkBudget
 
 	mu    sync.Mutex
 	boxes map[string]*box
