@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -533,4 +535,52 @@ func Finish(s *Scenario) *Scenario {
 		s.Latency = &sum
 	}
 	return s
+}
+
+// Quiesce waits, at most max, until the server has no runtime teardown
+// queued or running (its /metrics gauges sbx_teardowns_queued and
+// sbx_teardowns_running), so that a scenario does not time the teardowns
+// of the sandboxes an earlier one deleted: the server defers those while
+// creates come. A server without the gauges is not waited for. It returns
+// how long it waited.
+func (b *SBX) Quiesce(ctx context.Context, max time.Duration) time.Duration {
+	return b.quiesceURL(ctx, b.C.URL(), max)
+}
+
+func (b *SBX) quiesceURL(ctx context.Context, url string, max time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < max && ctx.Err() == nil {
+		busy, ok := teardownsBusy(ctx, url)
+		if !ok || !busy {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// teardownsBusy reads the teardown gauges from url's /metrics.
+func teardownsBusy(ctx context.Context, url string) (busy, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(url, "/")+"/metrics", nil)
+	if err != nil {
+		return false, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	found := 0
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && (f[0] == "sbx_teardowns_queued" || f[0] == "sbx_teardowns_running") {
+			found++
+			if f[1] != "0" {
+				busy = true
+			}
+		}
+	}
+	return busy, found == 2
 }

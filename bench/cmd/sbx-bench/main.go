@@ -182,19 +182,32 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		}
 		add(w)
 	}
+	// Each scenario from here starts on a server that finished tearing
+	// down what the one before deleted (it defers those while creates
+	// come), so that none times another's leftovers.
+	quiesce := func() {
+		if d := b.Quiesce(sctx, time.Minute); d > 100*time.Millisecond {
+			logf("waited %.1f s for the server's teardowns", d.Seconds())
+		}
+	}
+	quiesce()
 	logf("exec true × %d", cfg.Execs)
 	add(b.ExecTrue(sctx, cfg.Execs))
+	quiesce()
 	logf("file throughput")
 	add(b.Files(sctx, sizes, reps)...)
 	if cfg.Sustained > 0 {
+		quiesce()
 		logf("sustained creates for %s, %d workers", cfg.Sustained, cfg.Workers)
 		add(b.Sustained(sctx, cfg.Sustained, cfg.Workers))
 	}
 	if cfg.Burst > 0 {
+		quiesce()
 		logf("burst of %d", cfg.Burst)
 		add(b.Burst(sctx, cfg.Burst))
 	}
 	if cfg.Density > 0 {
+		quiesce()
 		logf("density: %d idle sandboxes", cfg.Density)
 		var rss func() int64
 		if srv != nil {
