@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"google.golang.org/protobuf/proto"
 
@@ -190,7 +191,14 @@ func (c *Client) writeFD(ctx context.Context, hdr *agentv1.WriteRequest_Header, 
 	switch {
 	case errors.As(err, &fe):
 		call.Abort()
-		return fsError("write", hdr.GetPath(), fe.err)
+		// As the agent says it on the plain path: the call, the path, what
+		// happened (the descriptor's own name is no path of the sandbox's).
+		cause := fe.err
+		var errno syscall.Errno
+		if errors.As(cause, &errno) {
+			cause = errno
+		}
+		return fromWire(fsError("write", hdr.GetPath(), cause), what)
 	case err != nil && ctx.Err() != nil:
 		call.Abort()
 		return fromWire(ctx.Err(), what)
