@@ -3,6 +3,7 @@ package image
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -10,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -76,4 +81,48 @@ type neverEnding struct{}
 func (neverEnding) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// rawManifest is a manifest pushed as the bytes given.
+type rawManifest struct{ b []byte }
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.b, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// TestLayerOfUnknownSize checks that a manifest that gives a layer no size
+// (or a negative one), which would leave its download unbounded, is refused
+// before any blob is fetched.
+func TestLayerOfUnknownSize(t *testing.T) {
+	reg := newRegistry(t)
+	img := image(t, layer(t, file("a", "hello")))
+	push(t, reg.host+"/lim/ok:1", img)
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Layers[0].Size = -1
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(reg.host + "/lim/nosize:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(ref, rawManifest{b}); err != nil {
+		t.Fatal(err)
+	}
+	sum := func(m map[string]int) (n int) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	_, before := reg.requests()
+	s := newStore(t, Config{})
+	_, err = s.Get(bg, reg.host+"/lim/nosize:1", nil)
+	wantErr(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonImageInvalid, "size of -1")
+	if _, after := reg.requests(); sum(after) != sum(before) {
+		t.Errorf("blobs fetched for a manifest refused by its sizes: %v", after)
+	}
 }

@@ -50,6 +50,14 @@ func (s *Store) store(ctx context.Context, ref string, img v1.Image, uncompresse
 		return nil, sandbox.InvalidArgument(sandbox.ReasonImageInvalid,
 			"image %q has %d layers, over the limit of %d; flatten it", ref, len(m.Layers), maxLayers)
 	}
+	for i, l := range m.Layers {
+		// A size the registry need not honour (unknown, negative) would
+		// leave the download unbounded and the sum below meaningless.
+		if !uncompressedOnly && l.Size <= 0 {
+			return nil, sandbox.InvalidArgument(sandbox.ReasonImageInvalid,
+				"image %q: its manifest gives layer %d a size of %d bytes; a layer's size must be known", ref, i, l.Size)
+		}
+	}
 	if max := s.cfg.MaxImageBytes; max > 0 {
 		var total int64
 		for _, l := range m.Layers {
