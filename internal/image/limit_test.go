@@ -100,18 +100,23 @@ func TestLayerOfUnknownSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	put := func(tag string) {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.ParseReference(reg.host + "/lim/nosize:" + tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Put(ref, rawManifest{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	m.Layers[0].Size = -1
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(reg.host + "/lim/nosize:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Put(ref, rawManifest{b}); err != nil {
-		t.Fatal(err)
-	}
+	put("layer")
+	m.Layers[0].Size, m.Config.Size = 10, -1
+	put("config")
 	sum := func(m map[string]int) (n int) {
 		for _, v := range m {
 			n += v
@@ -120,8 +125,10 @@ func TestLayerOfUnknownSize(t *testing.T) {
 	}
 	_, before := reg.requests()
 	s := newStore(t, Config{})
-	_, err = s.Get(bg, reg.host+"/lim/nosize:1", nil)
-	wantErr(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonImageInvalid, "size of -1")
+	_, err = s.Get(bg, reg.host+"/lim/nosize:layer", nil)
+	wantErr(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonImageInvalid, "layer 0 a size of -1")
+	_, err = s.Get(bg, reg.host+"/lim/nosize:config", nil)
+	wantErr(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonImageInvalid, "its config a size of -1")
 	if _, after := reg.requests(); sum(after) != sum(before) {
 		t.Errorf("blobs fetched for a manifest refused by its sizes: %v", after)
 	}

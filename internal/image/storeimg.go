@@ -42,6 +42,12 @@ func (s *Store) store(ctx context.Context, ref string, img v1.Image, uncompresse
 	if err != nil {
 		return nil, classify(ref, "the registry", err)
 	}
+	if m.Config.Size <= 0 && !uncompressedOnly {
+		// Read with no size, the config blob would be read whole
+		// before its bound is checked.
+		return nil, sandbox.InvalidArgument(sandbox.ReasonImageInvalid,
+			"image %q: its manifest gives its config a size of %d bytes; it must be known", ref, m.Config.Size)
+	}
 	if m.Config.Size > maxConfigSize {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonImageInvalid,
 			"image %q: its config blob is %d bytes, over the limit of %d", ref, m.Config.Size, maxConfigSize)
