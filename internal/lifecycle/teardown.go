@@ -265,19 +265,7 @@ func (m *Manager) createsComing() bool {
 // holdParked waits while job, a parked sandbox's teardown, may wait for
 // creates to pause (see the top of this file).
 func (m *Manager) holdParked(job teardown) {
-	for m.createsComing() && time.Since(job.queued) < parkedMaxWait {
-		m.teardown.mu.Lock()
-		stop := len(m.teardown.queue) >= parkedBacklog || m.teardown.urgent > 0
-		m.teardown.mu.Unlock()
-		if stop {
-			return
-		}
-		select {
-		case <-m.base.Done():
-			return
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
+	m.waitForCreates(m.createsComing, job.queued.Add(parkedMaxWait), parkedBacklog, 25*time.Millisecond)
 }
 
 // yieldToCreates waits, up to teardownYield, while creates are in
@@ -286,18 +274,24 @@ func (m *Manager) yieldToCreates(job teardown) {
 	if job.parked {
 		m.holdParked(job)
 	}
-	deadline := time.Now().Add(teardownYield)
-	for time.Now().Before(deadline) && m.createsBusy() {
+	m.waitForCreates(m.createsBusy, time.Now().Add(teardownYield), teardownBacklog, 10*time.Millisecond)
+}
+
+// waitForCreates sleeps in steps of tick while busy reports creates,
+// until deadline, the queue holds backlog teardowns, someone waits for the
+// queue (urgent), or the manager closes.
+func (m *Manager) waitForCreates(busy func() bool, deadline time.Time, backlog int, tick time.Duration) {
+	for time.Now().Before(deadline) && busy() {
 		m.teardown.mu.Lock()
-		long := len(m.teardown.queue) >= teardownBacklog || m.teardown.urgent > 0
+		stop := len(m.teardown.queue) >= backlog || m.teardown.urgent > 0
 		m.teardown.mu.Unlock()
-		if long {
+		if stop {
 			return
 		}
 		select {
 		case <-m.base.Done():
 			return
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(tick):
 		}
 	}
 }
