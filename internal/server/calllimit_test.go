@@ -39,7 +39,15 @@ func TestCallLimitPerTenant(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.Wait(waitCtx, connect.NewRequest(&sbxv1.WaitSandboxRequest{Id: sb.Id, TimeoutSeconds: 50}))
+			// The polling Get below holds a slot of its own now and
+			// then, so a wait that starts alongside it may be refused;
+			// it tries again until it holds its slot.
+			for waitCtx.Err() == nil {
+				_, err := a.Wait(waitCtx, connect.NewRequest(&sbxv1.WaitSandboxRequest{Id: sb.Id, TimeoutSeconds: 50}))
+				if connect.CodeOf(err) != connect.CodeResourceExhausted {
+					return
+				}
+			}
 		}()
 	}
 	var refused error
@@ -115,7 +123,14 @@ func TestCallLimitCoversBulk(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.Wait(waitCtx, connect.NewRequest(&sbxv1.WaitSandboxRequest{Id: sb.Id, TimeoutSeconds: 50}))
+		// A polling GET below may take the slot as the wait starts; the
+		// wait tries again until it holds the slot.
+		for waitCtx.Err() == nil {
+			_, err := c.Wait(waitCtx, connect.NewRequest(&sbxv1.WaitSandboxRequest{Id: sb.Id, TimeoutSeconds: 50}))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				return
+			}
+		}
 	}()
 	defer func() { endWait(); <-done }()
 	for ctx.Err() == nil {
