@@ -225,6 +225,11 @@ func normVariant(arch, variant string) string {
 func classify(ref, host string, err error) error {
 	var se *sandbox.Error
 	if errors.As(err, &se) {
+		if se.Reason == sandbox.ReasonRegistryNotAllowed {
+			// The transport's guard (dial.go) refused the address; its
+			// message says why, without the URLs of every attempt.
+			return sandbox.Errorf(sandbox.ErrPermissionDenied, sandbox.ReasonRegistryNotAllowed, "image %q: %s", ref, se.Message)
+		}
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

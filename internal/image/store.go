@@ -60,7 +60,8 @@ func New(cfg Config) (*Store, error) {
 	cfg.Root = root
 	s := &Store{cfg: cfg, insecure: map[string]bool{}}
 	s.forget()
-	s.transport = http.DefaultTransport.(*http.Transport).Clone()
+	trusted := trustedHosts(cfg)
+	s.transport = guardedTransport(func(host string) bool { return trusted[hostKey(host)] })
 	if cfg.Platform != nil {
 		s.platform = *cfg.Platform
 	} else {
