@@ -105,3 +105,46 @@ func TestPlainJSONPost(t *testing.T) {
 	}
 	h.Body.Close()
 }
+
+// TestAuthBeforeBody checks that a call without a valid key is refused
+// before its body is read: a body that is no message at all gets
+// unauthenticated, not a decoding error, over Connect and gRPC alike.
+func TestAuthBeforeBody(t *testing.T) {
+	e := newEnv(t, options{})
+	for _, key := range []string{"", "sbx_0000"} {
+		req, _ := http.NewRequest("POST", e.url+"/sbx.v1.SandboxService/List", strings.NewReader("\xff\xff\xff not protobuf"))
+		req.Header.Set("Content-Type", "application/proto")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(string(b), "unauthenticated") || resp.Header.Get(server.ReasonHeader) != sandbox.ReasonUnauthenticated {
+			t.Errorf("key %q: %d %s %v", key, resp.StatusCode, b, resp.Header)
+		}
+	}
+	// With a valid key the same body is a decoding error: the check above
+	// did not just refuse everything.
+	req, _ := http.NewRequest("POST", e.url+"/sbx.v1.SandboxService/List", strings.NewReader("\xff\xff\xff not protobuf"))
+	req.Header.Set("Content-Type", "application/proto")
+	req.Header.Set("Authorization", "Bearer "+e.keyA)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 401 || resp.StatusCode == 200 {
+		t.Errorf("a valid key with a broken body: %d", resp.StatusCode)
+	}
+	for name, opt := range map[string]connect.ClientOption{"grpc": connect.WithGRPC(), "grpc-web": connect.WithGRPCWeb()} {
+		_, err := e.sandboxes("", opt).List(context.Background(), connect.NewRequest(&sbxv1.ListSandboxesRequest{}))
+		t.Run(name, func(t *testing.T) { wantCode(t, err, connect.CodeUnauthenticated, sandbox.ReasonUnauthenticated) })
+	}
+	if _, err := e.sandboxes(e.keyA, connect.WithGRPC()).List(context.Background(), connect.NewRequest(&sbxv1.ListSandboxesRequest{})); err != nil {
+		t.Errorf("grpc with a valid key: %v", err)
+	}
+}

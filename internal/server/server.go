@@ -115,7 +115,7 @@ func New(cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
 	})
-	return mux
+	return authFirst(cfg.Auth, cfg.Logger, mux)
 }
 
 // IdleTimeout is how long the API server keeps a client's idle keep-alive
