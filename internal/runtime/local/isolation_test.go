@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
 	"github.com/sbx-run/sbx/internal/sandbox"
@@ -40,6 +43,32 @@ func eachRuntime(t *testing.T, names []string, fn func(t *testing.T, name string
 
 func TestIsolation(t *testing.T) {
 	eachRuntime(t, []string{"crun", "runsc"}, testIsolation)
+}
+
+// TestRlimits checks that a sandbox starts with sbx's limits (spec.go),
+// not the server's: with the server's soft core and stack limits raised,
+// the sandbox still has no core files and an 8 MiB stack.
+func TestRlimits(t *testing.T) {
+	for res, v := range map[int]uint64{unix.RLIMIT_CORE: 4 << 20, unix.RLIMIT_STACK: 16 << 20} {
+		var old unix.Rlimit
+		if err := unix.Getrlimit(res, &old); err != nil {
+			t.Fatal(err)
+		}
+		raised := unix.Rlimit{Cur: min(v, old.Max), Max: old.Max}
+		if err := unix.Setrlimit(res, &raised); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Setrlimit(res, &old) })
+	}
+	eachRuntime(t, []string{"crun", "runsc"}, func(t *testing.T, name string) {
+		_, ag := runtimetest.Create(t, harness(t, newRuntime(t, name), sandbox.Resources{}), "rl")
+		// ulimit counts core in 512-byte blocks, stack and locked memory in KiB.
+		r := sh(t, ag, "ulimit -c; ulimit -s; ulimit -r; ulimit -l")
+		want := fmt.Sprintf("0\n8192\n0\n%d\n", min(8<<20, hostHardLimits()[unix.RLIMIT_MEMLOCK])>>10)
+		if r.Stdout != want {
+			t.Errorf("ulimit -c, -s, -r, -l: %q, want %q (stderr %q)", r.Stdout, want, r.Stderr)
+		}
+	})
 }
 
 func testIsolation(t *testing.T, name string) {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -69,11 +70,7 @@ func buildSpec(in specInput) *specs.Spec {
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
 			NoNewPrivileges: true,
-			Rlimits: []specs.POSIXRlimit{
-				// The runtime cannot raise a hard limit above its own (root
-				// here lacks CAP_SYS_RESOURCE), so grant what we have.
-				{Type: "RLIMIT_NOFILE", Hard: in.nofile, Soft: in.nofile},
-			},
+			Rlimits:         sandboxRlimits(in.nofile),
 		},
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -135,6 +132,70 @@ func dev(major, minor int64) specs.LinuxDeviceCgroup {
 }
 
 func i64(v int64) *int64 { return &v }
+
+// unlimited is RLIM_INFINITY.
+const unlimited = ^uint64(0)
+
+// rlimitDefaults are the limits every sandbox starts with (its agent, so
+// its main command and execs), whatever limits the server was started
+// with, except that no hard limit exceeds the server's own (the runtime
+// cannot raise one without CAP_SYS_RESOURCE): Debian's defaults for
+// interactive logins, with no core files (they would fill the sandbox's
+// disk; `ulimit -c` can raise the soft limit), no real-time priority, and
+// the per-user counters (processes, pending signals) unlimited: sandbox
+// uids are host uids (no user namespace), so those counters are shared by
+// every sandbox running as the same uid, and a low one would let one
+// sandbox's processes stop another's forks. The pids and memory cgroups
+// bound each sandbox instead.
+var rlimitDefaults = []struct {
+	typ        string
+	res        int
+	soft, hard uint64
+}{
+	{"RLIMIT_CORE", unix.RLIMIT_CORE, 0, unlimited},
+	{"RLIMIT_STACK", unix.RLIMIT_STACK, 8 << 20, unlimited},
+	{"RLIMIT_MEMLOCK", unix.RLIMIT_MEMLOCK, 8 << 20, 8 << 20},
+	{"RLIMIT_MSGQUEUE", unix.RLIMIT_MSGQUEUE, 819200, 819200},
+	{"RLIMIT_NPROC", unix.RLIMIT_NPROC, unlimited, unlimited},
+	{"RLIMIT_SIGPENDING", unix.RLIMIT_SIGPENDING, unlimited, unlimited},
+	{"RLIMIT_NICE", unix.RLIMIT_NICE, 0, 0},
+	{"RLIMIT_RTPRIO", unix.RLIMIT_RTPRIO, 0, 0},
+	{"RLIMIT_RTTIME", unix.RLIMIT_RTTIME, unlimited, unlimited},
+	{"RLIMIT_CPU", unix.RLIMIT_CPU, unlimited, unlimited},
+	{"RLIMIT_FSIZE", unix.RLIMIT_FSIZE, unlimited, unlimited},
+	{"RLIMIT_DATA", unix.RLIMIT_DATA, unlimited, unlimited},
+	{"RLIMIT_AS", unix.RLIMIT_AS, unlimited, unlimited},
+	{"RLIMIT_RSS", unix.RLIMIT_RSS, unlimited, unlimited},
+	{"RLIMIT_LOCKS", unix.RLIMIT_LOCKS, unlimited, unlimited},
+}
+
+// hostHardLimits are this process's hard limits, by resource, read once.
+var hostHardLimits = sync.OnceValue(func() map[int]uint64 {
+	m := map[int]uint64{}
+	for _, d := range rlimitDefaults {
+		var rl unix.Rlimit
+		if unix.Getrlimit(d.res, &rl) == nil {
+			m[d.res] = rl.Max
+		}
+	}
+	return m
+})
+
+// sandboxRlimits are the OCI rlimits of a sandbox: rlimitDefaults within
+// this process's hard limits, and RLIMIT_NOFILE at nofile.
+func sandboxRlimits(nofile uint64) []specs.POSIXRlimit {
+	out := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: nofile}}
+	hard := hostHardLimits()
+	for _, d := range rlimitDefaults {
+		h, ok := hard[d.res]
+		if !ok {
+			continue // unknown to this kernel: leave it as inherited
+		}
+		rl := specs.POSIXRlimit{Type: d.typ, Hard: min(d.hard, h), Soft: min(d.soft, h)}
+		out = append(out, rl)
+	}
+	return out
+}
 
 // nofileLimit is the RLIMIT_NOFILE hard limit this process has, capped at
 // the usual container default of 1Mi.

@@ -44,6 +44,21 @@ func TestBuildSpec(t *testing.T) {
 	if rl := s.Process.Rlimits[0]; rl.Type != "RLIMIT_NOFILE" || rl.Hard != 20000 {
 		t.Errorf("rlimit %+v", rl)
 	}
+	got := map[string]specs.POSIXRlimit{}
+	for _, rl := range s.Process.Rlimits {
+		if rl.Soft > rl.Hard {
+			t.Errorf("%s: soft %d above hard %d", rl.Type, rl.Soft, rl.Hard)
+		}
+		got[rl.Type] = rl
+	}
+	if got["RLIMIT_CORE"].Soft != 0 || got["RLIMIT_RTPRIO"].Hard != 0 || got["RLIMIT_NICE"].Hard != 0 || len(got) != 1+len(rlimitDefaults) {
+		t.Errorf("rlimits %+v", s.Process.Rlimits)
+	}
+	for _, d := range rlimitDefaults {
+		if h := hostHardLimits()[d.res]; got[d.typ].Hard > h {
+			t.Errorf("%s: hard %d above the server's %d", d.typ, got[d.typ].Hard, h)
+		}
+	}
 	if s.Process.Args[0] != AgentPathInSandbox {
 		t.Errorf("PID 1 is %v, want the agent", s.Process.Args)
 	}
