@@ -117,3 +117,17 @@ func TestExecDoubleDash(t *testing.T) {
 		t.Fatalf("exec ID --: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestRunImageBeforeDash checks that `sbx run IMAGE -- CMD` (docker's
+// order) is a usage error naming --image, not a sandbox running the
+// image's name as its command.
+func TestRunImageBeforeDash(t *testing.T) {
+	c := newCLI(t)
+	code, _, errOut := c.run("", "run", "busybox", "--", "echo", "hi")
+	if code != 2 || !strings.Contains(errOut, "--image busybox -- echo hi") {
+		t.Fatalf("run busybox -- echo hi: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := c.run("", "run", "--rm", "--", "exit", "0"); code != 0 {
+		t.Fatalf("run -- exit 0: exit %d, stderr %q", code, errOut)
+	}
+}

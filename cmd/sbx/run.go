@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -122,6 +124,13 @@ func runRun(cmd *cobra.Command, f runFlags, args []string) error {
 	}
 	if !f.detach && len(args) == 0 {
 		return usageErrorf("give a command after -- (sbx run -- CMD ARGS), or use -d to start an idle sandbox")
+	}
+	// `sbx run IMAGE -- CMD`, as docker has it: say where the image goes
+	// rather than run the image's name as the command. (Flag parsing stops
+	// at the first argument, so a later -- is still among args.)
+	if i := slices.Index(args, "--"); cmd.ArgsLenAtDash() < 0 && i > 0 {
+		return usageErrorf("%q before --: the image goes in --image (sbx run --image %s -- %s), the command after --",
+			strings.Join(args[:i], " "), args[0], strings.Join(args[i+1:], " "))
 	}
 	opts, err := runOptions(f, args)
 	if err != nil {
