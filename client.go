@@ -47,10 +47,14 @@ func DefaultCredentialsPath() string {
 }
 
 // Credentials are what the credentials file holds, as JSON:
-// {"url": "http://127.0.0.1:7420", "api_key": "..."}.
+// {"url": "http://127.0.0.1:7420", "unix_socket": "/var/lib/sbx/api.sock",
+// "api_key": "..."}. UnixSocket is the same server's API on a Unix socket,
+// which a client whose URL comes from the file uses when it can reach it
+// (see unixsock.go).
 type Credentials struct {
-	URL    string `json:"url,omitempty"`
-	APIKey string `json:"api_key,omitempty"`
+	URL        string `json:"url,omitempty"`
+	UnixSocket string `json:"unix_socket,omitempty"`
+	APIKey     string `json:"api_key,omitempty"`
 }
 
 // maxCredentialsSize bounds the credentials file we are willing to read.
@@ -103,12 +107,18 @@ func WriteCredentials(path string, c Credentials) error {
 
 // Client talks to one sbx server. It is safe for concurrent use.
 type Client struct {
-	url       string
+	// url is the base URL of requests (http://localhost over a Unix
+	// socket); display is the server's URL as URL returns it.
+	url, display string
+	// socket is the API's Unix socket the client connects to, if any.
+	socket    string
 	apiKey    string
 	sandboxes sbxv1connect.SandboxServiceClient
 	sessions  sbxv1connect.SessionServiceClient
 	images    sbxv1connect.ImageServiceClient
 	pools     sbxv1connect.PoolServiceClient
+	secrets   sbxv1connect.SecretServiceClient
+	admin     sbxv1connect.AdminServiceClient
 	// createRetries is how often Run retries a Create refused with
 	// CREATE_QUEUE_FULL (WithCreateRetries).
 	createRetries int
@@ -138,7 +148,8 @@ func WithCreateRetries(n int) ClientOption {
 	return func(c *clientConfig) { c.createRetries = &n }
 }
 
-// WithURL sets the server's base URL (e.g. "http://127.0.0.1:7420").
+// WithURL sets the server's base URL (e.g. "http://127.0.0.1:7420"), or
+// its Unix socket as "unix:///var/lib/sbx/api.sock".
 func WithURL(url string) ClientOption { return func(c *clientConfig) { c.url = url } }
 
 // WithAPIKey sets the API key sent as a Bearer token.
@@ -175,6 +186,9 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if cfg.apiKey == "" {
 		cfg.apiKey = os.Getenv(EnvAPIKey)
 	}
+	// The socket the credentials file names, used when the URL comes
+	// from the file too (unixsock.go).
+	var fileSocket string
 	if cfg.url == "" || cfg.apiKey == "" {
 		path := cfg.credentialsPath
 		if path == "" {
@@ -187,8 +201,9 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 			// for that server.
 			if cfg.url == "" {
 				cfg.url = creds.URL
+				fileSocket = creds.UnixSocket
 			}
-			if cfg.apiKey == "" && (creds.URL == "" || sameURL(creds.URL, cfg.url)) {
+			if cfg.apiKey == "" && (creds.URL == "" || sameURL(creds.URL, cfg.url) || isSocketURL(cfg.url, creds.UnixSocket)) {
 				cfg.apiKey = creds.APIKey
 			}
 		case errors.Is(err, os.ErrNotExist):
@@ -199,12 +214,30 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if cfg.url == "" {
 		cfg.url = DefaultURL
 	}
-	if !strings.HasPrefix(cfg.url, "http://") && !strings.HasPrefix(cfg.url, "https://") {
-		return nil, errorf(ErrInvalidArgument, "INVALID_URL", "server URL %q must start with http:// or https://", cfg.url)
+	socket, isUnix, err := parseUnixURL(cfg.url)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case isUnix && cfg.httpClient != nil:
+		return nil, errorf(ErrInvalidArgument, "INVALID_URL", "server URL %q: a Unix-socket URL takes the SDK's own HTTP client; with WithHTTPClient, dial the socket in its transport and use %s", cfg.url, unixBaseURL)
+	case isUnix:
+	case !strings.HasPrefix(cfg.url, "http://") && !strings.HasPrefix(cfg.url, "https://"):
+		return nil, errorf(ErrInvalidArgument, "INVALID_URL", "server URL %q must start with http://, https:// or unix://", cfg.url)
+	case fileSocket != "" && cfg.httpClient == nil && strings.HasPrefix(cfg.url, "http://") && reachableSocket(fileSocket):
+		// The file's own server, on its socket (unixsock.go).
+		socket = filepath.Clean(fileSocket)
+	}
+	if socket != "" {
+		cfg.url = unixScheme + socket
+	}
+	display := strings.TrimRight(cfg.url, "/")
+	if socket != "" {
+		cfg.url = unixBaseURL
 	}
 	cfg.url = strings.TrimRight(cfg.url, "/")
 	if cfg.httpClient == nil {
-		cfg.httpClient = defaultHTTPClient(cfg.grpc)
+		cfg.httpClient = defaultHTTPClient(cfg.grpc, socket)
 	}
 	copts := []connect.ClientOption{
 		connect.WithInterceptors(&authInterceptor{key: cfg.apiKey}),
@@ -222,17 +255,31 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	}
 	return &Client{
 		url:           cfg.url,
+		display:       display,
+		socket:        socket,
 		apiKey:        cfg.apiKey,
 		createRetries: retries,
 		sandboxes:     sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
 		sessions:      sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
 		images:        sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
 		pools:         sbxv1connect.NewPoolServiceClient(cfg.httpClient, cfg.url, copts...),
+		secrets:       sbxv1connect.NewSecretServiceClient(cfg.httpClient, cfg.url, copts...),
+		admin:         sbxv1connect.NewAdminServiceClient(cfg.httpClient, cfg.url, copts...),
 	}, nil
 }
 
-// URL returns the server's base URL.
-func (c *Client) URL() string { return c.url }
+// URL returns the server's base URL: unix:///... when the client uses
+// the API's Unix socket (given so, or named by the credentials file).
+func (c *Client) URL() string { return c.display }
+
+// Transport says how the client reaches the server: "unix" (the API's Unix
+// socket) or "tcp".
+func (c *Client) Transport() string {
+	if c.socket != "" {
+		return "unix"
+	}
+	return "tcp"
+}
 
 func sameURL(a, b string) bool { return strings.TrimRight(a, "/") == strings.TrimRight(b, "/") }
 
@@ -240,11 +287,16 @@ func sameURL(a, b string) bool { return strings.TrimRight(a, "/") == strings.Tri
 // streams (the Connect protocol over HTTP/1.1 uses one connection per
 // in-flight stream) and has no overall timeout, since streams last long.
 // For gRPC it speaks HTTP/2, over plain TCP (h2c) for http:// URLs, as
-// `sbx serve` does.
-func defaultHTTPClient(http2Only bool) *http.Client {
+// `sbx serve` does. With socket set, every connection goes to that Unix
+// socket.
+func defaultHTTPClient(http2Only bool, socket string) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 128
+	if socket != "" {
+		t.Proxy = nil
+		t.DialContext = unixDial(socket)
+	}
 	if http2Only {
 		var p http.Protocols
 		p.SetHTTP2(true)

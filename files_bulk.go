@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/fdcopy"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -41,45 +42,84 @@ var noBulk sync.Map
 
 // bulkHTTP is the bulk endpoint's client: HTTP/1.1 only, since the raw
 // body then goes straight to a TCP connection (sendfile from a file).
-var bulkHTTP = &http.Client{Transport: &http.Transport{
-	Proxy:               http.ProxyFromEnvironment,
-	DialContext:         dialBulk,
-	MaxIdleConnsPerHost: 8,
-	IdleConnTimeout:     90 * time.Second,
-	TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
-	WriteBufferSize:     64 << 10,
-	// How long a PUT waits for the server's 100 Continue before it sends
-	// the body anyway.
-	ExpectContinueTimeout: 5 * time.Second,
-	ReadBufferSize:        64 << 10,
-}}
+var bulkHTTP = newBulkHTTP("")
+
+// bulkUnix holds the bulk clients of Unix sockets, by path.
+var bulkUnix sync.Map
+
+// bulkClient returns the bulk client of the API's Unix socket at path, or
+// of TCP for "".
+func bulkClient(path string) *http.Client {
+	if path == "" {
+		return bulkHTTP
+	}
+	if c, ok := bulkUnix.Load(path); ok {
+		return c.(*http.Client)
+	}
+	c, _ := bulkUnix.LoadOrStore(path, newBulkHTTP(path))
+	return c.(*http.Client)
+}
+
+func newBulkHTTP(socket string) *http.Client {
+	t := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialBulk(socket),
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		WriteBufferSize:     64 << 10,
+		// How long a PUT waits for the server's 100 Continue before it
+		// sends the body anyway.
+		ExpectContinueTimeout: 5 * time.Second,
+		ReadBufferSize:        64 << 10,
+	}
+	if socket != "" {
+		t.Proxy = nil
+	}
+	return &http.Client{Transport: t}
+}
 
 // bulkDialer dials the bulk client's connections.
 var bulkDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 
-// dialBulk dials a connection whose ReadFrom sends request bodies in large
-// writes (bulkConn).
-func dialBulk(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := bulkDialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
+// dialBulk returns the dialer of connections whose ReadFrom sends request
+// bodies in large writes (bulkConn): TCP ones, or to the Unix socket at
+// socket when it is set.
+func dialBulk(socket string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if socket != "" {
+			network, addr = "unix", socket
+		}
+		c, err := bulkDialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if uc, ok := c.(*net.UnixConn); ok {
+			// A Unix socket's send buffer is all a write has in flight
+			// (208 KiB by default; loopback TCP grows to 4 MiB): a
+			// larger one moves an upload in fewer steps (the kernel caps
+			// it at net.core.wmem_max).
+			uc.SetWriteBuffer(4 << 20)
+		}
+		switch c.(type) {
+		case *net.TCPConn, *net.UnixConn:
+			return &bulkConn{c}, nil
+		}
+		return c, nil
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		return &bulkConn{tc}, nil
-	}
-	return c, nil
 }
 
-// bulkConn is a bulk client's TCP connection. net/http writes a request
+// bulkConn is a bulk client's TCP or Unix connection. net/http writes a request
 // body of known length through the connection's ReadFrom, with the body
 // wrapped in an *io.LimitedReader, which hides what the caller gave:
 // TCPConn's own ReadFrom then copies through io.Copy's 32 KiB buffer, one
 // write(2) per 32 KiB, and a regular file does not get sendfile(2) (our
 // bodyReader hides it too). ReadFrom here looks inside: a regular file
-// goes with sendfile, content that can write itself whole (a
+// goes with sendfile (fdcopy's on a Unix socket, which Go's own lacks),
+// content that can write itself whole (a
 // *bytes.Reader: WriteFile's data) goes in one write from its own memory,
 // and anything else in writes of 1 MiB.
-type bulkConn struct{ *net.TCPConn }
+type bulkConn struct{ net.Conn }
 
 func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
@@ -95,7 +135,7 @@ func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	buf := chunkcodec.Get(fileChunk)[:fileChunk]
 	defer chunkcodec.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{c.TCPConn}, r, buf)
+	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, buf)
 }
 
 // sendSource sends the content under a bodyReader (all of it, or lr.N
@@ -110,9 +150,20 @@ func (c *bulkConn) sendSource(br *bodyReader, lr *io.LimitedReader) (int64, bool
 	switch src := br.r.(type) {
 	case *os.File:
 		// TCPConn.ReadFrom of a limited *os.File is sendfile(2).
-		n, err = c.TCPConn.ReadFrom(&io.LimitedReader{R: src, N: want})
+		lf := &io.LimitedReader{R: src, N: want}
+		switch nc := c.Conn.(type) {
+		case *net.TCPConn:
+			n, err = nc.ReadFrom(lf)
+		case *net.UnixConn:
+			var ok bool
+			if n, ok, err = fdcopy.SendFile(nc, lf); !ok {
+				return 0, false, nil
+			}
+		default:
+			return 0, false, nil
+		}
 	case io.WriterTo:
-		n, err = src.WriteTo(struct{ io.Writer }{c.TCPConn})
+		n, err = src.WriteTo(struct{ io.Writer }{c.Conn})
 	default:
 		return 0, false, nil
 	}
@@ -129,7 +180,7 @@ func (s *Sandbox) bulkURL(path string, mode fs.FileMode, withMode bool) string {
 	if !strings.HasPrefix(s.c.url, "http://") {
 		return ""
 	}
-	if _, no := noBulk.Load(s.c.url); no {
+	if _, no := noBulk.Load(s.c.bulkKey()); no {
 		return ""
 	}
 	q := url.Values{"path": {path}}
@@ -138,6 +189,9 @@ func (s *Sandbox) bulkURL(path string, mode fs.FileMode, withMode bool) string {
 	}
 	return strings.TrimSuffix(s.c.url, "/") + bulkPrefix + url.PathEscape(s.ID()) + "/file?" + q.Encode()
 }
+
+// bulkKey names the server in noBulk.
+func (c *Client) bulkKey() string { return c.socket + " " + c.url }
 
 // knownSize returns how many bytes r has left, when it can tell.
 func knownSize(r io.Reader) (int64, bool) {
@@ -161,7 +215,7 @@ func knownSize(r io.Reader) (int64, bool) {
 // doBulk sends req with the API key and maps an error answer.
 func (s *Sandbox) doBulk(req *http.Request) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+s.c.apiKey)
-	resp, err := bulkHTTP.Do(req)
+	resp, err := bulkClient(s.c.socket).Do(req)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, s.c.fromWire(ctxErr)
@@ -170,7 +224,7 @@ func (s *Sandbox) doBulk(req *http.Request) (*http.Response, error) {
 		if errors.As(err, &op) && op.Op == "dial" {
 			// This plain client cannot reach a server that the caller's
 			// own HTTP client (WithHTTPClient) can: use the RPCs.
-			noBulk.Store(s.c.url, true)
+			noBulk.Store(s.c.bulkKey(), true)
 			return nil, errNoBulk
 		}
 		return nil, s.c.fromWire(connect.NewError(connect.CodeUnavailable, err))
@@ -188,7 +242,7 @@ func (s *Sandbox) doBulk(req *http.Request) (*http.Response, error) {
 	if derr != nil || code.UnmarshalText([]byte(body.Code)) != nil {
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
 			// Not our endpoint's answer: a server from before it.
-			noBulk.Store(s.c.url, true)
+			noBulk.Store(s.c.bulkKey(), true)
 			return nil, errNoBulk
 		}
 		return nil, &Error{Kind: ErrInternal, Reason: "INTERNAL", Message: fmt.Sprintf("the server answered %s to a file transfer", resp.Status)}
@@ -234,7 +288,7 @@ func (s *Sandbox) writeBulk(ctx context.Context, path string, r io.Reader, size 
 	if errors.Is(err, errNoBulk) {
 		if seeker == nil {
 			return 0, &Error{Kind: ErrFailedPrecondition, Reason: "BULK_UNSUPPORTED",
-				Message: fmt.Sprintf("write %s: the server at %s predates the bulk file endpoint and the content cannot be read again; upgrade the server or retry", path, s.c.url)}
+				Message: fmt.Sprintf("write %s: the server at %s predates the bulk file endpoint and the content cannot be read again; upgrade the server or retry", path, s.c.URL())}
 		}
 		if _, serr := seeker.Seek(start, io.SeekStart); serr != nil {
 			return 0, serr

@@ -15,9 +15,17 @@ import (
 
 // bulkSink listens on loopback and returns a connection dialed through
 // dialBulk and a channel that gets the hash of all the other end read.
-func bulkSink(t *testing.T) (*bulkConn, <-chan [32]byte) {
+func bulkSink(t *testing.T) (*bulkConn, <-chan [32]byte) { return bulkSinkOn(t, "tcp") }
+
+// bulkSinkOn is bulkSink on network "tcp" or "unix".
+func bulkSinkOn(t *testing.T, network string) (*bulkConn, <-chan [32]byte) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, socket := "127.0.0.1:0", ""
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s.sock")
+		socket = addr
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +45,7 @@ func bulkSink(t *testing.T) (*bulkConn, <-chan [32]byte) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dialBulk(ctx, "tcp", ln.Addr().String())
+	c, err := dialBulk(socket)(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ type runConfig struct {
 	requestID  string
 	network    *Network
 	ports      []Port
+	secrets    []Secret
 }
 
 type mountedFile struct {
@@ -128,6 +129,12 @@ func Tags(tags ...string) RunOption {
 func Lifetime(d time.Duration) RunOption { return runOpt(func(c *runConfig) { c.lifetime = d }) }
 
 func (r Resources) applyRun(c *runConfig) { c.resources = r }
+
+// DiskLimit bounds the sandbox's writable root filesystem to bytes (see
+// Resources.DiskBytes); a Resources option given after it replaces it.
+func DiskLimit(bytes int64) RunOption {
+	return runOpt(func(c *runConfig) { c.resources.DiskBytes = bytes })
+}
 
 // MountedFile writes a file (read-only, mode 0444) into the sandbox before
 // its main command starts.

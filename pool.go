@@ -68,7 +68,7 @@ func poolFromWire(w *sbxv1.Pool) PoolInfo {
 	r := w.GetResources()
 	return PoolInfo{
 		Key: w.GetKey(), Image: w.GetImage(),
-		Resources: Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids()},
+		Resources: resourcesFromWire(r),
 		MinIdle:   int(w.GetMinIdle()), Max: int(w.GetMax()), Target: int(w.GetTarget()),
 		Idle: int(w.GetIdle()), Warming: int(w.GetWarming()),
 		Hits: w.GetHits(), Misses: w.GetMisses(),

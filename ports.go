@@ -211,8 +211,12 @@ func (c *Client) DialPort(ctx context.Context, id string, port int, opts ...Dial
 			addr = net.JoinHostPort(base.Hostname(), "80")
 		}
 	}
+	network := "tcp"
+	if c.socket != "" {
+		network, addr = "unix", c.socket
+	}
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, c.dialError(ctx, err)
 	}
@@ -324,7 +328,7 @@ func (c *Client) dialError(ctx context.Context, err error) error {
 		return c.fromWire(ctxErr)
 	}
 	return &Error{Kind: ErrUnavailable, Reason: ReasonServerUnreachable, Err: err,
-		Message: "cannot reach the sbx server at " + c.url + " (" + err.Error() + "): start it with `sbx serve`, or set " + EnvURL + " to its address"}
+		Message: "cannot reach the sbx server at " + c.URL() + " (" + err.Error() + "): start it with `sbx serve`, or set " + EnvURL + " to its address"}
 }
 
 // upgradedConn is the connection after the 101, reading through the

@@ -88,6 +88,7 @@ func createRequest(opts []RunOption) (*sbxv1.CreateSandboxRequest, error) {
 		Resources:  resourcesToWire(cfg.resources),
 		RequestId:  cfg.requestID,
 		Network:    networkToWire(cfg.network),
+		Secrets:    secretsToWire(cfg.secrets),
 	}
 	if len(cfg.ports) > 0 {
 		ports, err := portsToWire(cfg.ports)

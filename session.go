@@ -21,6 +21,9 @@ type SandboxDefaults struct {
 	Resources Resources
 	// Network, when set, is the policy of sandboxes that set none.
 	Network *Network
+	// Secrets are injected into every sandbox of the session, merged with
+	// its own (for one env var a sandbox's own win).
+	Secrets []Secret
 }
 
 // SessionOption configures NewSession.
@@ -58,6 +61,7 @@ func (c *Client) NewSession(ctx context.Context, defaults SandboxDefaults, opts 
 		Env:       defaults.Env,
 		Resources: resourcesToWire(defaults.Resources),
 		Network:   networkToWire(defaults.Network),
+		Secrets:   secretsToWire(defaults.Secrets),
 	}
 	if defaults.Lifetime < 0 {
 		return nil, errorf(ErrInvalidArgument, "LIFETIME_OUT_OF_RANGE", "default lifetime %s is negative: give a positive duration", defaults.Lifetime)

@@ -41,6 +41,11 @@ type Resources struct {
 	MemoryBytes int64
 	// Pids is the maximum number of processes and threads.
 	Pids int64
+	// DiskBytes bounds the sandbox's writable root filesystem, which holds
+	// every file written in it or through WriteFile; writes past it fail
+	// (ENOSPC/EDQUOT inside, ErrResourceExhausted with reason
+	// DISK_LIMIT_REACHED through the API).
+	DiskBytes int64
 }
 
 // Transition is one recorded state change.
@@ -65,6 +70,9 @@ type Info struct {
 	Lifetime time.Duration
 	// Network is the effective network policy (after session defaults).
 	Network Network
+	// Secrets are the stored secrets injected as env vars (after session
+	// defaults), EnvVar filled in; their values are never reported.
+	Secrets []Secret
 	// Ports are the published ports with their URLs.
 	Ports []ExposedPort
 	// Address is the sandbox's IPv4 address on the sandbox network, once

@@ -37,11 +37,11 @@ func resourcesToWire(r Resources) *sbxv1.Resources {
 	if r == (Resources{}) {
 		return nil
 	}
-	return &sbxv1.Resources{CpuMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, Pids: r.Pids}
+	return &sbxv1.Resources{CpuMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, Pids: r.Pids, DiskBytes: r.DiskBytes}
 }
 
 func resourcesFromWire(r *sbxv1.Resources) Resources {
-	return Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids()}
+	return Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids(), DiskBytes: r.GetDiskBytes()}
 }
 
 func infoFromWire(s *sbxv1.Sandbox) Info {
@@ -56,6 +56,7 @@ func infoFromWire(s *sbxv1.Sandbox) Info {
 		Tags:        s.GetTags(),
 		Resources:   resourcesFromWire(s.GetResources()),
 		Network:     networkFromWire(s.GetNetwork()),
+		Secrets:     secretsFromWire(s.GetSecrets()),
 		Ports:       exposedPortsFromWire(s.GetPorts()),
 		Address:     s.GetAddress(),
 		Lifetime:    time.Duration(s.GetMaxLifetimeSeconds()) * time.Second,

@@ -100,7 +100,7 @@ func (c *Client) fromWire(err error) error {
 		// No reason: the server itself did not answer (connection refused,
 		// reset, DNS), as opposed to a sandbox's agent being unavailable.
 		e.Reason = ReasonServerUnreachable
-		e.Message = "cannot reach the sbx server at " + c.url + " (" + ce.Message() +
+		e.Message = "cannot reach the sbx server at " + c.URL() + " (" + ce.Message() +
 			"): start it with `sbx serve`, or set " + EnvURL + " to its address"
 	case ce.Code() == connect.CodeUnauthenticated && e.Message == "":
 		e.Message = "the server refused the API key: set " + EnvAPIKey + " or check " + DefaultCredentialsPath()

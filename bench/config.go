@@ -8,7 +8,10 @@ import (
 // Config holds the sizes of one run. Validate bounds every one of them, so
 // a typo cannot start a million sandboxes.
 type Config struct {
-	URL         string        `json:"url,omitempty"` // empty: start a server
+	URL string `json:"url,omitempty"` // empty: start a server
+	// Transport is how the SDK reaches a started server: "unix" (its API
+	// socket, what a local client picks by default) or "tcp" (loopback).
+	Transport   string        `json:"transport"`
 	Image       string        `json:"image"`
 	OCIRuntime  string        `json:"oci_runtime"` // crun or runc, for the server and the floor
 	Creates     int           `json:"creates"`
@@ -63,6 +66,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Sustained < 0 || c.Sustained > 30*time.Minute {
 		return fmt.Errorf("--sustained %s is out of range 0..30m", c.Sustained)
+	}
+	switch c.Transport {
+	case "":
+		c.Transport = "unix"
+	case "unix", "tcp":
+	default:
+		return fmt.Errorf("--transport %q: use unix or tcp", c.Transport)
 	}
 	switch c.OCIRuntime {
 	case "crun", "runc":

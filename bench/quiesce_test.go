@@ -20,6 +20,10 @@ func TestTeardownsBusy(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
+		if r.Header.Get("Authorization") != "Bearer k" {
+			http.Error(w, "no key", http.StatusUnauthorized)
+			return
+		}
 		n := queued.Load()
 		if n > 0 {
 			queued.Add(-1)
@@ -28,15 +32,15 @@ func TestTeardownsBusy(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	if busy, ok := teardownsBusy(ctx, srv.URL); !ok || !busy {
+	if busy, ok := teardownsBusy(ctx, srv.URL, "k"); !ok || !busy {
 		t.Fatalf("2 queued: busy %v ok %v", busy, ok)
 	}
 	queued.Store(3)
-	b := &SBX{}
+	b := &SBX{Key: "k"}
 	if d := b.quiesceURL(ctx, srv.URL, time.Minute); queued.Load() != 0 || d >= time.Minute {
 		t.Fatalf("Quiesce returned after %v with %d queued", d, queued.Load())
 	}
-	if _, ok := teardownsBusy(ctx, srv.URL+"/nothing"); ok {
+	if _, ok := teardownsBusy(ctx, srv.URL+"/nothing", "k"); ok {
 		t.Error("a server without the gauges read as having them")
 	}
 }

@@ -16,8 +16,8 @@ func RenderReport(r *Report, floor string, charts []string) string {
 	fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %d MiB RAM, Linux %s, %s; OCI runtime %s; %s.\n",
 		m.Host, m.CPUs, m.CPUModel, m.MemTotalMiB, m.Kernel, m.GoVersion, m.OCIRuntime, orDash(m.Podman))
-	fmt.Fprintf(&b, "sbx commit %s; started %s, took %ds; load average before %s, after %s.\n\n",
-		orDash(m.Commit), m.StartedAt, m.DurationSec, m.LoadBefore, m.LoadAfter)
+	fmt.Fprintf(&b, "sbx commit %s; SDK to server over %s; started %s, took %ds; load average before %s, after %s.\n\n",
+		orDash(m.Commit), transportName(m.Transport), m.StartedAt, m.DurationSec, m.LoadBefore, m.LoadAfter)
 	b.WriteString("## Results\n\n")
 	b.WriteString("Ratios are sbx ÷ baseline: below 1 is better for times and memory, above 1 for rates.\n\n")
 	b.WriteString(Markdown(r.Metrics, floor))
@@ -84,4 +84,15 @@ func orDash(s string) string {
 		return "—"
 	}
 	return s
+}
+
+// transportName says how the SDK reached the server.
+func transportName(t string) string {
+	switch t {
+	case "unix":
+		return "the API's Unix socket"
+	case "tcp":
+		return "loopback TCP"
+	}
+	return orDash(t)
 }

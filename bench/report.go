@@ -31,6 +31,8 @@ type Machine struct {
 	Commit      string `json:"commit,omitempty"`
 	GoVersion   string `json:"go_version"`
 	OCIRuntime  string `json:"oci_runtime"`
+	// Transport is how the SDK reached the server: "unix" or "tcp".
+	Transport   string `json:"transport,omitempty"`
 	Podman      string `json:"podman,omitempty"`
 	StartedAt   string `json:"started_at"`
 	DurationSec int    `json:"duration_s"`

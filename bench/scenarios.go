@@ -20,6 +20,10 @@ import (
 type SBX struct {
 	C     *sbx.Client
 	Image string
+	// Key is C's API key, which reading the server's /metrics needs (an
+	// admin's: the local tenant's of a started server); without it the
+	// scenarios do not wait for the server's teardowns.
+	Key string
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
@@ -550,7 +554,7 @@ func (b *SBX) Quiesce(ctx context.Context, max time.Duration) time.Duration {
 func (b *SBX) quiesceURL(ctx context.Context, url string, max time.Duration) time.Duration {
 	start := time.Now()
 	for time.Since(start) < max && ctx.Err() == nil {
-		busy, ok := teardownsBusy(ctx, url)
+		busy, ok := teardownsBusy(ctx, url, b.Key)
 		if !ok || !busy {
 			break
 		}
@@ -560,12 +564,15 @@ func (b *SBX) quiesceURL(ctx context.Context, url string, max time.Duration) tim
 }
 
 // teardownsBusy reads the teardown gauges from url's /metrics.
-func teardownsBusy(ctx context.Context, url string) (busy, ok bool) {
-	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(url, "/")+"/metrics", nil)
+func teardownsBusy(ctx context.Context, url, key string) (busy, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, "GET", httpBase(url)+"/metrics", nil)
 	if err != nil {
 		return false, false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := httpClientOf(url).Do(req)
 	if err != nil {
 		return false, false
 	}

@@ -22,11 +22,13 @@ import (
 // Debian-built busybox image (the same setup as test/e2e).
 type Server struct {
 	URL, Key string
-	Bin      string // the sbx binary, to find the serving process
-	Dir      string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stopReg  func()
+	// Socket is the API's Unix socket (<data dir>/api.sock).
+	Socket  string
+	Bin     string // the sbx binary, to find the serving process
+	Dir     string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	stopReg func()
 	// args start the server; poolArgs add the warm pool to them.
 	args, poolArgs []string
 	stopped        bool
@@ -112,7 +114,7 @@ func startServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 	}
 	stopAll := func() { stopReg(); _ = netw.Remove() }
 	cfgDir := filepath.Join(dir, "cfg")
-	s := &Server{URL: "http://" + addr, Bin: sbxBin, Dir: dir, stopReg: stopAll, poolArgs: poolArgs}
+	s := &Server{URL: "http://" + addr, Socket: filepath.Join(dir, "data", "api.sock"), Bin: sbxBin, Dir: dir, stopReg: stopAll, poolArgs: poolArgs}
 	s.args = []string{"serve",
 		"--listen", addr,
 		"--data-dir", filepath.Join(dir, "data"),
@@ -134,6 +136,15 @@ func startServer(ctx context.Context, dir, sbxBin, agentBin, runtime string, quo
 	}
 	s.Key = creds.APIKey
 	return s, nil
+}
+
+// ClientURL is the server's URL for the SDK over transport: unix:// of
+// its socket for "unix", else its loopback http:// URL.
+func (s *Server) ClientURL(transport string) string {
+	if transport == "unix" {
+		return "unix://" + s.Socket
+	}
+	return s.URL
 }
 
 // ServingPIDs are the pids of the sbx processes: the started one and the

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 #   busybox-static       /bin/busybox, the test busybox image
 #   debootstrap          the Debian python3 test image
 #   iproute2 procps util-linux  netns, process and mount checks in tests
+#   btrfs-progs          mkfs.btrfs for the disk pool (per-sandbox disk limits)
 #   protobuf-compiler    `make generate` (api/*.proto)
 #   postgresql           the store's PostgreSQL tests run against a real server
 #   gcc libc6-dev        cgo for `go test -race`
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 #   git make ca-certificates curl unzip  builds, and fetching Go if needed
 PACKAGES=(
 	crun runc runsc busybox-static debootstrap
-	iproute2 procps util-linux
+	iproute2 procps util-linux btrfs-progs
 	protobuf-compiler postgresql
 	gcc libc6-dev make git ca-certificates curl unzip
 	python3 python3-pytest

@@ -79,7 +79,8 @@ sbx is running. Try next:
   bin/sbx exec SANDBOX python3 -c 'import sys; print(sys.version)'
   bin/sbx cp ./some-dir SANDBOX:/work                      # files in (and out with SANDBOX:/path .)
   bin/sbx ls ; bin/sbx logs SANDBOX ; bin/sbx stop SANDBOX ; bin/sbx rm SANDBOX
-  curl -s http://127.0.0.1:7420/metrics | grep ^sbx_       # Prometheus metrics
+  key=$(sed -n 's/.*"api_key": *"\([^"]*\)".*/\1/p' ~/.config/sbx/credentials)
+  curl -s -H "Authorization: Bearer $key" http://127.0.0.1:7420/metrics | grep ^sbx_   # Prometheus metrics (admins)
 The API key is in ~/.config/sbx/credentials (the CLI and the Go SDK read it).
 Sandboxes get their own network (bridge sbx0, subnet 10.203.0.0/16, nftables table sbx): the
 internet yes; this host, private ranges, cloud metadata and other sandboxes no

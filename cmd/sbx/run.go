@@ -16,10 +16,12 @@ func init() { commands = append(commands, newRunCmd) }
 
 type runFlags struct {
 	image, workdir, lifetime, memory, cpus string
+	disk                                   string
 	env, tags, ports                       []string
 	pids                                   int64
 	detach, rm                             bool
 	net                                    netFlags
+	secrets                                []string
 }
 
 func newRunCmd() *cobra.Command {
@@ -47,10 +49,12 @@ lifetime ends.`,
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory of the command and of later execs")
 	fl.StringVar(&f.memory, "memory", "", "memory limit (e.g. 512m, 2g)")
 	fl.StringVar(&f.cpus, "cpus", "", "CPU limit in cores (e.g. 0.5, 2)")
+	fl.StringVar(&f.disk, "disk", "", "size limit of the sandbox's writable filesystem (e.g. 512m, 10g; default: the server's)")
 	fl.Int64Var(&f.pids, "pids", 0, "maximum number of processes")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "print the sandbox id and return without waiting")
 	fl.BoolVar(&f.rm, "rm", false, "delete the sandbox when its command has exited")
 	fl.StringArrayVarP(&f.ports, "port", "p", nil, "publish a port through the server: PORT or PORT:public (repeatable; see sbx port)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "inject a stored secret (sbx secret set) as an env var: NAME or NAME=ENV_VAR (repeatable)")
 	f.net.add(fl)
 	fl.SetInterspersed(false) // flags after the image's command belong to it
 	return c
@@ -93,6 +97,11 @@ func runOptions(f runFlags, argv []string) ([]sbx.RunOption, error) {
 			return nil, err
 		}
 	}
+	if f.disk != "" {
+		if res.DiskBytes, err = parseBytes(f.disk); err != nil {
+			return nil, usageErrorf("disk %q: want a positive size such as 512m or 10g", f.disk)
+		}
+	}
 	if f.cpus != "" {
 		if res.CPUMillis, err = parseCPUs(f.cpus); err != nil {
 			return nil, err
@@ -110,6 +119,13 @@ func runOptions(f runFlags, argv []string) ([]sbx.RunOption, error) {
 		return nil, err
 	}
 	opts = append(opts, ports...)
+	secrets, err := parseSecretFlags(f.secrets)
+	if err != nil {
+		return nil, err
+	}
+	if len(secrets) > 0 {
+		opts = append(opts, sbx.Secrets(secrets...))
+	}
 	if o, err := f.net.option(); err != nil {
 		return nil, err
 	} else if o != nil {

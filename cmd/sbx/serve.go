@@ -30,9 +30,12 @@ func newServeCmd() *cobra.Command {
 	}
 	fs := c.Flags()
 	fs.StringVar(&configPath, "config", "", "YAML config file (flags override it)")
-	fs.StringVar(&f.Listen, "listen", def.Listen, "address of the API, /healthz and /metrics")
+	fs.StringVar(&f.Listen, "listen", def.Listen, "address of the API, /healthz and /metrics (for admins)")
+	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "also serve /metrics with no key on this host:port, for a scraper on a private network (on the API's listeners /metrics needs an admin's key)")
+	fs.StringVar(&f.ListenUnix, "listen-unix", "", "Unix socket of the same API for clients on this machine (default <data-dir>/api.sock; none: TCP only)")
 	fs.StringVar(&f.DataDir, "data-dir", def.DataDir, "directory of the store, image cache and sandboxes")
 	fs.StringVar(&f.StoreDSN, "store-dsn", "", "postgres://... to use PostgreSQL instead of SQLite in the data dir")
+	fs.StringVar(&f.SecretsKeyFile, "secrets-key-file", "", "file holding the key (32 bytes, base64) that encrypts tenants' secrets (default <data-dir>/secrets.key, created on first start; give every replica the same one)")
 	fs.StringArrayVar(&f.RegistryMirrors, "registry-mirror", nil, "host=endpoint registry mirror, e.g. docker.io=http://127.0.0.1:5000 (repeatable)")
 	fs.StringArrayVar(&f.InsecureRegistries, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (repeatable)")
 	fs.StringArrayVar(&f.AllowedRegistries, "allowed-registry", nil, "the only registry hosts (mirrors included) to pull from (repeatable; default: any)")
@@ -49,6 +52,10 @@ func newServeCmd() *cobra.Command {
 	fs.Int64Var(&f.DefaultCPUMillis, "default-cpu-millis", def.DefaultCPUMillis, "default CPU limit of a sandbox, in millicores")
 	fs.Int64Var(&f.DefaultMemoryBytes, "default-memory-bytes", def.DefaultMemoryBytes, "default memory limit of a sandbox, in bytes")
 	fs.Int64Var(&f.DefaultPids, "default-pids", def.DefaultPids, "default process limit of a sandbox")
+	fs.StringVar(&f.DiskLimits, "disk-limits", def.DiskLimits, "per-sandbox disk limits: on (each sandbox's writable filesystem is a size-limited btrfs subvolume; needs btrfs) or off (unbounded)")
+	fs.Int64Var(&f.DefaultDiskBytes, "default-disk-bytes", def.DefaultDiskBytes, "default disk limit of a sandbox, in bytes")
+	fs.Int64Var(&f.MaxDiskBytes, "max-disk-bytes", def.MaxDiskBytes, "largest disk limit a sandbox may ask for, in bytes")
+	fs.Int64Var(&f.DiskPoolBytes, "disk-pool-bytes", 0, "size of the btrfs pool image <data-dir>/disk.img when it is made, bounding all sandboxes' disk together (0: half the free space); unused when the data dir is on btrfs")
 	fs.DurationVar(&lifetime, "default-lifetime", time.Duration(def.DefaultLifetime), "lifetime of a sandbox that asks for none")
 	fs.DurationVar(&maxLifetime, "max-lifetime", time.Duration(def.MaxLifetime), "longest lifetime a sandbox may ask for")
 	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
@@ -58,6 +65,7 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&createLatency, "create-latency-target", time.Duration(def.CreateLatencyTarget), "queue a cold create only while it is expected to be created within this time (0: 1s; negative: no time bound); others get RESOURCE_EXHAUSTED with a retry delay")
 	fs.IntVar(&f.TeardownParallel, "teardown-parallel", def.TeardownParallel, "teardowns of deleted sandboxes run in the background at once (0: 1 per CPU)")
 	fs.BoolVar(&f.LocalMode, "local", def.LocalMode, "create one tenant and API key on first start and write it to the credentials file")
+	fs.StringArrayVar(&f.Admins, "admin", nil, "tenant id that may create tenants and manage every tenant's API keys, and is an image admin (repeatable; in local mode the local tenant is always one)")
 	fs.StringVar(&f.CredentialsPath, "credentials-path", "", "where local mode writes the URL and API key (default $SBX_CONFIG_DIR/credentials or ~/.config/sbx/credentials)")
 	fs.StringVar(&f.LogLevel, "log-level", def.LogLevel, "debug, info, warn or error")
 	fs.StringArrayVar(&pools, "pool", nil, "warm pool IMAGE=MIN_IDLE[:MAX], e.g. busybox:1.36=4:8 (repeatable; replaces the config file's pools)")
@@ -100,10 +108,18 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 	switch name {
 	case "listen":
 		cfg.Listen = f.Listen
+	case "listen-unix":
+		cfg.ListenUnix = f.ListenUnix
+	case "metrics-listen":
+		cfg.MetricsListen = f.MetricsListen
 	case "data-dir":
 		cfg.DataDir = f.DataDir
 	case "store-dsn":
 		cfg.StoreDSN = f.StoreDSN
+	case "admin":
+		cfg.Admins = f.Admins
+	case "secrets-key-file":
+		cfg.SecretsKeyFile = f.SecretsKeyFile
 	case "registry-mirror":
 		cfg.RegistryMirrors = f.RegistryMirrors
 	case "insecure-registry":
@@ -136,6 +152,14 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.DefaultMemoryBytes = f.DefaultMemoryBytes
 	case "default-pids":
 		cfg.DefaultPids = f.DefaultPids
+	case "disk-limits":
+		cfg.DiskLimits = f.DiskLimits
+	case "default-disk-bytes":
+		cfg.DefaultDiskBytes = f.DefaultDiskBytes
+	case "max-disk-bytes":
+		cfg.MaxDiskBytes = f.MaxDiskBytes
+	case "disk-pool-bytes":
+		cfg.DiskPoolBytes = f.DiskPoolBytes
 	case "default-lifetime":
 		cfg.DefaultLifetime = f.DefaultLifetime
 	case "max-lifetime":

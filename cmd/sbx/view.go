@@ -34,6 +34,7 @@ type sandboxJSON struct {
 	Transitions     []transitionJSON  `json:"transitions,omitempty"`
 	Address         string            `json:"address,omitempty"`
 	Ports           []portJSON        `json:"ports,omitempty"`
+	Secrets         []secretRefJSON   `json:"secrets,omitempty"`
 }
 
 // portJSON is a published port, as in the API's JSON.
@@ -87,6 +88,7 @@ func toJSON(i sbx.Info) sandboxJSON {
 	for _, t := range i.Transitions {
 		v.Transitions = append(v.Transitions, transitionJSON{State: t.State, Reason: t.Reason, At: t.At})
 	}
+	v.Secrets = toSecretRefsJSON(i.Secrets)
 	return v
 }
 

@@ -20,11 +20,13 @@ const LocalTenant = "local"
 var lookPath = exec.LookPath
 
 // bootstrapLocal makes sure the local tenant exists and that the
-// credentials file holds a key of it that works for url. It creates a key
-// (printing it once, on stderr) when the tenant is new, or when the file is
-// missing, unreadable or holds a key the store does not know (e.g. a fresh
-// data dir); otherwise it only refreshes the URL in the file.
-func bootstrapLocal(ctx context.Context, st store.Store, path, url string, log *slog.Logger) error {
+// credentials file holds a key of it that works for url and names the
+// API's Unix socket ("" when it has none), which local clients use instead
+// of url when they can reach it. It creates a key (printing it once, on
+// stderr) when the tenant is new, or when the file is missing, unreadable
+// or holds a key the store does not know (e.g. a fresh data dir);
+// otherwise it only refreshes the URL and socket in the file.
+func bootstrapLocal(ctx context.Context, st store.Store, path, url, socket string, log *slog.Logger) error {
 	if path == "" {
 		path = sbx.DefaultCredentialsPath()
 	}
@@ -37,8 +39,8 @@ func bootstrapLocal(ctx context.Context, st store.Store, path, url string, log *
 	}
 	if c, err := sbx.ReadCredentials(path); err == nil && c.APIKey != "" {
 		if k, err := st.LookupAPIKey(ctx, auth.HashKey(c.APIKey)); err == nil && k.TenantID == LocalTenant {
-			if c.URL != url {
-				c.URL = url
+			if c.URL != url || c.UnixSocket != socket {
+				c.URL, c.UnixSocket = url, socket
 				if err := sbx.WriteCredentials(path, c); err != nil {
 					return fmt.Errorf("update credentials file %s: %w", path, err)
 				}
@@ -51,7 +53,7 @@ func bootstrapLocal(ctx context.Context, st store.Store, path, url string, log *
 	if err != nil {
 		return fmt.Errorf("create the local API key: %w", err)
 	}
-	if err := sbx.WriteCredentials(path, sbx.Credentials{URL: url, APIKey: key}); err != nil {
+	if err := sbx.WriteCredentials(path, sbx.Credentials{URL: url, UnixSocket: socket, APIKey: key}); err != nil {
 		return fmt.Errorf("write credentials file %s (set --credentials-path to a writable place): %w", path, err)
 	}
 	fmt.Fprintf(os.Stderr, "sbx serve: created API key for tenant %q (written to %s):\n\n    export SBX_URL=%s\n    export SBX_API_KEY=%s\n\n", LocalTenant, path, url, key)

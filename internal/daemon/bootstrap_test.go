@@ -27,7 +27,7 @@ func TestBootstrapLocal(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	path := filepath.Join(dir, "cfg", "credentials")
 
-	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:1", log); err != nil {
+	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:1", "", log); err != nil {
 		t.Fatal(err)
 	}
 	c1, err := sbx.ReadCredentials(path)
@@ -42,7 +42,7 @@ func TestBootstrapLocal(t *testing.T) {
 		t.Fatalf("first key: tenant %q, %v", tn, err)
 	}
 
-	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:2", log); err != nil {
+	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:2", "", log); err != nil {
 		t.Fatal(err)
 	}
 	c2, _ := sbx.ReadCredentials(path)
@@ -51,7 +51,7 @@ func TestBootstrapLocal(t *testing.T) {
 	}
 
 	sbx.WriteCredentials(path, sbx.Credentials{URL: "x", APIKey: "sbx_unknown"})
-	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:3", log); err != nil {
+	if err := bootstrapLocal(ctx, st, path, "http://127.0.0.1:3", "", log); err != nil {
 		t.Fatal(err)
 	}
 	c3, _ := sbx.ReadCredentials(path)

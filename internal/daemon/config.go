@@ -38,13 +38,25 @@ const maxConfigFile = 1 << 20
 // Default, then the YAML config file (LoadFile), then flags; Validate checks
 // it. Field names in the file are the JSON tags (camelCase).
 type Config struct {
-	// Listen is the TCP address of the API, /healthz and /metrics.
+	// Listen is the TCP address of the API, /healthz and /metrics (for
+	// admins).
 	Listen string `json:"listen,omitempty"`
+	// MetricsListen, when set, is a TCP address serving /metrics with no
+	// key, for a scraper on a private network; /metrics on the API's
+	// listeners always needs an admin tenant's key (the metrics name every
+	// tenant).
+	MetricsListen string `json:"metricsListen,omitempty"`
+	// ListenUnix is the API's Unix socket for clients on this machine
+	// (unixsock.go): empty is <DataDir>/api.sock, "none" turns it off.
+	ListenUnix string `json:"listenUnix,omitempty"`
 	// DataDir holds sbx.db, images/ and sandboxes/.
 	DataDir string `json:"dataDir,omitempty"`
 	// StoreDSN selects the store: empty is SQLite at <DataDir>/sbx.db;
 	// "postgres://..." is PostgreSQL.
 	StoreDSN string `json:"storeDSN,omitempty"`
+	// SecretsKeyFile holds the key (32 bytes, base64) that seals tenants'
+	// secrets: empty is <DataDir>/secrets.key, created on first start.
+	SecretsKeyFile string `json:"secretsKeyFile,omitempty"`
 	// RegistryMirrors are "host=endpoint" pairs, e.g.
 	// "docker.io=http://127.0.0.1:5000"; several for one host are tried in order.
 	RegistryMirrors []string `json:"registryMirrors,omitempty"`
@@ -68,6 +80,19 @@ type Config struct {
 	DefaultCPUMillis   int64 `json:"defaultCPUMillis,omitempty"`
 	DefaultMemoryBytes int64 `json:"defaultMemoryBytes,omitempty"`
 	DefaultPids        int64 `json:"defaultPids,omitempty"`
+	// DiskLimits is "on" (each sandbox's writable layer is a btrfs
+	// subvolume in the disk pool, limited to its disk_bytes) or "off"
+	// (unbounded; a create with disk_bytes is refused). See disk.go.
+	DiskLimits string `json:"diskLimits,omitempty"`
+	// DefaultDiskBytes is the disk limit of a sandbox that asks for none;
+	// MaxDiskBytes the largest one may ask for.
+	DefaultDiskBytes int64 `json:"defaultDiskBytes,omitempty"`
+	MaxDiskBytes     int64 `json:"maxDiskBytes,omitempty"`
+	// DiskPoolBytes is the size of the pool image <DataDir>/disk.img when
+	// it is made (0: half the data dir's free space, 1 GiB..16 TiB); it
+	// bounds the disk of all sandboxes together. Unused when the data dir
+	// is on btrfs.
+	DiskPoolBytes int64 `json:"diskPoolBytes,omitempty"`
 
 	// DefaultLifetime and MaxLifetime bound max_lifetime_seconds.
 	DefaultLifetime Duration `json:"defaultLifetime,omitempty"`
@@ -102,6 +127,10 @@ type Config struct {
 	// garbage-collect images, which every tenant shares (any tenant may
 	// pull and list). In local mode the local tenant is always one.
 	ImageAdmins []string `json:"imageAdmins,omitempty"`
+	// Admins are the tenant ids that may create tenants and manage every
+	// tenant's API keys (the AdminService); they are image admins too. In
+	// local mode the local tenant is always one.
+	Admins []string `json:"admins,omitempty"`
 	// MaxImportBytes bounds one image tarball sent to ImageService.Import;
 	// it is spooled to <DataDir>/import first.
 	MaxImportBytes int64 `json:"maxImportBytes,omitempty"`
@@ -174,6 +203,9 @@ func Default() Config {
 		DefaultCPUMillis:      1000,
 		DefaultMemoryBytes:    1 << 30,
 		DefaultPids:           4096,
+		DiskLimits:            "on",
+		DefaultDiskBytes:      defaultDiskBytes,
+		MaxDiskBytes:          defaultMaxDisk,
 		DefaultLifetime:       Duration(600 * time.Second),
 		MaxLifetime:           Duration(24 * time.Hour),
 		Retention:             Duration(24 * time.Hour),
@@ -222,11 +254,19 @@ func (c *Config) LoadFile(path string) error {
 
 // Validate checks every field and says what to change.
 func (c *Config) Validate() error {
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metricsListen %q is not host:port: %w", c.MetricsListen, err)
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen %q is not host:port: %w", c.Listen, err)
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		return fmt.Errorf("data dir %q must be an absolute path", c.DataDir)
+	}
+	if err := c.validateUnix(); err != nil {
+		return err
 	}
 	// The runtime keeps agent sockets under <data-dir>/sandboxes, and Unix
 	// socket paths are short.
@@ -280,6 +320,9 @@ func (c *Config) Validate() error {
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout %s must not be negative", c.ShutdownTimeout)
 	}
+	if err := c.validateDisk(); err != nil {
+		return err
+	}
 	if c.MaxImportBytes < 1<<20 || c.MaxImportBytes > 1<<40 {
 		return fmt.Errorf("max import bytes %d is out of range 1 MiB..1 TiB", c.MaxImportBytes)
 	}
@@ -297,6 +340,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("image admin %q is not a tenant id (1-128 of [A-Za-z0-9_.-])", t)
 		}
 	}
+	for _, t := range c.Admins {
+		if !tenantIDRE.MatchString(t) {
+			return fmt.Errorf("admin %q is not a tenant id (1-128 of [A-Za-z0-9_.-])", t)
+		}
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
@@ -306,9 +354,21 @@ func (c *Config) Validate() error {
 var tenantIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // imageAdmins returns the tenants that may change the shared image cache:
-// ImageAdmins, plus the local tenant in local mode.
+// ImageAdmins and the admins.
 func (c *Config) imageAdmins() []string {
 	admins := slices.Clone(c.ImageAdmins)
+	for _, t := range c.admins() {
+		if !slices.Contains(admins, t) {
+			admins = append(admins, t)
+		}
+	}
+	return admins
+}
+
+// admins returns the tenants that may manage tenants and API keys:
+// Admins, plus the local tenant in local mode.
+func (c *Config) admins() []string {
+	admins := slices.Clone(c.Admins)
 	if c.LocalMode && !slices.Contains(admins, LocalTenant) {
 		admins = append(admins, LocalTenant)
 	}

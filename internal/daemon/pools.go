@@ -25,6 +25,7 @@ type PoolConfig struct {
 	CPUMillis   int64 `json:"cpuMillis,omitempty"`
 	MemoryBytes int64 `json:"memoryBytes,omitempty"`
 	Pids        int64 `json:"pids,omitempty"`
+	DiskBytes   int64 `json:"diskBytes,omitempty"`
 	// Runtime, when set, must be the server's runtime: every sandbox of a
 	// server runs on one OCI runtime today.
 	Runtime string `json:"runtime,omitempty"`
@@ -65,7 +66,7 @@ func (c *Config) lifecyclePools() []lifecycle.PoolConfig {
 	for _, p := range c.Pools {
 		out = append(out, lifecycle.PoolConfig{
 			Image:     p.Image,
-			Resources: sandbox.Resources{CPUMillis: p.CPUMillis, MemoryBytes: p.MemoryBytes, Pids: p.Pids},
+			Resources: sandbox.Resources{CPUMillis: p.CPUMillis, MemoryBytes: p.MemoryBytes, Pids: p.Pids, DiskBytes: p.DiskBytes},
 			MinIdle:   p.MinIdle,
 			Max:       p.Max,
 		})

@@ -11,7 +11,6 @@ import (
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/proxy"
 	"github.com/sbx-run/sbx/internal/runtime/local"
-	"github.com/sbx-run/sbx/internal/store"
 )
 
 // validateProxy checks the published ports' settings.
@@ -50,10 +49,10 @@ func (c *Config) publicURL(ln net.Addr) string {
 
 // newProxy returns the port proxy; it can reach sandboxes only with bridge
 // networking.
-func (c *Config) newProxy(mgr *lifecycle.Manager, st store.Store, lrt *local.Runtime, ln net.Addr, log *slog.Logger) (*proxy.Proxy, error) {
+func (c *Config) newProxy(mgr *lifecycle.Manager, authn *auth.Authenticator, lrt *local.Runtime, ln net.Addr, log *slog.Logger) (*proxy.Proxy, error) {
 	pc := proxy.Config{
 		Sandboxes: mgr,
-		Auth:      auth.NewAuthenticator(st),
+		Auth:      authn,
 		Domain:    c.ProxyDomain,
 		APIURL:    c.publicURL(ln),
 		Logger:    log,

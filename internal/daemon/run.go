@@ -41,16 +41,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// In the host's mount namespace, before the private one (disk.go).
+	disk, err := cfg.openDiskPool()
+	if err != nil {
+		return err
+	}
 	// Before anything starts goroutines of ours: the parent only waits.
 	code, reexeced, err := local.EnterMountNamespace(cfg.Runtime)
 	if err != nil {
 		return fmt.Errorf("prepare a mount namespace for %s: %w", cfg.Runtime, err)
 	}
 	if reexeced {
+		releaseDiskPool(disk)
 		return ExitCode(code)
 	}
+	defer releaseDiskPool(disk)
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
+	logDiskPool(log, disk)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -68,8 +76,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another sbx serve running? choose another with --listen): %w", cfg.Listen, err)
 	}
-	ln = limitConnections(ln, connectionLimit(cfg.MaxConnections))
+	conns := newConnLimit(connectionLimit(cfg.MaxConnections))
+	ln = conns.wrap(ln)
 	defer ln.Close()
+	// The same API on a Unix socket for local clients (unixsock.go), under
+	// the same connection bound.
+	var uln net.Listener
+	socket := cfg.unixSocketPath()
+	if socket != "" {
+		l, closeUnix, err := listenUnix(socket)
+		if err != nil {
+			return err
+		}
+		defer closeUnix()
+		uln = conns.wrap(l)
+	}
 	// The network next: a second server with this one's bridge or table
 	// fails here, before it touches the store or the image cache.
 	netMgr, releaseNetwork, err := cfg.openNetwork()
@@ -86,6 +107,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	secretMgr, err := openSecrets(cfg, st, log)
+	if err != nil {
+		return err
+	}
 
 	icfg, err := cfg.imageConfig()
 	if err != nil {
@@ -108,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if resolver != nil {
 		defer resolver.Close() // before netMgr.Close: it opens addresses through it
 	}
+	defaultDisk, maxDisk := cfg.diskDefaults()
 	lrt, err := local.New(ctx, local.Config{
 		Network:     netMgr,
 		Root:        filepath.Join(cfg.DataDir, "sandboxes"),
@@ -119,7 +145,9 @@ func Run(ctx context.Context, cfg Config) error {
 			CPUMillis:   cfg.DefaultCPUMillis,
 			MemoryBytes: cfg.DefaultMemoryBytes,
 			Pids:        cfg.DefaultPids,
+			DiskBytes:   defaultDisk,
 		},
+		Disk: disk,
 	})
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
@@ -137,6 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxLifetime:           time.Duration(cfg.MaxLifetime),
 		Retention:             time.Duration(cfg.Retention),
 		MaxSandboxesPerTenant: cfg.MaxSandboxesPerTenant,
+		MaxDiskBytes:          maxDisk,
 		MaxConcurrentCreates:  cfg.MaxConcurrentCreates,
 		CreateQueue:           cfg.CreateQueue,
 		CreateLatencyTarget:   time.Duration(cfg.CreateLatencyTarget),
@@ -153,7 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 				p.CloseSandbox(id)
 			}
 		},
-		Logger: log,
+		Secrets: secretMgr,
+		Logger:  log,
 	})
 	if err != nil {
 		return err
@@ -169,12 +199,16 @@ func Run(ctx context.Context, cfg Config) error {
 
 	url := "http://" + ln.Addr().String()
 	if cfg.LocalMode {
-		if err := bootstrapLocal(ctx, st, cfg.CredentialsPath, url, log); err != nil {
+		if err := bootstrapLocal(ctx, st, cfg.CredentialsPath, url, socket, log); err != nil {
 			return err
 		}
 	}
 
-	prx, err := cfg.newProxy(mgr, st, lrt, ln.Addr(), log)
+	// One Authenticator for the API, bulk transfers and the port proxy, so
+	// that a key revoked through the AdminService stops working at once in
+	// all three (its cache is per Authenticator).
+	authn := auth.NewAuthenticator(st)
+	prx, err := cfg.newProxy(mgr, authn, lrt, ln.Addr(), log)
 	if err != nil {
 		return err
 	}
@@ -184,7 +218,9 @@ func Run(ctx context.Context, cfg Config) error {
 	api := server.New(server.Config{
 		Calls:          calls,
 		Manager:        mgr,
-		Auth:           auth.NewAuthenticator(st),
+		Auth:           authn,
+		Store:          st,
+		Admins:         cfg.admins(),
 		Logger:         log,
 		Interceptors:   []connect.Interceptor{reg.Interceptor()},
 		Images:         images,
@@ -192,18 +228,34 @@ func Run(ctx context.Context, cfg Config) error {
 		ImportDir:      cfg.importDir(),
 		MaxImportBytes: cfg.MaxImportBytes,
 		Proxy:          prx,
+		Secrets:        secretMgr,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", reg.Handler())
+	mux.Handle("GET /metrics", server.RequireAdmin(authn, cfg.admins(), reg.Handler()))
 	mux.Handle("/", api)
 	// Raw file transfers, beside the Connect RPCs (server/bulk.go).
-	mux.Handle(server.BulkPrefix, server.NewBulk(server.Config{Manager: mgr, Auth: auth.NewAuthenticator(st), Logger: log, Calls: calls}))
+	mux.Handle(server.BulkPrefix, server.NewBulk(server.Config{Manager: mgr, Auth: authn, Logger: log, Calls: calls}))
 	// Published ports are routed by Host before anything else.
 	srv := server.NewHTTPServer(cfg.Listen, prx.Wrap(mux))
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("sbx serve ready", "url", url, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "runtime_binary", lrt.RuntimeBinary(), "network", cfg.Network, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
+	if uln != nil {
+		go func() { errc <- srv.Serve(uln) }()
+	}
+	if cfg.MetricsListen != "" {
+		// /metrics with no key, on an address the operator keeps private.
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", cfg.MetricsListen, err)
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", reg.Handler())
+		msrv := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		defer msrv.Close()
+		go func() { errc <- msrv.Serve(mln) }()
+	}
+	log.Info("sbx serve ready", "url", url, "unix_socket", socket, "data_dir", cfg.DataDir, "runtime", cfg.Runtime, "runtime_binary", lrt.RuntimeBinary(), "network", cfg.Network, "cgroups", lrt.CgroupLayout().String(), "agent", agentPath)
 
 	select {
 	case err := <-errc:

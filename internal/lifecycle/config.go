@@ -25,6 +25,9 @@ type Config struct {
 	// MaxSandboxesPerTenant is the default quota of concurrent non-terminal
 	// sandboxes per tenant, when the tenant sets none (100).
 	MaxSandboxesPerTenant int
+	// MaxDiskBytes is the largest resources.disk_bytes a request may ask
+	// for; 0 means the runtime has no disk limits, and any is refused.
+	MaxDiskBytes int64
 	// QuotaRetryAfter is the retry delay returned with QUOTA_EXCEEDED (5 s).
 	QuotaRetryAfter time.Duration
 	// DefaultLease and MaxLease bound session leases (60 s and 1 h).
@@ -94,6 +97,9 @@ type Config struct {
 	// (teardown.go) with the duration of its Runtime.Delete and its error
 	// (nil for a sandbox already gone), for metrics. It must not block.
 	OnTeardown func(d time.Duration, err error)
+	// Secrets resolves the secrets a Create names; nil means the server
+	// has no secret store (such creates fail with SECRETS_UNAVAILABLE).
+	Secrets SecretResolver
 	// Logger receives the manager's structured logs (slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (time.Now); tests may replace it.
@@ -173,6 +179,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("create latency target %v must be at most 1h (negative turns it off)", c.CreateLatencyTarget)
 	case c.PoolBackoff < 0 || c.PoolMaxBackoff < c.PoolBackoff:
 		return fmt.Errorf("pool back-off %v must not be negative nor exceed the maximum %v", c.PoolBackoff, c.PoolMaxBackoff)
+	}
+	for _, p := range c.Pools {
+		if d := p.Resources.DiskBytes; d != 0 && (d < minDiskBytes || d > c.MaxDiskBytes) {
+			return fmt.Errorf("pool %s: disk bytes %d is out of range: give 0 (the default) or %d MiB to the max disk (%d bytes; 0 when disk limits are off)", p.Image, d, minDiskBytes>>20, c.MaxDiskBytes)
+		}
 	}
 	return validatePools(c.Pools)
 }

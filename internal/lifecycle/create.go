@@ -30,6 +30,8 @@ type CreateRequest struct {
 	Network *sandbox.NetworkPolicy
 	// Ports are published through sbx's proxy; tokens are made here.
 	Ports []sandbox.Port
+	// Secrets are injected as env vars; values are resolved at Create.
+	Secrets []sandbox.SecretRef
 }
 
 // Create records a new sandbox and starts creating it in the background. It
@@ -86,20 +88,24 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 	if err := m.validate(&req); err != nil {
 		return nil, err
 	}
+	secretEnv, err := m.resolveSecrets(ctx, tenantID, &req)
+	if err != nil {
+		return nil, err
+	}
 
 	sb, how, err := m.insert(ctx, tenantID, &req)
 	switch {
 	case err != nil:
 		return nil, err
 	case how == insertedWarm:
-		return m.startWarm(sb), nil
+		return m.startWarm(sb, secretEnv), nil
 	case how == insertedStarted:
 		return m.claimedRunning(sb), nil
 	case how == insertedBefore:
 		return sb, nil
 	}
 	m.cfg.Logger.Info("sandbox accepted", "sandbox", sb.ID, "tenant", tenantID, "image", sb.Spec.Image)
-	m.goBackground(func() { m.launch(sb, false) })
+	m.goBackground(func() { m.launch(sb, false, secretEnv) })
 	return sb, nil
 }
 
@@ -160,7 +166,7 @@ func (m *Manager) newRecord(tenantID string, req *CreateRequest, id string) *san
 		ID: id, TenantID: tenantID, SessionID: req.SessionID, RequestID: req.RequestID,
 		Spec: sandbox.Spec{ID: id, Image: req.Image, Resources: req.Resources, Network: networkOf(req)},
 		Start: sandbox.StartSpec{Command: req.Command, Env: req.Env, WorkingDir: req.WorkingDir,
-			User: req.User, Files: req.Files},
+			User: req.User, Files: req.Files, Secrets: req.Secrets},
 		Tags:        req.Tags,
 		Ports:       withTokens(req.Ports),
 		MaxLifetime: *req.MaxLifetime,
@@ -201,6 +207,7 @@ func mergeDefaults(req *CreateRequest, d sandbox.SessionDefaults) {
 		}
 	}
 	req.Tags = tags
+	mergeSecrets(req, d.Secrets)
 	r := &req.Resources
 	if r.CPUMillis == 0 {
 		r.CPUMillis = d.Resources.CPUMillis
@@ -211,19 +218,22 @@ func mergeDefaults(req *CreateRequest, d sandbox.SessionDefaults) {
 	if r.Pids == 0 {
 		r.Pids = d.Resources.Pids
 	}
+	if r.DiskBytes == 0 {
+		r.DiskBytes = d.Resources.DiskBytes
+	}
 }
 
 // launch creates (unless warm: a pool did) and starts the sandbox in the
 // runtime, in the background, then watches its main command. Any failure
 // ends the sandbox FAILED with a reason the user can act on, and leaves
-// nothing in the runtime.
-func (m *Manager) launch(sb *sandbox.Sandbox, warm bool) {
+// nothing in the runtime. secretEnv holds the values of sb's secrets.
+func (m *Manager) launch(sb *sandbox.Sandbox, warm bool, secretEnv map[string]string) {
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
 	if !warm && !m.createInRuntime(ctx, sb, m.failer(sb.ID)) {
 		return
 	}
-	if m.startInRuntime(ctx, sb) != nil {
+	if m.startInRuntime(ctx, sb, secretEnv) != nil {
 		m.watchMain(sb.ID)
 	}
 }
@@ -232,10 +242,10 @@ func (m *Manager) launch(sb *sandbox.Sandbox, warm bool) {
 // the caller gets it RUNNING and its first exec waits for nothing: the
 // start is one agent call, cheaper than a round trip to wait for it. It
 // returns the record as it stands after (RUNNING, or FAILED).
-func (m *Manager) startWarm(sb *sandbox.Sandbox) *sandbox.Sandbox {
+func (m *Manager) startWarm(sb *sandbox.Sandbox, secretEnv map[string]string) *sandbox.Sandbox {
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
-	if running := m.startInRuntime(ctx, sb); running != nil {
+	if running := m.startInRuntime(ctx, sb, secretEnv); running != nil {
 		m.goBackground(func() { m.watchClaimed(sb) })
 		return running
 	}
@@ -295,9 +305,10 @@ func (m *Manager) failer(id string) func(step string, err error) {
 // startInRuntime applies the request's start (env, files, command) through
 // the agent and records RUNNING. It returns the RUNNING record, or nil when
 // the start failed (the sandbox is then FAILED and gone from the runtime)
-// or the sandbox was stopped meanwhile.
-func (m *Manager) startInRuntime(ctx context.Context, sb *sandbox.Sandbox) *sandbox.Sandbox {
-	if err := m.rt.Start(ctx, sb.ID, sb.Start); err != nil {
+// or the sandbox was stopped meanwhile. The secret values join the env
+// only in the copy the runtime gets.
+func (m *Manager) startInRuntime(ctx context.Context, sb *sandbox.Sandbox, secretEnv map[string]string) *sandbox.Sandbox {
+	if err := m.rt.Start(ctx, sb.ID, withSecrets(sb.Start, secretEnv)); err != nil {
 		m.cleanupRuntime(sb.ID, time.Second)
 		m.failer(sb.ID)("start", err)
 		return nil

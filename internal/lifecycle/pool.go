@@ -92,6 +92,10 @@ func poolKey(image string, r sandbox.Resources) (string, error) {
 	key := ref.Name()
 	if r != (sandbox.Resources{}) {
 		key += fmt.Sprintf(" cpu=%dm memory=%d pids=%d", r.CPUMillis, r.MemoryBytes, r.Pids)
+		if r.DiskBytes != 0 {
+			// Only when set, so that the keys of existing pools stay.
+			key += fmt.Sprintf(" disk=%d", r.DiskBytes)
+		}
 	}
 	return key, nil
 }
@@ -116,7 +120,7 @@ func validatePools(ps []PoolConfig) error {
 			return fmt.Errorf("pool %s: min idle %d is out of range 0..%d", key, p.MinIdle, MaxPoolSize)
 		case p.Max < 0 || p.Max > MaxPoolSize || (p.Max > 0 && p.Max < p.MinIdle):
 			return fmt.Errorf("pool %s: max %d is out of range: give 0 (= min idle) or min idle (%d)..%d", key, p.Max, p.MinIdle, MaxPoolSize)
-		case r.CPUMillis < 0 || r.CPUMillis > maxCPUMillis || r.MemoryBytes < 0 || r.MemoryBytes > maxMemoryBytes || r.Pids < 0 || r.Pids > maxPids:
+		case r.CPUMillis < 0 || r.CPUMillis > maxCPUMillis || r.MemoryBytes < 0 || r.MemoryBytes > maxMemoryBytes || r.Pids < 0 || r.Pids > maxPids || r.DiskBytes < 0 || r.DiskBytes > maxDiskBytes:
 			return fmt.Errorf("pool %s: resources %+v are out of range", key, r)
 		case seen[key]:
 			return fmt.Errorf("pool %s is configured twice: merge the two entries", key)

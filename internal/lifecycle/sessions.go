@@ -72,6 +72,9 @@ func (m *Manager) validateDefaults(d sandbox.SessionDefaults) error {
 	if err := ValidateEnv(d.Env); err != nil {
 		return err
 	}
+	if err := validateSecrets("defaults.secrets", d.Secrets, d.Env); err != nil {
+		return err
+	}
 	if d.Network != nil {
 		// Defaults always belong to a session.
 		if err := ValidateNetwork(*d.Network, "session"); err != nil {

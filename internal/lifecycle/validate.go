@@ -32,6 +32,8 @@ const (
 	maxCPUMillis    = 1 << 20
 	maxMemoryBytes  = 1 << 40
 	maxPids         = 1 << 22
+	maxDiskBytes    = 1 << 40
+	minDiskBytes    = 16 << 20
 	fileModeBits    = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 )
 
@@ -145,6 +147,8 @@ func validateResources(r sandbox.Resources) error {
 		return invalid("resources.memory_bytes %d is out of range: give 0 (default) to %d", r.MemoryBytes, maxMemoryBytes)
 	case r.Pids < 0 || r.Pids > maxPids:
 		return invalid("resources.pids %d is out of range: give 0 (default) to %d", r.Pids, maxPids)
+	case r.DiskBytes < 0 || r.DiskBytes > maxDiskBytes:
+		return invalid("resources.disk_bytes %d is out of range: give 0 (default) to %d", r.DiskBytes, maxDiskBytes)
 	}
 	return nil
 }
@@ -196,8 +200,10 @@ func (m *Manager) validate(r *CreateRequest) error {
 		func() error { return validateImage(r.Image) },
 		func() error { return ValidateCommand("command", r.Command) },
 		func() error { return ValidateEnv(r.Env) },
+		func() error { return validateSecrets("secrets", r.Secrets, r.Env) },
 		func() error { return validateTags(r.Tags) },
 		func() error { return validateResources(r.Resources) },
+		func() error { return m.validateDisk(r.Resources.DiskBytes) },
 		func() error { return validateFiles(r.Files) },
 		func() error { return m.validateLifetime(*r.MaxLifetime) },
 		func() error { return ValidateNetwork(networkOf(r), r.SessionID) },
@@ -235,4 +241,17 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// validateDisk checks resources.disk_bytes against the server's maximum.
+func (m *Manager) validateDisk(n int64) error {
+	switch {
+	case n == 0:
+		return nil
+	case m.cfg.MaxDiskBytes == 0:
+		return sandbox.FailedPrecondition(sandbox.ReasonInvalidSpec, "resources.disk_bytes is %d, but this server runs without disk limits (--disk-limits=off): leave it at 0", n)
+	case n < minDiskBytes || n > m.cfg.MaxDiskBytes:
+		return invalid("resources.disk_bytes %d is out of range: give 0 (the server's default) or %d MiB to this server's maximum of %d bytes (%d MiB)", n, minDiskBytes>>20, m.cfg.MaxDiskBytes, m.cfg.MaxDiskBytes>>20)
+	}
+	return nil
 }

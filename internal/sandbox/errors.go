@@ -157,6 +157,8 @@ const (
 	ReasonFilePermission = "FILE_PERMISSION_DENIED"
 	// ReasonFileTooLarge: a file or a chunk exceeds a configured bound.
 	ReasonFileTooLarge = "FILE_TOO_LARGE"
+	// ReasonDiskLimit: the sandbox's disk limit (resources.disk_bytes) is reached.
+	ReasonDiskLimit = "DISK_LIMIT_REACHED"
 	// ReasonQuotaExceeded: a tenant or server limit was reached; retry later.
 	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
 	// ReasonTooManyCalls: the tenant has as many calls in flight as the server allows; retry after the delay given.
@@ -254,4 +256,28 @@ const (
 	ReasonImportTooLarge = "IMAGE_IMPORT_TOO_LARGE"
 	// ReasonImportAborted: the client abandoned an image import; nothing was stored.
 	ReasonImportAborted = "IMAGE_IMPORT_ABORTED"
+)
+
+// Reasons of the secret store (internal/secrets).
+const (
+	// ReasonSecretNotFound: the tenant has no secret by that name; set it with `sbx secret set NAME`.
+	ReasonSecretNotFound = "SECRET_NOT_FOUND"
+	// ReasonTooManySecrets: the tenant already stores the most secrets allowed (1000); delete some first.
+	ReasonTooManySecrets = "TOO_MANY_SECRETS"
+	// ReasonSecretUnreadable: a stored secret cannot be decrypted with the server's key (the key was lost or replaced); set the secret again.
+	ReasonSecretUnreadable = "SECRET_UNREADABLE"
+	// ReasonSecretsUnavailable: this server runs without a secret store.
+	ReasonSecretsUnavailable = "SECRETS_UNAVAILABLE"
+)
+
+// Reasons of tenant and API-key administration (internal/server/admin.go).
+const (
+	// ReasonAdminRequired: the call manages tenants or another tenant's keys, and the caller is not an admin tenant.
+	ReasonAdminRequired = "ADMIN_REQUIRED"
+	// ReasonTooManyTenants: the server already holds the most tenants allowed (10000).
+	ReasonTooManyTenants = "TOO_MANY_TENANTS"
+	// ReasonTooManyAPIKeys: the tenant already has the most API keys allowed (100); revoke some first.
+	ReasonTooManyAPIKeys = "TOO_MANY_API_KEYS"
+	// ReasonLastAdminKey: the key is the last one of an admin tenant; create another before revoking it.
+	ReasonLastAdminKey = "LAST_ADMIN_KEY"
 )

@@ -62,6 +62,8 @@ type SessionDefaults struct {
 	// Network, when set, is the policy of sandboxes whose request sets none
 	// (the whole policy, not merged field by field).
 	Network *NetworkPolicy `json:",omitempty"`
+	// Secrets merge with the request's; for one env var the request's win.
+	Secrets []SecretRef `json:",omitempty"`
 }
 
 // Tenant owns sandboxes and sessions; API keys belong to one tenant.
@@ -70,6 +72,8 @@ type Tenant struct {
 	Name string
 	// MaxSandboxes is the quota of concurrent non-terminal sandboxes; 0 is the server default.
 	MaxSandboxes int
+	// CreatedAt is zero for tenants made before it was recorded.
+	CreatedAt time.Time
 }
 
 // APIKey is a stored key: only its hash, never the key itself.
@@ -78,7 +82,9 @@ type APIKey struct {
 	ID       string
 	TenantID string
 	// Hash is the SHA-256 of the secret key, hex-encoded.
-	Hash      string
+	Hash string
+	// Label is the operator's note on what the key is for (may be empty).
+	Label     string
 	CreatedAt time.Time
 }
 

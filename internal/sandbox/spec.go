@@ -17,6 +17,9 @@ type Resources struct {
 	MemoryBytes int64
 	// Pids is the maximum number of processes and threads.
 	Pids int64
+	// DiskBytes bounds the sandbox's writable root filesystem (and so the
+	// files written into it); writes past it fail with EDQUOT.
+	DiskBytes int64 `json:",omitempty"`
 }
 
 // Spec is what a runtime needs to create the container of a sandbox: the
@@ -100,13 +103,33 @@ type StartSpec struct {
 	User string
 	// Files are written before the main command starts.
 	Files []File
+	// Secrets name the tenant's stored secrets injected as environment
+	// variables. Only the references are kept here (and in the store);
+	// the lifecycle manager resolves the values at create and hands them
+	// to the runtime's Start with Env, never into a record.
+	Secrets []SecretRef `json:",omitempty"`
+}
+
+// SecretRef names a stored secret and the environment variable it is
+// injected as (EnvVar empty means Name).
+type SecretRef struct {
+	Name   string
+	EnvVar string `json:",omitempty"`
+}
+
+// Var returns the environment variable r is injected as.
+func (r SecretRef) Var() string {
+	if r.EnvVar != "" {
+		return r.EnvVar
+	}
+	return r.Name
 }
 
 // Empty reports whether s asks for nothing but the image's defaults: no
-// command, env, working dir, user or files. A warm pool starts its
+// command, env, working dir, user, files or secrets. A warm pool starts its
 // sandboxes so, and the agent holds such a start as provisional.
 func (s StartSpec) Empty() bool {
-	return len(s.Command) == 0 && len(s.Env) == 0 && s.WorkingDir == "" && s.User == "" && len(s.Files) == 0
+	return len(s.Command) == 0 && len(s.Env) == 0 && s.WorkingDir == "" && s.User == "" && len(s.Files) == 0 && len(s.Secrets) == 0
 }
 
 // ImageConfig is what an image says about how to run it.

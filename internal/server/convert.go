@@ -40,11 +40,11 @@ func ts(t time.Time) *timestamppb.Timestamp {
 }
 
 func resourcesToWire(r sandbox.Resources) *sbxv1.Resources {
-	return &sbxv1.Resources{CpuMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, Pids: r.Pids}
+	return &sbxv1.Resources{CpuMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, Pids: r.Pids, DiskBytes: r.DiskBytes}
 }
 
 func resourcesFromWire(r *sbxv1.Resources) sandbox.Resources {
-	return sandbox.Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids()}
+	return sandbox.Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), Pids: r.GetPids(), DiskBytes: r.GetDiskBytes()}
 }
 
 // sandboxToWire converts a record, with its published ports' URLs and,
@@ -69,6 +69,7 @@ func (d *deps) sandboxToWire(sb *sandbox.Sandbox) *sbxv1.Sandbox {
 		EndedAt:            ts(sb.EndedAt),
 		ExpiresAt:          ts(sb.ExpiresAt),
 		RequestId:          sb.RequestID,
+		Secrets:            secretRefsToWire(sb.Start.Secrets),
 	}
 	if sb.Exit != nil {
 		code := int32(sb.Exit.Code)
@@ -105,7 +106,8 @@ func sessionToWire(s *sandbox.Session) *sbxv1.Session {
 	w := &sbxv1.Session{
 		Id: s.ID,
 		Defaults: &sbxv1.SessionDefaults{Image: d.Image, Tags: d.Tags, Env: d.Env,
-			Resources: resourcesToWire(d.Resources), Network: networkToWire(d.Network)},
+			Resources: resourcesToWire(d.Resources), Network: networkToWire(d.Network),
+			Secrets: secretRefsToWire(d.Secrets)},
 		LeaseSeconds:  int64(s.Lease / time.Second),
 		CreatedAt:     ts(s.CreatedAt),
 		LastHeartbeat: ts(s.LastHeartbeat),

@@ -25,6 +25,11 @@ func (s *sandboxService) Create(ctx context.Context, req *connect.Request[sbxv1.
 		Network:    networkFromWire(r.GetNetwork()),
 		SessionID:  r.GetSessionId(),
 	}
+	secretRefs, err := secretRefsFromWire("secrets", r.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	cr.Secrets = secretRefs
 	if r.MaxLifetimeSeconds != nil {
 		d := seconds(r.GetMaxLifetimeSeconds())
 		cr.MaxLifetime = &d

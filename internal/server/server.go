@@ -18,6 +18,8 @@ import (
 	"github.com/sbx-run/sbx/internal/auth"
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/proxy"
+	"github.com/sbx-run/sbx/internal/secrets"
+	"github.com/sbx-run/sbx/internal/store"
 )
 
 // DefaultExecOutputLimit is the default and maximum output (stdout plus
@@ -55,6 +57,17 @@ type Config struct {
 	ImportDir string
 	// MaxImportBytes bounds one imported tarball (DefaultMaxImportBytes).
 	MaxImportBytes int64
+
+	// Secrets, when set, is served as the SecretService (the tenants'
+	// secret stores); the lifecycle manager resolves through the same one.
+	Secrets *secrets.Manager
+
+	// Store, when set with Auth over the same store, is served as the
+	// AdminService (admin.go): tenants and API keys.
+	Store store.Store
+	// Admins are the tenant ids that may manage tenants and every tenant's
+	// keys; they are image admins too.
+	Admins []string
 
 	// Proxy publishes sandbox ports; nil (or one without a dialer) means
 	// ports cannot be published (NETWORK_REQUIRED). It is not routed here:
@@ -98,6 +111,16 @@ func New(cfg Config) http.Handler {
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(&sandboxService{d}, opts...))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(&sessionService{d}, opts...))
 	mux.Handle(sbxv1connect.NewPoolServiceHandler(&poolService{d}, opts...))
+	if cfg.Secrets != nil {
+		mux.Handle(sbxv1connect.NewSecretServiceHandler(&secretService{deps: d, secrets: cfg.Secrets}, opts...))
+	}
+	if cfg.Store != nil {
+		as := &adminService{deps: d, st: cfg.Store, auth: cfg.Auth, admins: map[string]bool{}}
+		for _, t := range cfg.Admins {
+			as.admins[t] = true
+		}
+		mux.Handle(sbxv1connect.NewAdminServiceHandler(as, opts...))
+	}
 	if cfg.Images != nil {
 		if cfg.MaxImportBytes <= 0 {
 			cfg.MaxImportBytes = DefaultMaxImportBytes
@@ -107,6 +130,9 @@ func New(cfg Config) http.Handler {
 			is.importDir = os.TempDir()
 		}
 		for _, t := range cfg.ImageAdmins {
+			is.admins[t] = true
+		}
+		for _, t := range cfg.Admins { // admins are image admins too
 			is.admins[t] = true
 		}
 		mux.Handle(sbxv1connect.NewImageServiceHandler(is, opts...))

@@ -20,6 +20,11 @@ func (s *sessionService) Create(ctx context.Context, req *connect.Request[sbxv1.
 		Resources: resourcesFromWire(wd.GetResources()),
 		Network:   networkFromWire(wd.GetNetwork()),
 	}
+	secretRefs, err := secretRefsFromWire("defaults.secrets", wd.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	d.Secrets = secretRefs
 	if wd != nil && wd.MaxLifetimeSeconds != nil {
 		d.MaxLifetime = seconds(wd.GetMaxLifetimeSeconds())
 		if d.MaxLifetime <= 0 {

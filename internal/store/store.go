@@ -43,11 +43,31 @@ type Store interface {
 	// ListSessions returns open sessions (all tenants when tenantID is "").
 	ListSessions(ctx context.Context, tenantID string) ([]*sandbox.Session, error)
 
+	// Tenants and API keys (see tenants.go for the bounds).
+
+	// CreateTenant inserts a tenant. AlreadyExists if its id is taken;
+	// ResourceExhausted (TOO_MANY_TENANTS) when MaxTenants exist.
 	CreateTenant(ctx context.Context, t *sandbox.Tenant) error
+	// GetTenant returns one tenant. NotFound if absent.
 	GetTenant(ctx context.Context, id string) (*sandbox.Tenant, error)
+	// ListTenants returns one page of tenants sorted by id; pageSize is at
+	// most 1000, 0 means 100.
+	ListTenants(ctx context.Context, pageSize int, pageToken string) (page []*sandbox.Tenant, nextPageToken string, err error)
+	// UpdateTenant reads the tenant, applies fn and writes it back in one
+	// transaction (its id cannot change); fn's error aborts it.
+	UpdateTenant(ctx context.Context, id string, fn func(*sandbox.Tenant) error) (*sandbox.Tenant, error)
+	// CreateAPIKey inserts a key. AlreadyExists if its id or hash is taken;
+	// ResourceExhausted (TOO_MANY_API_KEYS) when its tenant has
+	// MaxAPIKeysPerTenant keys.
 	CreateAPIKey(ctx context.Context, k *sandbox.APIKey) error
 	// LookupAPIKey finds a key by the hash of its secret. NotFound if absent.
 	LookupAPIKey(ctx context.Context, hash string) (*sandbox.APIKey, error)
+	// GetAPIKey finds a key by its id. NotFound if absent.
+	GetAPIKey(ctx context.Context, id string) (*sandbox.APIKey, error)
+	// ListAPIKeys returns a tenant's keys, oldest first.
+	ListAPIKeys(ctx context.Context, tenantID string) ([]*sandbox.APIKey, error)
+	// DeleteAPIKey removes a key and returns what it was. NotFound if absent.
+	DeleteAPIKey(ctx context.Context, id string) (*sandbox.APIKey, error)
 
 	// Warm pools (see PoolSandbox).
 

@@ -30,6 +30,7 @@ from ._network import (
 )
 from ._process import Process, StdinWriter
 from ._sandbox import Sandbox
+from ._secrets import Secret, SecretInfo, Secrets
 from ._session import Session
 from ._types import OperationRef, ProcessResult, SandboxDefaults, SandboxStatus, StreamReader
 from .exceptions import (
@@ -61,6 +62,7 @@ __all__ = [
     "OperationRef", "StreamReader", "StdinWriter",
     "NetworkOptions", "EgressRule", "IngressRule", "CidrBlock", "PortRange",
     "Service", "ServiceVisibility", "ServiceProtocol", "ExposedPort",
+    "Secret", "Secrets", "SecretInfo",
     "SandboxError", "CWSandboxError", "SandboxAuthenticationError", "CWSandboxAuthenticationError",
     "SandboxConnectionError", "SandboxNotFoundError", "SandboxNotRunningError", "SandboxUnavailableError",
     "SandboxTimeoutError", "SandboxRequestTimeoutError", "SandboxCommandTimeoutError", "SandboxFailedError",

@@ -8,7 +8,7 @@ JSON) base64: the body goes from the caller's buffer to the socket and back
 into the result with no copy in between.
 
 The rules are the Go SDK's (files_bulk.go): writes of at least MIN_BYTES and
-all reads go here over plain ``http://`` URLs; a server that answers a
+all reads go here over plain ``http://`` and ``unix://`` URLs; a server that answers a
 non-Connect 404 or 405 predates the endpoint, is remembered, and the caller
 falls back to the RPCs (NoBulk).
 """
@@ -62,7 +62,7 @@ class Bulk:
         self._absent = threading.Event()
         # Over https the 100-continue handshake below cannot peek at the
         # TLS stream; the Go SDK keeps https on the RPCs too.
-        self._usable = t.url.startswith("http://")
+        self._usable = t.url.startswith("http://") or t._unix is not None
 
     def usable(self) -> bool:
         """Whether transfers should try the endpoint at all."""

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from . import exceptions as exc
 from ._bulk import Bulk
-from ._connect import ConnectError, ServerStream, Transport
+from ._connect import UNIX_SCHEME, ConnectError, ServerStream, Transport, parse_unix_url, reachable_socket
 
 __all__ = ["Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL"]
 
@@ -65,7 +65,7 @@ def _read_credentials(path: str) -> Optional[Dict[str, str]]:
         raise exc.SandboxInvalidArgumentError(
             f"credentials file {path} is not valid JSON ({e}): remove it and restart `sbx serve`, or set {ENV_API_KEY}",
             reason="INVALID_CREDENTIALS") from e
-    return {"url": str(obj.get("url") or ""), "api_key": str(obj.get("api_key") or "")}
+    return {"url": str(obj.get("url") or ""), "api_key": str(obj.get("api_key") or ""), "unix_socket": str(obj.get("unix_socket") or "")}
 
 
 def resolve_config(url: Optional[str] = None, api_key: Optional[str] = None, credentials_path: Optional[str] = None) -> Tuple[str, str]:
@@ -75,15 +75,33 @@ def resolve_config(url: Optional[str] = None, api_key: Optional[str] = None, cre
     if not url or not api_key:
         creds = _read_credentials(credentials_path or default_credentials_path())
         if creds:
-            if not url:
+            from_file = not url
+            if from_file:
                 url = creds["url"]
             # A key from the file belongs to the file's server: use it only there.
-            if not api_key and (not creds["url"] or creds["url"].rstrip("/") == url.rstrip("/")):
+            if not api_key and (not creds["url"] or creds["url"].rstrip("/") == url.rstrip("/") or _is_socket_url(url, creds["unix_socket"])):
                 api_key = creds["api_key"]
+            # The file's server on its Unix socket, when this process can
+            # reach it (the Go SDK's unixsock.go); an explicit URL is kept.
+            if from_file and url.startswith("http://") and reachable_socket(creds["unix_socket"]):
+                url = UNIX_SCHEME + os.path.normpath(creds["unix_socket"])
     url = url or DEFAULT_URL
-    if not (url.startswith("http://") or url.startswith("https://")):
-        raise exc.SandboxInvalidArgumentError(f"server URL {url!r} must start with http:// or https://", reason="INVALID_URL")
+    if not (url.startswith("http://") or url.startswith("https://") or url.startswith(UNIX_SCHEME)):
+        raise exc.SandboxInvalidArgumentError(f"server URL {url!r} must start with http://, https:// or unix://", reason="INVALID_URL")
+    try:
+        parse_unix_url(url)
+    except ValueError as e:
+        raise exc.SandboxInvalidArgumentError(str(e), reason="INVALID_URL") from None
     return url.rstrip("/"), api_key
+
+
+def _is_socket_url(url: str, path: str) -> bool:
+    """Whether url is the unix:// URL of the socket at path (the credentials file's server)."""
+    try:
+        p = parse_unix_url(url)
+    except ValueError:
+        return False
+    return p is not None and bool(path) and p == os.path.normpath(path)
 
 
 # CREATE_RETRIES is how many times a Create refused with CREATE_QUEUE_FULL is

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import select
 import socket
+import stat
 import struct
 import threading
 import time
@@ -23,7 +25,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from . import exceptions as exc
 
-__all__ = ["Transport", "ConnectError", "envelope", "read_envelope", "decode_error_details"]
+__all__ = ["Transport", "ConnectError", "envelope", "read_envelope", "decode_error_details", "UNIX_SCHEME", "parse_unix_url", "reachable_socket"]
+
+#: A server URL of this form, ``unix:///var/lib/sbx/api.sock`` (Docker's),
+#: names the API's Unix socket that ``sbx serve`` serves beside TCP for
+#: clients on the same machine (the Go SDK's unixsock.go).
+UNIX_SCHEME = "unix://"
+#: Longest socket path a Unix address holds.
+_MAX_SOCKET_PATH = 107
 
 #: Flag of the end-of-stream envelope.
 END_STREAM = 0x02
@@ -346,24 +355,90 @@ class ServerStream:
         self._conn.close()
 
 
+def reachable_socket(path: str) -> bool:
+    """Whether path is a socket this process may connect to (write permission
+    on it, search on its directories), without connecting."""
+    if not path or not path.startswith("/") or len(path.encode()) > _MAX_SOCKET_PATH:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISSOCK(st.st_mode) and os.access(path, os.W_OK)
+
+
+def parse_unix_url(url: str) -> Optional[str]:
+    """The socket path of a ``unix://`` URL, None for other URLs; ValueError
+    for a ``unix://`` URL without a usable absolute path."""
+    if not url.startswith(UNIX_SCHEME):
+        return None
+    path = url[len(UNIX_SCHEME):]
+    if not path.startswith("/") or "?" in path or "#" in path:
+        raise ValueError(f"server URL {url!r}: a Unix-socket URL is unix:// and an absolute path, e.g. unix:///var/lib/sbx/api.sock")
+    path = os.path.normpath(path)
+    if len(path.encode()) > _MAX_SOCKET_PATH:
+        raise ValueError(f"server URL {url!r}: the socket path is longer than {_MAX_SOCKET_PATH} bytes, which a Unix address cannot hold")
+    return path
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection to the API's Unix socket. Requests name the
+    host "localhost", which routes to the API, never to a published port."""
+
+    def __init__(self, path: str, timeout: Any) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if self.timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                s.settimeout(self.timeout)
+            s.connect(self._path)
+            # A Unix socket's send buffer is all a write has in flight
+            # (208 KiB by default): a larger one moves an upload in fewer
+            # steps (the kernel caps it at net.core.wmem_max).
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            except OSError:
+                pass
+        except (FileNotFoundError, PermissionError) as e:
+            # No server there (or not ours to reach): as a refused TCP
+            # connection, the server is unreachable.
+            s.close()
+            raise ConnectionRefusedError(e.errno, f"{e.strerror}: {self._path}") from e
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+
 class Transport:
     """Makes Connect calls to one server. Safe for concurrent use: every call has its own connection."""
 
     def __init__(self, url: str, api_key: Optional[str] = None, *, unary_timeout: float = 120.0) -> None:
-        u = urllib.parse.urlsplit(url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"server URL {url!r} must look like http://host:port")
-        self.url = url.rstrip("/")
-        self._https = u.scheme == "https"
-        self._host = u.hostname
-        self._port = u.port or (443 if self._https else 80)
-        self._prefix = u.path.rstrip("/")
+        self._unix = parse_unix_url(url)
+        if self._unix is not None:
+            self.url = UNIX_SCHEME + self._unix
+            self._https = False
+            self._host, self._port, self._prefix = "localhost", 80, ""
+        else:
+            u = urllib.parse.urlsplit(url)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError(f"server URL {url!r} must look like http://host:port or unix:///path/to/api.sock")
+            self.url = url.rstrip("/")
+            self._https = u.scheme == "https"
+            self._host = u.hostname
+            self._port = u.port or (443 if self._https else 80)
+            self._prefix = u.path.rstrip("/")
         self.api_key = api_key or None
         self.unary_timeout = unary_timeout
         self._idle: List[Tuple[http.client.HTTPConnection, float]] = []
         self._idle_lock = threading.Lock()
 
     def _new_conn(self, timeout: Optional[float]) -> http.client.HTTPConnection:
+        if self._unix is not None:
+            return _UnixHTTPConnection(self._unix, timeout)
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)

@@ -16,6 +16,7 @@ from ._client import SANDBOX_SERVICE, Client, default_client
 from ._files import FilesMixin
 from ._network import network_to_wire, ports_to_wire
 from ._ports import PortsMixin
+from ._secrets import Secret, merge_secrets, normalize_secrets, secrets_from_wire, secrets_to_wire
 from ._process import Process
 from ._types import OperationRef, SandboxDefaults, SandboxStatus, merge_tags
 from ._wire import ceil_seconds, mounted_files_to_wire, parse_timestamp, resources_to_wire
@@ -70,7 +71,7 @@ class Sandbox(FilesMixin, PortsMixin):
         defaults: SandboxDefaults to fill what is not given here.
         tags: Tags, merged with the defaults' tags.
         max_lifetime_seconds: Lifetime after which the server stops it.
-        resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256}``.
+        resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256, "disk": "10Gi"}``.
         mounted_files: Files written before the command starts: ``[{"path": ..., "content": ...}]``.
         network: NetworkOptions (or a dict of its fields): egress and ingress policy;
             default from ``defaults``, else the server's (internet only).
@@ -79,6 +80,10 @@ class Sandbox(FilesMixin, PortsMixin):
             ``sbx serve --network bridge``); see ``service_urls``.
         services: The same as ports, in the CoreWeave spelling (``[Service(...)]``).
         environment_variables: Environment, merged over the defaults'.
+        secrets: Stored secrets to inject as environment variables, by name:
+            ``[Secret(name="HF_TOKEN"), Secret(name="OPENAI_API_KEY", env_var="OPENAI_KEY")]``;
+            merged with the defaults' (these win for the same variable). Values never
+            travel in the request; an unknown name raises SandboxNotFoundError.
         command: The main command, as an alternative to positional args.
         args: Its arguments, with ``command`` (keyword only: ``args=[...]``).
         working_dir: Working directory (absolute).
@@ -99,6 +104,7 @@ class Sandbox(FilesMixin, PortsMixin):
         ports: Optional[Sequence[Any]] = None,
         services: Optional[Sequence[Any]] = None,
         environment_variables: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Sequence[Any]] = None,
         command: Optional[str] = None,
         working_dir: Optional[str] = None,
         user: Optional[str] = None,
@@ -139,6 +145,9 @@ class Sandbox(FilesMixin, PortsMixin):
         published = ports_to_wire(ports, "ports") + ports_to_wire(services, "services")
         if published:
             req["ports"] = published
+        merged_secrets = merge_secrets(d.secrets or (), normalize_secrets(secrets))
+        if merged_secrets:
+            req["secrets"] = secrets_to_wire(merged_secrets)
         if working_dir:
             req["workingDir"] = working_dir
         if user:
@@ -222,6 +231,11 @@ class Sandbox(FilesMixin, PortsMixin):
         if self._id is None:
             return SandboxStatus.PENDING if not self._stopped_before_start else SandboxStatus.TERMINATED
         return SandboxStatus.from_wire(self._info.get("state"))
+
+    @property
+    def secrets(self) -> List[Secret]:
+        """The secrets injected as environment variables (names and variables; values are never returned)."""
+        return secrets_from_wire(self._info.get("secrets"))
 
     @property
     def returncode(self) -> Optional[int]:

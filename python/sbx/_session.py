@@ -16,6 +16,7 @@ from . import exceptions as exc
 from ._client import SESSION_SERVICE, Client, default_client
 from ._sandbox import Sandbox
 from ._network import network_to_wire
+from ._secrets import secrets_to_wire
 from ._wire import ceil_seconds, resources_to_wire
 from ._types import OperationRef, SandboxDefaults, SandboxStatus
 
@@ -105,6 +106,8 @@ class Session:
             net = network_to_wire(d.network, "defaults.network")
             if net is not None:
                 wd["network"] = net
+            if d.secrets:
+                wd["secrets"] = secrets_to_wire(d.secrets)
             req: Dict[str, Any] = {"defaults": wd}
             if self._lease_req:
                 req["leaseSeconds"] = str(int(self._lease_req))

@@ -8,7 +8,7 @@ import concurrent.futures
 import dataclasses
 import enum
 import queue
-from typing import Any, AsyncIterator, Callable, Generator, Generic, Iterator, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, AsyncIterator, Callable, Generator, Generic, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from . import _workers
 from .exceptions import SandboxTimeoutError
@@ -92,9 +92,11 @@ class SandboxDefaults:
         max_lifetime_seconds: Lifetime after which the server stops the sandbox; None means the server's default.
         tags: Tags for ``list(tags=...)``.
         environment_variables: Environment added to the image's.
-        resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256}``.
+        resources: Limits, e.g. ``{"cpu": "500m", "memory": "512Mi", "pids": 256, "disk": "10Gi"}``.
         network: NetworkOptions (or a dict of its fields) of sandboxes that set none;
             the whole policy replaces the server's default, it is not merged.
+        secrets: Secrets (``[Secret(name="HF_TOKEN")]``) injected into every sandbox as
+            environment variables; a sandbox's own win for the same variable.
     """
 
     container_image: str = "python:3.11"
@@ -103,6 +105,7 @@ class SandboxDefaults:
     environment_variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
     resources: Optional[Mapping[str, Any]] = None
     network: Optional[Any] = None
+    secrets: Optional[Sequence[Any]] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.tags, str):
@@ -115,9 +118,12 @@ class SandboxDefaults:
         from ._network import network_to_wire
 
         network_to_wire(self.network, "defaults.network")
+        from ._secrets import normalize_secrets
+
+        object.__setattr__(self, "secrets", normalize_secrets(self.secrets, "defaults.secrets") or None)
 
     def with_overrides(self, **kw: Any) -> "SandboxDefaults":
-        """Return a copy with kw replacing fields; ``tags`` and ``environment_variables`` merge."""
+        """Return a copy with kw replacing fields; ``tags``, ``environment_variables`` and ``secrets`` merge."""
         unknown = set(kw) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown SandboxDefaults fields: {sorted(unknown)}")
@@ -125,6 +131,10 @@ class SandboxDefaults:
             kw["tags"] = merge_tags(self.tags, kw["tags"])
         if "environment_variables" in kw and kw["environment_variables"] is not None:
             kw["environment_variables"] = {**self.environment_variables, **kw["environment_variables"]}
+        if kw.get("secrets") is not None:
+            from ._secrets import merge_secrets, normalize_secrets
+
+            kw["secrets"] = merge_secrets(self.secrets or (), normalize_secrets(kw["secrets"]))
         kw = {k: v for k, v in kw.items() if v is not None}
         return dataclasses.replace(self, **kw)
 

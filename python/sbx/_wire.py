@@ -40,11 +40,11 @@ def _cpu_millis(v: Any) -> int:
 
 
 def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """Map {"cpu": "500m"|0.5, "memory": "512Mi", "pids": 100} (or cpu_millis / memory_bytes) to the wire form."""
+    """Map {"cpu": "500m"|0.5, "memory": "512Mi", "pids": 100, "disk": "10Gi"} (or cpu_millis / memory_bytes / disk_bytes) to the wire form."""
     if not r:
         return None
     if not isinstance(r, Mapping):
-        r = {k: getattr(r, k) for k in ("cpu", "memory", "pids", "cpu_millis", "memory_bytes") if getattr(r, k, None) is not None}
+        r = {k: getattr(r, k) for k in ("cpu", "memory", "pids", "disk", "cpu_millis", "memory_bytes", "disk_bytes") if getattr(r, k, None) is not None}
     out: Dict[str, Any] = {}
     for k, v in r.items():
         if v is None:
@@ -57,10 +57,12 @@ def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]
             out["memoryBytes"] = str(_quantity(v, "memory"))
         elif k == "pids":
             out["pids"] = str(int(v))
+        elif k in ("disk", "disk_bytes"):
+            out["diskBytes"] = str(_quantity(v, "disk"))
         elif k in ("gpu", "gpus") and not v:
             continue
         else:
-            raise exc.SandboxInvalidArgumentError(f"unknown resource {k!r}: sbx supports cpu, memory and pids")
+            raise exc.SandboxInvalidArgumentError(f"unknown resource {k!r}: sbx supports cpu, memory, pids and disk")
     return out or None
 
 

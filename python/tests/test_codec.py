@@ -489,3 +489,9 @@ def test_stop_without_result_finishes_at_exit(fake: Fake) -> None:
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."))
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
     assert any(p == "/sbx.v1.SandboxService/Stop" for p, _, _ in fake.requests)
+
+
+def test_resources_disk():
+    from sbx._wire import resources_to_wire
+    assert resources_to_wire({"disk": "10Gi", "memory": "1Gi"}) == {"diskBytes": str(10 << 30), "memoryBytes": str(1 << 30)}
+    assert resources_to_wire({"disk_bytes": 1 << 30}) == {"diskBytes": str(1 << 30)}

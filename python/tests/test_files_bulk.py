@@ -229,7 +229,8 @@ def proxy(server: Any) -> Iterator[RecordingProxy]:
 
 def _file_rpcs(server: Any) -> int:
     """How many ReadFile and WriteFile calls the server counted (its /metrics)."""
-    with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+    req = urllib.request.Request(server.url + "/metrics", headers={"Authorization": "Bearer " + server.api_key})
+    with urllib.request.urlopen(req, timeout=30) as r:
         text = r.read().decode()
     n = 0
     for m in re.finditer(r'^sbx_api_requests_total\{([^}]*)\} (\S+)$', text, re.M):

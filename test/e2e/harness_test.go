@@ -108,7 +108,14 @@ func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *ser
 	}
 	s.key = creds.APIKey
 	t.Cleanup(func() {
+		running := s.running()
 		s.cleanup()
+		// A server that exits detaches its disk pool, whose loop device
+		// goes with its last sandbox; one killed leaves it mounted.
+		_ = syscall.Unmount(filepath.Join(s.dataDir, "disk"), syscall.MNT_DETACH)
+		if running {
+			s.checkPoolDetached()
+		}
 		if t.Failed() {
 			t.Logf("server log (%s):\n%s", s.logPath, tail(s.log(), 8000))
 			return
@@ -310,10 +317,15 @@ func (s *server) leaks() []string {
 	if entries, _ := os.ReadDir(sbDir); len(entries) > 0 {
 		out = append(out, fmt.Sprintf("%d sandbox dirs under %s", len(entries), sbDir))
 	}
+	// Each sandbox's writable layer is a btrfs subvolume in the disk pool.
+	poolDir := filepath.Join(s.dataDir, "disk")
+	if entries, _ := os.ReadDir(poolDir); len(entries) > 0 {
+		out = append(out, fmt.Sprintf("%d subvolumes under %s", len(entries), poolDir))
+	}
 	// Mounts live in the server's private mount namespace: read its view.
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.servingPID()))
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") && f[4] != poolDir {
 			out = append(out, "mount "+f[4])
 		}
 	}
@@ -389,4 +401,36 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// running reports whether the server process still runs.
+func (s *server) running() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// checkPoolDetached checks that the disk pool image is on no loop device
+// once the server exited with every sandbox deleted.
+func (s *server) checkPoolDetached() {
+	s.t.Helper()
+	img := filepath.Join(s.dataDir, "disk.img")
+	attached := func() bool {
+		files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == img {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); attached(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.t.Errorf("the disk pool image %s is still on a loop device after the server exited with no sandbox left", img)
+			return
+		}
+	}
 }

@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,14 +91,9 @@ func TestImages(t *testing.T) {
 	}
 
 	// Pulls are counted by result.
-	resp, err := http.Get(s.url() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := metrics(t, s)
 	for _, want := range []string{`sbx_image_pulls_total{result="ok"} 2`, `sbx_image_pulls_total{result="IMAGE_NOT_FOUND"} 1`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

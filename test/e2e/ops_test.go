@@ -38,7 +38,11 @@ func TestOperations(t *testing.T) {
 	p.Wait()
 	c.FromID("sb-nosuchsandbox00000").Refresh(ctx) // one NOT_FOUND
 
-	m := get(t, s.url()+"/metrics")
+	// /metrics needs an admin's key on the API's listener.
+	if code := status(t, s.url()+"/metrics", ""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a key: %d, want 401", code)
+	}
+	m := metrics(t, s)
 	for _, want := range []string{
 		`sbx_sandboxes{state="RUNNING"} 1`,
 		`sbx_sandbox_creates_total{result="ok"} 1`,
@@ -80,7 +84,26 @@ func TestOperations(t *testing.T) {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
-	r, err := http.Get(url)
+	return getWithKey(t, url, "")
+}
+
+// metrics reads s's /metrics with its (local, admin) key, which the API's
+// listeners require.
+func metrics(t *testing.T, s *server) string {
+	t.Helper()
+	return getWithKey(t, s.url()+"/metrics", s.key)
+}
+
+func getWithKey(t *testing.T, url, key string) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,4 +113,33 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s %s", url, r.Status, b)
 	}
 	return string(b)
+}
+
+// status is the HTTP status of a GET of url with key.
+func status(t *testing.T, url, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	return r.StatusCode
+}
+
+// TestMetricsListen checks --metrics-listen: /metrics with no key on the
+// operator's private address, while the API's listener still wants an
+// admin's key.
+func TestMetricsListen(t *testing.T) {
+	addr := freeAddr(t)
+	s := startServer(t, "--metrics-listen", addr)
+	if m := get(t, "http://"+addr+"/metrics"); !strings.Contains(m, "sbx_sandboxes") {
+		t.Errorf("--metrics-listen: no sbx metrics in %.200q", m)
+	}
+	if code := status(t, s.url()+"/metrics", ""); code != http.StatusUnauthorized {
+		t.Errorf("API /metrics without a key: %d, want 401", code)
+	}
 }

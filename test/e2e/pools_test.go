@@ -112,7 +112,7 @@ func TestWarmPool(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "HITS") || !strings.Contains(stdout, "busybox") {
 		t.Errorf("sbx pools: code %d %q", code, stdout)
 	}
-	if m := get(t, s.url()+"/metrics"); !strings.Contains(m, `sbx_pool_hits_total{pool="index.docker.io/library/busybox:latest"} 2`) ||
+	if m := metrics(t, s); !strings.Contains(m, `sbx_pool_hits_total{pool="index.docker.io/library/busybox:latest"} 2`) ||
 		!strings.Contains(m, "sbx_pool_refill_duration_seconds_bucket") {
 		t.Errorf("/metrics lacks the pool's hits or refill times")
 	}

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -38,6 +39,7 @@ func main() {
 	flag.StringVar(&cfg.URL, "url", "", "benchmark this running server (with --api-key or the SDK's credentials) instead of starting one")
 	apiKey := flag.String("api-key", "", "API key for --url (default: SBX_API_KEY or the credentials file)")
 	flag.StringVar(&cfg.Image, "image", "busybox", "image of the sbx scenarios (the baselines always use the offline busybox)")
+	flag.StringVar(&cfg.Transport, "transport", "unix", "how the SDK reaches the started server: unix (its API socket, as local clients do by default) or tcp (loopback); --url decides for itself")
 	flag.StringVar(&cfg.OCIRuntime, "oci-runtime", "crun", "OCI runtime of the started server and of the floor: crun or runc")
 	flag.IntVar(&cfg.Creates, "creates", 50, "cold creates, one at a time")
 	flag.IntVar(&cfg.Warm, "warm", 30, "creates from a warm pool (0 skips them)")
@@ -134,6 +136,7 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 	}
 
 	var client *sbx.Client
+	var key string
 	var srv *bench.Server
 	var bins [2]string // sbx and sbx-agent of a started server
 	if cfg.URL == "" {
@@ -157,11 +160,13 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		defer srv.Stop()
 		// No SDK retries: the burst and sustained scenarios count the
 		// server's CREATE_QUEUE_FULL answers and retry themselves.
-		client, err = sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
+		client, err = sbx.NewClient(sbx.WithURL(srv.ClientURL(cfg.Transport)), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
 		if err != nil {
 			return err
 		}
+		key = srv.Key
 	} else {
+		key = cmp.Or(apiKey, os.Getenv(sbx.EnvAPIKey))
 		opts := []sbx.ClientOption{sbx.WithURL(cfg.URL), sbx.WithCreateRetries(0)}
 		if apiKey != "" {
 			opts = append(opts, sbx.WithAPIKey(apiKey))
@@ -170,7 +175,9 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 			return err
 		}
 	}
-	b := &bench.SBX{C: client, Image: cfg.Image, Log: logf}
+	r.Machine.Transport = client.Transport()
+	logf("SDK to server over %s (%s)", client.Transport(), client.URL())
+	b := &bench.SBX{C: client, Image: cfg.Image, Log: logf, Key: key}
 
 	logf("cold create × %d", cfg.Creates)
 	add(b.ColdCreate(sctx, cfg.Creates)...)
@@ -255,11 +262,11 @@ func poolRate(ctx context.Context, cfg bench.Config, work string, bins [2]string
 		return &bench.Scenario{Name: "pool_rate", System: "sbx", Note: "skipped: " + err.Error()}
 	}
 	defer srv.Stop()
-	client, err := sbx.NewClient(sbx.WithURL(srv.URL), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
+	client, err := sbx.NewClient(sbx.WithURL(srv.ClientURL(cfg.Transport)), sbx.WithAPIKey(srv.Key), sbx.WithCreateRetries(0))
 	if err != nil {
 		return &bench.Scenario{Name: "pool_rate", System: "sbx", Note: "skipped: " + err.Error()}
 	}
-	pb := &bench.SBX{C: client, Image: cfg.PoolImage, Log: b.Log}
+	pb := &bench.SBX{C: client, Image: cfg.PoolImage, Log: b.Log, Key: srv.Key}
 	return pb.PoolRate(ctx, cfg.PoolImage, cfg.PoolRate, cfg.PoolFor, 5*time.Second,
 		func() time.Duration { return bench.ProcCPU(srv.ServingPIDs()) })
 }

@@ -54,6 +54,7 @@ type Server struct {
 	images     map[string]*sbxv1.Image
 	dials      int
 	url        string
+	secrets    map[string]string // secrets.go
 }
 
 type fakeSandbox struct {
@@ -87,6 +88,8 @@ func Start(t testing.TB) (*Server, string) {
 	mux.Handle(sbxv1connect.NewSandboxServiceHandler(f, auth))
 	mux.Handle(sbxv1connect.NewSessionServiceHandler(fakeSessions{f: f}, auth))
 	mux.Handle(sbxv1connect.NewImageServiceHandler(fakeImages{f: f}, auth))
+	mux.Handle(sbxv1connect.NewSecretServiceHandler(fakeSecrets{f: f}, auth))
+	mux.Handle(sbxv1connect.NewAdminServiceHandler(newFakeAdmin(), auth))
 	mux.HandleFunc("GET /proxy-tcp/{id}/{port}", f.proxyTCP)
 	srv := httptest.NewUnstartedServer(mux)
 	// HTTP/1.1 and h2c, like sbx serve, so gRPC clients work too.
@@ -191,6 +194,7 @@ func (f *Server) Create(_ context.Context, req *connect.Request[sbxv1.CreateSand
 		Id: id, Image: img, Command: m.GetCommand(), Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), Tags: m.GetTags(),
 		Resources: m.GetResources(), MaxLifetimeSeconds: 600, State: sbxv1.SandboxState_SANDBOX_STATE_PENDING,
 		Reason: "requested", CreatedAt: timestamppb.Now(), RequestId: m.GetRequestId(), SessionId: m.GetSessionId(),
+		Secrets: m.GetSecrets(),
 	}
 	for _, p := range m.GetPorts() {
 		if err := badPort(p.GetPort()); err != nil {

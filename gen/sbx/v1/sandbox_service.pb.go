@@ -115,7 +115,12 @@ type CreateSandboxRequest struct {
 	Network *NetworkPolicy `protobuf:"bytes,12,opt,name=network,proto3" json:"network,omitempty"`
 	// Ports to publish through sbx's proxy (at most 32, distinct). Needs a
 	// server with sandbox networking (serve --network bridge).
-	Ports         []*PortSpec `protobuf:"bytes,13,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortSpec `protobuf:"bytes,13,rep,name=ports,proto3" json:"ports,omitempty"`
+	// Secrets of the tenant's store injected as environment variables (in
+	// the main command and every exec), merged with the session's (for the
+	// same env_var these win). At most 100. An unknown name fails the create
+	// with NOT_FOUND, reason SECRET_NOT_FOUND, and nothing is started.
+	Secrets       []*SecretRef `protobuf:"bytes,14,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +242,13 @@ func (x *CreateSandboxRequest) GetNetwork() *NetworkPolicy {
 func (x *CreateSandboxRequest) GetPorts() []*PortSpec {
 	if x != nil {
 		return x.Ports
+	}
+	return nil
+}
+
+func (x *CreateSandboxRequest) GetSecrets() []*SecretRef {
+	if x != nil {
+		return x.Secrets
 	}
 	return nil
 }
@@ -2843,7 +2855,7 @@ var File_sbx_v1_sandbox_service_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xd2\x04\n" +
+	"\x1csbx/v1/sandbox_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xff\x04\n" +
 	"\x14CreateSandboxRequest\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x127\n" +
@@ -2861,7 +2873,8 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	" \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04user\x18\v \x01(\tR\x04user\x12/\n" +
 	"\anetwork\x18\f \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x12&\n" +
-	"\x05ports\x18\r \x03(\v2\x10.sbx.v1.PortSpecR\x05ports\x1a6\n" +
+	"\x05ports\x18\r \x03(\v2\x10.sbx.v1.PortSpecR\x05ports\x12+\n" +
+	"\asecrets\x18\x0e \x03(\v2\x11.sbx.v1.SecretRefR\asecrets\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
@@ -3141,11 +3154,12 @@ var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(*MountedFile)(nil),              // 50: sbx.v1.MountedFile
 	(*NetworkPolicy)(nil),            // 51: sbx.v1.NetworkPolicy
 	(*PortSpec)(nil),                 // 52: sbx.v1.PortSpec
-	(*Sandbox)(nil),                  // 53: sbx.v1.Sandbox
-	(SandboxState)(0),                // 54: sbx.v1.SandboxState
-	(*timestamppb.Timestamp)(nil),    // 55: google.protobuf.Timestamp
-	(*FileInfo)(nil),                 // 56: sbx.v1.FileInfo
-	(*ExposedPort)(nil),              // 57: sbx.v1.ExposedPort
+	(*SecretRef)(nil),                // 53: sbx.v1.SecretRef
+	(*Sandbox)(nil),                  // 54: sbx.v1.Sandbox
+	(SandboxState)(0),                // 55: sbx.v1.SandboxState
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
+	(*FileInfo)(nil),                 // 57: sbx.v1.FileInfo
+	(*ExposedPort)(nil),              // 58: sbx.v1.ExposedPort
 }
 var file_sbx_v1_sandbox_service_proto_depIdxs = []int32{
 	45, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
@@ -3153,73 +3167,74 @@ var file_sbx_v1_sandbox_service_proto_depIdxs = []int32{
 	50, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
 	51, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
 	52, // 4: sbx.v1.CreateSandboxRequest.ports:type_name -> sbx.v1.PortSpec
-	53, // 5: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	53, // 6: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	54, // 7: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
-	53, // 8: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
-	53, // 9: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	0,  // 10: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
-	53, // 11: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	46, // 12: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
-	55, // 13: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
-	14, // 14: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
-	15, // 15: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
-	13, // 16: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
-	47, // 17: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
-	48, // 18: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
-	56, // 19: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
-	56, // 20: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
-	52, // 21: sbx.v1.ExposePortRequest.port:type_name -> sbx.v1.PortSpec
-	57, // 22: sbx.v1.ExposePortResponse.port:type_name -> sbx.v1.ExposedPort
-	1,  // 23: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
-	3,  // 24: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
-	5,  // 25: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
-	7,  // 26: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
-	9,  // 27: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
-	11, // 28: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
-	13, // 29: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
-	17, // 30: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
-	18, // 31: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
-	20, // 32: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
-	22, // 33: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
-	24, // 34: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
-	26, // 35: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
-	27, // 36: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
-	29, // 37: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
-	31, // 38: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
-	33, // 39: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
-	35, // 40: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
-	37, // 41: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
-	39, // 42: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
-	41, // 43: sbx.v1.SandboxService.ExposePort:input_type -> sbx.v1.ExposePortRequest
-	43, // 44: sbx.v1.SandboxService.UnexposePort:input_type -> sbx.v1.UnexposePortRequest
-	2,  // 45: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
-	4,  // 46: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
-	6,  // 47: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
-	8,  // 48: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
-	10, // 49: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
-	12, // 50: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
-	16, // 51: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
-	16, // 52: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
-	19, // 53: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
-	21, // 54: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
-	23, // 55: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
-	25, // 56: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
-	16, // 57: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
-	28, // 58: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
-	30, // 59: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
-	32, // 60: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
-	34, // 61: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
-	36, // 62: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
-	38, // 63: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
-	40, // 64: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
-	42, // 65: sbx.v1.SandboxService.ExposePort:output_type -> sbx.v1.ExposePortResponse
-	44, // 66: sbx.v1.SandboxService.UnexposePort:output_type -> sbx.v1.UnexposePortResponse
-	45, // [45:67] is the sub-list for method output_type
-	23, // [23:45] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	53, // 5: sbx.v1.CreateSandboxRequest.secrets:type_name -> sbx.v1.SecretRef
+	54, // 6: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	54, // 7: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	55, // 8: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
+	54, // 9: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
+	54, // 10: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	0,  // 11: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
+	54, // 12: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	46, // 13: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
+	56, // 14: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
+	14, // 15: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
+	15, // 16: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
+	13, // 17: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
+	47, // 18: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
+	48, // 19: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
+	57, // 20: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
+	57, // 21: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
+	52, // 22: sbx.v1.ExposePortRequest.port:type_name -> sbx.v1.PortSpec
+	58, // 23: sbx.v1.ExposePortResponse.port:type_name -> sbx.v1.ExposedPort
+	1,  // 24: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
+	3,  // 25: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
+	5,  // 26: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
+	7,  // 27: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
+	9,  // 28: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
+	11, // 29: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
+	13, // 30: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
+	17, // 31: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
+	18, // 32: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
+	20, // 33: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
+	22, // 34: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
+	24, // 35: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
+	26, // 36: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
+	27, // 37: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
+	29, // 38: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
+	31, // 39: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
+	33, // 40: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
+	35, // 41: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
+	37, // 42: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
+	39, // 43: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
+	41, // 44: sbx.v1.SandboxService.ExposePort:input_type -> sbx.v1.ExposePortRequest
+	43, // 45: sbx.v1.SandboxService.UnexposePort:input_type -> sbx.v1.UnexposePortRequest
+	2,  // 46: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
+	4,  // 47: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
+	6,  // 48: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
+	8,  // 49: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
+	10, // 50: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
+	12, // 51: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
+	16, // 52: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
+	16, // 53: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
+	19, // 54: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
+	21, // 55: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
+	23, // 56: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
+	25, // 57: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
+	16, // 58: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
+	28, // 59: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
+	30, // 60: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
+	32, // 61: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
+	34, // 62: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
+	36, // 63: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
+	38, // 64: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
+	40, // 65: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
+	42, // 66: sbx.v1.SandboxService.ExposePort:output_type -> sbx.v1.ExposePortResponse
+	44, // 67: sbx.v1.SandboxService.UnexposePort:output_type -> sbx.v1.UnexposePortResponse
+	46, // [46:68] is the sub-list for method output_type
+	24, // [24:46] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_sandbox_service_proto_init() }

@@ -34,7 +34,11 @@ type SessionDefaults struct {
 	Resources          *Resources        `protobuf:"bytes,5,opt,name=resources,proto3" json:"resources,omitempty"`
 	// Network policy of sandboxes whose Create sets none (the whole policy
 	// replaces, it is not merged field by field).
-	Network       *NetworkPolicy `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
+	Network *NetworkPolicy `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
+	// Secrets injected into every sandbox of the session (merged with the
+	// Create's own; for the same env_var the Create's win). At most 100;
+	// names are checked to exist when a sandbox is created.
+	Secrets       []*SecretRef `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -107,6 +111,13 @@ func (x *SessionDefaults) GetResources() *Resources {
 func (x *SessionDefaults) GetNetwork() *NetworkPolicy {
 	if x != nil {
 		return x.Network
+	}
+	return nil
+}
+
+func (x *SessionDefaults) GetSecrets() []*SecretRef {
+	if x != nil {
+		return x.Secrets
 	}
 	return nil
 }
@@ -581,14 +592,15 @@ var File_sbx_v1_session_service_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_session_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1csbx/v1/session_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\xd9\x02\n" +
+	"\x1csbx/v1/session_service.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12sbx/v1/types.proto\"\x86\x03\n" +
 	"\x0fSessionDefaults\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x125\n" +
 	"\x14max_lifetime_seconds\x18\x02 \x01(\x03H\x00R\x12maxLifetimeSeconds\x88\x01\x01\x12\x12\n" +
 	"\x04tags\x18\x03 \x03(\tR\x04tags\x122\n" +
 	"\x03env\x18\x04 \x03(\v2 .sbx.v1.SessionDefaults.EnvEntryR\x03env\x12/\n" +
 	"\tresources\x18\x05 \x01(\v2\x11.sbx.v1.ResourcesR\tresources\x12/\n" +
-	"\anetwork\x18\x06 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x1a6\n" +
+	"\anetwork\x18\x06 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x12+\n" +
+	"\asecrets\x18\a \x03(\v2\x11.sbx.v1.SecretRefR\asecrets\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x17\n" +
@@ -654,35 +666,37 @@ var file_sbx_v1_session_service_proto_goTypes = []any{
 	nil,                              // 10: sbx.v1.SessionDefaults.EnvEntry
 	(*Resources)(nil),                // 11: sbx.v1.Resources
 	(*NetworkPolicy)(nil),            // 12: sbx.v1.NetworkPolicy
-	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
+	(*SecretRef)(nil),                // 13: sbx.v1.SecretRef
+	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
 }
 var file_sbx_v1_session_service_proto_depIdxs = []int32{
 	10, // 0: sbx.v1.SessionDefaults.env:type_name -> sbx.v1.SessionDefaults.EnvEntry
 	11, // 1: sbx.v1.SessionDefaults.resources:type_name -> sbx.v1.Resources
 	12, // 2: sbx.v1.SessionDefaults.network:type_name -> sbx.v1.NetworkPolicy
-	0,  // 3: sbx.v1.Session.defaults:type_name -> sbx.v1.SessionDefaults
-	13, // 4: sbx.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	13, // 5: sbx.v1.Session.last_heartbeat:type_name -> google.protobuf.Timestamp
-	13, // 6: sbx.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 7: sbx.v1.Session.closed_at:type_name -> google.protobuf.Timestamp
-	0,  // 8: sbx.v1.CreateSessionRequest.defaults:type_name -> sbx.v1.SessionDefaults
-	1,  // 9: sbx.v1.CreateSessionResponse.session:type_name -> sbx.v1.Session
-	1,  // 10: sbx.v1.GetSessionResponse.session:type_name -> sbx.v1.Session
-	1,  // 11: sbx.v1.HeartbeatSessionResponse.session:type_name -> sbx.v1.Session
-	1,  // 12: sbx.v1.CloseSessionResponse.session:type_name -> sbx.v1.Session
-	2,  // 13: sbx.v1.SessionService.Create:input_type -> sbx.v1.CreateSessionRequest
-	4,  // 14: sbx.v1.SessionService.Get:input_type -> sbx.v1.GetSessionRequest
-	6,  // 15: sbx.v1.SessionService.Heartbeat:input_type -> sbx.v1.HeartbeatSessionRequest
-	8,  // 16: sbx.v1.SessionService.Close:input_type -> sbx.v1.CloseSessionRequest
-	3,  // 17: sbx.v1.SessionService.Create:output_type -> sbx.v1.CreateSessionResponse
-	5,  // 18: sbx.v1.SessionService.Get:output_type -> sbx.v1.GetSessionResponse
-	7,  // 19: sbx.v1.SessionService.Heartbeat:output_type -> sbx.v1.HeartbeatSessionResponse
-	9,  // 20: sbx.v1.SessionService.Close:output_type -> sbx.v1.CloseSessionResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 3: sbx.v1.SessionDefaults.secrets:type_name -> sbx.v1.SecretRef
+	0,  // 4: sbx.v1.Session.defaults:type_name -> sbx.v1.SessionDefaults
+	14, // 5: sbx.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	14, // 6: sbx.v1.Session.last_heartbeat:type_name -> google.protobuf.Timestamp
+	14, // 7: sbx.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 8: sbx.v1.Session.closed_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: sbx.v1.CreateSessionRequest.defaults:type_name -> sbx.v1.SessionDefaults
+	1,  // 10: sbx.v1.CreateSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 11: sbx.v1.GetSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 12: sbx.v1.HeartbeatSessionResponse.session:type_name -> sbx.v1.Session
+	1,  // 13: sbx.v1.CloseSessionResponse.session:type_name -> sbx.v1.Session
+	2,  // 14: sbx.v1.SessionService.Create:input_type -> sbx.v1.CreateSessionRequest
+	4,  // 15: sbx.v1.SessionService.Get:input_type -> sbx.v1.GetSessionRequest
+	6,  // 16: sbx.v1.SessionService.Heartbeat:input_type -> sbx.v1.HeartbeatSessionRequest
+	8,  // 17: sbx.v1.SessionService.Close:input_type -> sbx.v1.CloseSessionRequest
+	3,  // 18: sbx.v1.SessionService.Create:output_type -> sbx.v1.CreateSessionResponse
+	5,  // 19: sbx.v1.SessionService.Get:output_type -> sbx.v1.GetSessionResponse
+	7,  // 20: sbx.v1.SessionService.Heartbeat:output_type -> sbx.v1.HeartbeatSessionResponse
+	9,  // 21: sbx.v1.SessionService.Close:output_type -> sbx.v1.CloseSessionResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_session_service_proto_init() }

@@ -104,7 +104,12 @@ type Resources struct {
 	// Memory limit in bytes; the sandbox is OOM-killed above it.
 	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// Maximum number of processes and threads.
-	Pids          int64 `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	Pids int64 `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	// Size limit in bytes of the sandbox's writable root filesystem, which
+	// holds every file written in it or through the API; writes past it
+	// fail (EDQUOT inside, RESOURCE_EXHAUSTED DISK_LIMIT_REACHED through
+	// the API). 0 is the server's default.
+	DiskBytes     int64 `protobuf:"varint,4,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -156,6 +161,13 @@ func (x *Resources) GetMemoryBytes() int64 {
 func (x *Resources) GetPids() int64 {
 	if x != nil {
 		return x.Pids
+	}
+	return 0
+}
+
+func (x *Resources) GetDiskBytes() int64 {
+	if x != nil {
+		return x.DiskBytes
 	}
 	return 0
 }
@@ -417,7 +429,10 @@ type Sandbox struct {
 	Ports []*ExposedPort `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
 	// The sandbox's IPv4 address on the sandbox network, once RUNNING (empty
 	// without a network).
-	Address       string `protobuf:"bytes,23,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,23,opt,name=address,proto3" json:"address,omitempty"`
+	// Secrets injected as environment variables (after session defaults),
+	// with env_var filled in; names only, never values.
+	Secrets       []*SecretRef `protobuf:"bytes,24,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +628,73 @@ func (x *Sandbox) GetAddress() string {
 	return ""
 }
 
+func (x *Sandbox) GetSecrets() []*SecretRef {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// SecretRef names a secret of the tenant's secret store (SecretService) to
+// inject into a sandbox as an environment variable. The value is resolved
+// by the server when the sandbox is created; it never travels in a request
+// or a response.
+type SecretRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the stored secret.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Environment variable to inject it as; empty means name. Same form as
+	// name; not one sbx reserves (PATH, HOME, HOSTNAME, PWD, LD_*, SBX_*) and
+	// not also set in env.
+	EnvVar        string `protobuf:"bytes,2,opt,name=env_var,json=envVar,proto3" json:"env_var,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretRef) Reset() {
+	*x = SecretRef{}
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretRef) ProtoMessage() {}
+
+func (x *SecretRef) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretRef.ProtoReflect.Descriptor instead.
+func (*SecretRef) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SecretRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretRef) GetEnvVar() string {
+	if x != nil {
+		return x.EnvVar
+	}
+	return ""
+}
+
 // PortSpec asks for a sandbox TCP port to be published through sbx's proxy.
 type PortSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -627,7 +709,7 @@ type PortSpec struct {
 
 func (x *PortSpec) Reset() {
 	*x = PortSpec{}
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +721,7 @@ func (x *PortSpec) String() string {
 func (*PortSpec) ProtoMessage() {}
 
 func (x *PortSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[5]
+	mi := &file_sbx_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +734,7 @@ func (x *PortSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortSpec.ProtoReflect.Descriptor instead.
 func (*PortSpec) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PortSpec) GetPort() int32 {
@@ -688,7 +770,7 @@ type ExposedPort struct {
 
 func (x *ExposedPort) Reset() {
 	*x = ExposedPort{}
-	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +782,7 @@ func (x *ExposedPort) String() string {
 func (*ExposedPort) ProtoMessage() {}
 
 func (x *ExposedPort) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[6]
+	mi := &file_sbx_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +795,7 @@ func (x *ExposedPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExposedPort.ProtoReflect.Descriptor instead.
 func (*ExposedPort) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExposedPort) GetPort() int32 {
@@ -773,7 +855,7 @@ type NetworkPolicy struct {
 
 func (x *NetworkPolicy) Reset() {
 	*x = NetworkPolicy{}
-	mi := &file_sbx_v1_types_proto_msgTypes[7]
+	mi := &file_sbx_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +867,7 @@ func (x *NetworkPolicy) String() string {
 func (*NetworkPolicy) ProtoMessage() {}
 
 func (x *NetworkPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[7]
+	mi := &file_sbx_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +880,7 @@ func (x *NetworkPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkPolicy.ProtoReflect.Descriptor instead.
 func (*NetworkPolicy) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkPolicy) GetDenyEgress() bool {
@@ -856,7 +938,7 @@ type CIDRRule struct {
 
 func (x *CIDRRule) Reset() {
 	*x = CIDRRule{}
-	mi := &file_sbx_v1_types_proto_msgTypes[8]
+	mi := &file_sbx_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +950,7 @@ func (x *CIDRRule) String() string {
 func (*CIDRRule) ProtoMessage() {}
 
 func (x *CIDRRule) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[8]
+	mi := &file_sbx_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +963,7 @@ func (x *CIDRRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CIDRRule.ProtoReflect.Descriptor instead.
 func (*CIDRRule) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CIDRRule) GetCidr() string {
@@ -918,7 +1000,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_sbx_v1_types_proto_msgTypes[9]
+	mi := &file_sbx_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1012,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_types_proto_msgTypes[9]
+	mi := &file_sbx_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1025,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_sbx_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FileInfo) GetName() string {
@@ -999,12 +1081,14 @@ var File_sbx_v1_types_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x12sbx/v1/types.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n" +
+	"\x12sbx/v1/types.proto\x12\x06sbx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
 	"\tResources\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xa0\x01\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes\"\xa0\x01\n" +
 	"\n" +
 	"ExitStatus\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
@@ -1021,7 +1105,7 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\vMountedFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xc7\a\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xf4\a\n" +
 	"\aSandbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1052,12 +1136,16 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\x04user\x18\x14 \x01(\tR\x04user\x12/\n" +
 	"\anetwork\x18\x15 \x01(\v2\x15.sbx.v1.NetworkPolicyR\anetwork\x12)\n" +
 	"\x05ports\x18\x16 \x03(\v2\x13.sbx.v1.ExposedPortR\x05ports\x12\x18\n" +
-	"\aaddress\x18\x17 \x01(\tR\aaddress\x1a6\n" +
+	"\aaddress\x18\x17 \x01(\tR\aaddress\x12+\n" +
+	"\asecrets\x18\x18 \x03(\v2\x11.sbx.v1.SecretRefR\asecrets\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\f\n" +
 	"\n" +
-	"_exit_code\"6\n" +
+	"_exit_code\"8\n" +
+	"\tSecretRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\aenv_var\x18\x02 \x01(\tR\x06envVar\"6\n" +
 	"\bPortSpec\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\x05R\x04port\x12\x16\n" +
 	"\x06public\x18\x02 \x01(\bR\x06public\"f\n" +
@@ -1110,7 +1198,7 @@ func file_sbx_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_sbx_v1_types_proto_goTypes = []any{
 	(SandboxState)(0),             // 0: sbx.v1.SandboxState
 	(*Resources)(nil),             // 1: sbx.v1.Resources
@@ -1118,36 +1206,38 @@ var file_sbx_v1_types_proto_goTypes = []any{
 	(*Transition)(nil),            // 3: sbx.v1.Transition
 	(*MountedFile)(nil),           // 4: sbx.v1.MountedFile
 	(*Sandbox)(nil),               // 5: sbx.v1.Sandbox
-	(*PortSpec)(nil),              // 6: sbx.v1.PortSpec
-	(*ExposedPort)(nil),           // 7: sbx.v1.ExposedPort
-	(*NetworkPolicy)(nil),         // 8: sbx.v1.NetworkPolicy
-	(*CIDRRule)(nil),              // 9: sbx.v1.CIDRRule
-	(*FileInfo)(nil),              // 10: sbx.v1.FileInfo
-	nil,                           // 11: sbx.v1.Sandbox.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*SecretRef)(nil),             // 6: sbx.v1.SecretRef
+	(*PortSpec)(nil),              // 7: sbx.v1.PortSpec
+	(*ExposedPort)(nil),           // 8: sbx.v1.ExposedPort
+	(*NetworkPolicy)(nil),         // 9: sbx.v1.NetworkPolicy
+	(*CIDRRule)(nil),              // 10: sbx.v1.CIDRRule
+	(*FileInfo)(nil),              // 11: sbx.v1.FileInfo
+	nil,                           // 12: sbx.v1.Sandbox.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_sbx_v1_types_proto_depIdxs = []int32{
-	12, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
+	13, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
 	0,  // 1: sbx.v1.Transition.state:type_name -> sbx.v1.SandboxState
-	12, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
-	11, // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
+	13, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	12, // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
 	1,  // 4: sbx.v1.Sandbox.resources:type_name -> sbx.v1.Resources
 	0,  // 5: sbx.v1.Sandbox.state:type_name -> sbx.v1.SandboxState
 	2,  // 6: sbx.v1.Sandbox.exit:type_name -> sbx.v1.ExitStatus
-	12, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	12, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
-	12, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
-	12, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	13, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
+	13, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
+	13, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 11: sbx.v1.Sandbox.transitions:type_name -> sbx.v1.Transition
-	8,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
-	7,  // 13: sbx.v1.Sandbox.ports:type_name -> sbx.v1.ExposedPort
-	9,  // 14: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
-	12, // 15: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
+	8,  // 13: sbx.v1.Sandbox.ports:type_name -> sbx.v1.ExposedPort
+	6,  // 14: sbx.v1.Sandbox.secrets:type_name -> sbx.v1.SecretRef
+	10, // 15: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
+	13, // 16: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_types_proto_init() }
@@ -1162,7 +1252,7 @@ func file_sbx_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_types_proto_rawDesc), len(file_sbx_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

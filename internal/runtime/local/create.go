@@ -40,6 +40,12 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 	if res.Pids == 0 {
 		res.Pids = r.cfg.Defaults.Pids
 	}
+	if res.DiskBytes == 0 {
+		res.DiskBytes = r.cfg.Defaults.DiskBytes
+	}
+	if res.DiskBytes != 0 && r.cfg.Disk == nil {
+		return sandbox.Info{}, sandbox.FailedPrecondition(sandbox.ReasonInvalidSpec, "sandbox %q asks for a disk limit, but this server runs without disk limits (--disk-limits=off): leave disk_bytes at 0", spec.ID)
+	}
 	if err := checkRuntimeResources(r.cfg.Runtime, res); err != nil {
 		return sandbox.Info{}, err
 	}
@@ -105,8 +111,11 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	}
 
 	rootfs := filepath.Join(b.dir, "rootfs")
-	upper, work := filepath.Join(b.dir, "upper"), filepath.Join(b.dir, "work")
-	for _, d := range []string{rootfs, upper, work, stateDir(b.dir)} {
+	upper, work, err := r.writableLayer(b.dir, rec.Resources.DiskBytes)
+	if err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q writable layer: %w", rec.ID, err)
+	}
+	for _, d := range []string{rootfs, stateDir(b.dir)} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return sandbox.Info{}, sandbox.Internal("create %s: %w", d, err)
 		}
@@ -120,7 +129,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		}
 		layers = []string{empty}
 	}
-	if err := mountOverlay(layers, upper, work, rootfs); err != nil {
+	if err := mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil); err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
 	}
 
@@ -295,6 +304,11 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	if isMountPoint(rootfs) {
 		errs = append(errs, fmt.Errorf("%s is still mounted; not removing the sandbox's files", rootfs))
 		return errors.Join(errs...)
+	}
+	if r.cfg.Disk != nil {
+		if err := r.cfg.Disk.destroy(filepath.Base(b.dir)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile, hostsFile, hostnameFile} {
 		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {

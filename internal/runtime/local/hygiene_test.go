@@ -67,6 +67,7 @@ func snapshot(t *testing.T, rt *Runtime) hostState {
 			s.Files = append(s.Files, filepath.Join(d, e.Name()))
 		}
 	}
+	s.Files = append(s.Files, diskState(t, rt)...)
 	sort.Strings(s.Mounts)
 	sort.Strings(s.Cgroups)
 	sort.Strings(s.NetNS)
@@ -165,7 +166,7 @@ func TestCreateStopCyclesLeaveNothing(t *testing.T) {
 			var w *netWorld
 			if tc.net {
 				w = newNetWorld(t)
-				mods = append(mods, withNetwork(w.mgr))
+				mods = append(mods, withNetwork(w.mgr), withDisk(newDiskPool(t), 64<<20))
 			}
 			rt := newRuntime(t, tc.name, mods...)
 			h := harness(t, rt, sandbox.Resources{})
@@ -282,7 +283,14 @@ func TestKilledMidCreate(t *testing.T) {
 }
 
 func testKilledMidCreate(t *testing.T, name string) {
-	rt := newRuntime(t, name)
+	var mods []func(*Config)
+	helperDisk := ""
+	if name == "crun" {
+		pool := newDiskPool(t)
+		mods = append(mods, withDisk(pool, 64<<20))
+		helperDisk = filepath.Dir(pool.Dir())
+	}
+	rt := newRuntime(t, name, mods...)
 	ref, _ := env(t)
 	before := snapshot(t, rt)
 	for round := 0; round < 4; round++ {
@@ -290,7 +298,7 @@ func testKilledMidCreate(t *testing.T, name string) {
 		cmd.Env = append(os.Environ(),
 			"SBX_HELPER_ROOT="+rt.cfg.Root, "SBX_HELPER_IMAGES="+fixture.imageDir,
 			"SBX_HELPER_IMAGE="+ref, "SBX_HELPER_AGENT="+rt.cfg.AgentPath,
-			"SBX_HELPER_CGROUP="+rt.cfg.CgroupParent, "SBX_HELPER_RUNTIME="+name)
+			"SBX_HELPER_CGROUP="+rt.cfg.CgroupParent, "SBX_HELPER_RUNTIME="+name, "SBX_HELPER_DISK="+helperDisk)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -373,11 +381,19 @@ func TestHelperCreateLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := New(context.Background(), Config{
+	cfg := Config{
 		Root: root, Runtime: os.Getenv("SBX_HELPER_RUNTIME"), AgentPath: os.Getenv("SBX_HELPER_AGENT"), Images: images,
 		Defaults:     sandbox.Resources{MemoryBytes: 256 << 20, Pids: 256},
 		CgroupParent: os.Getenv("SBX_HELPER_CGROUP"),
-	})
+	}
+	if d := os.Getenv("SBX_HELPER_DISK"); d != "" {
+		// The test's pool, mounted in the mount namespace we copied.
+		if cfg.Disk, err = OpenDiskPool(DiskPoolConfig{DataDir: d, NoMount: true}); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Defaults.DiskBytes = 64 << 20
+	}
+	rt, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

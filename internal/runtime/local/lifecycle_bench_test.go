@@ -26,6 +26,8 @@ import (
 // create + delete bounds how many sandboxes per second two cores can cycle.
 func BenchmarkLifeCycle(b *testing.B) {
 	b.Run("crun", func(b *testing.B) { benchLifeCycle(b, newRuntime(b, "crun")) })
+	// The writable layer a btrfs subvolume with a qgroup limit (disk.go).
+	b.Run("crun-disk", func(b *testing.B) { benchLifeCycle(b, newRuntime(b, "crun", withDisk(newDiskPool(b), 1<<30))) })
 	b.Run("crun-net", func(b *testing.B) {
 		w := newNetWorld(b)
 		benchLifeCycle(b, newRuntime(b, "crun", withNetwork(w.mgr)))

@@ -66,6 +66,9 @@ func (r *Runtime) recover(ctx context.Context) error {
 	if err := r.recoverNetworks(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := r.recoverDisk(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return sandbox.Internal("recover sandboxes under %s: %w", r.cfg.Root, err)
 	}

@@ -49,6 +49,10 @@ type Config struct {
 	// leaves sandboxes with loopback only. The Runtime must be its only
 	// user: New tears down the networks of sandboxes it does not have.
 	Network *network.Manager
+	// Disk, when set, holds each sandbox's writable layer in a btrfs
+	// subvolume of its own, limited to Resources.DiskBytes (disk.go); nil
+	// leaves the layers under Root, unbounded, and refuses disk limits.
+	Disk *DiskPool
 }
 
 // Resource bounds a Spec (or Config.Defaults) must stay within.
@@ -104,6 +108,9 @@ func (c *Config) setDefaults() error {
 	if c.Defaults.Pids == 0 {
 		c.Defaults.Pids = 4096
 	}
+	if c.Defaults.DiskBytes != 0 && c.Disk == nil {
+		return errors.New("a default disk limit needs a disk pool (Config.Disk)")
+	}
 	if err := checkResources(c.Defaults); err != nil {
 		return fmt.Errorf("default resources: %w", err)
 	}
@@ -131,6 +138,8 @@ func checkResources(r sandbox.Resources) error {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "process limit %d is out of range: use %d to %d", r.Pids, MinPids, MaxPids)
 	case r.Pids < 0:
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "process limit %d is negative", r.Pids)
+	case r.DiskBytes != 0 && (r.DiskBytes < MinDiskBytes || r.DiskBytes > MaxDiskBytes):
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "disk limit of %d bytes is out of range: use %d MiB to %d GiB", r.DiskBytes, MinDiskBytes>>20, MaxDiskBytes>>30)
 	}
 	return nil
 }

@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Purge", testPurge},
 		{"Sessions", testSessions},
 		{"TenantsAndKeys", testTenantsAndKeys},
+		{"TenantAdmin", testTenantAdmin},
+		{"APIKeyAdmin", testAPIKeyAdmin},
 		{"Reopen", testReopen},
 		{"Pools", testPools},
 	}

@@ -1,0 +1,13 @@
+package sqlite_test
+
+import (
+	"testing"
+
+	"github.com/sbx-run/sbx/internal/secrets"
+	"github.com/sbx-run/sbx/internal/store/sqlite"
+	"github.com/sbx-run/sbx/internal/store/storetest"
+)
+
+func TestSecretsConformance(t *testing.T) {
+	storetest.RunSecrets(t, func(t *testing.T) secrets.Store { return open(t).(*sqlite.Store) })
+}
