@@ -86,24 +86,18 @@ func volArgs(name string) (*btrfsVolArgs, error) {
 
 // subvolCreate makes the subvolume parent/name.
 func subvolCreate(parent, name string) error {
-	a, err := volArgs(name)
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if err := btrfsIoctl(fd, btrfsIocSubvolCreate, unsafe.Pointer(a)); err != nil {
-		return fmt.Errorf("create btrfs subvolume %s/%s: %w", parent, name, err)
-	}
-	return nil
+	return subvolIoctl(parent, name, btrfsIocSubvolCreate, "create")
 }
 
 // subvolDestroy deletes the subvolume parent/name with everything in it;
 // the space comes back once btrfs's cleaner has run.
 func subvolDestroy(parent, name string) error {
+	return subvolIoctl(parent, name, btrfsIocSnapDestroy, "delete")
+}
+
+// subvolIoctl applies a btrfs ioctl that names a subvolume (create,
+// destroy) to parent/name.
+func subvolIoctl(parent, name string, req uintptr, what string) error {
 	a, err := volArgs(name)
 	if err != nil {
 		return err
@@ -113,8 +107,8 @@ func subvolDestroy(parent, name string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := btrfsIoctl(fd, btrfsIocSnapDestroy, unsafe.Pointer(a)); err != nil {
-		return fmt.Errorf("delete btrfs subvolume %s/%s: %w", parent, name, err)
+	if err := btrfsIoctl(fd, req, unsafe.Pointer(a)); err != nil {
+		return fmt.Errorf("%s btrfs subvolume %s/%s: %w", what, parent, name, err)
 	}
 	return nil
 }
