@@ -118,7 +118,7 @@ func TestErrorsAndUsage(t *testing.T) {
 
 func TestLsInspectStopRm(t *testing.T) {
 	c := newCLI(t)
-	a := strings.TrimSpace(c.must("run", "-d", "--tag", "x"))
+	a := strings.TrimSpace(c.must("run", "-d", "--tag", "x", "--disk", "2g", "--memory", "512m"))
 	b := strings.TrimSpace(c.must("run", "-d", "--tag", "y"))
 
 	var list []sandboxJSON
@@ -148,6 +148,9 @@ func TestLsInspectStopRm(t *testing.T) {
 	}
 	if len(insp) != 1 || insp[0].State != "TERMINATED" {
 		t.Fatalf("inspect after stop: %+v", insp)
+	}
+	if r := insp[0].Resources; r.DiskBytes != 2<<30 || r.MemoryBytes != 512<<20 {
+		t.Errorf("inspect: resources %+v, want the disk and memory asked for", r)
 	}
 	c.must("rm", a)
 	c.must("rm", "-f", b)

@@ -53,6 +53,7 @@ type resourcesJSON struct {
 	CPUMillis   int64 `json:"cpu_millis,omitempty"`
 	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	Pids        int64 `json:"pids,omitempty"`
+	DiskBytes   int64 `json:"disk_bytes,omitempty"`
 }
 
 type transitionJSON struct {
@@ -72,7 +73,7 @@ func toJSON(i sbx.Info) sandboxJSON {
 	v := sandboxJSON{
 		ID: i.ID, SessionID: i.SessionID, Image: i.Image, Command: i.Command, Env: i.Env,
 		WorkingDir: i.WorkingDir, User: i.User, Tags: i.Tags,
-		Resources:       resourcesJSON{CPUMillis: i.Resources.CPUMillis, MemoryBytes: i.Resources.MemoryBytes, Pids: i.Resources.Pids},
+		Resources:       resourcesJSON{CPUMillis: i.Resources.CPUMillis, MemoryBytes: i.Resources.MemoryBytes, Pids: i.Resources.Pids, DiskBytes: i.Resources.DiskBytes},
 		LifetimeSeconds: int64(i.Lifetime / time.Second),
 		State:           i.State, Reason: i.Reason, Signal: i.Signal, OOMKilled: i.OOMKilled, RequestID: i.RequestID,
 		CreatedAt: optTime(i.CreatedAt), StartedAt: optTime(i.StartedAt), EndedAt: optTime(i.EndedAt), ExpiresAt: optTime(i.ExpiresAt),
