@@ -177,11 +177,14 @@ func (d *deferred) runSoon() {
 // beforeProcesses is called before the agent starts a sandbox process:
 // from then on GOMAXPROCS stays as it is (see deferred), so that the Go
 // runtime never asks for more threads because of it once a sandbox
-// process could have filled the pids limit.
+// process could have filled the pids limit, and the spare threads
+// (threads.go) exist.
 func (s *Server) beforeProcesses() {
 	if s.later != nil {
 		s.later.seal()
 	}
+	// Usually done already by the warm-up (it waits for it otherwise).
+	makeSpareThreads()
 }
 
 // finish does the deferred work.

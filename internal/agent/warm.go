@@ -19,7 +19,7 @@ import (
 // warmSteps returns the warm-up's steps, in the order a fresh sandbox's
 // requests need them: the Init's message types, then the exec's.
 func warmSteps() []func() {
-	return []func(){warmInit, warmExec}
+	return []func(){warmInit, warmExec, makeSpareThreads}
 }
 
 func warmInit() {
