@@ -91,6 +91,14 @@ func Run(ctx context.Context, cfg Config) error {
 		defer closeUnix()
 		uln = conns.wrap(l)
 	}
+	// /metrics with no key (--metrics-listen), served once the rest is up.
+	var mln net.Listener
+	if cfg.MetricsListen != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", cfg.MetricsListen, err)
+		}
+		defer mln.Close()
+	}
 	// The network next: a second server with this one's bridge or table
 	// fails here, before it touches the store or the image cache.
 	netMgr, releaseNetwork, err := cfg.openNetwork()
@@ -243,12 +251,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if uln != nil {
 		go func() { errc <- srv.Serve(uln) }()
 	}
-	if cfg.MetricsListen != "" {
+	if mln != nil {
 		// /metrics with no key, on an address the operator keeps private.
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("metrics listen on %s: %w", cfg.MetricsListen, err)
-		}
 		mmux := http.NewServeMux()
 		mmux.Handle("GET /metrics", reg.Handler())
 		msrv := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
