@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -180,8 +181,20 @@ func isBtrfs(path string) (bool, error) {
 	return uint32(st.Type) == btrfsSuperMagic, nil
 }
 
-// btrfsAvailable reports whether the kernel knows btrfs.
+// btrfsAvailable reports whether the kernel knows btrfs, loading its module
+// if it is one.
 func btrfsAvailable() bool {
+	if btrfsListed() {
+		return true
+	}
+	// Debian's own kernels build btrfs as a module, loaded on first use:
+	// load it as mount(2) would (modprobe is in kmod, on every Debian).
+	_ = exec.Command("modprobe", "btrfs").Run()
+	return btrfsListed()
+}
+
+// btrfsListed reports whether /proc/filesystems lists btrfs.
+func btrfsListed() bool {
 	b, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
 		return false
