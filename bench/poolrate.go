@@ -369,24 +369,35 @@ func HostCPU() (busy, total int64) {
 }
 
 // ProcCPU is the CPU time (user and system) the processes pids used so far.
-func ProcCPU(pids []int) time.Duration {
+func ProcCPU(pids []int) time.Duration { return procStatCPU(pids, false) }
+
+// ProcTreeCPU is ProcCPU plus the CPU time of the children pids reaped
+// (a sandbox's agent reaps the processes it ran).
+func ProcTreeCPU(pids []int) time.Duration { return procStatCPU(pids, true) }
+
+func procStatCPU(pids []int, children bool) time.Duration {
+	// The fields after the command's closing parenthesis: utime, stime,
+	// cutime and cstime are the 12th to 15th of them.
+	fields := []int{11, 12}
+	if children {
+		fields = append(fields, 13, 14)
+	}
 	var ticks int64
 	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			continue
 		}
-		// The fields after the command's closing parenthesis: utime and
-		// stime are the 12th and 13th of them.
 		i := strings.LastIndexByte(string(b), ')')
 		if i < 0 {
 			continue
 		}
 		f := strings.Fields(string(b)[i+1:])
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + st
+		for _, k := range fields {
+			if k < len(f) {
+				v, _ := strconv.ParseInt(f[k], 10, 64)
+				ticks += v
+			}
 		}
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux

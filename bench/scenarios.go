@@ -159,8 +159,13 @@ func (b *SBX) ExecTrue(ctx context.Context, n int) *Scenario {
 	return Finish(s)
 }
 
-// patternReader yields size bytes of a repeated random block: not
-// compressible by accident, and no memory held per byte sent.
+// NewPattern returns a reader of size bytes of a repeated random block:
+// not compressible by accident, and no memory held per byte sent. Its Len
+// tells the SDK the size up front (so that large files take its bulk
+// path), as a *bytes.Reader's does.
+func NewPattern(size int64) io.Reader { return newPattern(size) }
+
+// patternReader is NewPattern's reader.
 type patternReader struct {
 	block []byte
 	left  int64

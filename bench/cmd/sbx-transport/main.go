@@ -98,7 +98,7 @@ func run(ctx context.Context, binDir string, serveArgs, trs []string, execs, rou
 		var ru syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		return [3]time.Duration{self, procCPU(srv.ServingPIDs()), procCPU(cgroupPIDs(sb.ID()))}
+		return [3]time.Duration{self, bench.ProcTreeCPU(srv.ServingPIDs()), bench.ProcTreeCPU(cgroupPIDs(sb.ID()))}
 	}
 	fmt.Printf("load before: %s\n", bench.LoadAvg())
 	fmt.Printf("%-5s %-5s %9s %9s %24s %8s %8s %8s %24s %24s\n", "round", "tr", "exec p50", "mean", "CPU/exec sdk/srv/sbx µs", "write s", "read s", "GB/s", "CPU/write sdk/srv/sbx s", "CPU/read sdk/srv/sbx s")
@@ -181,7 +181,7 @@ func measure(ctx context.Context, c *sbx.Client, id string, execs int, size int6
 	sb.Remove(ctx, "/tmp/t.bin", false)
 	c0 = cpus()
 	start := time.Now()
-	if _, err := sb.WriteFileFrom(ctx, "/tmp/t.bin", newPattern(size), 0o644); err != nil {
+	if _, err := sb.WriteFileFrom(ctx, "/tmp/t.bin", bench.NewPattern(size), 0o644); err != nil {
 		return s, err
 	}
 	s.write = time.Since(start)
@@ -206,29 +206,6 @@ func per(a, b [3]time.Duration, n int) (out [3]time.Duration) {
 	return out
 }
 
-// procCPU is the user + system time of pids and of their reaped children.
-func procCPU(pids []int) time.Duration {
-	var ticks int64
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b)[i+1:])
-		for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-			if k < len(f) {
-				v, _ := strconv.ParseInt(f[k], 10, 64)
-				ticks += v
-			}
-		}
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
-}
-
 // cgroupPIDs are the processes whose cgroup path names the sandbox.
 func cgroupPIDs(id string) []int {
 	ents, _ := os.ReadDir("/proc")
@@ -243,37 +220,6 @@ func cgroupPIDs(id string) []int {
 		}
 	}
 	return out
-}
-
-// patternReader is size bytes of a 1 MiB random block, with Len so that
-// the SDK takes its bulk path (as the harness's files scenario).
-type patternReader struct {
-	block []byte
-	off   int
-	left  int64
-}
-
-func newPattern(size int64) *patternReader {
-	blk := make([]byte, 1<<20)
-	for i := range blk {
-		blk[i] = byte(i*7919 + i>>8)
-	}
-	return &patternReader{block: blk, left: size}
-}
-
-func (p *patternReader) Len() int { return int(p.left) }
-
-func (p *patternReader) Read(b []byte) (int, error) {
-	if p.left <= 0 {
-		return 0, io.EOF
-	}
-	n := copy(b, p.block[p.off:])
-	if int64(n) > p.left {
-		n = int(p.left)
-	}
-	p.off = (p.off + n) % len(p.block)
-	p.left -= int64(n)
-	return n, nil
 }
 
 func ms(d time.Duration) float64               { return float64(d) / 1e6 }
