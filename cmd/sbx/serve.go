@@ -56,6 +56,7 @@ func newServeCmd() *cobra.Command {
 	fs.Int64Var(&f.DefaultDiskBytes, "default-disk-bytes", def.DefaultDiskBytes, "default disk limit of a sandbox, in bytes")
 	fs.Int64Var(&f.MaxDiskBytes, "max-disk-bytes", def.MaxDiskBytes, "largest disk limit a sandbox may ask for, in bytes")
 	fs.Int64Var(&f.DiskPoolBytes, "disk-pool-bytes", 0, "size of the btrfs pool image <data-dir>/disk.img when it is made, bounding all sandboxes' disk together (0: half the free space); unused when the data dir is on btrfs")
+	fs.Int64Var(&f.DiskReserveBytes, "disk-reserve-bytes", 0, "free space kept on the data dir's filesystem under the pool image: below it creates are refused (DISK_POOL_FULL) and sandboxes' disks are frozen at their size until space is back (0: 256 MiB, -1: off)")
 	fs.DurationVar(&lifetime, "default-lifetime", time.Duration(def.DefaultLifetime), "lifetime of a sandbox that asks for none")
 	fs.DurationVar(&maxLifetime, "max-lifetime", time.Duration(def.MaxLifetime), "longest lifetime a sandbox may ask for")
 	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
@@ -160,6 +161,8 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.MaxDiskBytes = f.MaxDiskBytes
 	case "disk-pool-bytes":
 		cfg.DiskPoolBytes = f.DiskPoolBytes
+	case "disk-reserve-bytes":
+		cfg.DiskReserveBytes = f.DiskReserveBytes
 	case "default-lifetime":
 		cfg.DefaultLifetime = f.DefaultLifetime
 	case "max-lifetime":

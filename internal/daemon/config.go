@@ -93,6 +93,10 @@ type Config struct {
 	// bounds the disk of all sandboxes together. Unused when the data dir
 	// is on btrfs.
 	DiskPoolBytes int64 `json:"diskPoolBytes,omitempty"`
+	// DiskReserveBytes is the free space kept on the data dir's filesystem
+	// under an image-backed pool: below it creates are refused and
+	// sandboxes' disks are frozen at their size (0: 256 MiB, -1: off).
+	DiskReserveBytes int64 `json:"diskReserveBytes,omitempty"`
 
 	// DefaultLifetime and MaxLifetime bound max_lifetime_seconds.
 	DefaultLifetime Duration `json:"defaultLifetime,omitempty"`

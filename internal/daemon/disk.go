@@ -27,6 +27,8 @@ func (c *Config) validateDisk() error {
 		return fmt.Errorf("max disk %d bytes is out of range %d MiB..%d GiB", c.MaxDiskBytes, local.MinDiskBytes>>20, local.MaxDiskBytes>>30)
 	case c.DefaultDiskBytes < local.MinDiskBytes || c.DefaultDiskBytes > c.MaxDiskBytes:
 		return fmt.Errorf("default disk %d bytes is out of range: give %d MiB up to the max disk (%d bytes)", c.DefaultDiskBytes, local.MinDiskBytes>>20, c.MaxDiskBytes)
+	case c.DiskReserveBytes < -1:
+		return fmt.Errorf("disk reserve %d bytes is out of range: give 0 (%d MiB), -1 (no reserve) or a size in bytes", c.DiskReserveBytes, local.DefaultDiskReserve>>20)
 	case c.DiskPoolBytes != 0 && (c.DiskPoolBytes < local.MinDiskPoolBytes || c.DiskPoolBytes > local.MaxDiskPoolBytes):
 		return fmt.Errorf("disk pool size %d bytes is out of range: give 0 (half the free space of the data dir) or %d GiB..%d TiB", c.DiskPoolBytes, local.MinDiskPoolBytes>>30, local.MaxDiskPoolBytes>>40)
 	}
@@ -45,6 +47,7 @@ func (c *Config) openDiskPool() (*local.DiskPool, error) {
 	p, err := local.OpenDiskPool(local.DiskPoolConfig{
 		DataDir: c.DataDir,
 		Size:    c.DiskPoolBytes,
+		Reserve: c.DiskReserveBytes,
 		NoMount: local.InPrivateMountNamespace(),
 	})
 	if err != nil {

@@ -62,6 +62,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if disk != nil {
+		go disk.Watch(ctx, log)
+	}
 
 	agentPath, err := findAgent(cfg.AgentPath)
 	if err != nil {

@@ -159,6 +159,8 @@ const (
 	ReasonFileTooLarge = "FILE_TOO_LARGE"
 	// ReasonDiskLimit: the sandbox's disk limit (resources.disk_bytes) is reached.
 	ReasonDiskLimit = "DISK_LIMIT_REACHED"
+	// ReasonDiskPoolFull: the server's disk for all sandboxes is full, or its data dir's filesystem is below its reserve; retry after the delay given.
+	ReasonDiskPoolFull = "DISK_POOL_FULL"
 	// ReasonQuotaExceeded: a tenant or server limit was reached; retry later.
 	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
 	// ReasonTooManyCalls: the tenant has as many calls in flight as the server allows; retry after the delay given.

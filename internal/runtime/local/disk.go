@@ -42,6 +42,10 @@ type DiskPoolConfig struct {
 	// set in a process whose mounts are private (see EnterMountNamespace),
 	// since a mount there would die with it while containers still use it.
 	NoMount bool
+	// Reserve is the free space kept on DataDir's filesystem for an
+	// image-backed pool (diskguard.go): 0 is DefaultDiskReserve, below 0
+	// turns the guard off.
+	Reserve int64
 }
 
 // DiskPool is a btrfs filesystem with quotas on, in which each sandbox's
@@ -52,8 +56,9 @@ type DiskPoolConfig struct {
 // the mount.
 type DiskPool struct {
 	dir    string
-	image  string // "" when the data dir is btrfs itself
-	device string // the loop device of image
+	image  string     // "" when the data dir is btrfs itself
+	device string     // the loop device of image
+	guard  *diskGuard // nil when the data dir is btrfs itself
 }
 
 // Dir is where the sandboxes' subvolumes are.
@@ -102,6 +107,10 @@ func OpenDiskPool(cfg DiskPoolConfig) (*DiskPool, error) {
 		return p, p.enableQuota()
 	}
 	p.image = filepath.Join(dataDir, "disk.img")
+	p.guard = &diskGuard{hostDir: dataDir, reserve: cfg.Reserve}
+	if cfg.Reserve == 0 {
+		p.guard.reserve = DefaultDiskReserve
+	}
 	switch {
 	case source != "" && fstype != "btrfs":
 		return nil, fmt.Errorf("%s is a mount of %s (%s), not of the disk pool: unmount it", p.dir, source, fstype)
@@ -237,6 +246,9 @@ func (p *DiskPool) Unmount() error {
 // the pool bounds it), with its overlay upper and work dirs, and returns
 // them.
 func (p *DiskPool) create(name string, limit int64) (upper, work string, err error) {
+	if err := p.room(); err != nil {
+		return "", "", err
+	}
 	err = subvolCreate(p.dir, name)
 	if errors.Is(err, unix.EEXIST) {
 		// Left by a crash of a Create that recovery did not see through.
@@ -351,13 +363,14 @@ func (r *Runtime) writableLayer(dir string, limit int64) (upper, work string, er
 type diskAgent struct {
 	sandbox.Agent
 	limit int64
+	pool  *DiskPool
 }
 
-func withDiskLimit(a sandbox.Agent, limit int64) sandbox.Agent {
+func withDiskLimit(a sandbox.Agent, limit int64, pool *DiskPool) sandbox.Agent {
 	if limit <= 0 {
 		return a
 	}
-	return diskAgent{a, limit}
+	return diskAgent{a, limit, pool}
 }
 
 func (a diskAgent) explain(op, path string, err error) error {
@@ -371,8 +384,12 @@ func (a diskAgent) explain(op, path string, err error) error {
 			return err
 		}
 		// The pool (or the data dir) is full, not this sandbox's share.
-		return sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonDiskLimit,
-			"%s %s: the server's disk for sandboxes is full, below this sandbox's limit of %s: retry later or ask the operator for a larger disk pool (--disk-pool-bytes): %w", op, path, formatBytes(a.limit), err)
+		return retryLater(sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonDiskPoolFull,
+			"%s %s: the server's disk for sandboxes is full, below this sandbox's limit of %s: retry later or ask the operator for a larger disk pool (--disk-pool-bytes): %w", op, path, formatBytes(a.limit), err))
+	}
+	if a.pool != nil && a.pool.Frozen() {
+		return retryLater(sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonDiskPoolFull,
+			"%s %s: the server's data dir is nearly full, so every sandbox's disk is frozen at its size until the operator frees space: remove files in the sandbox to write more: %w", op, path, err))
 	}
 	return sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonDiskLimit,
 		"%s %s: the sandbox's disk limit of %s (resources.disk_bytes) is reached: remove files in it, or create the sandbox with a larger disk_bytes: %w", op, path, formatBytes(a.limit), err)

@@ -511,7 +511,7 @@ func TestDiskAgentExplain(t *testing.T) {
 		says   string
 	}{
 		{"/data/big", full(unix.EDQUOT), sandbox.ReasonDiskLimit, "disk limit of 48 MiB"},
-		{"/data/big", full(unix.ENOSPC), sandbox.ReasonDiskLimit, "disk for sandboxes is full"},
+		{"/data/big", full(unix.ENOSPC), sandbox.ReasonDiskPoolFull, "disk for sandboxes is full"},
 		{"/dev/shm/big", full(unix.ENOSPC), sandbox.ReasonFileTooLarge, "the sandbox's disk is full"},
 		{"/data/x", sandbox.NotFound(sandbox.ReasonFileNotFound, "no such file"), sandbox.ReasonFileNotFound, "no such file"},
 	} {
@@ -519,5 +519,12 @@ func TestDiskAgentExplain(t *testing.T) {
 		if sandbox.ReasonOf(got) != tc.reason || !strings.Contains(got.Error(), tc.says) {
 			t.Errorf("%s, %v: got %v (reason %s), want reason %s saying %q", tc.path, tc.err, got, sandbox.ReasonOf(got), tc.reason, tc.says)
 		}
+	}
+	// While the guard has frozen the pool (diskguard.go), EDQUOT is the
+	// freeze's, not the sandbox's limit.
+	a.pool = &DiskPool{guard: &diskGuard{frozen: map[uint64]uint64{256: 0}}}
+	got := a.explain("write", "/data/big", full(unix.EDQUOT))
+	if sandbox.ReasonOf(got) != sandbox.ReasonDiskPoolFull || !strings.Contains(got.Error(), "frozen") || sandbox.RetryAfterOf(got) == 0 {
+		t.Errorf("EDQUOT while frozen: got %v (reason %s), want reason %s saying frozen, with a retry delay", got, sandbox.ReasonOf(got), sandbox.ReasonDiskPoolFull)
 	}
 }

@@ -30,9 +30,9 @@ func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
 	}
 	rec, _ := b.snapshot()
 	if rec.Runtime == "runsc" {
-		return withDiskLimit(runscAgent{sharedClient{b.agentClient(rec)}, stateDir(b.dir)}, rec.Resources.DiskBytes), nil
+		return withDiskLimit(runscAgent{sharedClient{b.agentClient(rec)}, stateDir(b.dir)}, rec.Resources.DiskBytes, r.cfg.Disk), nil
 	}
-	return withDiskLimit(sharedClient{b.agentClient(rec)}, rec.Resources.DiskBytes), nil
+	return withDiskLimit(sharedClient{b.agentClient(rec)}, rec.Resources.DiskBytes, r.cfg.Disk), nil
 }
 
 // dialAgent returns a client of the agent of the sandbox in dir. The state
