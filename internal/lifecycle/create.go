@@ -88,6 +88,11 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 	if err := m.validate(&req); err != nil {
 		return nil, err
 	}
+	if a, ok := m.rt.(sandbox.Admitter); ok {
+		if err := a.Admit(); err != nil {
+			return nil, err
+		}
+	}
 	secretEnv, err := m.resolveSecrets(ctx, tenantID, &req)
 	if err != nil {
 		return nil, err

@@ -47,3 +47,12 @@ func (rt *runtime) Stop(ctx context.Context, id string, grace time.Duration) err
 	rt.m.stops.Inc()
 	return rt.Runtime.Stop(ctx, id, grace)
 }
+
+// Admit forwards to the runtime's sandbox.Admitter, if it is one, so that
+// the wrapper does not hide it.
+func (rt *runtime) Admit() error {
+	if a, ok := rt.Runtime.(sandbox.Admitter); ok {
+		return a.Admit()
+	}
+	return nil
+}

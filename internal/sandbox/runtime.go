@@ -68,6 +68,15 @@ type Info struct {
 	Exit *ExitStatus
 }
 
+// Admitter is implemented by runtimes that can tell up front that a create
+// cannot succeed for lack of host resources (such as the disk that holds
+// sandboxes): the server then refuses the create (RESOURCE_EXHAUSTED, with
+// a retry delay) before recording anything. It is optional and must be
+// cheap: it runs on every create.
+type Admitter interface {
+	Admit() error
+}
+
 // PortDialer is implemented by runtimes whose sandboxes the server can reach
 // over TCP, for sbx's port proxy and port-forward. It is optional: a runtime
 // without it cannot publish ports.

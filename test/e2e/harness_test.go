@@ -50,6 +50,9 @@ type serverOptions struct {
 	registry string
 	// listen is the API address (default: a free port on 127.0.0.1).
 	listen string
+	// dataTmpfs, when set, makes the data dir a tmpfs of this size (such
+	// as "1400m"), so a test can fill the data dir's filesystem.
+	dataTmpfs string
 }
 
 // startServer starts `sbx serve` on a fresh data dir and a free port, with
@@ -86,6 +89,14 @@ func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *ser
 	s.dataDir = filepath.Join(dir, "data")
 	s.cfgDir = filepath.Join(dir, "cfg")
 	s.logPath = filepath.Join(dir, "serve.log")
+	if opts.dataTmpfs != "" {
+		if err := os.MkdirAll(s.dataDir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", s.dataDir, "tmpfs", 0, "size="+opts.dataTmpfs); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.addr = opts.listen
 	if s.addr == "" {
 		s.addr = freeAddr(t)
@@ -115,6 +126,9 @@ func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *ser
 		_ = syscall.Unmount(filepath.Join(s.dataDir, "disk"), syscall.MNT_DETACH)
 		if running {
 			s.checkPoolDetached()
+		}
+		if opts.dataTmpfs != "" {
+			_ = syscall.Unmount(s.dataDir, syscall.MNT_DETACH)
 		}
 		if t.Failed() {
 			t.Logf("server log (%s):\n%s", s.logPath, tail(s.log(), 8000))

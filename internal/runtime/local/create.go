@@ -112,7 +112,9 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 
 	rootfs := filepath.Join(b.dir, "rootfs")
 	upper, work, err := r.writableLayer(b.dir, rec.Resources.DiskBytes)
-	if err != nil {
+	if se := (*sandbox.Error)(nil); errors.As(err, &se) {
+		return sandbox.Info{}, err // the disk pool's refusal (DISK_POOL_FULL)
+	} else if err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q writable layer: %w", rec.ID, err)
 	}
 	for _, d := range []string{rootfs, stateDir(b.dir)} {

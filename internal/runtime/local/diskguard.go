@@ -99,6 +99,16 @@ func (p *DiskPool) room() error {
 	return nil
 }
 
+// Admit refuses a create while the disk pool has no room (see room), so
+// that the caller gets RESOURCE_EXHAUSTED DISK_POOL_FULL at once rather
+// than a sandbox that fails.
+func (r *Runtime) Admit() error {
+	if r.cfg.Disk == nil {
+		return nil
+	}
+	return r.cfg.Disk.room()
+}
+
 // retryLater gives a full-disk refusal a retry delay: space comes back as
 // sandboxes end, or when the operator frees it.
 func retryLater(e *sandbox.Error) *sandbox.Error {

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -192,6 +193,43 @@ func TestDiskGuardOff(t *testing.T) {
 		t.Fatalf("create with the guard off: %v", err)
 	}
 	if err := p.destroy("a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCreateRefusedByGuard: a create that the guard refuses (past Admit,
+// as in a race with the free space) fails with DISK_POOL_FULL and leaves
+// nothing behind, and the next create once space is back runs.
+func TestCreateRefusedByGuard(t *testing.T) {
+	ref, _ := env(t)
+	pool, dataDir := newGuardedPool(t, 64<<20)
+	rt := newRuntime(t, "crun", withDisk(pool, 64<<20))
+	ctx := context.Background()
+	release := squeeze(t, dataDir, 32<<20)
+	if err := rt.Admit(); sandbox.ReasonOf(err) != sandbox.ReasonDiskPoolFull {
+		t.Errorf("Admit below the reserve: %v, want %s", err, sandbox.ReasonDiskPoolFull)
+	}
+	id := "guard-" + randSuffix()
+	if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); sandbox.ReasonOf(err) != sandbox.ReasonDiskPoolFull {
+		t.Fatalf("Create below the reserve: %v, want %s", err, sandbox.ReasonDiskPoolFull)
+	}
+	if entries, _ := os.ReadDir(pool.Dir()); len(entries) != 0 {
+		t.Errorf("left in the pool: %v", entries)
+	}
+	release()
+	if err := rt.Admit(); err != nil {
+		t.Fatalf("Admit with room: %v", err)
+	}
+	if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, id, sandbox.StartSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := execOut(t, rt, id, "echo", "hi"); code != 0 || out != "hi\n" {
+		t.Errorf("exec after the refused create: %q (code %d)", out, code)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 }
