@@ -2,6 +2,7 @@ package sbx
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,6 +123,9 @@ type Client struct {
 	// createRetries is how often Run retries a Create refused with
 	// CREATE_QUEUE_FULL (WithCreateRetries).
 	createRetries int
+	// bulk is the bulk endpoint's client over TCP when the client has a
+	// TLS config of its own (WithCAFile); nil uses bulkHTTP.
+	bulk *http.Client
 }
 
 // ClientOption configures NewClient.
@@ -133,6 +137,7 @@ type clientConfig struct {
 	httpClient      connect.HTTPClient
 	grpc            bool
 	createRetries   *int
+	caFile          string
 }
 
 // DefaultCreateRetries is how many times Run retries, after the delay the
@@ -186,6 +191,9 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 	if cfg.apiKey == "" {
 		cfg.apiKey = os.Getenv(EnvAPIKey)
 	}
+	if cfg.caFile == "" {
+		cfg.caFile = os.Getenv(EnvCAFile)
+	}
 	// The socket the credentials file names, used when the URL comes
 	// from the file too (unixsock.go).
 	var fileSocket string
@@ -236,8 +244,18 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		cfg.url = unixBaseURL
 	}
 	cfg.url = strings.TrimRight(cfg.url, "/")
+	var tlsCfg *tls.Config
+	if cfg.caFile != "" && cfg.httpClient == nil {
+		if tlsCfg, err = loadCAFile(cfg.caFile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.httpClient == nil {
-		cfg.httpClient = defaultHTTPClient(cfg.grpc, socket)
+		cfg.httpClient = defaultHTTPClient(cfg.grpc, socket, tlsCfg)
+	}
+	var bulk *http.Client
+	if tlsCfg != nil {
+		bulk = bulkTLSClient(tlsCfg)
 	}
 	copts := []connect.ClientOption{
 		connect.WithInterceptors(&authInterceptor{key: cfg.apiKey}),
@@ -259,6 +277,7 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		socket:        socket,
 		apiKey:        cfg.apiKey,
 		createRetries: retries,
+		bulk:          bulk,
 		sandboxes:     sbxv1connect.NewSandboxServiceClient(cfg.httpClient, cfg.url, copts...),
 		sessions:      sbxv1connect.NewSessionServiceClient(cfg.httpClient, cfg.url, copts...),
 		images:        sbxv1connect.NewImageServiceClient(cfg.httpClient, cfg.url, copts...),
@@ -289,8 +308,11 @@ func sameURL(a, b string) bool { return strings.TrimRight(a, "/") == strings.Tri
 // For gRPC it speaks HTTP/2, over plain TCP (h2c) for http:// URLs, as
 // `sbx serve` does. With socket set, every connection goes to that Unix
 // socket.
-func defaultHTTPClient(http2Only bool, socket string) *http.Client {
+func defaultHTTPClient(http2Only bool, socket string, tlsCfg *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsCfg != nil {
+		t.TLSClientConfig = tlsCfg
+	}
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 128
 	if socket != "" {

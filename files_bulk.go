@@ -215,7 +215,11 @@ func knownSize(r io.Reader) (int64, bool) {
 // doBulk sends req with the API key and maps an error answer.
 func (s *Sandbox) doBulk(req *http.Request) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+s.c.apiKey)
-	resp, err := bulkClient(s.c.socket).Do(req)
+	hc := bulkClient(s.c.socket)
+	if s.c.bulk != nil && s.c.socket == "" {
+		hc = s.c.bulk
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, s.c.fromWire(ctxErr)

@@ -49,7 +49,7 @@ func main() {
 
 // globals are the root's persistent flags.
 type globals struct {
-	url string
+	url, caFile string
 }
 
 var global globals
@@ -64,6 +64,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&global.url, "url", "", "server URL (default $SBX_URL, then the credentials file, then "+sbx.DefaultURL+")")
+	root.PersistentFlags().StringVar(&global.caFile, "ca-file", "", "PEM file of the CAs to trust for an https:// server (default $"+sbx.EnvCAFile+", then the system's)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
 	for _, newCmd := range commands {
 		c := newCmd()
@@ -163,6 +164,9 @@ func newClient() (*sbx.Client, error) {
 	var opts []sbx.ClientOption
 	if global.url != "" {
 		opts = append(opts, sbx.WithURL(global.url))
+	}
+	if global.caFile != "" {
+		opts = append(opts, sbx.WithCAFile(global.caFile))
 	}
 	return sbx.NewClient(opts...)
 }

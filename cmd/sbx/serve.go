@@ -31,6 +31,8 @@ func newServeCmd() *cobra.Command {
 	fs := c.Flags()
 	fs.StringVar(&configPath, "config", "", "YAML config file (flags override it)")
 	fs.StringVar(&f.Listen, "listen", def.Listen, "address of the API, /healthz and /metrics (for admins)")
+	fs.StringVar(&f.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for TLS on the API's TCP listener, reloaded when the file changes; needs --tls-key (the Unix socket stays plain)")
+	fs.StringVar(&f.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "also serve /metrics with no key on this host:port, for a scraper on a private network (on the API's listeners /metrics needs an admin's key)")
 	fs.StringVar(&f.ListenUnix, "listen-unix", "", "Unix socket of the same API for clients on this machine (default <data-dir>/api.sock; none: TCP only)")
 	fs.StringVar(&f.DataDir, "data-dir", def.DataDir, "directory of the store, image cache and sandboxes")
@@ -161,6 +163,10 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.MaxDiskBytes = f.MaxDiskBytes
 	case "disk-pool-bytes":
 		cfg.DiskPoolBytes = f.DiskPoolBytes
+	case "tls-cert":
+		cfg.TLSCertFile = f.TLSCertFile
+	case "tls-key":
+		cfg.TLSKeyFile = f.TLSKeyFile
 	case "disk-reserve-bytes":
 		cfg.DiskReserveBytes = f.DiskReserveBytes
 	case "default-lifetime":

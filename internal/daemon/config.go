@@ -46,6 +46,11 @@ type Config struct {
 	// listeners always needs an admin tenant's key (the metrics name every
 	// tenant).
 	MetricsListen string `json:"metricsListen,omitempty"`
+	// TLSCertFile and TLSKeyFile, when set, make the API's TCP listener
+	// speak TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM pair, reloaded
+	// when the files change (tls.go); the Unix socket stays plain.
+	TLSCertFile string `json:"tlsCertFile,omitempty"`
+	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
 	// ListenUnix is the API's Unix socket for clients on this machine
 	// (unixsock.go): empty is <DataDir>/api.sock, "none" turns it off.
 	ListenUnix string `json:"listenUnix,omitempty"`
@@ -323,6 +328,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("default lease %s must be between 1s and the max lease %s", c.DefaultLease, c.MaxLease)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout %s must not be negative", c.ShutdownTimeout)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if err := c.validateDisk(); err != nil {
 		return err

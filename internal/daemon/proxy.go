@@ -37,14 +37,18 @@ func (c *Config) publicURL(ln net.Addr) string {
 	if c.PublicURL != "" {
 		return strings.TrimSuffix(c.PublicURL, "/")
 	}
+	scheme := "http://"
+	if c.TLSCertFile != "" {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(ln.String())
 	if err != nil {
-		return "http://" + ln.String()
+		return scheme + ln.String()
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + net.JoinHostPort(host, port)
 }
 
 // newProxy returns the port proxy; it can reach sandboxes only with bridge

@@ -8,14 +8,19 @@ import (
 func TestPublicURL(t *testing.T) {
 	for _, c := range []struct {
 		public, listen, want string
+		tls                  bool
 	}{
-		{"", "127.0.0.1:7420", "http://127.0.0.1:7420"},
-		{"", "0.0.0.0:7420", "http://localhost:7420"},
-		{"", "[::]:7420", "http://localhost:7420"},
-		{"", "[::1]:7420", "http://[::1]:7420"},
-		{"https://sbx.example.com/", "0.0.0.0:7420", "https://sbx.example.com"},
+		{"", "127.0.0.1:7420", "http://127.0.0.1:7420", false},
+		{"", "0.0.0.0:7420", "http://localhost:7420", false},
+		{"", "[::]:7420", "http://localhost:7420", false},
+		{"", "[::1]:7420", "http://[::1]:7420", false},
+		{"https://sbx.example.com/", "0.0.0.0:7420", "https://sbx.example.com", false},
+		{"", "127.0.0.1:7420", "https://127.0.0.1:7420", true},
 	} {
 		c2 := Config{PublicURL: c.public}
+		if c.tls {
+			c2.TLSCertFile, c2.TLSKeyFile = "cert.pem", "key.pem"
+		}
 		addr, err := net.ResolveTCPAddr("tcp", c.listen)
 		if err != nil {
 			t.Fatal(err)

@@ -209,6 +209,11 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.WatchUsage(st, "sbx")
 
 	url := "http://" + ln.Addr().String()
+	ln, scheme, err := cfg.apiListener(ln, log)
+	if err != nil {
+		return err
+	}
+	url = scheme + "://" + ln.Addr().String()
 	if cfg.LocalMode {
 		if err := bootstrapLocal(ctx, st, cfg.CredentialsPath, url, socket, log); err != nil {
 			return err

@@ -38,6 +38,9 @@ type server struct {
 	// in; hc then connects from inside it.
 	netns string
 	hc    *http.Client
+	// caFile, when set, is the CA of the server's TLS certificate: the
+	// server speaks https and clients trust that CA.
+	caFile string
 }
 
 // serverOptions change how startServerWith starts a server.
@@ -53,6 +56,8 @@ type serverOptions struct {
 	// dataTmpfs, when set, makes the data dir a tmpfs of this size (such
 	// as "1400m"), so a test can fill the data dir's filesystem.
 	dataTmpfs string
+	// tls, when set, serves the API over TLS with this certificate.
+	tls *testCert
 }
 
 // startServer starts `sbx serve` on a fresh data dir and a free port, with
@@ -81,6 +86,11 @@ func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *ser
 	if s.netns != "" {
 		testenv.Require(t, true, "nsenter")
 		s.hc = testenv.HTTPClientIn(s.netns)
+	}
+	if opts.tls != nil {
+		s.caFile = opts.tls.caFile
+		s.hc = opts.tls.httpClient()
+		extraArgs = append(extraArgs, "--tls-cert", opts.tls.certFile, "--tls-key", opts.tls.keyFile)
 	}
 	dir, err := os.MkdirTemp("", "sbx-e2e-")
 	if err != nil {
@@ -189,7 +199,12 @@ func (s *server) start() {
 	s.t.Fatalf("sbx serve did not answer /healthz within 60s:\n%s", s.log())
 }
 
-func (s *server) url() string { return "http://" + s.addr }
+func (s *server) url() string {
+	if s.caFile != "" {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
 
 func (s *server) log() string {
 	b, _ := os.ReadFile(s.logPath)
@@ -206,6 +221,9 @@ func (s *server) client(key ...string) *sbx.Client {
 	opts := []sbx.ClientOption{sbx.WithURL(s.url()), sbx.WithAPIKey(k)}
 	if s.netns != "" {
 		opts = append(opts, sbx.WithHTTPClient(s.hc))
+	}
+	if s.caFile != "" {
+		opts = append(opts, sbx.WithCAFile(s.caFile))
 	}
 	c, err := sbx.NewClient(opts...)
 	if err != nil {
