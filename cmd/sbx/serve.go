@@ -31,6 +31,7 @@ func newServeCmd() *cobra.Command {
 	fs := c.Flags()
 	fs.StringVar(&configPath, "config", "", "YAML config file (flags override it)")
 	fs.StringVar(&f.Listen, "listen", def.Listen, "address of the API, /healthz and /metrics (for admins)")
+	fs.BoolVar(&f.Pprof, "pprof", false, "also serve Go's profiler (/debug/pprof/) on the --metrics-listen address")
 	fs.StringVar(&f.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for TLS on the API's TCP listener, reloaded when the file changes; needs --tls-key (the Unix socket stays plain)")
 	fs.StringVar(&f.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "also serve /metrics with no key on this host:port, for a scraper on a private network (on the API's listeners /metrics needs an admin's key)")
@@ -163,6 +164,8 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.MaxDiskBytes = f.MaxDiskBytes
 	case "disk-pool-bytes":
 		cfg.DiskPoolBytes = f.DiskPoolBytes
+	case "pprof":
+		cfg.Pprof = f.Pprof
 	case "tls-cert":
 		cfg.TLSCertFile = f.TLSCertFile
 	case "tls-key":

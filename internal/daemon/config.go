@@ -46,6 +46,8 @@ type Config struct {
 	// listeners always needs an admin tenant's key (the metrics name every
 	// tenant).
 	MetricsListen string `json:"metricsListen,omitempty"`
+	// Pprof adds Go's profiler (/debug/pprof/) to MetricsListen (debug.go).
+	Pprof bool `json:"pprof,omitempty"`
 	// TLSCertFile and TLSKeyFile, when set, make the API's TCP listener
 	// speak TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM pair, reloaded
 	// when the files change (tls.go); the Unix socket stays plain.
@@ -328,6 +330,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("default lease %s must be between 1s and the max lease %s", c.DefaultLease, c.MaxLease)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown timeout %s must not be negative", c.ShutdownTimeout)
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		return fmt.Errorf("pprof is served on the private --metrics-listen address only: give --metrics-listen too")
 	}
 	if err := c.validateTLS(); err != nil {
 		return err

@@ -261,9 +261,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if mln != nil {
 		// /metrics with no key, on an address the operator keeps private.
-		mmux := http.NewServeMux()
-		mmux.Handle("GET /metrics", reg.Handler())
-		msrv := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		msrv := &http.Server{Handler: privateMux(reg.Handler(), cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
 		defer msrv.Close()
 		go func() { errc <- msrv.Serve(mln) }()
 	}
