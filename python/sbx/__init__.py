@@ -14,7 +14,9 @@ the environment (SBX_URL, SBX_API_KEY) or the credentials file a local
 ``sbx serve`` writes. Standard library only; Python 3.9+.
 """
 
-from typing import Any, Iterable, List, Optional
+import concurrent.futures
+import time
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ._client import DEFAULT_URL, Client, configure, default_client, default_credentials_path
 from ._network import (
@@ -28,13 +30,27 @@ from ._network import (
     ServiceProtocol,
     ServiceVisibility,
 )
-from ._process import Process, StdinWriter
+from ._compat import AuthStrategy, ResourceOptions
+from ._files import ByteStreamReader
+from ._function import RemoteFunction
+from ._process import Process, StdinWriter, StreamWriter, TerminalSession
 from ._sandbox import Sandbox
 from ._secrets import Secret, SecretInfo, Secrets
 from ._session import Session
-from ._types import OperationRef, ProcessResult, SandboxDefaults, SandboxStatus, StreamReader
+from ._types import OperationRef, ProcessResult, SandboxDefaults, SandboxStatus, StreamReader, TerminalResult
 from .exceptions import (
+    AsyncFunctionError,
     CWSandboxAuthenticationError,
+    CWSandboxValidationError,
+    DiscoveryError,
+    FieldViolation,
+    FunctionError,
+    RunnerNotFoundError,
+    SandboxSnapshotError,
+    SandboxStreamBackpressureError,
+    SandboxStreamTruncatedError,
+    SandboxTerminalStateUnavailableError,
+    SandboxValidationError,
     CWSandboxError,
     SandboxAuthenticationError,
     SandboxCommandTimeoutError,
@@ -59,7 +75,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL",
     "Sandbox", "Session", "SandboxDefaults", "SandboxStatus", "Process", "ProcessResult",
-    "OperationRef", "StreamReader", "StdinWriter",
+    "OperationRef", "StreamReader", "StdinWriter", "StreamWriter", "ByteStreamReader",
+    "ResourceOptions", "AuthStrategy", "Waitable", "RemoteFunction", "TerminalSession", "TerminalResult",
     "NetworkOptions", "EgressRule", "IngressRule", "CidrBlock", "PortRange",
     "Service", "ServiceVisibility", "ServiceProtocol", "ExposedPort",
     "Secret", "Secrets", "SecretInfo",
@@ -68,16 +85,60 @@ __all__ = [
     "SandboxTimeoutError", "SandboxRequestTimeoutError", "SandboxCommandTimeoutError", "SandboxFailedError",
     "SandboxTerminatedError", "SandboxExecutionError", "SandboxFileError", "SandboxResourceExhaustedError",
     "SandboxInvalidArgumentError", "SessionClosedError", "results", "wait",
+    "CWSandboxValidationError", "SandboxValidationError", "FieldViolation", "SandboxStreamBackpressureError",
+    "SandboxStreamTruncatedError", "SandboxTerminalStateUnavailableError", "SandboxSnapshotError",
+    "FunctionError", "AsyncFunctionError", "DiscoveryError", "RunnerNotFoundError",
 ]
 
 
-def results(ops: "Iterable[OperationRef[Any]]") -> "List[Any]":
-    """Wait for every operation (or Process) in ops and return their values, in order."""
-    return [op.result() for op in ops]
+#: What sbx.wait takes: sandboxes (ready once RUNNING), operations and processes.
+Waitable = Union[Sandbox, OperationRef]
 
 
-def wait(ops: "Iterable[OperationRef[Any]]", timeout: "Optional[float]" = None) -> None:
-    """Wait until every operation in ops has finished (at most timeout seconds) without raising their errors."""
-    import concurrent.futures
+def results(refs: "Union[OperationRef[Any], Sequence[OperationRef[Any]]]") -> Any:
+    """Wait for one operation (or Process) and return its value, or for each of
+    a sequence and return their values in order; the first error is raised."""
+    if isinstance(refs, OperationRef):
+        return refs.result()
+    return [op.result() for op in refs]
 
-    concurrent.futures.wait([op._future for op in ops], timeout=timeout)
+
+def wait(
+    waitables: "Sequence[Waitable]",
+    num_returns: Optional[int] = None,
+    timeout: Optional[float] = None,
+) -> "Tuple[List[Waitable], List[Waitable]]":
+    """Wait until num_returns (default: all) of waitables are done, or timeout
+    seconds passed, and return ``(done, pending)`` holding the objects given.
+
+    A Sandbox is done once it is RUNNING (or has ended); an operation or a
+    Process once it finished. Errors are not raised: call ``result()`` on
+    the done ones.
+
+    Raises:
+        ValueError: num_returns is less than 1.
+    """
+    if num_returns is not None and num_returns < 1:
+        raise ValueError(f"num_returns must be at least 1, got {num_returns}")
+    items = list(waitables)
+    futs: List["concurrent.futures.Future[Any]"] = []
+    for w in items:
+        if isinstance(w, Sandbox):
+            futs.append(OperationRef.spawn(w.wait, name="sbx-wait")._future)
+        elif isinstance(w, OperationRef):
+            futs.append(w._future)
+        else:
+            raise TypeError(f"sbx.wait takes sandboxes, operations and processes, not {type(w).__name__}")
+    want = len(items) if num_returns is None else min(num_returns, len(items))
+    pending = set(futs)
+    done_f: "set[concurrent.futures.Future[Any]]" = set()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while len(done_f) < want and pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        d, pending = concurrent.futures.wait(pending, timeout=left, return_when=concurrent.futures.FIRST_COMPLETED)
+        if not d:
+            break
+        done_f |= d
+    done = [w for w, f in zip(items, futs) if f in done_f]
+    extra, done = done[want:], done[:want]
+    return done, extra + [w for w, f in zip(items, futs) if f not in done_f]

@@ -20,7 +20,7 @@ from . import exceptions as exc
 from ._bulk import Bulk
 from ._connect import UNIX_SCHEME, ConnectError, ServerStream, Transport, parse_unix_url, reachable_socket
 
-__all__ = ["Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL"]
+__all__ = ["Client", "configure", "default_client", "client_for_url", "default_credentials_path", "DEFAULT_URL"]
 
 #: Where the server is looked for when nothing else names it; `sbx serve` listens here by default.
 DEFAULT_URL = "http://127.0.0.1:7420"
@@ -230,6 +230,19 @@ def configure(url: Optional[str] = None, api_key: Optional[str] = None, *, crede
     if old is not None:
         old.close()
     return c
+
+
+_by_url: Dict[str, Client] = {}
+
+
+def client_for_url(url: str) -> Client:
+    """A shared Client for url (CoreWeave's ``base_url=``): one per URL, so
+    that sandboxes naming the same server share its connections."""
+    with _default_lock:
+        c = _by_url.get(url)
+        if c is None:
+            c = _by_url[url] = Client(url)
+        return c
 
 
 def default_client() -> Client:

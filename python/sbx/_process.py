@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from . import _workers
 from . import exceptions as exc
 from ._client import SANDBOX_SERVICE
-from ._types import OperationRef, ProcessResult, StreamReader
+from ._types import ByteStreamReader, OperationRef, ProcessResult, StreamReader, TerminalResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._sandbox import Sandbox
 
-__all__ = ["Process", "StdinWriter"]
+__all__ = ["Process", "StdinWriter", "StreamWriter", "TerminalSession"]
 
 #: Largest piece of stdin sent per call (the server's limit is 1 MiB).
 _STDIN_CHUNK = 1 << 20
@@ -52,20 +52,29 @@ class StdinWriter:
         self._q.put((fn, fut))
         return OperationRef(fut)
 
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._closed
+
     def write(self, data: Union[str, bytes]) -> OperationRef[None]:
-        """Send data (str is encoded as UTF-8) to the process's stdin."""
+        """Send data (str is encoded as UTF-8) to the process's stdin.
+
+        Raises:
+            SandboxExecutionError: stdin was closed (reason STDIN_CLOSED).
+        """
         if isinstance(data, str):
             data = data.encode()
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("stdin data must be str or bytes")
         with self._lock:
             if self._closed:
-                raise exc.SandboxError("stdin is closed", reason="STDIN_CLOSED")
+                raise exc.SandboxExecutionError("cannot write to stdin: it is closed", reason="STDIN_CLOSED")
             return self._submit(lambda: self._p._write_stdin(bytes(data)))
 
-    def writeline(self, line: str) -> OperationRef[None]:
-        """Send line plus a newline."""
-        return self.write(line + "\n")
+    def writeline(self, line: str, encoding: str = "utf-8") -> OperationRef[None]:
+        """Send line plus a newline, encoded with encoding."""
+        return self.write((line + "\n").encode(encoding))
 
     def close(self) -> OperationRef[None]:
         """Close stdin, so that the process reads EOF. Closing twice is harmless."""
@@ -78,6 +87,10 @@ class StdinWriter:
             return op
 
 
+#: CoreWeave's name for the stdin writer.
+StreamWriter = StdinWriter
+
+
 class Process(OperationRef[ProcessResult]):
     """A command running in a sandbox, returned by ``Sandbox.exec``.
 
@@ -86,7 +99,8 @@ class Process(OperationRef[ProcessResult]):
     ``stdin=True``) writes to it.
     """
 
-    def __init__(self, sandbox: "Sandbox", command: List[str], request: Dict[str, Any], check: bool, stdin: bool) -> None:
+    def __init__(self, sandbox: "Sandbox", command: List[str], request: Dict[str, Any], check: bool, stdin: bool,
+                 raw: bool = False) -> None:
         self._fut: "concurrent.futures.Future[ProcessResult]" = concurrent.futures.Future()
         self._fut.set_running_or_notify_cancel()
         super().__init__(self._fut)
@@ -94,7 +108,9 @@ class Process(OperationRef[ProcessResult]):
         self.command = list(command)
         self._req = request
         self._check = check
-        self.stdout = StreamReader()
+        # raw: stdout yields byte chunks (a terminal's output), not text lines.
+        self._raw = raw
+        self.stdout: StreamReader = ByteStreamReader() if raw else StreamReader()
         self.stderr = StreamReader()
         self.stdin: Optional[StdinWriter] = StdinWriter(self) if stdin else None
         self._started = threading.Event()
@@ -103,6 +119,9 @@ class Process(OperationRef[ProcessResult]):
         self.pid: Optional[int] = None
         self._returncode: Optional[int] = None
         self._stream: Any = None
+        record = getattr(sandbox, "_record_exec", None)
+        self._record = record if callable(record) else (lambda _o: None)
+        self._record(None)
         _workers.go(self._run, "sbx-exec")
 
     def __repr__(self) -> str:
@@ -120,7 +139,8 @@ class Process(OperationRef[ProcessResult]):
                     self._started.set()
                 elif "stdout" in ev:
                     b = base64.b64decode(ev["stdout"])
-                    out += b
+                    if not self._raw:  # a terminal's output is streamed, not kept
+                        out += b
                     self.stdout._feed(b)
                 elif "stderr" in ev:
                     b = base64.b64decode(ev["stderr"])
@@ -146,6 +166,7 @@ class Process(OperationRef[ProcessResult]):
             self._started.set()
             self.stdout._close(e)
             self.stderr._close(e)
+            self._record("failure")
             self._fut.set_exception(e)
             return
         self._started.set()
@@ -157,6 +178,8 @@ class Process(OperationRef[ProcessResult]):
         self._stream.drain(_DRAIN_WAIT)
 
     def _finish(self, res: ProcessResult, code: int) -> None:
+        failed = res.timed_out or (self._check and code != 0)
+        self._record("failure" if failed else ("ok" if code == 0 else "nonzero"))
         if res.timed_out:
             self._fut.set_exception(exc.SandboxCommandTimeoutError(
                 f"command {self.command!r} ran out of its {self._req.get('timeoutSeconds')}s timeout and was killed",
@@ -249,3 +272,63 @@ class Process(OperationRef[ProcessResult]):
         except exc.SandboxError:
             return False
         return True
+
+
+class TerminalSession(OperationRef[TerminalResult]):
+    """An interactive command on a pseudo-terminal (``Sandbox.shell()``).
+
+    ``output`` yields raw byte chunks (stdout and stderr merged, escape
+    sequences kept; nothing is buffered for the result); ``stdin`` writes
+    keystrokes; ``resize(width, height)`` changes the terminal size;
+    ``result()`` / ``await`` give a TerminalResult once the command exits.
+    """
+
+    def __init__(self, proc: Process) -> None:
+        fut: "concurrent.futures.Future[TerminalResult]" = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()
+        super().__init__(fut)
+        self._p = proc
+        self.output = proc.stdout
+        self.stdin: StdinWriter = proc.stdin  # type: ignore[assignment]
+
+        def done(f: "concurrent.futures.Future[ProcessResult]") -> None:
+            e = f.exception()
+            if e is not None:
+                fut.set_exception(e)
+            else:
+                fut.set_result(TerminalResult(returncode=f.result().returncode, command=list(proc.command)))
+
+        proc._fut.add_done_callback(done)
+
+    @property
+    def command(self) -> List[str]:
+        """The command that runs on the terminal."""
+        return self._p.command
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The exit code once the command exited, else None."""
+        return self._p.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the command exits (at most timeout seconds); its exit code."""
+        return self.result(timeout).returncode
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the terminal's size in columns and rows.
+
+        Raises:
+            SandboxExecutionError: the session has ended.
+        """
+        if self._future.done():
+            raise exc.SandboxExecutionError("cannot resize: the terminal session has ended", reason="EXEC_ENDED")
+        for v in (width, height):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 0xFFFF:
+                raise exc.SandboxInvalidArgumentError(f"terminal size {width}x{height}: each must be 1..65535", reason="INVALID_ARGUMENT")
+        eid = self._p._wait_started()
+        sb = self._p._sb
+        sb._client.call(SANDBOX_SERVICE, "ResizeExec", {"sandboxId": sb.sandbox_id, "execId": eid, "rows": height, "cols": width})
+
+    def kill(self) -> bool:
+        """End the command (SIGKILL). Returns True if a signal was sent."""
+        return self._p.cancel()

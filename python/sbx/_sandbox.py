@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import logging
 import threading
 import time
 import uuid
-import warnings
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 from . import exceptions as exc
-from ._client import SANDBOX_SERVICE, Client, default_client
+from ._client import SANDBOX_SERVICE, Client, client_for_url, default_client
+from ._sandbox_compat import CompatMixin, _check_cw_options
+from ._sandbox_query import QueryMixin
 from ._files import FilesMixin
 from ._network import network_to_wire, ports_to_wire
 from ._ports import PortsMixin
@@ -25,6 +27,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._session import Session
 
 __all__ = ["Sandbox"]
+
+_log = logging.getLogger("sbx")
+
+
+def _no_snapshots() -> None:
+    raise exc.SandboxSnapshotError(
+        "sbx has no file-system snapshots: stop without snapshot_on_stop (copy files out with read_file first)",
+        reason="SNAPSHOTS_NOT_SUPPORTED")
 
 #: Longest single server-side wait; longer waits loop, so a lost connection is noticed.
 _WAIT_ROUND = 60
@@ -57,7 +67,7 @@ def _finish_pending_stops(timeout: float = _STOP_AT_EXIT) -> None:
         concurrent.futures.wait(pending, timeout=timeout)
 
 
-class Sandbox(FilesMixin, PortsMixin):
+class Sandbox(FilesMixin, PortsMixin, CompatMixin, QueryMixin):
     """A sandbox: an isolated container on an sbx server.
 
     ``Sandbox.run(...)`` creates one and returns once the server accepted it;
@@ -113,23 +123,28 @@ class Sandbox(FilesMixin, PortsMixin):
         **kwargs: Any,
     ) -> None:
         args_: Sequence[str] = kwargs.pop("args", None) or ()
-        for k in ("base_url", "api_key"):
-            kwargs.pop(k, None)
-        if kwargs:
-            warnings.warn(f"sbx ignores these Sandbox options it does not support: {sorted(kwargs)}", stacklevel=3)
         d = defaults or SandboxDefaults()
+        base_url = kwargs.pop("base_url", None) or d.base_url
+        kwargs.pop("api_key", None)
+        _check_cw_options(kwargs, d)
+        if client is None and base_url:
+            client = client_for_url(base_url)
         argv: List[str] = [str(a) for a in args]
         if command is not None:
             argv = [command] + [str(a) for a in args_] if not argv else argv
+        elif not argv and d.command is not None:
+            argv = [d.command] + list(d.args or ())
         if isinstance(tags, str):
             raise TypeError("tags must be a sequence of strings, not a string")
+        if ports is None and services is None:
+            services = d.services
         lifetime = max_lifetime_seconds if max_lifetime_seconds is not None else d.max_lifetime_seconds
         req: Dict[str, Any] = {
             "image": container_image or d.container_image,
             "command": argv,
             "env": {**d.environment_variables, **(environment_variables or {})},
             "tags": list(merge_tags(d.tags, tags)),
-            "mountedFiles": mounted_files_to_wire(mounted_files),
+            "mountedFiles": mounted_files_to_wire(mounted_files, working_dir),
             "requestId": uuid.uuid4().hex,
         }
         if lifetime is not None:
@@ -154,6 +169,9 @@ class Sandbox(FilesMixin, PortsMixin):
             req["user"] = user
         self._session = _session
         self._client_ = client
+        self._working_dir = working_dir
+        self._exec_counts = [0, 0, 0, 0]  # exec_count, ok, nonzero, failures
+        self._status_at: Optional[datetime] = None
         self._create_req: Optional[Dict[str, Any]] = req
         self._lock = threading.RLock()
         self._id: Optional[str] = None
@@ -190,6 +208,9 @@ class Sandbox(FilesMixin, PortsMixin):
         sb._info = dict(info)
         sb._running = False
         sb._stopped_before_start = False
+        sb._working_dir = info.get("workingDir") or None
+        sb._exec_counts = [0, 0, 0, 0]
+        sb._status_at = datetime.now(timezone.utc)
         return sb
 
     def start(self) -> OperationRef[None]:
@@ -214,6 +235,7 @@ class Sandbox(FilesMixin, PortsMixin):
     def _set_info(self, info: Mapping[str, Any]) -> None:
         with self._lock:
             self._info = dict(info)
+            self._status_at = datetime.now(timezone.utc)
             self._id = info.get("id") or self._id
             if self.status == SandboxStatus.RUNNING:
                 self._running = True
@@ -380,12 +402,25 @@ class Sandbox(FilesMixin, PortsMixin):
 
     # ---- stop / delete -------------------------------------------------------
 
-    def stop(self, graceful_shutdown_seconds: float = 10, missing_ok: bool = False) -> OperationRef[None]:
+    def stop(
+        self,
+        graceful_shutdown_seconds: float = 10,
+        missing_ok: bool = False,
+        *,
+        snapshot_on_stop: bool = False,
+        wait_for_ready: bool = True,
+        request_id: Optional[str] = None,
+    ) -> OperationRef[None]:
         """Stop the sandbox: SIGTERM, then SIGKILL after graceful_shutdown_seconds. It ends TERMINATED.
 
         Stopping an ended sandbox does nothing; a sandbox not yet started never will be.
         With missing_ok, a sandbox the server no longer knows is not an error.
+        sbx has no file-system snapshots: snapshot_on_stop=True fails the
+        operation with SandboxSnapshotError and stops nothing (wait_for_ready
+        and request_id only matter with it).
         """
+        if snapshot_on_stop:
+            return OperationRef.spawn(_no_snapshots, name="sbx-stop")
         op = OperationRef.spawn(self._stop_sync, graceful_shutdown_seconds, missing_ok, name="sbx-stop")
         _track_stop(op._future)
         return op
@@ -443,72 +478,6 @@ class Sandbox(FilesMixin, PortsMixin):
             req["timeoutSeconds"] = max(1, ceil_seconds(timeout_seconds))
         return Process(self, argv, req, check, stdin)
 
-    # ---- class methods -------------------------------------------------------------
-
-    @classmethod
-    def list(
-        cls,
-        tags: Optional[Sequence[str]] = None,
-        status: Optional[Union[str, SandboxStatus, Sequence[Union[str, SandboxStatus]]]] = None,
-        show_terminated: bool = False,
-        *,
-        client: Optional[Client] = None,
-        _session_id: Optional[str] = None,
-    ) -> OperationRef[List["Sandbox"]]:
-        """List your sandboxes, newest first: those carrying every tag in tags, in status
-        (one or several), including ended ones with show_terminated."""
-        c = client or default_client()
-        states: List[str] = []
-        if status is not None:
-            for s in ([status] if isinstance(status, (str, SandboxStatus)) else status):
-                states.append(SandboxStatus(str(s).lower()).to_wire())
-        if any(SandboxStatus.from_wire(s).is_terminal for s in states):
-            show_terminated = True
-
-        def run() -> List["Sandbox"]:
-            out: List[Sandbox] = []
-            token = ""
-            for _ in range(10000):
-                req: Dict[str, Any] = {"tags": list(tags or []), "states": states, "includeTerminal": bool(show_terminated),
-                                       "pageSize": 1000, "pageToken": token}
-                if _session_id:
-                    req["sessionId"] = _session_id
-                resp = c.call(SANDBOX_SERVICE, "List", req)
-                out += [cls._from_wire(c, s) for s in resp.get("sandboxes") or []]
-                token = resp.get("nextPageToken") or ""
-                if not token:
-                    break
-            return out
-
-        return OperationRef.spawn(run, name="sbx-list")
-
-    @classmethod
-    def from_id(cls, sandbox_id: str, *, client: Optional[Client] = None) -> OperationRef["Sandbox"]:
-        """Look up an existing sandbox by id; the operation returns it."""
-        c = client or default_client()
-        if not sandbox_id:
-            raise exc.SandboxInvalidArgumentError("no sandbox id given")
-
-        def run() -> "Sandbox":
-            resp = c.call(SANDBOX_SERVICE, "Get", {"id": sandbox_id}, sandbox_id=sandbox_id)
-            return cls._from_wire(c, resp.get("sandbox") or {})
-
-        return OperationRef.spawn(run, name="sbx-get")
-
-    @classmethod
-    def delete(cls, sandbox_id: str, missing_ok: bool = False, *, client: Optional[Client] = None) -> OperationRef[None]:
-        """Stop a sandbox if needed and remove it and its record."""
-        c = client or default_client()
-
-        def run() -> None:
-            try:
-                c.call(SANDBOX_SERVICE, "Delete", {"id": sandbox_id}, sandbox_id=sandbox_id)
-            except exc.SandboxNotFoundError:
-                if not missing_ok:
-                    raise
-
-        return OperationRef.spawn(run, name="sbx-delete")
-
     @classmethod
     def session(cls, defaults: Optional[SandboxDefaults] = None, **kwargs: Any) -> "Session":
         """Open a Session with these defaults (see Session)."""
@@ -522,12 +491,22 @@ class Sandbox(FilesMixin, PortsMixin):
         self.start().result()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop(missing_ok=True).result()
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        try:
+            self.stop(missing_ok=True).result()
+        except Exception as e:  # noqa: BLE001 - never hide the block's own exception
+            if exc_val is None:
+                raise
+            _log.warning("stopping sandbox %s after an exception in its with block failed: %s", self._id, e)
 
     async def __aenter__(self) -> "Sandbox":
         await self.start()
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self.stop(missing_ok=True)
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        try:
+            await self.stop(missing_ok=True)
+        except Exception as e:  # noqa: BLE001 - never hide the block's own exception
+            if exc_val is None:
+                raise
+            _log.warning("stopping sandbox %s after an exception in its async with block failed: %s", self._id, e)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import exceptions as exc
-from ._client import SESSION_SERVICE, Client, default_client
+from ._client import SESSION_SERVICE, Client, client_for_url, default_client
+from ._function import RemoteFunction
 from ._sandbox import Sandbox
 from ._network import network_to_wire
 from ._secrets import secrets_to_wire
@@ -45,14 +46,32 @@ class Session:
     first sandbox created.
 
     Args:
-        defaults: Defaults of the session's sandboxes.
+        defaults: Defaults of the session's sandboxes: SandboxDefaults, or a
+            mapping of its fields (``SandboxDefaults.from_dict``).
+        report_to: CoreWeave's metrics reporting (to W&B); accepted, sbx reports nothing.
         lease_seconds: How long the server keeps the session without a heartbeat
             (None: the server's default, 60 s). Heartbeats go out every third of it.
-        client: The Client to use (default: configured from the environment).
+        client: The Client to use (default: ``defaults.base_url``'s, else the one
+            configured from the environment).
     """
 
-    def __init__(self, defaults: Optional[SandboxDefaults] = None, *, lease_seconds: Optional[int] = None, client: Optional[Client] = None) -> None:
-        self.defaults = defaults or SandboxDefaults()
+    def __init__(
+        self,
+        defaults: Optional[Union[SandboxDefaults, Mapping[str, Any]]] = None,
+        report_to: Optional[Sequence[str]] = None,
+        *,
+        lease_seconds: Optional[int] = None,
+        client: Optional[Client] = None,
+    ) -> None:
+        if defaults is None or isinstance(defaults, SandboxDefaults):
+            self.defaults = defaults or SandboxDefaults()
+        elif isinstance(defaults, Mapping):
+            self.defaults = SandboxDefaults.from_dict(defaults)
+        else:
+            raise TypeError(f"defaults must be SandboxDefaults, a mapping or None, got {type(defaults).__name__}")
+        self.report_to = list(report_to) if report_to is not None else None
+        if client is None and self.defaults.base_url:
+            client = client_for_url(self.defaults.base_url)
         self._lease_req = lease_seconds
         self._client_ = client
         self._lock = threading.RLock()
@@ -80,6 +99,21 @@ class Session:
     def closed(self) -> bool:
         """Whether the session is closed (by close(), or by the server when its lease ran out)."""
         return self._closed
+
+    @property
+    def sandbox_count(self) -> int:
+        """How many sandboxes this session tracks (made by ``sandbox()``, or adopted)."""
+        with self._lock:
+            return len(self._sandboxes) + len(self._adopted)
+
+    def log_metrics(self, step: Optional[int] = None, *, reset: bool = True) -> bool:
+        """CoreWeave logs sandbox metrics to W&B here; sbx has no W&B run to log
+        to, so this logs nothing and returns False."""
+        return False
+
+    def get_metrics(self) -> Dict[str, Any]:
+        """CoreWeave's accumulated W&B metrics; sbx keeps none ({})."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<Session {self._id or '(not opened)'}{' closed' if self._closed else ''}>"
@@ -159,15 +193,33 @@ class Session:
         tags: Optional[Sequence[str]] = None,
         status: Optional[Union[str, SandboxStatus, Sequence[Union[str, SandboxStatus]]]] = None,
         show_terminated: bool = False,
+        *,
+        adopt: bool = False,
+        runner_ids: Optional[Sequence[str]] = None,
     ) -> OperationRef[List[Sandbox]]:
-        """List this session's sandboxes (see Sandbox.list)."""
-        if self._id is None:
-            return OperationRef.completed([])
-        return Sandbox.list(tags=tags, status=status, show_terminated=show_terminated, client=self._client, _session_id=self._id)
+        """List sandboxes carrying the session defaults' tags plus tags (as
+        CoreWeave's Session.list: sandboxes of this session, and of earlier runs
+        with the same defaults; with no tags at all, every sandbox), in status.
+        With adopt, ``close()`` stops the ones found too. runner_ids is ignored."""
+        merged = self.defaults.merge_tags(tags)
+        op = Sandbox.list(tags=merged, status=status, show_terminated=show_terminated, client=self._client)
+        if not adopt:
+            return op
 
-    def from_id(self, sandbox_id: str) -> OperationRef[Sandbox]:
-        """Look up a sandbox by id and adopt it, so that close() stops it too."""
+        def run() -> List[Sandbox]:
+            found = op.result()
+            for sb in found:
+                if self._id is None or sb.session_id != self._id:  # the server stops its own at close
+                    self.adopt(sb)
+            return found
+
+        return OperationRef.spawn(run, name="sbx-list")
+
+    def from_id(self, sandbox_id: str, *, adopt: bool = True) -> OperationRef[Sandbox]:
+        """Look up a sandbox by id; with adopt (the default), close() stops it too."""
         op = Sandbox.from_id(sandbox_id, client=self._client)
+        if not adopt:
+            return op
 
         def run() -> Sandbox:
             sb = op.result()
@@ -181,9 +233,24 @@ class Session:
         with self._lock:
             if self._closed:
                 raise exc.SessionClosedError("the session is closed: open a new one", reason="SESSION_CLOSED")
-            if sandbox not in self._adopted and sandbox not in self._sandboxes:
+            if sandbox.sandbox_id is None and all(sandbox is not s for s in self._sandboxes):
+                raise ValueError("cannot adopt a sandbox that was never started: start it, or make it with session.sandbox()")
+            known = [s.sandbox_id for s in self._sandboxes + self._adopted if s.sandbox_id]
+            if all(sandbox is not s for s in self._sandboxes + self._adopted) and sandbox.sandbox_id not in known:
                 self._adopted.append(sandbox)
         return sandbox
+
+    def function(self, **sandbox_kwargs: Any) -> Callable[[Callable[..., Any]], RemoteFunction[Any]]:
+        """Decorator: run the function in a fresh sandbox of this session per call
+        (``fn.remote(*args)`` -> operation, ``fn.map([...])``, ``fn.local(...)``).
+        Keyword arguments are those of ``session.sandbox()`` (container_image,
+        resources, mounted_files, environment_variables, ...). See RemoteFunction
+        for what a function may use: JSON arguments, results and globals."""
+
+        def wrap(fn: Callable[..., Any]) -> RemoteFunction[Any]:
+            return RemoteFunction(fn, self, sandbox_kwargs)
+
+        return wrap
 
     # ---- close ----------------------------------------------------------------------
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import posixpath
 import re
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from . import exceptions as exc
 
-__all__ = ["resources_to_wire", "mounted_files_to_wire", "parse_timestamp", "ceil_seconds"]
+__all__ = ["resources_to_wire", "mounted_files_to_wire", "resolve_path", "parse_timestamp", "ceil_seconds"]
 
 
 def ceil_seconds(v: float) -> int:
@@ -43,6 +44,12 @@ def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]
     """Map {"cpu": "500m"|0.5, "memory": "512Mi", "pids": 100, "disk": "10Gi"} (or cpu_millis / memory_bytes / disk_bytes) to the wire form."""
     if not r:
         return None
+    from ._compat import ResourceOptions, resource_options_to_dict
+
+    if isinstance(r, ResourceOptions):
+        r = resource_options_to_dict(r)
+        if not r:
+            return None
     if not isinstance(r, Mapping):
         r = {k: getattr(r, k) for k in ("cpu", "memory", "pids", "disk", "cpu_millis", "memory_bytes", "disk_bytes") if getattr(r, k, None) is not None}
     out: Dict[str, Any] = {}
@@ -66,20 +73,42 @@ def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]
     return out or None
 
 
-def mounted_files_to_wire(files: Any) -> List[Dict[str, Any]]:
-    """Accept [{"path", "content", "mode"?}] or {path: content} and return the wire form."""
+def resolve_path(path: Any, working_dir: Optional[str]) -> str:
+    """path inside the sandbox, a relative one taken from working_dir (or /),
+    as W&B's ``write_file("hello.txt", ...)`` and mounted files expect. An
+    empty path stays empty, for the server to refuse."""
+    p = str(path)
+    if not p or p.startswith("/"):
+        return p
+    return posixpath.join(working_dir or "/", p)
+
+
+def mounted_files_to_wire(files: Any, working_dir: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Accept [{"mount_path", "file_content"}] (W&B / CoreWeave), [{"path",
+    "content", "mode"?}] or {path: content} and return the wire form;
+    relative paths are taken from working_dir (or /)."""
     if not files:
         return []
     items: Iterable[Any] = files.items() if isinstance(files, Mapping) else files
     out = []
-    for it in items:
+    for i, it in enumerate(items):
         if isinstance(it, tuple):
             path, content, mode = it[0], it[1], 0
+        elif isinstance(it, Mapping):
+            path = it.get("mount_path", it.get("path"))
+            content = it.get("file_content", it.get("content", it.get("contents", b"")))
+            mode = it.get("mode", 0)
+            if path is None:
+                raise exc.SandboxInvalidArgumentError(
+                    f"mounted_files[{i}]: give mount_path (or path), e.g. {{'mount_path': '/app/x.py', 'file_content': b'...'}}",
+                    reason="INVALID_ARGUMENT")
         else:
-            path, content, mode = it["path"], it.get("content", it.get("contents", b"")), it.get("mode", 0)
+            raise TypeError(f"mounted_files[{i}] must be a dict with mount_path and file_content, got {type(it).__name__}")
         if isinstance(content, str):
             content = content.encode()
-        m: Dict[str, Any] = {"path": str(path), "content": base64.b64encode(content).decode()}
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise TypeError(f"mounted_files[{i}] content must be bytes or str, got {type(content).__name__}")
+        m: Dict[str, Any] = {"path": resolve_path(path, working_dir), "content": base64.b64encode(content).decode()}
         if mode:
             m["mode"] = int(mode)
         out.append(m)

@@ -8,8 +8,11 @@ sandbox client, so ``except SandboxNotFoundError:`` keeps working.
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
+import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._types import ProcessResult
@@ -33,6 +36,17 @@ __all__ = [
     "SandboxResourceExhaustedError",
     "SandboxInvalidArgumentError",
     "SessionClosedError",
+    "CWSandboxValidationError",
+    "SandboxValidationError",
+    "FieldViolation",
+    "SandboxStreamBackpressureError",
+    "SandboxStreamTruncatedError",
+    "SandboxTerminalStateUnavailableError",
+    "SandboxSnapshotError",
+    "FunctionError",
+    "AsyncFunctionError",
+    "DiscoveryError",
+    "RunnerNotFoundError",
     "REASON_SERVER_UNREACHABLE",
 ]
 
@@ -111,8 +125,17 @@ class SandboxUnavailableError(SandboxNotRunningError):
     """The server or the sandbox's agent is transiently unavailable; retrying may help."""
 
 
-class SandboxTimeoutError(SandboxError, TimeoutError):
-    """A wait, a call or a command ran out of time."""
+# concurrent.futures.TimeoutError is the builtin TimeoutError from Python
+# 3.11 on; before, it is its own class, which CoreWeave code catches around
+# ``.result(timeout)``. SandboxTimeoutError is both, on every version.
+_TIMEOUT_BASES: Tuple[type, ...] = (SandboxError, TimeoutError)
+if concurrent.futures.TimeoutError is not TimeoutError:  # pragma: no cover - Python < 3.11
+    _TIMEOUT_BASES += (concurrent.futures.TimeoutError,)
+
+
+class SandboxTimeoutError(*_TIMEOUT_BASES):  # type: ignore[misc]
+    """A wait, a call or a command ran out of time (also a TimeoutError and a
+    concurrent.futures.TimeoutError)."""
 
 
 class SandboxRequestTimeoutError(SandboxTimeoutError):
@@ -140,15 +163,115 @@ class SandboxTerminatedError(SandboxError):
 
 
 class SandboxExecutionError(SandboxError):
-    """A command exited non-zero under ``check=True``.
+    """A command exited non-zero under ``check=True`` (or its stdin could not be written).
 
     Attributes:
         exec_result: The ProcessResult of the command.
+        exception_type: The Python exception class named by the last line of a
+            traceback on the command's stderr (``"ValueError"``), else None.
+        exception_message: That exception's message, else None.
     """
 
-    def __init__(self, message: str, *, exec_result: Optional["ProcessResult"] = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_result: Optional["ProcessResult"] = None,
+        exception_type: Optional[str] = None,
+        exception_message: Optional[str] = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.exec_result = exec_result
+        if exception_type is None and exec_result is not None:
+            exception_type, exception_message = python_exception_from_stderr(exec_result.stderr)
+        self.exception_type = exception_type
+        self.exception_message = exception_message
+
+
+#: The last line of a Python traceback: "ValueError: bad input" (a dotted
+#: name is allowed: "json.decoder.JSONDecodeError: ...").
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)):?\s?(.*)$")
+
+
+def python_exception_from_stderr(stderr: str) -> Tuple[Optional[str], Optional[str]]:
+    """The exception class and message of a Python traceback at the end of
+    stderr, or (None, None). Only the last 64 KiB are looked at."""
+    tail = stderr[-65536:]
+    if "Traceback (most recent call last):" not in tail:
+        return None, None
+    for line in reversed(tail.strip().splitlines()):
+        if not line.strip() or line.startswith((" ", "\t")):
+            continue
+        m = _EXC_LINE.match(line.strip())
+        if m:
+            return m.group(1), m.group(2)
+        return None, None
+    return None, None
+
+
+class SandboxStreamBackpressureError(SandboxExecutionError):
+    """An output stream ended because it was not read fast enough (CoreWeave).
+
+    sbx never raises it (its server buffers per its output limit and reports
+    ``ProcessResult.truncated`` instead); it exists so that ``except`` clauses
+    of ported code keep importing.
+
+    Attributes:
+        stream_code: The stream's code (``"STREAM_BACKPRESSURE"``).
+    """
+
+    def __init__(self, message: str, *, stream_code: Optional[str] = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.stream_code = stream_code
+
+
+class SandboxStreamTruncatedError(SandboxExecutionError):
+    """Streamed output was cut short (CoreWeave). sbx reports cut output with
+    ``ProcessResult.truncated`` and never raises this.
+
+    Attributes:
+        stream_code: The stream's code (``"STREAM_TRUNCATED"``).
+    """
+
+    def __init__(self, message: str, *, stream_code: Optional[str] = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.stream_code = stream_code
+
+
+class SandboxTerminalStateUnavailableError(SandboxError):
+    """The final state after a stop could not be learned (CoreWeave); sbx's
+    server keeps every record, so sbx never raises it."""
+
+
+class SandboxSnapshotError(SandboxError):
+    """A file-system snapshot operation failed. sbx has no snapshots: asking
+    for one (``stop(snapshot_on_stop=True)``) raises this with reason
+    ``SNAPSHOTS_NOT_SUPPORTED``.
+
+    Attributes:
+        file_system_snapshot_id: Always None in sbx.
+    """
+
+    def __init__(self, message: str, *, file_system_snapshot_id: Optional[str] = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.file_system_snapshot_id = file_system_snapshot_id
+
+
+class FunctionError(SandboxError):
+    """A ``@session.function()`` call failed (CoreWeave remote functions)."""
+
+
+class AsyncFunctionError(FunctionError):
+    """An ``async def`` was given to ``@session.function()``; only plain functions run remotely."""
+
+
+class DiscoveryError(SandboxError):
+    """Runner or profile discovery failed (CoreWeave); sbx has no runners."""
+
+
+class RunnerNotFoundError(DiscoveryError):
+    """A runner id was not found (CoreWeave); sbx has no runners."""
 
 
 class SandboxFileError(SandboxError):
@@ -167,8 +290,41 @@ class SandboxResourceExhaustedError(SandboxError):
     """A quota was reached (e.g. too many sandboxes); see ``retry_delay``."""
 
 
-class SandboxInvalidArgumentError(SandboxError, ValueError):
-    """A request field was malformed or out of range."""
+@dataclasses.dataclass(frozen=True)
+class FieldViolation:
+    """One invalid field of a request: its path (``"network.egress[0].cidr"``) and what was wrong."""
+
+    field: str
+    description: str
+
+
+class CWSandboxValidationError(SandboxError, ValueError):
+    """A request was refused as invalid (the CoreWeave name of the class).
+
+    Attributes:
+        field_violations: The fields at fault, when known (sbx names the field
+            in the message; the list holds it when the message starts with it).
+    """
+
+    def __init__(self, message: str, *, field_violations: Optional[Sequence[FieldViolation]] = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if field_violations is None:
+            field_violations = _violations_from_message(message)
+        self.field_violations: List[FieldViolation] = list(field_violations)
+
+
+def _violations_from_message(message: str) -> List[FieldViolation]:
+    m = re.match(r"^([a-z_][\w.\[\]]*): (.+)$", message, re.S)
+    return [FieldViolation(m.group(1), m.group(2))] if m else []
+
+
+class SandboxValidationError(CWSandboxValidationError):
+    """A sandbox request was refused as invalid (CoreWeave's name)."""
+
+
+class SandboxInvalidArgumentError(SandboxValidationError):
+    """A request field was malformed or out of range (also a ValueError, and
+    caught by ``except SandboxValidationError`` / ``CWSandboxValidationError``)."""
 
 
 class SessionClosedError(SandboxError):

@@ -362,7 +362,7 @@ def test_defaults_with_overrides() -> None:
 
 
 def test_status_values() -> None:
-    assert [s.value for s in sbx.SandboxStatus] == ["unspecified", "pending", "creating", "running", "terminating", "completed", "failed", "terminated"]
+    assert [s.value for s in sbx.SandboxStatus] == ["unspecified", "pending", "creating", "running", "terminating", "completed", "failed", "terminated", "paused"]
     assert sbx.SandboxStatus.from_wire("SANDBOX_STATE_TERMINATED") is sbx.SandboxStatus.TERMINATED
     assert sbx.SandboxStatus.RUNNING == "running"
 
