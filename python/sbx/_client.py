@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import ssl
 import threading
 import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
@@ -27,6 +28,8 @@ DEFAULT_URL = "http://127.0.0.1:7420"
 ENV_URL = "SBX_URL"
 ENV_API_KEY = "SBX_API_KEY"
 ENV_CONFIG_DIR = "SBX_CONFIG_DIR"
+#: A PEM file of the CAs to trust for an https:// server instead of the system's.
+ENV_CA_FILE = "SBX_CA_FILE"
 _MAX_CREDENTIALS_BYTES = 64 << 10
 
 SANDBOX_SERVICE = "sbx.v1.SandboxService"
@@ -95,6 +98,16 @@ def resolve_config(url: Optional[str] = None, api_key: Optional[str] = None, cre
     return url.rstrip("/"), api_key
 
 
+def _ssl_context(ca_file: Optional[str]) -> Optional[ssl.SSLContext]:
+    """A TLS context trusting the CAs of ca_file, or None for the system's."""
+    if not ca_file:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise exc.SandboxInvalidArgumentError(f"CA file {ca_file} (ca_file= or {ENV_CA_FILE}): {e}", reason="INVALID_CA_FILE") from e
+
+
 def _is_socket_url(url: str, path: str) -> bool:
     """Whether url is the unix:// URL of the socket at path (the credentials file's server)."""
     try:
@@ -117,11 +130,14 @@ class Client:
         url: Server base URL, e.g. "http://127.0.0.1:7420".
         api_key: API key, sent as a Bearer token.
         credentials_path: Credentials file to read instead of the default one.
+        ca_file: PEM file of the certificate authorities to trust for an
+            https:// server (default $SBX_CA_FILE, then the system's).
     """
 
-    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None) -> None:
+    def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None,
+                 ca_file: Optional[str] = None) -> None:
         self.url, key = resolve_config(url, api_key, credentials_path)
-        self._t = Transport(self.url, key)
+        self._t = Transport(self.url, key, ssl_context=_ssl_context(ca_file or os.environ.get(ENV_CA_FILE) or None))
         self._bulk = Bulk(self._t)
 
     def __repr__(self) -> str:
@@ -221,10 +237,11 @@ _default_lock = threading.Lock()
 _default: Optional[Client] = None
 
 
-def configure(url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None) -> Client:
+def configure(url: Optional[str] = None, api_key: Optional[str] = None, *, credentials_path: Optional[str] = None,
+              ca_file: Optional[str] = None) -> Client:
     """Set (and return) the default client that Sandbox and Session use."""
     global _default
-    c = Client(url, api_key, credentials_path=credentials_path)
+    c = Client(url, api_key, credentials_path=credentials_path, ca_file=ca_file)
     with _default_lock:
         old, _default = _default, c
     if old is not None:

@@ -16,6 +16,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import stat
 import struct
 import threading
@@ -416,7 +417,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 class Transport:
     """Makes Connect calls to one server. Safe for concurrent use: every call has its own connection."""
 
-    def __init__(self, url: str, api_key: Optional[str] = None, *, unary_timeout: float = 120.0) -> None:
+    def __init__(self, url: str, api_key: Optional[str] = None, *, unary_timeout: float = 120.0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self._unix = parse_unix_url(url)
         if self._unix is not None:
             self.url = UNIX_SCHEME + self._unix
@@ -433,6 +434,7 @@ class Transport:
             self._prefix = u.path.rstrip("/")
         self.api_key = api_key or None
         self.unary_timeout = unary_timeout
+        self._ssl = ssl_context
         self._idle: List[Tuple[http.client.HTTPConnection, float]] = []
         self._idle_lock = threading.Lock()
 
@@ -440,7 +442,7 @@ class Transport:
         if self._unix is not None:
             return _UnixHTTPConnection(self._unix, timeout)
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def _conn(self, timeout: Optional[float]) -> http.client.HTTPConnection:
