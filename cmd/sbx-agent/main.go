@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -36,6 +37,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sbx-agent:", err)
+		if errors.Is(err, agent.ErrDeadline) {
+			os.Exit(agent.ExitDeadline)
+		}
 		os.Exit(1)
 	}
 }

@@ -18,7 +18,7 @@ func newServeCmd() *cobra.Command {
 	def := daemon.Default()
 	f := def // flag values; only the flags set on the command line are used
 	var configPath string
-	var lifetime, maxLifetime, retention, createLatency time.Duration
+	var lifetime, maxLifetime, retention, backstop, createLatency time.Duration
 	var pools []string
 	c := &cobra.Command{
 		Use:   "serve",
@@ -63,6 +63,7 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&lifetime, "default-lifetime", time.Duration(def.DefaultLifetime), "lifetime of a sandbox that asks for none")
 	fs.DurationVar(&maxLifetime, "max-lifetime", time.Duration(def.MaxLifetime), "longest lifetime a sandbox may ask for")
 	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
+	fs.DurationVar(&backstop, "lifetime-backstop", 0, "how long after its lifetime a sandbox's own agent ends it if no server did, e.g. while sbx serve is down (0: 1m; negative: off)")
 	fs.IntVar(&f.MaxSandboxesPerTenant, "max-sandboxes-per-tenant", def.MaxSandboxesPerTenant, "default quota of concurrent sandboxes per tenant")
 	fs.IntVar(&f.MaxConcurrentCreates, "max-concurrent-creates", def.MaxConcurrentCreates, "creates the runtime works on at once (0: 2 per CPU); more wait in the create queue")
 	fs.IntVar(&f.CreateQueue, "create-queue", def.CreateQueue, "accepted creates that may wait for a free create slot (0: as many as --max-concurrent-creates); beyond it Create answers RESOURCE_EXHAUSTED with a retry delay")
@@ -76,6 +77,7 @@ func newServeCmd() *cobra.Command {
 
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		f.DefaultLifetime, f.MaxLifetime, f.Retention = daemon.Duration(lifetime), daemon.Duration(maxLifetime), daemon.Duration(retention)
+		f.LifetimeBackstop = daemon.Duration(backstop)
 		f.CreateLatencyTarget = daemon.Duration(createLatency)
 		cfg := daemon.Default()
 		if configPath != "" {
@@ -178,6 +180,8 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.MaxLifetime = f.MaxLifetime
 	case "retention":
 		cfg.Retention = f.Retention
+	case "lifetime-backstop":
+		cfg.LifetimeBackstop = f.LifetimeBackstop
 	case "max-sandboxes-per-tenant":
 		cfg.MaxSandboxesPerTenant = f.MaxSandboxesPerTenant
 	case "max-concurrent-creates":

@@ -22,6 +22,9 @@ func imageToWire(c sandbox.ImageConfig) *agentv1.ImageConfig {
 
 func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
 	st := sandbox.StartSpec{Command: m.GetCommand(), Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser()}
+	if n := m.GetDeadlineUnixNano(); n > 0 {
+		st.Deadline = time.Unix(0, n)
+	}
 	for _, f := range m.GetFiles() {
 		st.Files = append(st.Files, sandbox.File{Path: f.GetPath(), Content: f.GetContent(), Mode: sandbox.FileModeFromUnix(f.GetMode())})
 	}
@@ -30,6 +33,9 @@ func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
 
 func startToWire(st sandbox.StartSpec) *agentv1.StartSpec {
 	m := &agentv1.StartSpec{Command: st.Command, Env: st.Env, WorkingDir: st.WorkingDir, User: st.User}
+	if !st.Deadline.IsZero() {
+		m.DeadlineUnixNano = st.Deadline.UnixNano()
+	}
 	for _, f := range st.Files {
 		m.Files = append(m.Files, &agentv1.File{Path: f.Path, Content: f.Content, Mode: sandbox.UnixMode(f.Mode)})
 	}

@@ -81,8 +81,13 @@ func (s *Server) startExec(m *agentv1.ProcessSpec) (*process, *follower, error) 
 		return nil, nil, err
 	}
 	s.mu.Lock()
+	expired := s.expired
 	s.started = true // a provisional start is final now (init)
 	s.mu.Unlock()
+	if expired {
+		s.execs.remove(p)
+		return nil, nil, sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning, "the sandbox's deadline passed and it is ending; create a new sandbox")
+	}
 	s.beforeProcesses()
 	if err := spawn(s.reaper, p, spec); err != nil {
 		s.execs.remove(p)

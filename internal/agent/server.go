@@ -33,7 +33,8 @@ type Config struct {
 	// re-attaching; 0 means 1 MiB.
 	OutputBufferBytes int
 	// StopGrace is how long SIGTERM waits for an idle sandbox's processes
-	// before SIGKILL; 0 means 2s.
+	// before SIGKILL, and for all of them when the agent ends the sandbox
+	// at its deadline (backstop.go); 0 means 2s.
 	StopGrace time.Duration
 	// Conn, if set, is the host's connection made before the agent started
 	// (StartPair); it is served first, besides the socket.
@@ -68,6 +69,10 @@ type Server struct {
 	// Handler.
 	later *deferred
 
+	// deadline ends the sandbox when its lifetime is long over and no
+	// server stopped it (backstop.go); set by each Init.
+	deadline deadlineTimer
+
 	mu     sync.Mutex
 	inited bool
 	// provisional says the Init applied was empty (the image's defaults
@@ -75,6 +80,10 @@ type Server struct {
 	// started: until then a later Init replaces a provisional one (see
 	// init in service_agent.go).
 	provisional, started bool
+	// expired says the deadline passed and the agent is ending the
+	// sandbox: no process starts any more, and the main command's exit
+	// is recorded with TimedOut.
+	expired bool
 	// startEnv is the agent's own environment without StartEnv: the base
 	// of every Init.
 	startEnv []string
@@ -104,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the log: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		reaper:   newReaper(),
 		log:      l,
@@ -114,7 +123,9 @@ func New(cfg Config) (*Server, error) {
 		env:      sandboxEnv(os.Environ()),
 		dir:      "/",
 		mainDone: make(chan struct{}),
-	}, nil
+	}
+	s.deadline.fire = s.expire
+	return s, nil
 }
 
 // wireServer returns the agent's protocol server (internal/agentwire),
@@ -128,7 +139,9 @@ func (s *Server) wireServer() *agentwire.Server {
 }
 
 // Run serves on StateDir/SocketName and does the PID 1 duties until the
-// agent is told to stop (SIGTERM) or ctx ends; then it ends every process.
+// agent is told to stop (SIGTERM), ctx ends or the sandbox's deadline
+// passes (backstop.go, and Run returns ErrDeadline); then it ends every
+// process.
 func (s *Server) Run(ctx context.Context) error {
 	if os.Getpid() != 1 {
 		// Outside a sandbox (tests), adopt orphans as PID 1 would.
@@ -196,6 +209,9 @@ loop:
 	s.log.close()
 	if errors.Is(runErr, net.ErrClosed) {
 		runErr = nil
+	}
+	if _, fired := s.deadline.deadline(); fired && runErr == nil {
+		runErr = ErrDeadline
 	}
 	return runErr
 }

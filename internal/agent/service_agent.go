@@ -27,6 +27,9 @@ func (a *agentService) Ping(ctx context.Context, req *agentv1.PingRequest) (*age
 }
 
 func (a *agentService) Init(ctx context.Context, req *agentv1.InitRequest) (*agentv1.InitResponse, error) {
+	if n := req.GetStart().GetDeadlineUnixNano(); n < 0 {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "deadline %d is negative; give Unix nanoseconds, or 0 for none", n)
+	}
 	pid, err := a.s.init(imageFromWire(req.GetImage()), startFromWire(req.GetStart()))
 	if err != nil {
 		return nil, err
@@ -45,9 +48,25 @@ func (a *agentService) Init(ctx context.Context, req *agentv1.InitRequest) (*age
 // agent, while any other request still gets exactly its own start. Before
 // a process runs, only the host talks to the agent, and an empty start
 // leaves nothing behind but the image's working dir.
+//
+// Every Init sets the sandbox's deadline (backstop.go) to st.Deadline. An
+// empty start with a deadline on an initialized agent does nothing else:
+// it is how a warm sandbox claimed by a request with no start of its own
+// (whose empty start the pool applied) gets the tenant's deadline, while
+// the tenant's first exec may already run.
 func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.expired {
+		return 0, sandbox.FailedPrecondition(sandbox.ReasonSandboxNotRunning, "the sandbox's deadline passed and it is ending; create a new sandbox")
+	}
+	if s.inited && st.Empty() && !st.Deadline.IsZero() {
+		s.deadline.set(st.Deadline)
+		if s.main != nil {
+			return s.main.getPID(), nil
+		}
+		return 0, nil
+	}
 	if s.inited && (!s.provisional || s.started) {
 		return 0, sandbox.FailedPrecondition(sandbox.ReasonAgentInitialized, "the sandbox was started already; a sandbox is started once")
 	}
@@ -79,6 +98,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 		}
 	}
 	s.inited, s.provisional = true, false
+	s.deadline.set(st.Deadline)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fsError("create the working dir", dir, err)
 	}
@@ -134,7 +154,14 @@ func (s *Server) writeInitFile(f sandbox.File) error {
 }
 
 // mainEnded records the main command's exit: in ExitFile, then for WaitMain.
+// After the deadline passed, the exit is marked TimedOut: the agent ended
+// it (backstop.go).
 func (s *Server) mainEnded(st *sandbox.ExitStatus) {
+	s.mu.Lock()
+	if s.expired {
+		st.TimedOut = true
+	}
+	s.mu.Unlock()
 	_ = writeExitFile(s.cfg.StateDir, *st)
 	s.log.end()
 	s.mu.Lock()
@@ -152,6 +179,11 @@ func (a *agentService) WaitMain(ctx context.Context, req *agentv1.WaitMainReques
 		s.mu.Unlock()
 		return &agentv1.WaitMainResponse{Exit: exitToWire(&st)}, nil
 	case <-s.stopping:
+		select {
+		case <-s.mainDone: // an idle sandbox ended at its deadline
+			return a.WaitMain(ctx, req)
+		default:
+		}
 		s.mu.Lock()
 		hasMain := s.main != nil
 		s.mu.Unlock()

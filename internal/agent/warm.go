@@ -26,7 +26,8 @@ func warmInit() {
 	img := &agentv1.ImageConfig{Env: []string{"K=V"}, WorkingDir: "/", User: "0", Entrypoint: []string{"sh"}, Cmd: []string{"-c"}}
 	st := &agentv1.StartSpec{
 		Command: []string{"sh"}, Env: map[string]string{"K": "V"}, WorkingDir: "/", User: "0",
-		Files: []*agentv1.File{{Path: "/f", Content: []byte{1}, Mode: 0o644}},
+		Files:            []*agentv1.File{{Path: "/f", Content: []byte{1}, Mode: 0o644}},
+		DeadlineUnixNano: 1,
 	}
 	warmCodec(&agentv1.InitRequest{Image: img, Start: st}, new(agentv1.InitRequest))
 	warmCodec(&agentv1.InitResponse{MainPid: 1}, new(agentv1.InitResponse))

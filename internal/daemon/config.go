@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sbx-run/sbx/internal/image"
+	"github.com/sbx-run/sbx/internal/lifecycle"
 )
 
 // DefaultListen is where `sbx serve` listens; it matches the SDK's DefaultURL.
@@ -110,6 +111,10 @@ type Config struct {
 	MaxLifetime     Duration `json:"maxLifetime,omitempty"`
 	// Retention is how long terminal sandboxes stay listable.
 	Retention Duration `json:"retention,omitempty"`
+	// LifetimeBackstop is how long after its lifetime a sandbox's agent
+	// ends it by itself if no server stopped it, e.g. while sbx serve is
+	// down (0: 1 min; negative: off). See internal/lifecycle/backstop.go.
+	LifetimeBackstop Duration `json:"lifetimeBackstop,omitempty"`
 	// MaxSandboxesPerTenant is the default quota of concurrent sandboxes.
 	MaxSandboxesPerTenant int `json:"maxSandboxesPerTenant,omitempty"`
 	// MaxConcurrentCreates and CreateQueue are the admission control of
@@ -324,6 +329,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("default lifetime %s must be between 1s and the max lifetime %s", c.DefaultLifetime, c.MaxLifetime)
 	case c.Retention < 0:
 		return fmt.Errorf("retention %s must not be negative", c.Retention)
+	case c.LifetimeBackstop > Duration(lifecycle.MaxLifetimeBackstop):
+		return fmt.Errorf("lifetime backstop %s must be at most %s (0: the default; negative: off)", c.LifetimeBackstop, time.Duration(lifecycle.MaxLifetimeBackstop))
 	case c.MaxSandboxesPerTenant < 1 || c.MaxSandboxesPerTenant > 100_000:
 		return fmt.Errorf("max sandboxes per tenant %d is out of range 1..100000", c.MaxSandboxesPerTenant)
 	case c.DefaultLease < Duration(time.Second) || c.DefaultLease > c.MaxLease:

@@ -183,6 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		TeardownParallel:      cfg.TeardownParallel,
 		NoNameResolver:        cfg.Network == "bridge" && len(cfg.NetworkDNS) > 0,
 		DefaultLease:          time.Duration(cfg.DefaultLease),
+		LifetimeBackstop:      time.Duration(cfg.LifetimeBackstop),
 		MaxLease:              time.Duration(cfg.MaxLease),
 		Pools:                 cfg.lifecyclePools(),
 		OnPoolRefill:          reg.ObservePoolRefill,

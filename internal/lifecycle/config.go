@@ -42,6 +42,11 @@ type Config struct {
 	Linger time.Duration
 	// SweepInterval is how often lifetimes and leases are checked (1 s).
 	SweepInterval time.Duration
+	// LifetimeBackstop is how long after its ExpiresAt a sandbox's agent
+	// ends the sandbox by itself when no server stopped it, e.g. because
+	// the server is down (DefaultLifetimeBackstop; negative turns the
+	// backstop off). See backstop.go.
+	LifetimeBackstop time.Duration
 	// SafetySweepInterval is how often the lifetime schedule is re-read
 	// in full from the store (1 min): it picks up the sandboxes that other
 	// server replicas created, and any stop that failed (sweep.go).
@@ -131,6 +136,7 @@ func (c Config) withDefaults() Config {
 	set(&c.CreateTimeout, 5*time.Minute)
 	set(&c.Linger, 60*time.Second)
 	set(&c.SweepInterval, time.Second)
+	set(&c.LifetimeBackstop, DefaultLifetimeBackstop)
 	set(&c.SafetySweepInterval, time.Minute)
 	set(&c.PurgeInterval, time.Minute)
 	if c.MaxConcurrentCreates == 0 {
@@ -169,6 +175,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("default lease %v must not exceed the maximum lease %v", c.DefaultLease, c.MaxLease)
 	case c.SweepInterval < 0 || c.SafetySweepInterval < 0:
 		return fmt.Errorf("sweep intervals must not be negative")
+	case c.LifetimeBackstop > MaxLifetimeBackstop:
+		return fmt.Errorf("lifetime backstop %v must be at most %v (negative turns it off)", c.LifetimeBackstop, MaxLifetimeBackstop)
 	case c.MaxSandboxesPerTenant < 0 || c.Retention < 0 || c.Linger < 0:
 		return fmt.Errorf("quota, retention and linger must not be negative")
 	case c.MaxConcurrentCreates < 1 || c.MaxConcurrentCreates > MaxCreateLimit || c.CreateQueue < 0 || c.CreateQueue > MaxCreateLimit:

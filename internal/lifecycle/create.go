@@ -251,7 +251,7 @@ func (m *Manager) startWarm(sb *sandbox.Sandbox, secretEnv map[string]string) *s
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
 	if running := m.startInRuntime(ctx, sb, secretEnv); running != nil {
-		m.goBackground(func() { m.watchClaimed(sb) })
+		m.goBackground(func() { m.watchClaimed(sb, false) })
 		return running
 	}
 	if cur, err := m.st.GetSandbox(ctx, "", sb.ID); err == nil {
@@ -267,7 +267,7 @@ func (m *Manager) claimedRunning(sb *sandbox.Sandbox) *sandbox.Sandbox {
 	m.running.Store(sb.ID, sb.TenantID)
 	m.notify.changed(sb.ID)
 	m.cfg.Logger.Info("sandbox running", "sandbox", sb.ID)
-	m.goBackground(func() { m.watchClaimed(sb) })
+	m.goBackground(func() { m.watchClaimed(sb, true) })
 	return sb
 }
 
@@ -280,8 +280,11 @@ func (m *Manager) claimedRunning(sb *sandbox.Sandbox) *sandbox.Sandbox {
 const idleWatchDelay = 100 * time.Millisecond
 
 // watchClaimed watches a claimed warm sandbox's main command (watchMain),
-// after idleWatchDelay if it has none.
-func (m *Manager) watchClaimed(sb *sandbox.Sandbox) {
+// after idleWatchDelay if it has none. With handOver (a sandbox claimed
+// RUNNING, which got no start of its own) it first gives the agent the
+// sandbox's deadline (backstop.go), after the same delay and for the same
+// reason.
+func (m *Manager) watchClaimed(sb *sandbox.Sandbox, handOver bool) {
 	if len(sb.Start.Command) == 0 {
 		t := time.NewTimer(idleWatchDelay)
 		select {
@@ -290,6 +293,9 @@ func (m *Manager) watchClaimed(sb *sandbox.Sandbox) {
 			return
 		case <-t.C:
 		}
+	}
+	if handOver {
+		m.handOverDeadline(sb)
 	}
 	m.watchMain(sb.ID)
 }
@@ -313,7 +319,7 @@ func (m *Manager) failer(id string) func(step string, err error) {
 // or the sandbox was stopped meanwhile. The secret values join the env
 // only in the copy the runtime gets.
 func (m *Manager) startInRuntime(ctx context.Context, sb *sandbox.Sandbox, secretEnv map[string]string) *sandbox.Sandbox {
-	if err := m.rt.Start(ctx, sb.ID, withSecrets(sb.Start, secretEnv)); err != nil {
+	if err := m.rt.Start(ctx, sb.ID, m.runtimeStart(sb, secretEnv)); err != nil {
 		m.cleanupRuntime(sb.ID, time.Second)
 		m.failer(sb.ID)("start", err)
 		return nil

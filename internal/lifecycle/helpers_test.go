@@ -48,8 +48,11 @@ func testConfig(clk *clock) Config {
 		Linger:        time.Millisecond,
 		SweepInterval: 5 * time.Millisecond,
 		PurgeInterval: time.Hour,
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:           clk.Now,
+		// Off, so that starts are as the tests script them;
+		// backstop_test.go turns it on.
+		LifetimeBackstop: -1,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:              clk.Now,
 	}
 }
 

@@ -80,7 +80,12 @@ func (m *Manager) recoverOne(ctx context.Context, sb *sandbox.Sandbox, info sand
 		switch {
 		case inRuntime && info.Status == sandbox.RuntimeRunning:
 			log.Info("re-attached to running sandbox")
-			m.goBackground(func() { m.watchMain(sb.ID) })
+			m.goBackground(func() {
+				// Again: the agent may lack it (made by an older
+				// server, or a claim whose hand-over a crash cut).
+				m.handOverDeadline(sb)
+				m.watchMain(sb.ID)
+			})
 		case inRuntime && info.Exit != nil:
 			m.mainExited(sb.ID, *info.Exit)
 		default:

@@ -49,7 +49,13 @@ func (m *Manager) mainExited(id string, st sandbox.ExitStatus) {
 		return
 	}
 	to, reason := sandbox.StateCompleted, sandbox.ReasonMainExited
-	if len(sb.Start.Command) == 0 {
+	if st.TimedOut {
+		// The agent ended the sandbox at its deadline, long past its
+		// lifetime, because no server stopped it (backstop.go): a
+		// lifetime stop, not a crash. (A main command has no timeout
+		// of its own.)
+		to, reason = sandbox.StateTerminated, sandbox.ReasonLifetime
+	} else if len(sb.Start.Command) == 0 {
 		// An idle sandbox's container ended without a stop from us.
 		to, reason = sandbox.StateFailed, sandbox.ReasonLost
 	} else if st.Code != 0 {

@@ -108,6 +108,11 @@ type StartSpec struct {
 	// the lifecycle manager resolves the values at create and hands them
 	// to the runtime's Start with Env, never into a record.
 	Secrets []SecretRef `json:",omitempty"`
+	// Deadline, when set, is when the sandbox's agent ends the sandbox by
+	// itself if it still runs: the lifetime backstop for a server that is
+	// down (its ExpiresAt plus a grace). The lifecycle manager sets it on
+	// the copy the runtime gets; it is never stored, and Empty ignores it.
+	Deadline time.Time `json:"-"`
 }
 
 // SecretRef names a stored secret and the environment variable it is
@@ -149,7 +154,8 @@ type ExitStatus struct {
 	Signal string
 	// OOMKilled is set when the kernel's OOM killer ended it.
 	OOMKilled bool
-	// TimedOut is set when a per-exec timeout ended it.
+	// TimedOut is set when a per-exec timeout ended it, or, for a main
+	// command, when the agent ended the sandbox at its StartSpec.Deadline.
 	TimedOut bool
 	// At is when it ended.
 	At time.Time

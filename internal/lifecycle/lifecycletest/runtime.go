@@ -236,6 +236,17 @@ func (r *Runtime) Exit(id string, code int) error {
 	return nil
 }
 
+// End ends a sandbox's main command (or idle sandbox) with st, as its
+// agent would, e.g. with TimedOut at its deadline.
+func (r *Runtime) End(id string, st sandbox.ExitStatus) error {
+	sb, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	sb.end(st)
+	return nil
+}
+
 // Lose removes a sandbox behind the server's back, as a host reboot would.
 func (r *Runtime) Lose(id string) {
 	sb, err := r.get(id)

@@ -260,10 +260,17 @@ type StartSpec struct {
 	Env        map[string]string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	WorkingDir string            `protobuf:"bytes,3,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
 	// user is "uid", "uid:gid", "name" or "name:group".
-	User          string  `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
-	Files         []*File `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	User  string  `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Files []*File `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	// deadline_unix_nano, when set, is when the agent ends the sandbox by
+	// itself if it still runs (the lifetime backstop for a server that is
+	// down): SIGTERM to every process, SIGKILL after a grace, then the
+	// main command's exit status is recorded with timed_out set. The
+	// server stops sandboxes at their lifetime before it; a later Init
+	// re-arms it. Unset (0) means none.
+	DeadlineUnixNano int64 `protobuf:"varint,6,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StartSpec) Reset() {
@@ -329,6 +336,13 @@ func (x *StartSpec) GetFiles() []*File {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *StartSpec) GetDeadlineUnixNano() int64 {
+	if x != nil {
+		return x.DeadlineUnixNano
+	}
+	return 0
 }
 
 type InitRequest struct {
@@ -707,14 +721,15 @@ const file_sbx_agent_v1_agent_proto_rawDesc = "" +
 	"\x04File\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xf0\x01\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\x9e\x02\n" +
 	"\tStartSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x122\n" +
 	"\x03env\x18\x02 \x03(\v2 .sbx.agent.v1.StartSpec.EnvEntryR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\x03 \x01(\tR\n" +
 	"workingDir\x12\x12\n" +
 	"\x04user\x18\x04 \x01(\tR\x04user\x12(\n" +
-	"\x05files\x18\x05 \x03(\v2\x12.sbx.agent.v1.FileR\x05files\x1a6\n" +
+	"\x05files\x18\x05 \x03(\v2\x12.sbx.agent.v1.FileR\x05files\x12,\n" +
+	"\x12deadline_unix_nano\x18\x06 \x01(\x03R\x10deadlineUnixNano\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
