@@ -26,8 +26,8 @@ var fileCodec = chunkcodec.New(
 	chunkcodec.Bytes(1, func(m *sbxv1.ReadFileResponse, data []byte) { m.Data = data }),
 )
 
-// ReadFile returns the whole content of the file at path (absolute, inside
-// the sandbox). For large files use ReadFileTo or OpenFile.
+// ReadFile returns the whole content of the file at path inside the sandbox
+// (absolute, or relative to its working dir). For large files use ReadFileTo or OpenFile.
 func (s *Sandbox) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	var buf bytes.Buffer
 	if _, err := s.ReadFileTo(ctx, path, &buf); err != nil {
@@ -138,8 +138,8 @@ func (r *fileReader) Close() error {
 	return nil
 }
 
-// WriteFile writes data to the file at path (absolute, inside the sandbox)
-// atomically, creating missing parent directories; perm 0 means 0644.
+// WriteFile writes data to the file at path inside the sandbox (absolute,
+// or relative to its working dir) atomically, creating missing parent directories; perm 0 means 0644.
 func (s *Sandbox) WriteFile(ctx context.Context, path string, data []byte, perm fs.FileMode) error {
 	_, err := s.WriteFileFrom(ctx, path, bytes.NewReader(data), perm)
 	return err

@@ -85,7 +85,7 @@ func TestBulkErrors(t *testing.T) {
 
 	err := a.c.WriteFile(ctx, path, 0, agent.Sized(patternReader(5, 2<<20), 2<<20))
 	wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonFileTooLarge)
-	err = a.c.WriteFile(ctx, "relative/x", 0, agent.Sized(strings.NewReader("x"), 1))
+	err = a.c.WriteFile(ctx, "x/\x00", 0, agent.Sized(strings.NewReader("x"), 1))
 	wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonInvalidPath)
 	// A refused write of known size reads none of its content.
 	untouched := &countingReader{r: patternReader(3, 900000)}

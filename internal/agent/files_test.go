@@ -181,7 +181,7 @@ func TestFileOps(t *testing.T) {
 func TestPathValidation(t *testing.T) {
 	a := startAgent(t)
 	ctx := ctxT(t)
-	for _, p := range []string{"", "relative/path", "/a\x00b", "/" + strings.Repeat("a", 5000)} {
+	for _, p := range []string{"", "a\x00b", "/a\x00b", "/" + strings.Repeat("a", 5000)} {
 		_, err := a.c.Stat(ctx, p)
 		wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonInvalidPath)
 		_, err = a.c.ReadFile(ctx, p)

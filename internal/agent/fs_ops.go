@@ -16,7 +16,7 @@ import (
 const maxDirEntries = 100000
 
 func (fsv *filesystemService) Stat(ctx context.Context, req *agentv1.StatRequest) (*agentv1.StatResponse, error) {
-	path, err := cleanPath(req.GetPath())
+	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func statPath(path string) (*agentv1.FileInfo, error) {
 }
 
 func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirRequest) (*agentv1.ListDirResponse, error) {
-	path, err := cleanPath(req.GetPath())
+	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirR
 }
 
 func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentv1.MakeDirRequest) (*agentv1.MakeDirResponse, error) {
-	path, err := cleanPath(req.GetPath())
+	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentv1.MakeDirR
 }
 
 func (fsv *filesystemService) Remove(ctx context.Context, req *agentv1.RemoveRequest) (*agentv1.RemoveResponse, error) {
-	path, err := cleanPath(req.GetPath())
+	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}
@@ -120,11 +120,11 @@ func (fsv *filesystemService) Remove(ctx context.Context, req *agentv1.RemoveReq
 }
 
 func (fsv *filesystemService) Rename(ctx context.Context, req *agentv1.RenameRequest) (*agentv1.RenameResponse, error) {
-	from, err := cleanPath(req.GetFrom())
+	from, err := cleanPath(req.GetFrom(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}
-	to, err := cleanPath(req.GetTo())
+	to, err := cleanPath(req.GetTo(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
 	}

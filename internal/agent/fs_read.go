@@ -38,7 +38,7 @@ func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest
 }
 
 func (fsv *filesystemService) read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall, byFD bool) error {
-	path, err := cleanPath(req.GetPath())
+	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerC
 	if hdr == nil {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the first message must be the header with the path")
 	}
-	path, err := cleanPath(hdr.GetPath())
+	path, err := cleanPath(hdr.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func (s *Server) execSpec(m *agentv1.ProcessSpec) (procSpec, error) {
 		return procSpec{}, err
 	}
 	if m.GetWorkingDir() != "" {
-		if dir, err = cleanPath(m.GetWorkingDir()); err != nil {
+		if dir, err = cleanPath(m.GetWorkingDir(), dir); err != nil {
 			return procSpec{}, err
 		}
 	}

@@ -82,7 +82,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 		return 0, err
 	}
 	dir := firstNonEmpty(st.WorkingDir, img.WorkingDir, "/")
-	if dir, err = cleanPath(dir); err != nil {
+	if dir, err = cleanPath(dir, firstNonEmpty(img.WorkingDir, "/")); err != nil {
 		return 0, err
 	}
 	ident, err := lookupUser("/", firstNonEmpty(st.User, img.User))
@@ -103,7 +103,7 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 		return 0, fsError("create the working dir", dir, err)
 	}
 	for _, f := range st.Files {
-		if err := s.writeInitFile(f); err != nil {
+		if err := s.writeInitFile(f, dir); err != nil {
 			return 0, err
 		}
 	}
@@ -128,8 +128,8 @@ func (s *Server) init(img sandbox.ImageConfig, st sandbox.StartSpec) (int, error
 	return p.pid, nil
 }
 
-func (s *Server) writeInitFile(f sandbox.File) error {
-	path, err := cleanPath(f.Path)
+func (s *Server) writeInitFile(f sandbox.File, dir string) error {
+	path, err := cleanPath(f.Path, dir)
 	if err != nil {
 		return err
 	}

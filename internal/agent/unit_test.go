@@ -39,11 +39,25 @@ func TestMergeEnv(t *testing.T) {
 }
 
 func TestCleanPath(t *testing.T) {
-	if p, err := cleanPath("/a/./b/../c/"); err != nil || p != "/a/c" {
-		t.Fatalf("cleanPath: %q %v", p, err)
+	for _, c := range []struct{ in, dir, want string }{
+		{"/a/./b/../c/", "/w", "/a/c"},
+		{"/../../etc", "/w", "/etc"},
+		{"x/y", "/w", "/w/x/y"},
+		{"../../../etc", "/w", "/etc"},
+		{"x", "", "/x"},
+		{".", "/", "/"},
+	} {
+		if p, err := cleanPath(c.in, c.dir); err != nil || p != c.want {
+			t.Errorf("cleanPath(%q, %q) = %q, %v; want %q", c.in, c.dir, p, err, c.want)
+		}
 	}
-	if p, err := cleanPath("/../../etc"); err != nil || p != "/etc" {
-		t.Fatalf("cleanPath stays under /: %q %v", p, err)
+	for _, bad := range []string{"", "a\x00b", strings.Repeat("a", maxPathLen+1)} {
+		if _, err := cleanPath(bad, "/"); err == nil {
+			t.Errorf("cleanPath(%q) worked", bad)
+		}
+	}
+	if _, err := cleanPath(strings.Repeat("a", maxPathLen-2), "/long"); err == nil {
+		t.Error("a relative path over the limit once joined was accepted")
 	}
 }
 

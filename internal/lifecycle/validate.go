@@ -62,15 +62,15 @@ func validateImage(ref string) error {
 	return nil
 }
 
-// ValidatePath checks an absolute in-sandbox path from a user.
+// ValidatePath checks an in-sandbox path from a user: absolute, or
+// relative to the sandbox's working dir, which the agent resolves (the
+// start's working dir, else the image's WORKDIR, else /).
 func ValidatePath(field, p string) error {
 	switch {
 	case p == "":
-		return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "%s is empty: give an absolute path such as /tmp/x", field)
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "%s is empty: give a path such as /tmp/x, or one relative to the sandbox's working dir", field)
 	case len(p) > MaxPathLen:
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "%s is %d bytes long: at most %d are allowed", field, len(p), MaxPathLen)
-	case !strings.HasPrefix(p, "/"):
-		return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "%s %q is not absolute: start it with /", field, p)
 	case strings.ContainsRune(p, 0):
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "%s contains a NUL byte", field)
 	}
@@ -163,7 +163,7 @@ func validateFiles(files []sandbox.File) error {
 		if err := ValidatePath("mounted file path", f.Path); err != nil {
 			return err
 		}
-		if path.Clean(f.Path) != f.Path || f.Path == "/" {
+		if b := path.Base(f.Path); path.Clean(f.Path) != f.Path || b == "/" || b == "." || b == ".." {
 			return sandbox.InvalidArgument(sandbox.ReasonInvalidPath, "mounted file path %q is not a clean file path: write it as %q", f.Path, path.Clean(f.Path))
 		}
 		if seen[f.Path] {

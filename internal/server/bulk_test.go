@@ -122,7 +122,7 @@ func TestBulkFiles(t *testing.T) {
 	wantBulk(t, status, reason, body, http.StatusUnauthorized, "unauthenticated", sandbox.ReasonUnauthenticated)
 
 	// Validation, as for the RPCs.
-	status, reason, body = e.do(t, http.MethodPut, e.keyA, sb.Id, "path=relative", strings.NewReader("x"))
+	status, reason, body = e.do(t, http.MethodPut, e.keyA, sb.Id, "path=a%00b", strings.NewReader("x"))
 	wantBulk(t, status, reason, body, http.StatusBadRequest, "invalid_argument", sandbox.ReasonInvalidPath)
 	status, reason, body = e.do(t, http.MethodGet, e.keyA, sb.Id, "", nil)
 	wantBulk(t, status, reason, body, http.StatusBadRequest, "invalid_argument", sandbox.ReasonInvalidPath)

@@ -76,8 +76,8 @@ class FilesMixin:
     def read_file(self, filepath: Any = None, *, timeout_seconds: Optional[float] = None, path: Any = None) -> OperationRef[bytes]:
         """Read a whole file from the sandbox; the operation returns its bytes.
 
-        A relative filepath is taken from the sandbox's working dir (``/``
-        unless ``working_dir=`` was given). The bytes come as one raw body from
+        A relative filepath is taken from the sandbox's working dir (its
+        ``working_dir=``, else the image's WORKDIR, else ``/``). The bytes come as one raw body from
         the server's bulk endpoint, or, from a server without it, as ReadFile
         RPC chunks of 1 MiB. timeout_seconds bounds the whole read
         (SandboxTimeoutError).

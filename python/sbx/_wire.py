@@ -73,14 +73,16 @@ def resources_to_wire(r: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]
     return out or None
 
 
-def resolve_path(path: Any, working_dir: Optional[str]) -> str:
-    """path inside the sandbox, a relative one taken from working_dir (or /),
-    as W&B's ``write_file("hello.txt", ...)`` and mounted files expect. An
-    empty path stays empty, for the server to refuse."""
+def resolve_path(path: Any, working_dir: Optional[str] = None) -> str:
+    """path inside the sandbox as the server takes it: an absolute one as
+    given, a relative one (W&B's ``write_file("hello.txt", ...)``, mounted
+    files) normalized, for the server to take from the sandbox's working dir
+    (working_dir if the create gave one, else the image's WORKDIR, else /).
+    An empty path stays empty, for the server to refuse."""
     p = str(path)
     if not p or p.startswith("/"):
         return p
-    return posixpath.join(working_dir or "/", p)
+    return posixpath.normpath(p)
 
 
 def mounted_files_to_wire(files: Any, working_dir: Optional[str] = None) -> List[Dict[str, Any]]:

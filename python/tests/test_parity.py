@@ -98,10 +98,10 @@ def test_cw_options_accepted_warned_or_refused() -> None:
 def test_mounted_files_spellings() -> None:
     sb = Sandbox(mounted_files=[{"mount_path": "train.py", "file_content": b"print(1)"},
                                 {"path": "/etc/app.conf", "content": "x=1", "mode": 0o600}])
-    assert [(f["path"], f.get("mode")) for f in sb._create_req["mountedFiles"]] == [("/train.py", None), ("/etc/app.conf", 0o600)]
-    # A relative path is taken from working_dir when one is given.
-    sb = Sandbox(working_dir="/app", mounted_files=[{"mount_path": "req.txt", "file_content": b""}])
-    assert sb._create_req["mountedFiles"][0]["path"] == "/app/req.txt"
+    assert [(f["path"], f.get("mode")) for f in sb._create_req["mountedFiles"]] == [("train.py", None), ("/etc/app.conf", 0o600)]
+    # A relative path goes as it is (normalized): the server takes it from the working dir.
+    sb = Sandbox(working_dir="/app", mounted_files=[{"mount_path": "./sub/../req.txt", "file_content": b""}])
+    assert sb._create_req["mountedFiles"][0]["path"] == "req.txt"
     with pytest.raises(sbx.SandboxInvalidArgumentError, match="mount_path"):
         Sandbox(mounted_files=[{"file_content": b"x"}])
 
@@ -176,7 +176,7 @@ def test_relative_paths_and_file_timeouts(server: Any, idle: Sandbox) -> None:
     assert idle.read_file(path="/tmp/kw2").result(timeout=60) == b"2"
     with pytest.raises(sbx.SandboxFileError) as ei:
         idle.read_file("no/such/file").result(timeout=60)
-    assert ei.value.filepath == "/no/such/file" and ei.value.reason == "FILE_NOT_FOUND"
+    assert ei.value.filepath == "no/such/file" and ei.value.reason == "FILE_NOT_FOUND"
 
 
 def test_mounted_files_relative_to_the_working_dir(server: Any) -> None:
