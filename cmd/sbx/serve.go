@@ -56,6 +56,7 @@ func newServeCmd() *cobra.Command {
 	fs.Int64Var(&f.DefaultMemoryBytes, "default-memory-bytes", def.DefaultMemoryBytes, "default memory limit of a sandbox, in bytes")
 	fs.Int64Var(&f.DefaultPids, "default-pids", def.DefaultPids, "default process limit of a sandbox")
 	fs.StringVar(&f.DiskLimits, "disk-limits", def.DiskLimits, "per-sandbox disk limits: on (each sandbox's writable filesystem is a size-limited btrfs subvolume; needs btrfs) or off (unbounded)")
+	fs.StringVar(&f.UserNS, "userns", def.UserNS, "user namespaces under crun and runc: auto (each sandbox's root is an unprivileged host uid of a range of its own, where the kernel can), on (required: refuse to start where not possible) or off (sandbox root is host root)")
 	fs.Int64Var(&f.DefaultDiskBytes, "default-disk-bytes", def.DefaultDiskBytes, "default disk limit of a sandbox, in bytes")
 	fs.Int64Var(&f.MaxDiskBytes, "max-disk-bytes", def.MaxDiskBytes, "largest disk limit a sandbox may ask for, in bytes")
 	fs.Int64Var(&f.DiskPoolBytes, "disk-pool-bytes", 0, "size of the btrfs pool image <data-dir>/disk.img when it is made, bounding all sandboxes' disk together (0: half the free space); unused when the data dir is on btrfs")
@@ -160,6 +161,8 @@ func overrideFromFlag(cfg, f *daemon.Config, name string) {
 		cfg.DefaultPids = f.DefaultPids
 	case "disk-limits":
 		cfg.DiskLimits = f.DiskLimits
+	case "userns":
+		cfg.UserNS = f.UserNS
 	case "default-disk-bytes":
 		cfg.DefaultDiskBytes = f.DefaultDiskBytes
 	case "max-disk-bytes":

@@ -92,6 +92,12 @@ type Config struct {
 	// subvolume in the disk pool, limited to its disk_bytes) or "off"
 	// (unbounded; a create with disk_bytes is refused). See disk.go.
 	DiskLimits string `json:"diskLimits,omitempty"`
+	// UserNS is "auto" (each crun or runc sandbox in a user namespace of
+	// its own, whose root is an unprivileged host uid, where the kernel
+	// can; else without), "on" (required: the server refuses to start
+	// where it cannot) or "off" (sandbox root is host root). runsc never
+	// uses one of ours. See internal/runtime/local/userns.go.
+	UserNS string `json:"userns,omitempty"`
 	// DefaultDiskBytes is the disk limit of a sandbox that asks for none;
 	// MaxDiskBytes the largest one may ask for.
 	DefaultDiskBytes int64 `json:"defaultDiskBytes,omitempty"`
@@ -220,6 +226,7 @@ func Default() Config {
 		DefaultMemoryBytes:    1 << 30,
 		DefaultPids:           4096,
 		DiskLimits:            "on",
+		UserNS:                "auto",
 		DefaultDiskBytes:      defaultDiskBytes,
 		MaxDiskBytes:          defaultMaxDisk,
 		DefaultLifetime:       Duration(600 * time.Second),
@@ -309,6 +316,11 @@ func (c *Config) Validate() error {
 	case "crun", "runc", "runsc":
 	default:
 		return fmt.Errorf("runtime %q is not supported: use crun, runc or runsc", c.Runtime)
+	}
+	switch c.UserNS {
+	case "", "auto", "on", "off":
+	default:
+		return fmt.Errorf("userns %q is invalid: use auto, on or off", c.UserNS)
 	}
 	if err := c.validateNetwork(); err != nil {
 		return err

@@ -73,6 +73,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
+	if st, err := os.Stat(cfg.DataDir); err == nil && cfg.UserNS != "off" && cfg.Runtime != "runsc" && st.Mode().Perm()&0o001 == 0 {
+		// A sandbox's root, an unprivileged host uid under --userns, must
+		// search its way to its rootfs (local/userns.go); what is in the
+		// data dir stays private (0700 dirs, 0600 files).
+		if err := os.Chmod(cfg.DataDir, st.Mode().Perm()|0o001); err != nil {
+			return fmt.Errorf("let sandboxes' user namespaces search the data dir %s: %w", cfg.DataDir, err)
+		}
+	}
 	// Listen before the slow parts, so a port in use fails fast and clients
 	// connecting early queue instead of being refused.
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -158,10 +166,14 @@ func Run(ctx context.Context, cfg Config) error {
 			Pids:        cfg.DefaultPids,
 			DiskBytes:   defaultDisk,
 		},
-		Disk: disk,
+		Disk:   disk,
+		UserNS: cfg.UserNS,
 	})
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
+	}
+	if on, why := lrt.UserNamespaces(); !on && why != nil {
+		log.Warn("sandboxes run without user namespaces: sandbox root is host root (--userns=on makes this an error)", "reason", why)
 	}
 	if err := lrt.StaticSkipped(); err != nil {
 		log.Warn("not running sbx's static build of the OCI runtime", "runtime", cfg.Runtime, "reason", err)

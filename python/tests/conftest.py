@@ -213,6 +213,9 @@ def server() -> Iterator[Server]:
     # Not under pytest's basetemp, which keeps old runs: the data dir holds
     # unpacked images.
     root = Path(tempfile.mkdtemp(prefix="sbx-pytest-serve-"))
+    # Searchable, as /var/lib is: under user namespaces a sandbox's root
+    # (an unprivileged host uid) must reach its rootfs in the data dir.
+    root.chmod(0o711)
     s = Server(root, bins)
     old = {k: os.environ.get(k) for k in ("SBX_CONFIG_DIR", "SBX_URL", "SBX_API_KEY")}
     try:

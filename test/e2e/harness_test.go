@@ -96,6 +96,11 @@ func startServerWith(t testing.TB, opts serverOptions, extraArgs ...string) *ser
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Searchable, as /var/lib is: under user namespaces a sandbox's root
+	// (an unprivileged host uid) must reach its rootfs in the data dir.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	s.dataDir = filepath.Join(dir, "data")
 	s.cfgDir = filepath.Join(dir, "cfg")
 	s.logPath = filepath.Join(dir, "serve.log")

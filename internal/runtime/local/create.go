@@ -88,6 +88,19 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 // create does the work of Create; the caller tears down on error.
 func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	rec := b.rec
+	if r.ids != nil {
+		base, err := r.ids.alloc(b.dir)
+		if err != nil {
+			return sandbox.Info{}, err
+		}
+		// Freed by teardown, which every failed Create and every Delete
+		// runs, once nothing of the sandbox is left.
+		rec.UIDBase = base
+		b.setRecord(rec)
+		if err := sandboxDirAccess(b.dir, base); err != nil {
+			return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+		}
+	}
 	// The record is written twice: before anything that must be undone
 	// exists (Use, the mounts, the container), and once the agent answered.
 	// Whatever exists in between, recovery finds through the first (see
@@ -122,6 +135,10 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 			return sandbox.Info{}, sandbox.Internal("create %s: %w", d, err)
 		}
 	}
+	// The sandbox's root owns its writable layer's root and its state dir.
+	if err := chownToSandbox(rec.UIDBase, upper, stateDir(b.dir)); err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+	}
 	layers := img.Layers
 	if len(layers) == 0 {
 		// overlayfs needs a lowerdir; an image without layers gets an empty one.
@@ -131,13 +148,22 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		}
 		layers = []string{empty}
 	}
-	if err := mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil); err != nil {
+	if rec.UIDBase != 0 {
+		ns, err := r.ids.userns(rec.UIDBase)
+		if err == nil {
+			err = mountOverlayIDMapped(layers, upper, work, rootfs, scratchDir(b.dir), r.cfg.Disk != nil, ns)
+		}
+		if err != nil {
+			return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
+		}
+	} else if err := mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil); err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
 	}
 
 	spec := buildSpec(specInput{
 		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: stateDir(b.dir),
 		cgroups: cgroupsPath(r.cfg.CgroupParent, rec.ID), res: rec.Resources, swap: r.swap, nofile: r.nofile,
+		uidBase: rec.UIDBase, netnsByPath: r.netnsFirst(),
 	})
 	mounts, err := r.networkMounts(b.dir, rec.Network)
 	if err != nil {
@@ -149,6 +175,14 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
 	}
 	spec.Mounts = append(spec.Mounts, etc...)
+	for _, m := range spec.Mounts {
+		// The files written for the sandbox are its root's, as on a host.
+		if m.Type == "bind" && filepath.Dir(m.Source) == b.dir {
+			if err := chownToSandbox(rec.UIDBase, m.Source); err != nil {
+				return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+			}
+		}
+	}
 	netns, err := r.prepareNetwork(ctx, rec.ID, b.dir, rec.Network)
 	if err != nil {
 		return sandbox.Info{}, err
@@ -233,8 +267,19 @@ func (r *Runtime) teardown(ctx context.Context, b *box) error {
 	if isMountPoint(filepath.Join(b.dir, "rootfs")) {
 		return errors.Join(errs...)
 	}
+	if _, err := os.Lstat(scratchDir(b.dir)); err == nil {
+		// Idmapped layer mounts release could not remove: removing the
+		// dir would recurse into the image's layers.
+		return errors.Join(errs...)
+	}
 	if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, err)
+	} else if r.ids != nil && rec.UIDBase != 0 {
+		// Only once nothing of the sandbox is left (its processes are
+		// gone with its container) may another sandbox get its range.
+		if err := r.ids.free(b.dir, rec.UIDBase); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if rec.Digest != "" {
 		if err := r.cfg.Images.Release(rec.Digest, rec.ID); err != nil {
@@ -306,6 +351,10 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	if isMountPoint(rootfs) {
 		errs = append(errs, fmt.Errorf("%s is still mounted; not removing the sandbox's files", rootfs))
 		return errors.Join(errs...)
+	}
+	if err := releaseScratch(b.dir); err != nil {
+		errs = append(errs, err)
+		return sandbox.Internal("release sandbox %q: %w", rec.ID, errors.Join(errs...))
 	}
 	if r.cfg.Disk != nil {
 		if err := r.cfg.Disk.destroy(filepath.Base(b.dir)); err != nil {

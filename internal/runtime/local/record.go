@@ -50,6 +50,9 @@ type record struct {
 	// binds the sockets the sandbox binds (see dialAgent).
 	ListenerPID   int    `json:"listener_pid,omitempty"`
 	ListenerStart uint64 `json:"listener_start,omitempty"`
+	// UIDBase is the host uid (and gid) that the sandbox's uid 0 maps to
+	// in its user namespace (userns.go), or 0 when it has none.
+	UIDBase uint32 `json:"uid_base,omitempty"`
 }
 
 // listener returns the host process that must listen on the agent's

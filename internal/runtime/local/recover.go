@@ -83,6 +83,9 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 		if err := unmount(filepath.Join(dir, "rootfs")); err != nil {
 			return err
 		}
+		if err := releaseScratch(dir); err != nil {
+			return err
+		}
 		if isMountPoint(filepath.Join(dir, "rootfs")) {
 			return errors.New(dir + "/rootfs is still mounted")
 		}
@@ -116,6 +119,12 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 	case phaseReleased:
 	default:
 		return r.teardown(ctx, b)
+	}
+	if rec.UIDBase != 0 && r.ids != nil {
+		// Its range stays its own until Delete, files and all.
+		if err := r.ids.claim(dir, rec.UIDBase); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.boxes[rec.ID] = b

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,118 @@ func mountOverlay(layers []string, upper, work, target string, volatile bool) er
 		return fmt.Errorf("mount overlay on %s: %w", target, err)
 	}
 	return nil
+}
+
+// mountOverlayIDMapped is mountOverlay with every layer seen through an
+// idmapped mount of userns (userns.go), so that the sandbox sees the
+// layers' files with the owners they have on disk while the host sees
+// them in the sandbox's range. Each idmapped mount is attached under
+// scratch (scratch/0, scratch/1, ...) only while the overlay is made:
+// overlayfs (Linux 6.18) refuses a detached mount as a layer ("failed to
+// clone lowerpath"), and keeps private clones of its layers, so the
+// attached copies are unmounted right after. Layers are passed one by one
+// ("lowerdir+", Linux 6.8), so no option string bounds their number.
+func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, volatile bool, userns *os.File) (err error) {
+	if err := os.Mkdir(scratch, 0o700); err != nil {
+		return err
+	}
+	var attached []string
+	defer func() {
+		for _, m := range attached {
+			if uerr := unmount(m); uerr != nil && err == nil {
+				err = uerr
+			}
+		}
+		if rerr := removeScratch(scratch); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for i := len(layers) - 1; i >= 0; i-- { // overlayfs takes the top layer first
+		fd, err := idmapped(layers[i], userns)
+		if err != nil {
+			return err
+		}
+		m := filepath.Join(scratch, strconv.Itoa(i))
+		err = os.Mkdir(m, 0o700)
+		if err == nil {
+			err = unix.MoveMount(fd, "", unix.AT_FDCWD, m, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("attach the idmapped mount of %s: %w", layers[i], err)
+		}
+		attached = append(attached, m)
+		if err := unix.FsconfigSetString(fsfd, "lowerdir+", m); err != nil {
+			return fmt.Errorf("overlay lower layer %s: %w", layers[i], err)
+		}
+	}
+	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+		return fmt.Errorf("overlay upperdir %s: %w", upper, err)
+	}
+	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+		return fmt.Errorf("overlay workdir %s: %w", work, err)
+	}
+	if volatile {
+		if err := unix.FsconfigSetFlag(fsfd, "volatile"); err != nil {
+			return fmt.Errorf("overlay volatile: %w", err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(layers), err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount overlay: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount overlay on %s: %w", target, err)
+	}
+	return nil
+}
+
+// scratchDir is where a sandbox's idmapped layers are attached while its
+// overlay is made (mountOverlayIDMapped).
+func scratchDir(dir string) string { return filepath.Join(dir, "lower") }
+
+// releaseScratch unmounts and removes what a killed Create left attached
+// in dir's scratch dir; a missing one is fine.
+func releaseScratch(dir string) error {
+	scratch := scratchDir(dir)
+	entries, err := os.ReadDir(scratch)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, unmount(filepath.Join(scratch, e.Name())))
+	}
+	errs = append(errs, removeScratch(scratch))
+	return errors.Join(errs...)
+}
+
+// removeScratch removes the scratch dir with rmdir only, never
+// recursively: a layer still mounted there (EBUSY) stays, with its files.
+func removeScratch(scratch string) error {
+	entries, _ := os.ReadDir(scratch)
+	var errs []error
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(scratch, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(scratch); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // unmount detaches target; not being mounted (or not existing) is fine.

@@ -53,6 +53,18 @@ type Config struct {
 	// subvolume of its own, limited to Resources.DiskBytes (disk.go); nil
 	// leaves the layers under Root, unbounded, and refuses disk limits.
 	Disk *DiskPool
+	// UserNS is UserNSAuto (the default), UserNSOn or UserNSOff: whether
+	// sandboxes under crun and runc run in a user namespace of their own
+	// whose root is an unprivileged host uid (userns.go). runsc never
+	// gets one from us: gVisor's Sentry is the boundary there.
+	UserNS string
+	// MaxUserNamespaces bounds the sandboxes with a user namespace that
+	// live at once; 0 (and anything larger) is MaxUserNamespaces.
+	MaxUserNamespaces int
+	// UserNSClaimDir is where the servers of this host claim uid ranges,
+	// so that no two sandboxes of any of them share one; default
+	// DefaultUserNSClaimDir. Every server of a host must use the same.
+	UserNSClaimDir string
 }
 
 // Resource bounds a Spec (or Config.Defaults) must stay within.
@@ -117,6 +129,22 @@ func (c *Config) setDefaults() error {
 	if err := checkRuntimeResources(c.Runtime, c.Defaults); err != nil {
 		return fmt.Errorf("default resources: %w", err)
 	}
+	switch c.UserNS {
+	case "":
+		c.UserNS = UserNSAuto
+	case UserNSAuto, UserNSOn, UserNSOff:
+	default:
+		return fmt.Errorf("user namespace mode %q is invalid: use auto, on or off", c.UserNS)
+	}
+	if c.UserNSClaimDir == "" {
+		c.UserNSClaimDir = DefaultUserNSClaimDir
+	}
+	if !filepath.IsAbs(c.UserNSClaimDir) {
+		return fmt.Errorf("user namespace claim dir %q must be an absolute path", c.UserNSClaimDir)
+	}
+	if c.MaxUserNamespaces < 0 {
+		return fmt.Errorf("max user namespaces %d is negative", c.MaxUserNamespaces)
+	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 30 * time.Second
 	}
@@ -162,6 +190,11 @@ type Runtime struct {
 	seccompBPF atomic.Pointer[string]
 	// parked bounds the memory parked sandboxes hold (park.go).
 	parked parkBudget
+	// ids hands out sandboxes' uid ranges; nil when sandboxes run
+	// without a user namespace (userns.go), and usernsSkipped then says
+	// why, if they could have had one.
+	ids           *idRanges
+	usernsSkipped error
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -284,6 +317,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			r.oci.path = link
 		}
 	}
+	if err := r.setupUserns(); err != nil {
+		return nil, err
+	}
 	if err := r.recover(ctx); err != nil {
 		return nil, err
 	}
@@ -312,6 +348,10 @@ func (r *Runtime) RuntimeBinary() string { return r.bin }
 // StaticSkipped says why sbx's static build of the OCI runtime, which is
 // installed, is not the binary this Runtime runs (StaticRuntime), or nil.
 func (r *Runtime) StaticSkipped() error { return r.staticSkipped }
+
+// UserNamespaces reports whether sandboxes run in user namespaces of their
+// own, and when not although Config.UserNS is auto, why.
+func (r *Runtime) UserNamespaces() (bool, error) { return r.ids != nil, r.usernsSkipped }
 
 // CgroupLayout is the host's cgroup layout as this Runtime sees it.
 func (r *Runtime) CgroupLayout() CgroupLayout { return r.cg.layout }

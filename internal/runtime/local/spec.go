@@ -52,6 +52,12 @@ type specInput struct {
 	res       sandbox.Resources
 	swap      bool   // whether the host accounts swap (memory.memsw / memory.swap.max)
 	nofile    uint64 // the RLIMIT_NOFILE hard limit we may grant
+	// uidBase, when not 0, puts the sandbox in a user namespace of its own
+	// mapping its ids 0..65535 to uidBase.. on the host (userns.go).
+	uidBase uint32
+	// netnsByPath: the sandbox joins a network namespace made before it
+	// (netnsFirst), which its user namespace then does not own.
+	netnsByPath bool
 }
 
 // buildSpec returns the OCI spec of a sandbox whose PID 1 is the agent.
@@ -96,7 +102,35 @@ func buildSpec(in specInput) *specs.Spec {
 			Seccomp:       seccompProfile(),
 		},
 	}
+	if in.uidBase != 0 {
+		userns(s, in.uidBase, in.netnsByPath)
+	}
 	return s
+}
+
+// userns puts the sandbox of s in a user namespace of its own whose ids
+// 0..65535 are base.. on the host. The OCI runtime makes it from the
+// mappings (crun 1.8 and runc 1.1 both do), first, so that every other
+// namespace it makes is owned by it; the idmapped layers of the rootfs use
+// another namespace with the same mapping (userns.go), which is all an
+// idmapped mount needs.
+func userns(s *specs.Spec, base uint32, netnsByPath bool) {
+	m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: usernsSize}}
+	s.Linux.UIDMappings, s.Linux.GIDMappings = m, m
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	if !netnsByPath {
+		return
+	}
+	// sysfs can only be mounted by the user namespace that owns the
+	// network namespace, which a namespace made before the container
+	// (netnsFirst) is not: the sandbox gets an empty /sys rather than the
+	// host's, with room for the cgroup mount point under it.
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" {
+			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"nosuid", "noexec", "nodev", "mode=755", "size=64k"}}
+		}
+	}
 }
 
 // resources turns sandbox limits into cgroup settings. The device cgroup
@@ -142,11 +176,11 @@ const unlimited = ^uint64(0)
 // cannot raise one without CAP_SYS_RESOURCE): Debian's defaults for
 // interactive logins, with no core files (they would fill the sandbox's
 // disk; `ulimit -c` can raise the soft limit), no real-time priority, and
-// the per-user counters (processes, pending signals) unlimited: sandbox
-// uids are host uids (no user namespace), so those counters are shared by
-// every sandbox running as the same uid, and a low one would let one
-// sandbox's processes stop another's forks. The pids and memory cgroups
-// bound each sandbox instead.
+// the per-user counters (processes, pending signals) unlimited: without a
+// user namespace (runsc, --userns=off) sandbox uids are host uids, so
+// those counters are shared by every sandbox running as the same uid, and
+// a low one would let one sandbox's processes stop another's forks. The
+// pids and memory cgroups bound each sandbox instead.
 var rlimitDefaults = []struct {
 	typ        string
 	res        int
