@@ -51,7 +51,10 @@ type AgentServiceClient interface {
 	// Ping answers as soon as the agent serves requests.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
 	// Init applies the request-specific start (env, working dir, user, files,
-	// main command). A second call fails with FAILED_PRECONDITION.
+	// main command). A second call fails with FAILED_PRECONDITION, except
+	// one whose start is empty but for deadline_unix_nano: it only moves the
+	// deadline (a warm sandbox claimed by a request with no start of its
+	// own).
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
 	// WaitMain returns when the main command has exited. With no main command
 	// it returns when the agent is told to stop (SIGTERM).
@@ -131,7 +134,10 @@ type AgentServiceHandler interface {
 	// Ping answers as soon as the agent serves requests.
 	Ping(context.Context, *connect.Request[v1.PingRequest]) (*connect.Response[v1.PingResponse], error)
 	// Init applies the request-specific start (env, working dir, user, files,
-	// main command). A second call fails with FAILED_PRECONDITION.
+	// main command). A second call fails with FAILED_PRECONDITION, except
+	// one whose start is empty but for deadline_unix_nano: it only moves the
+	// deadline (a warm sandbox claimed by a request with no start of its
+	// own).
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
 	// WaitMain returns when the main command has exited. With no main command
 	// it returns when the agent is told to stop (SIGTERM).
