@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -200,6 +201,7 @@ func (s *Server) start(args []string) error {
 		if r, err := http.Get(s.URL + "/healthz"); err == nil {
 			r.Body.Close()
 			if r.StatusCode == 200 {
+				s.warnUserns()
 				return nil
 			}
 		}
@@ -256,4 +258,18 @@ func (s *Server) Stop() {
 		s.terminate()
 	}
 	s.stopReg()
+}
+
+// warnUserns says so when the server runs its sandboxes without user
+// namespaces (a default install has them where the kernel can), since
+// the figures then measure another setup.
+func (s *Server) warnUserns() {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "serve.log"))
+	if i := bytes.Index(b, []byte("without user namespaces")); i >= 0 {
+		line := b[max(0, bytes.LastIndexByte(b[:i], '\n')+1):]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		fmt.Fprintf(os.Stderr, "sbx-bench: warning: the server runs sandboxes without user namespaces: %s\n", line)
+	}
 }

@@ -107,6 +107,12 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		return err
 	}
 	defer os.RemoveAll(work)
+	// Searchable, as /var/lib is: the servers' sandboxes then get user
+	// namespaces, as on a default install (their roots must reach their
+	// rootfs in the data dir).
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 
 	add := func(s ...*bench.Scenario) {
 		r.Scenarios = append(r.Scenarios, s...)
