@@ -194,6 +194,25 @@ func ExampleSandbox_Logs() {
 	}
 }
 
+func ExampleSandbox_Stats() {
+	ctx := context.Background()
+	client, _ := sbx.NewClient()
+	sb, _ := client.Run(ctx, sbx.Resources{MemoryBytes: 512 << 20})
+	defer sb.Stop(ctx)
+	p, err := sb.Exec(ctx, []string{"python", "-c", "x = bytearray(300 << 20)"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p.Wait()
+	// The peak shows what the process needed, even after it exited.
+	st, err := sb.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("cpu %v, memory %d of %d bytes (peak %d), %d OOM kills\n",
+		st.CPU, st.MemoryBytes, st.MemoryLimitBytes, st.MemoryPeakBytes, st.OOMKills)
+}
+
 func ExampleSandbox_Stop() {
 	ctx := context.Background()
 	client, _ := sbx.NewClient()

@@ -221,7 +221,9 @@ func (c *Client) Logs(ctx context.Context, opts sandbox.LogOptions) (sandbox.Out
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "log tail %d is negative; give 0 for all lines", opts.Tail)
 	}
 	const what = "read the sandbox log"
-	call, err := c.open(ctx, methodLogs, &agentv1.LogsRequest{Tail: uint32(opts.Tail), Follow: opts.Follow}, what)
+	call, err := c.open(ctx, methodLogs, &agentv1.LogsRequest{
+		Tail: uint32(opts.Tail), Follow: opts.Follow, SinceUnixNano: sinceNano(opts.Since), Timestamps: opts.Timestamps,
+	}, what)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +268,7 @@ func (l *logStream) Recv() (sandbox.Output, error) {
 			return sandbox.Output{}, fromWire(err, "read the sandbox log")
 		}
 		if data := m.GetData(); len(data) > 0 {
-			return sandbox.Output{Stream: sandbox.Stdout, Data: data}, nil
+			return sandbox.Output{Stream: sandbox.Stdout, Data: data, At: timeOfNano(m.GetUnixNano())}, nil
 		}
 	}
 }

@@ -208,7 +208,9 @@ func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call 
 	if req.GetFollow() {
 		w = a.s.log
 	}
-	r, err := newLogReader(a.s.cfg.StateDir, int(min(req.GetTail(), 1<<24)), w)
+	r, err := openLogReader(a.s.cfg.StateDir, logQuery{
+		tail: int(min(req.GetTail(), 1<<24)), since: max(req.GetSinceUnixNano(), 0), timed: req.GetTimestamps(),
+	}, w)
 	if err != nil {
 		return err
 	}
@@ -226,7 +228,11 @@ func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call 
 		if err != nil {
 			return err
 		}
-		if err := call.Send(&agentv1.LogsResponse{Data: b}); err != nil {
+		msg := &agentv1.LogsResponse{Data: b}
+		if req.GetTimestamps() {
+			msg.UnixNano = r.At()
+		}
+		if err := call.Send(msg); err != nil {
 			return err
 		}
 	}

@@ -78,21 +78,28 @@ func ReadLogs(stateDir string, opts sandbox.LogOptions) (sandbox.OutputStream, e
 	if opts.Tail < 0 {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "log tail %d is negative; give 0 for all lines", opts.Tail)
 	}
-	r, err := newLogReader(stateDir, opts.Tail, nil)
+	r, err := openLogReader(stateDir, logQuery{tail: opts.Tail, since: sinceNano(opts.Since), timed: opts.Timestamps}, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &fileLogStream{r: r}, nil
+	return &fileLogStream{r: r, timestamps: opts.Timestamps}, nil
 }
 
-type fileLogStream struct{ r *logReader }
+type fileLogStream struct {
+	r          *logReader
+	timestamps bool
+}
 
 func (s *fileLogStream) Recv() (sandbox.Output, error) {
 	b, err := s.r.Next(context.Background())
 	if err != nil {
 		return sandbox.Output{}, err
 	}
-	return sandbox.Output{Stream: sandbox.Stdout, Data: append([]byte(nil), b...)}, nil
+	o := sandbox.Output{Stream: sandbox.Stdout, Data: append([]byte(nil), b...)}
+	if s.timestamps {
+		o.At = timeOfNano(s.r.At())
+	}
+	return o, nil
 }
 
 func (s *fileLogStream) Close() error { return s.r.Close() }

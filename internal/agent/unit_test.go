@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -95,10 +96,13 @@ func TestLookupUser(t *testing.T) {
 
 func TestLogTailAndRotation(t *testing.T) {
 	dir := t.TempDir()
-	w, err := openLog(dir, 10)
+	// 10 bytes of text and the one index record of a file.
+	w, err := openLog(dir, 10+indexRecord)
 	if err != nil {
 		t.Fatal(err)
 	}
+	at := time.Unix(1e9, 0)
+	w.now = func() time.Time { return at }
 	w.Write([]byte("one\ntwo\nthree\nfour"))
 	w.Write([]byte("\nfive\n"))
 	w.end()

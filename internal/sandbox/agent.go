@@ -148,12 +148,21 @@ type LogOptions struct {
 	// Follow keeps the stream open for new output until the main command
 	// exits or the context ends.
 	Follow bool
+	// Since, when not zero, starts with the first line read at or after it
+	// (with Tail, the later start wins).
+	Since time.Time
+	// Timestamps asks for Output.At: each chunk then holds output of one
+	// write of the main command (or part of one).
+	Timestamps bool
 }
 
 // Output is one chunk of a log.
 type Output struct {
 	Stream Stream
 	Data   []byte
+	// At is when the agent read Data's first byte, with
+	// LogOptions.Timestamps; zero when not asked or unknown.
+	At time.Time
 }
 
 // OutputStream is a stream of log chunks.

@@ -177,6 +177,8 @@ const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 	// ReasonInternal: a bug or an unexpected host failure; see the server log.
 	ReasonInternal = "INTERNAL"
+	// ReasonStatsUnsupported: the server's runtime does not report sandboxes' resource usage.
+	ReasonStatsUnsupported = "STATS_UNSUPPORTED"
 )
 
 // Convenience constructors for the common kinds.

@@ -88,3 +88,54 @@ type PortDialer interface {
 	// if it has one.
 	Address(id string) (netip.Addr, bool)
 }
+
+// StatsReader is implemented by runtimes that can report what a sandbox
+// uses, for users sizing its limits or explaining an OOM kill. It is
+// optional and must be cheap (a few file reads, no call into the sandbox):
+// users may poll it every second.
+type StatsReader interface {
+	// Stats reads the usage and limits of running sandbox id. NotFound for
+	// an unknown id; FailedPrecondition SANDBOX_NOT_RUNNING for one whose
+	// container is not running.
+	Stats(ctx context.Context, id string) (Stats, error)
+}
+
+// Stats is one reading of a sandbox's resource usage and limits, from its
+// cgroups and its disk quota. Under gVisor (runsc) the sandbox's cgroup
+// also holds gVisor's Sentry and gofer, which run on its behalf: CPU,
+// memory and process counts include them, and the Sentry's own memory
+// means a runsc sandbox reads higher than the same work under crun.
+type Stats struct {
+	// CPU is the CPU time (user + system) that all its processes used
+	// since it started: cpuacct.usage (v1) or cpu.stat usage_usec (v2).
+	CPU time.Duration
+	// MemoryBytes is the memory charged to its cgroup now, page cache
+	// included (files in /tmp or /dev/shm count until deleted):
+	// memory.usage_in_bytes (v1) or memory.current (v2).
+	MemoryBytes int64
+	// MemoryPeakBytes is the highest MemoryBytes since it started:
+	// memory.max_usage_in_bytes (v1) or memory.peak (v2, kernel 5.19 and
+	// later); 0 if the kernel does not say.
+	MemoryPeakBytes int64
+	// MemoryLimitBytes is its memory limit (memory.limit_in_bytes or
+	// memory.max); above it the OOM killer ends one of its processes.
+	MemoryLimitBytes int64
+	// OOMKills counts the processes the OOM killer ended in it since it
+	// started (oom_kill of memory.oom_control on v1, kernel 4.13 and
+	// later, or of memory.events on v2); 0 if the kernel does not say.
+	OOMKills int64
+	// Pids is the number of its processes and threads now (pids.current);
+	// PidsLimit their limit (pids.max).
+	Pids      int64
+	PidsLimit int64
+	// DiskBytes is what its writable layer holds as its disk quota counts
+	// it (the btrfs qgroup's referenced bytes). The filesystem updates it
+	// when it commits, every ~30 s or after a sync in the sandbox, so it
+	// can lag writes by that much. 0 when the runtime has no disk limits.
+	DiskBytes int64
+	// DiskLimitBytes is its disk limit; 0 when the runtime has no disk
+	// limits.
+	DiskLimitBytes int64
+	// ReadAt is when these values were read.
+	ReadAt time.Time
+}

@@ -37,6 +37,7 @@ from ._process import Process, StdinWriter, StreamWriter, TerminalSession
 from ._sandbox import Sandbox
 from ._secrets import Secret, SecretInfo, Secrets
 from ._session import Session
+from ._stats import SandboxStats
 from ._types import OperationRef, ProcessResult, SandboxDefaults, SandboxStatus, StreamReader, TerminalResult
 from .exceptions import (
     AsyncFunctionError,
@@ -74,7 +75,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client", "configure", "default_client", "default_credentials_path", "DEFAULT_URL",
-    "Sandbox", "Session", "SandboxDefaults", "SandboxStatus", "Process", "ProcessResult",
+    "Sandbox", "Session", "SandboxDefaults", "SandboxStatus", "SandboxStats", "Process", "ProcessResult",
     "OperationRef", "StreamReader", "StdinWriter", "StreamWriter", "ByteStreamReader",
     "ResourceOptions", "AuthStrategy", "Waitable", "RemoteFunction", "TerminalSession", "TerminalResult",
     "NetworkOptions", "EgressRule", "IngressRule", "CidrBlock", "PortRange",

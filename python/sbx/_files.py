@@ -7,6 +7,7 @@ import base64
 import concurrent.futures
 import os
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional, Union
 
 from . import _bulk, _workers
@@ -47,6 +48,49 @@ def _pull_async(source: Any, loop: "asyncio.AbstractEventLoop") -> Iterator[Any]
             yield asyncio.run_coroutine_threadsafe(it.__anext__(), loop).result()
         except StopAsyncIteration:
             return
+
+
+def _since_wire(since_time: Any) -> Optional[str]:
+    """since_time as a protobuf JSON Timestamp (RFC 3339, UTC); None for None."""
+    if since_time is None:
+        return None
+    try:
+        if isinstance(since_time, datetime):
+            dt = since_time.astimezone(timezone.utc)
+        elif isinstance(since_time, (int, float)) and not isinstance(since_time, bool):
+            dt = datetime.fromtimestamp(float(since_time), timezone.utc)
+        else:
+            raise TypeError(f"stream_logs: since_time must be a datetime or Unix seconds, got {type(since_time).__name__}")
+    except (OverflowError, OSError, ValueError) as e:
+        raise exc.SandboxInvalidArgumentError(
+            f"stream_logs: since_time {since_time!r} is out of range ({e}); give a datetime or Unix seconds",
+            reason="INVALID_ARGUMENT") from None
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _log_time(v: Optional[str]) -> bytes:
+    """The line prefix for a protobuf JSON Timestamp: fixed-width RFC 3339 with
+    nanoseconds (as the Go SDK and CLI print it) and a space; none when unknown."""
+    if not v:
+        return b""
+    base, _, frac = v.rstrip("Z").partition(".")
+    return f"{base}.{(frac + '000000000')[:9]}Z ".encode()
+
+
+def _stamp(data: bytes, at: Optional[str], mid_line: bool) -> "tuple[bytes, bool]":
+    """data with every line it starts prefixed with at; and whether it ends mid-line."""
+    prefix = _log_time(at)
+    out = []
+    i = 0
+    while i < len(data):
+        j = data.find(b"\n", i)
+        j = len(data) if j < 0 else j + 1
+        if not mid_line:
+            out.append(prefix)
+        out.append(data[i:j])
+        mid_line = data[j - 1:j] != b"\n"
+        i = j
+    return b"".join(out), mid_line
 
 
 class FilesMixin:
@@ -248,15 +292,16 @@ class FilesMixin:
     ) -> StreamReader:
         """Stream the main command's output (stdout and stderr interleaved) as text lines.
 
-        With follow, keep streaming until the main command exits. timeout_seconds
-        ends a stream that is not following after that long (SandboxTimeoutError
-        from the iteration). sbx keeps no per-line times, so ``since_time`` and
-        ``timestamps=True`` are refused (SandboxInvalidArgumentError).
+        With follow, keep streaming until the main command exits. tail_lines starts
+        with the last lines kept. since_time (a datetime, naive meaning local time,
+        or Unix seconds) starts with the first line written at or after it; with
+        tail_lines the later start wins. timestamps=True prefixes each line with
+        the time the sandbox read it, RFC 3339 in UTC with nanoseconds and a space
+        (``2026-11-27T03:21:28.123456789Z line``). timeout_seconds ends a stream
+        that is not following after that long (SandboxTimeoutError from the
+        iteration).
         """
-        if since_time is not None or timestamps:
-            raise exc.SandboxInvalidArgumentError(
-                "stream_logs: sbx keeps no per-line log times, so since_time and timestamps are not supported; "
-                "use tail_lines", reason="INVALID_ARGUMENT")
+        since = _since_wire(since_time)
         if tail_lines is not None and (isinstance(tail_lines, bool) or int(tail_lines) < 0):
             raise exc.SandboxInvalidArgumentError(f"tail_lines must be >= 0, got {tail_lines!r}", reason="INVALID_ARGUMENT")
         reader = StreamReader()
@@ -268,6 +313,11 @@ class FilesMixin:
                 req: Dict[str, Any] = {"sandboxId": self._id, "follow": bool(follow)}
                 if tail_lines:
                     req["tailLines"] = int(tail_lines)
+                if since is not None:
+                    req["since"] = since
+                if timestamps:
+                    req["timestamps"] = True
+                mid_line = False
                 s: MappedStream = self._client.stream(SANDBOX_SERVICE, "StreamLogs", req, sandbox_id=self._id)
                 try:
                     for m in s:
@@ -277,7 +327,10 @@ class FilesMixin:
                             raise exc.SandboxTimeoutError(f"stream_logs did not finish within {timeout_seconds}s")
                         for k in ("stdout", "stderr"):
                             if m.get(k):
-                                reader._feed(base64.b64decode(m[k]))
+                                data = base64.b64decode(m[k])
+                                if timestamps:
+                                    data, mid_line = _stamp(data, m.get("time"), mid_line)
+                                reader._feed(data)
                 finally:
                     s.close()
             except BaseException as e:  # noqa: BLE001 - raised to the reader

@@ -19,6 +19,7 @@ from ._files import FilesMixin
 from ._network import network_to_wire, ports_to_wire
 from ._ports import PortsMixin
 from ._secrets import Secret, merge_secrets, normalize_secrets, secrets_from_wire, secrets_to_wire
+from ._stats import StatsMixin
 from ._process import Process
 from ._types import OperationRef, SandboxDefaults, SandboxStatus, merge_tags
 from ._wire import ceil_seconds, mounted_files_to_wire, parse_timestamp, resources_to_wire
@@ -67,7 +68,7 @@ def _finish_pending_stops(timeout: float = _STOP_AT_EXIT) -> None:
         concurrent.futures.wait(pending, timeout=timeout)
 
 
-class Sandbox(FilesMixin, PortsMixin, CompatMixin, QueryMixin):
+class Sandbox(FilesMixin, PortsMixin, StatsMixin, CompatMixin, QueryMixin):
     """A sandbox: an isolated container on an sbx server.
 
     ``Sandbox.run(...)`` creates one and returns once the server accepted it;

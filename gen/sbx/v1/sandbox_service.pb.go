@@ -2413,7 +2413,15 @@ type StreamLogsRequest struct {
 	// Keep streaming new output until the main command exits.
 	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// Start with the last tail_lines lines; 0 means all that is kept.
-	TailLines     int32 `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	TailLines int32 `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	// since, when set, starts with the first line the sandbox's agent read at
+	// or after it (a line's time is when its first byte was read; times are
+	// kept to the millisecond). With tail_lines, the later start wins.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// timestamps sets time on every message; each then holds output of one
+	// write of the main command (or part of one), so every line has the time
+	// of the message holding its first byte.
+	Timestamps    bool `protobuf:"varint,5,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2469,13 +2477,30 @@ func (x *StreamLogsRequest) GetTailLines() int32 {
 	return 0
 }
 
+func (x *StreamLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *StreamLogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
 type StreamLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Data:
 	//
 	//	*StreamLogsResponse_Stdout
 	//	*StreamLogsResponse_Stderr
-	Data          isStreamLogsResponse_Data `protobuf_oneof:"data"`
+	Data isStreamLogsResponse_Data `protobuf_oneof:"data"`
+	// time is when the first byte of data was read, with timestamps (unset
+	// when unknown, e.g. output written by an older agent).
+	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2531,6 +2556,13 @@ func (x *StreamLogsResponse) GetStderr() []byte {
 		if x, ok := x.Data.(*StreamLogsResponse_Stderr); ok {
 			return x.Stderr
 		}
+	}
+	return nil
+}
+
+func (x *StreamLogsResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
 	}
 	return nil
 }
@@ -2735,6 +2767,94 @@ func (*UnexposePortResponse) Descriptor() ([]byte, []int) {
 	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{43}
 }
 
+type GetStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetStatsRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+type GetStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         *SandboxStats          `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_sandbox_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetStatsResponse) GetStats() *SandboxStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
 // Resize is a PTY window size.
 type ExecStreamRequest_Resize struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2746,7 +2866,7 @@ type ExecStreamRequest_Resize struct {
 
 func (x *ExecStreamRequest_Resize) Reset() {
 	*x = ExecStreamRequest_Resize{}
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[46]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +2878,7 @@ func (x *ExecStreamRequest_Resize) String() string {
 func (*ExecStreamRequest_Resize) ProtoMessage() {}
 
 func (x *ExecStreamRequest_Resize) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[46]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2922,7 @@ type WriteFileRequest_Header struct {
 
 func (x *WriteFileRequest_Header) Reset() {
 	*x = WriteFileRequest_Header{}
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[47]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2934,7 @@ func (x *WriteFileRequest_Header) String() string {
 func (*WriteFileRequest_Header) ProtoMessage() {}
 
 func (x *WriteFileRequest_Header) ProtoReflect() protoreflect.Message {
-	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[47]
+	mi := &file_sbx_v1_sandbox_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,16 +3148,21 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\"\x10\n" +
-	"\x0eRemoveResponse\"i\n" +
+	"\x0eRemoveResponse\"\xbb\x01\n" +
 	"\x11StreamLogsRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x1d\n" +
 	"\n" +
-	"tail_lines\x18\x03 \x01(\x05R\ttailLines\"P\n" +
+	"tail_lines\x18\x03 \x01(\x05R\ttailLines\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x05 \x01(\bR\n" +
+	"timestamps\"\x80\x01\n" +
 	"\x12StreamLogsResponse\x12\x18\n" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
-	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderrB\x06\n" +
+	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB\x06\n" +
 	"\x04data\"X\n" +
 	"\x11ExposePortRequest\x12\x1d\n" +
 	"\n" +
@@ -3049,11 +3174,16 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\"\x16\n" +
-	"\x14UnexposePortResponse*h\n" +
+	"\x14UnexposePortResponse\"0\n" +
+	"\x0fGetStatsRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\">\n" +
+	"\x10GetStatsResponse\x12*\n" +
+	"\x05stats\x18\x01 \x01(\v2\x14.sbx.v1.SandboxStatsR\x05stats*h\n" +
 	"\rWaitCondition\x12\x1e\n" +
 	"\x1aWAIT_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WAIT_CONDITION_RUNNING\x10\x01\x12\x1b\n" +
-	"\x17WAIT_CONDITION_TERMINAL\x10\x022\xa7\v\n" +
+	"\x17WAIT_CONDITION_TERMINAL\x10\x022\xe6\v\n" +
 	"\x0eSandboxService\x12E\n" +
 	"\x06Create\x12\x1c.sbx.v1.CreateSandboxRequest\x1a\x1d.sbx.v1.CreateSandboxResponse\x12<\n" +
 	"\x03Get\x12\x19.sbx.v1.GetSandboxRequest\x1a\x1a.sbx.v1.GetSandboxResponse\x12C\n" +
@@ -3084,7 +3214,8 @@ const file_sbx_v1_sandbox_service_proto_rawDesc = "" +
 	"StreamLogs\x12\x19.sbx.v1.StreamLogsRequest\x1a\x1a.sbx.v1.StreamLogsResponse0\x01\x12C\n" +
 	"\n" +
 	"ExposePort\x12\x19.sbx.v1.ExposePortRequest\x1a\x1a.sbx.v1.ExposePortResponse\x12I\n" +
-	"\fUnexposePort\x12\x1b.sbx.v1.UnexposePortRequest\x1a\x1c.sbx.v1.UnexposePortResponseB)Z'github.com/sbx-run/sbx/gen/sbx/v1;sbxv1b\x06proto3"
+	"\fUnexposePort\x12\x1b.sbx.v1.UnexposePortRequest\x1a\x1c.sbx.v1.UnexposePortResponse\x12=\n" +
+	"\bGetStats\x12\x17.sbx.v1.GetStatsRequest\x1a\x18.sbx.v1.GetStatsResponseB)Z'github.com/sbx-run/sbx/gen/sbx/v1;sbxv1b\x06proto3"
 
 var (
 	file_sbx_v1_sandbox_service_proto_rawDescOnce sync.Once
@@ -3099,7 +3230,7 @@ func file_sbx_v1_sandbox_service_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_sandbox_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_sandbox_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_sbx_v1_sandbox_service_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(WaitCondition)(0),               // 0: sbx.v1.WaitCondition
 	(*CreateSandboxRequest)(nil),     // 1: sbx.v1.CreateSandboxRequest
@@ -3146,95 +3277,103 @@ var file_sbx_v1_sandbox_service_proto_goTypes = []any{
 	(*ExposePortResponse)(nil),       // 42: sbx.v1.ExposePortResponse
 	(*UnexposePortRequest)(nil),      // 43: sbx.v1.UnexposePortRequest
 	(*UnexposePortResponse)(nil),     // 44: sbx.v1.UnexposePortResponse
-	nil,                              // 45: sbx.v1.CreateSandboxRequest.EnvEntry
-	nil,                              // 46: sbx.v1.ExecRequest.EnvEntry
-	(*ExecStreamRequest_Resize)(nil), // 47: sbx.v1.ExecStreamRequest.Resize
-	(*WriteFileRequest_Header)(nil),  // 48: sbx.v1.WriteFileRequest.Header
-	(*Resources)(nil),                // 49: sbx.v1.Resources
-	(*MountedFile)(nil),              // 50: sbx.v1.MountedFile
-	(*NetworkPolicy)(nil),            // 51: sbx.v1.NetworkPolicy
-	(*PortSpec)(nil),                 // 52: sbx.v1.PortSpec
-	(*SecretRef)(nil),                // 53: sbx.v1.SecretRef
-	(*Sandbox)(nil),                  // 54: sbx.v1.Sandbox
-	(SandboxState)(0),                // 55: sbx.v1.SandboxState
-	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
-	(*FileInfo)(nil),                 // 57: sbx.v1.FileInfo
-	(*ExposedPort)(nil),              // 58: sbx.v1.ExposedPort
+	(*GetStatsRequest)(nil),          // 45: sbx.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 46: sbx.v1.GetStatsResponse
+	nil,                              // 47: sbx.v1.CreateSandboxRequest.EnvEntry
+	nil,                              // 48: sbx.v1.ExecRequest.EnvEntry
+	(*ExecStreamRequest_Resize)(nil), // 49: sbx.v1.ExecStreamRequest.Resize
+	(*WriteFileRequest_Header)(nil),  // 50: sbx.v1.WriteFileRequest.Header
+	(*Resources)(nil),                // 51: sbx.v1.Resources
+	(*MountedFile)(nil),              // 52: sbx.v1.MountedFile
+	(*NetworkPolicy)(nil),            // 53: sbx.v1.NetworkPolicy
+	(*PortSpec)(nil),                 // 54: sbx.v1.PortSpec
+	(*SecretRef)(nil),                // 55: sbx.v1.SecretRef
+	(*Sandbox)(nil),                  // 56: sbx.v1.Sandbox
+	(SandboxState)(0),                // 57: sbx.v1.SandboxState
+	(*timestamppb.Timestamp)(nil),    // 58: google.protobuf.Timestamp
+	(*FileInfo)(nil),                 // 59: sbx.v1.FileInfo
+	(*ExposedPort)(nil),              // 60: sbx.v1.ExposedPort
+	(*SandboxStats)(nil),             // 61: sbx.v1.SandboxStats
 }
 var file_sbx_v1_sandbox_service_proto_depIdxs = []int32{
-	45, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
-	49, // 1: sbx.v1.CreateSandboxRequest.resources:type_name -> sbx.v1.Resources
-	50, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
-	51, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
-	52, // 4: sbx.v1.CreateSandboxRequest.ports:type_name -> sbx.v1.PortSpec
-	53, // 5: sbx.v1.CreateSandboxRequest.secrets:type_name -> sbx.v1.SecretRef
-	54, // 6: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	54, // 7: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	55, // 8: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
-	54, // 9: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
-	54, // 10: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	47, // 0: sbx.v1.CreateSandboxRequest.env:type_name -> sbx.v1.CreateSandboxRequest.EnvEntry
+	51, // 1: sbx.v1.CreateSandboxRequest.resources:type_name -> sbx.v1.Resources
+	52, // 2: sbx.v1.CreateSandboxRequest.mounted_files:type_name -> sbx.v1.MountedFile
+	53, // 3: sbx.v1.CreateSandboxRequest.network:type_name -> sbx.v1.NetworkPolicy
+	54, // 4: sbx.v1.CreateSandboxRequest.ports:type_name -> sbx.v1.PortSpec
+	55, // 5: sbx.v1.CreateSandboxRequest.secrets:type_name -> sbx.v1.SecretRef
+	56, // 6: sbx.v1.CreateSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	56, // 7: sbx.v1.GetSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	57, // 8: sbx.v1.ListSandboxesRequest.states:type_name -> sbx.v1.SandboxState
+	56, // 9: sbx.v1.ListSandboxesResponse.sandboxes:type_name -> sbx.v1.Sandbox
+	56, // 10: sbx.v1.StopSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
 	0,  // 11: sbx.v1.WaitSandboxRequest.until:type_name -> sbx.v1.WaitCondition
-	54, // 12: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
-	46, // 13: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
-	56, // 14: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
+	56, // 12: sbx.v1.WaitSandboxResponse.sandbox:type_name -> sbx.v1.Sandbox
+	48, // 13: sbx.v1.ExecRequest.env:type_name -> sbx.v1.ExecRequest.EnvEntry
+	58, // 14: sbx.v1.ExecExit.at:type_name -> google.protobuf.Timestamp
 	14, // 15: sbx.v1.ExecEvent.started:type_name -> sbx.v1.ExecStarted
 	15, // 16: sbx.v1.ExecEvent.exit:type_name -> sbx.v1.ExecExit
 	13, // 17: sbx.v1.ExecStreamRequest.start:type_name -> sbx.v1.ExecRequest
-	47, // 18: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
-	48, // 19: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
-	57, // 20: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
-	57, // 21: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
-	52, // 22: sbx.v1.ExposePortRequest.port:type_name -> sbx.v1.PortSpec
-	58, // 23: sbx.v1.ExposePortResponse.port:type_name -> sbx.v1.ExposedPort
-	1,  // 24: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
-	3,  // 25: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
-	5,  // 26: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
-	7,  // 27: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
-	9,  // 28: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
-	11, // 29: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
-	13, // 30: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
-	17, // 31: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
-	18, // 32: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
-	20, // 33: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
-	22, // 34: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
-	24, // 35: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
-	26, // 36: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
-	27, // 37: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
-	29, // 38: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
-	31, // 39: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
-	33, // 40: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
-	35, // 41: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
-	37, // 42: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
-	39, // 43: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
-	41, // 44: sbx.v1.SandboxService.ExposePort:input_type -> sbx.v1.ExposePortRequest
-	43, // 45: sbx.v1.SandboxService.UnexposePort:input_type -> sbx.v1.UnexposePortRequest
-	2,  // 46: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
-	4,  // 47: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
-	6,  // 48: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
-	8,  // 49: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
-	10, // 50: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
-	12, // 51: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
-	16, // 52: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
-	16, // 53: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
-	19, // 54: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
-	21, // 55: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
-	23, // 56: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
-	25, // 57: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
-	16, // 58: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
-	28, // 59: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
-	30, // 60: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
-	32, // 61: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
-	34, // 62: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
-	36, // 63: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
-	38, // 64: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
-	40, // 65: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
-	42, // 66: sbx.v1.SandboxService.ExposePort:output_type -> sbx.v1.ExposePortResponse
-	44, // 67: sbx.v1.SandboxService.UnexposePort:output_type -> sbx.v1.UnexposePortResponse
-	46, // [46:68] is the sub-list for method output_type
-	24, // [24:46] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	49, // 18: sbx.v1.ExecStreamRequest.resize:type_name -> sbx.v1.ExecStreamRequest.Resize
+	50, // 19: sbx.v1.WriteFileRequest.header:type_name -> sbx.v1.WriteFileRequest.Header
+	59, // 20: sbx.v1.StatResponse.info:type_name -> sbx.v1.FileInfo
+	59, // 21: sbx.v1.ListDirResponse.entries:type_name -> sbx.v1.FileInfo
+	58, // 22: sbx.v1.StreamLogsRequest.since:type_name -> google.protobuf.Timestamp
+	58, // 23: sbx.v1.StreamLogsResponse.time:type_name -> google.protobuf.Timestamp
+	54, // 24: sbx.v1.ExposePortRequest.port:type_name -> sbx.v1.PortSpec
+	60, // 25: sbx.v1.ExposePortResponse.port:type_name -> sbx.v1.ExposedPort
+	61, // 26: sbx.v1.GetStatsResponse.stats:type_name -> sbx.v1.SandboxStats
+	1,  // 27: sbx.v1.SandboxService.Create:input_type -> sbx.v1.CreateSandboxRequest
+	3,  // 28: sbx.v1.SandboxService.Get:input_type -> sbx.v1.GetSandboxRequest
+	5,  // 29: sbx.v1.SandboxService.List:input_type -> sbx.v1.ListSandboxesRequest
+	7,  // 30: sbx.v1.SandboxService.Stop:input_type -> sbx.v1.StopSandboxRequest
+	9,  // 31: sbx.v1.SandboxService.Delete:input_type -> sbx.v1.DeleteSandboxRequest
+	11, // 32: sbx.v1.SandboxService.Wait:input_type -> sbx.v1.WaitSandboxRequest
+	13, // 33: sbx.v1.SandboxService.Exec:input_type -> sbx.v1.ExecRequest
+	17, // 34: sbx.v1.SandboxService.AttachExec:input_type -> sbx.v1.AttachExecRequest
+	18, // 35: sbx.v1.SandboxService.WriteStdin:input_type -> sbx.v1.WriteStdinRequest
+	20, // 36: sbx.v1.SandboxService.CloseStdin:input_type -> sbx.v1.CloseStdinRequest
+	22, // 37: sbx.v1.SandboxService.SignalExec:input_type -> sbx.v1.SignalExecRequest
+	24, // 38: sbx.v1.SandboxService.ResizeExec:input_type -> sbx.v1.ResizeExecRequest
+	26, // 39: sbx.v1.SandboxService.ExecStream:input_type -> sbx.v1.ExecStreamRequest
+	27, // 40: sbx.v1.SandboxService.ReadFile:input_type -> sbx.v1.ReadFileRequest
+	29, // 41: sbx.v1.SandboxService.WriteFile:input_type -> sbx.v1.WriteFileRequest
+	31, // 42: sbx.v1.SandboxService.Stat:input_type -> sbx.v1.StatRequest
+	33, // 43: sbx.v1.SandboxService.ListDir:input_type -> sbx.v1.ListDirRequest
+	35, // 44: sbx.v1.SandboxService.MakeDir:input_type -> sbx.v1.MakeDirRequest
+	37, // 45: sbx.v1.SandboxService.Remove:input_type -> sbx.v1.RemoveRequest
+	39, // 46: sbx.v1.SandboxService.StreamLogs:input_type -> sbx.v1.StreamLogsRequest
+	41, // 47: sbx.v1.SandboxService.ExposePort:input_type -> sbx.v1.ExposePortRequest
+	43, // 48: sbx.v1.SandboxService.UnexposePort:input_type -> sbx.v1.UnexposePortRequest
+	45, // 49: sbx.v1.SandboxService.GetStats:input_type -> sbx.v1.GetStatsRequest
+	2,  // 50: sbx.v1.SandboxService.Create:output_type -> sbx.v1.CreateSandboxResponse
+	4,  // 51: sbx.v1.SandboxService.Get:output_type -> sbx.v1.GetSandboxResponse
+	6,  // 52: sbx.v1.SandboxService.List:output_type -> sbx.v1.ListSandboxesResponse
+	8,  // 53: sbx.v1.SandboxService.Stop:output_type -> sbx.v1.StopSandboxResponse
+	10, // 54: sbx.v1.SandboxService.Delete:output_type -> sbx.v1.DeleteSandboxResponse
+	12, // 55: sbx.v1.SandboxService.Wait:output_type -> sbx.v1.WaitSandboxResponse
+	16, // 56: sbx.v1.SandboxService.Exec:output_type -> sbx.v1.ExecEvent
+	16, // 57: sbx.v1.SandboxService.AttachExec:output_type -> sbx.v1.ExecEvent
+	19, // 58: sbx.v1.SandboxService.WriteStdin:output_type -> sbx.v1.WriteStdinResponse
+	21, // 59: sbx.v1.SandboxService.CloseStdin:output_type -> sbx.v1.CloseStdinResponse
+	23, // 60: sbx.v1.SandboxService.SignalExec:output_type -> sbx.v1.SignalExecResponse
+	25, // 61: sbx.v1.SandboxService.ResizeExec:output_type -> sbx.v1.ResizeExecResponse
+	16, // 62: sbx.v1.SandboxService.ExecStream:output_type -> sbx.v1.ExecEvent
+	28, // 63: sbx.v1.SandboxService.ReadFile:output_type -> sbx.v1.ReadFileResponse
+	30, // 64: sbx.v1.SandboxService.WriteFile:output_type -> sbx.v1.WriteFileResponse
+	32, // 65: sbx.v1.SandboxService.Stat:output_type -> sbx.v1.StatResponse
+	34, // 66: sbx.v1.SandboxService.ListDir:output_type -> sbx.v1.ListDirResponse
+	36, // 67: sbx.v1.SandboxService.MakeDir:output_type -> sbx.v1.MakeDirResponse
+	38, // 68: sbx.v1.SandboxService.Remove:output_type -> sbx.v1.RemoveResponse
+	40, // 69: sbx.v1.SandboxService.StreamLogs:output_type -> sbx.v1.StreamLogsResponse
+	42, // 70: sbx.v1.SandboxService.ExposePort:output_type -> sbx.v1.ExposePortResponse
+	44, // 71: sbx.v1.SandboxService.UnexposePort:output_type -> sbx.v1.UnexposePortResponse
+	46, // 72: sbx.v1.SandboxService.GetStats:output_type -> sbx.v1.GetStatsResponse
+	50, // [50:73] is the sub-list for method output_type
+	27, // [27:50] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_sandbox_service_proto_init() }
@@ -3272,7 +3411,7 @@ func file_sbx_v1_sandbox_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_sandbox_service_proto_rawDesc), len(file_sbx_v1_sandbox_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1077,6 +1077,138 @@ func (x *FileInfo) GetSymlinkTarget() string {
 	return ""
 }
 
+// SandboxStats is one reading of a sandbox's resource usage and limits,
+// from its cgroups and its disk quota on the host. Under gVisor (runsc) the
+// cgroup also holds gVisor's own Sentry and gofer, so CPU, memory and
+// process counts include them.
+type SandboxStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU time used (user + system) by all its processes since it started.
+	CpuSeconds float64 `protobuf:"fixed64,1,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	// Memory charged to it now, page cache (such as files in /tmp or
+	// /dev/shm) included.
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// Highest memory_bytes since it started; 0 if the kernel does not say.
+	MemoryPeakBytes int64 `protobuf:"varint,3,opt,name=memory_peak_bytes,json=memoryPeakBytes,proto3" json:"memory_peak_bytes,omitempty"`
+	// Its memory limit; above it the OOM killer ends one of its processes.
+	MemoryLimitBytes int64 `protobuf:"varint,4,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	// Processes the OOM killer ended in it since it started.
+	OomKills int64 `protobuf:"varint,5,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	// Processes and threads now, and their limit.
+	Pids      int64 `protobuf:"varint,6,opt,name=pids,proto3" json:"pids,omitempty"`
+	PidsLimit int64 `protobuf:"varint,7,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	// Bytes its writable root filesystem holds, as the disk quota counts
+	// them. Updated when the filesystem commits (every ~30 s, or after a
+	// sync inside the sandbox). 0 when the server runs without disk limits.
+	DiskBytes int64 `protobuf:"varint,8,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// Its disk limit; 0 when the server runs without disk limits.
+	DiskLimitBytes int64 `protobuf:"varint,9,opt,name=disk_limit_bytes,json=diskLimitBytes,proto3" json:"disk_limit_bytes,omitempty"`
+	// When these values were read.
+	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxStats) Reset() {
+	*x = SandboxStats{}
+	mi := &file_sbx_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxStats) ProtoMessage() {}
+
+func (x *SandboxStats) ProtoReflect() protoreflect.Message {
+	mi := &file_sbx_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxStats.ProtoReflect.Descriptor instead.
+func (*SandboxStats) Descriptor() ([]byte, []int) {
+	return file_sbx_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SandboxStats) GetCpuSeconds() float64 {
+	if x != nil {
+		return x.CpuSeconds
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetMemoryPeakBytes() int64 {
+	if x != nil {
+		return x.MemoryPeakBytes
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetOomKills() int64 {
+	if x != nil {
+		return x.OomKills
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetPids() int64 {
+	if x != nil {
+		return x.Pids
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetPidsLimit() int64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetDiskBytes() int64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetDiskLimitBytes() int64 {
+	if x != nil {
+		return x.DiskLimitBytes
+	}
+	return 0
+}
+
+func (x *SandboxStats) GetReadAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
+}
+
 var File_sbx_v1_types_proto protoreflect.FileDescriptor
 
 const file_sbx_v1_types_proto_rawDesc = "" +
@@ -1174,7 +1306,22 @@ const file_sbx_v1_types_proto_rawDesc = "" +
 	"\x04mode\x18\x04 \x01(\rR\x04mode\x125\n" +
 	"\bmod_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\amodTime\x12\x15\n" +
 	"\x06is_dir\x18\x06 \x01(\bR\x05isDir\x12%\n" +
-	"\x0esymlink_target\x18\a \x01(\tR\rsymlinkTarget*\xf3\x01\n" +
+	"\x0esymlink_target\x18\a \x01(\tR\rsymlinkTarget\"\xfa\x02\n" +
+	"\fSandboxStats\x12\x1f\n" +
+	"\vcpu_seconds\x18\x01 \x01(\x01R\n" +
+	"cpuSeconds\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12*\n" +
+	"\x11memory_peak_bytes\x18\x03 \x01(\x03R\x0fmemoryPeakBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\x04 \x01(\x03R\x10memoryLimitBytes\x12\x1b\n" +
+	"\toom_kills\x18\x05 \x01(\x03R\boomKills\x12\x12\n" +
+	"\x04pids\x18\x06 \x01(\x03R\x04pids\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\a \x01(\x03R\tpidsLimit\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\b \x01(\x03R\tdiskBytes\x12(\n" +
+	"\x10disk_limit_bytes\x18\t \x01(\x03R\x0ediskLimitBytes\x123\n" +
+	"\aread_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt*\xf3\x01\n" +
 	"\fSandboxState\x12\x1d\n" +
 	"\x19SANDBOX_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SANDBOX_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -1198,7 +1345,7 @@ func file_sbx_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_sbx_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sbx_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_sbx_v1_types_proto_goTypes = []any{
 	(SandboxState)(0),             // 0: sbx.v1.SandboxState
 	(*Resources)(nil),             // 1: sbx.v1.Resources
@@ -1212,32 +1359,34 @@ var file_sbx_v1_types_proto_goTypes = []any{
 	(*NetworkPolicy)(nil),         // 9: sbx.v1.NetworkPolicy
 	(*CIDRRule)(nil),              // 10: sbx.v1.CIDRRule
 	(*FileInfo)(nil),              // 11: sbx.v1.FileInfo
-	nil,                           // 12: sbx.v1.Sandbox.EnvEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*SandboxStats)(nil),          // 12: sbx.v1.SandboxStats
+	nil,                           // 13: sbx.v1.Sandbox.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_sbx_v1_types_proto_depIdxs = []int32{
-	13, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
+	14, // 0: sbx.v1.ExitStatus.at:type_name -> google.protobuf.Timestamp
 	0,  // 1: sbx.v1.Transition.state:type_name -> sbx.v1.SandboxState
-	13, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
-	12, // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
+	14, // 2: sbx.v1.Transition.at:type_name -> google.protobuf.Timestamp
+	13, // 3: sbx.v1.Sandbox.env:type_name -> sbx.v1.Sandbox.EnvEntry
 	1,  // 4: sbx.v1.Sandbox.resources:type_name -> sbx.v1.Resources
 	0,  // 5: sbx.v1.Sandbox.state:type_name -> sbx.v1.SandboxState
 	2,  // 6: sbx.v1.Sandbox.exit:type_name -> sbx.v1.ExitStatus
-	13, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
-	13, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
-	13, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
-	13, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 7: sbx.v1.Sandbox.created_at:type_name -> google.protobuf.Timestamp
+	14, // 8: sbx.v1.Sandbox.started_at:type_name -> google.protobuf.Timestamp
+	14, // 9: sbx.v1.Sandbox.ended_at:type_name -> google.protobuf.Timestamp
+	14, // 10: sbx.v1.Sandbox.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 11: sbx.v1.Sandbox.transitions:type_name -> sbx.v1.Transition
 	9,  // 12: sbx.v1.Sandbox.network:type_name -> sbx.v1.NetworkPolicy
 	8,  // 13: sbx.v1.Sandbox.ports:type_name -> sbx.v1.ExposedPort
 	6,  // 14: sbx.v1.Sandbox.secrets:type_name -> sbx.v1.SecretRef
 	10, // 15: sbx.v1.NetworkPolicy.allow_cidrs:type_name -> sbx.v1.CIDRRule
-	13, // 16: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 16: sbx.v1.FileInfo.mod_time:type_name -> google.protobuf.Timestamp
+	14, // 17: sbx.v1.SandboxStats.read_at:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sbx_v1_types_proto_init() }
@@ -1252,7 +1401,7 @@ func file_sbx_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sbx_v1_types_proto_rawDesc), len(file_sbx_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -50,6 +50,9 @@ type cgroupMounts struct {
 	// freezer is the mount point of the v1 freezer controller ("" if
 	// none); on v2 the freezer is cgroup.freeze in v2.
 	freezer string
+	// cpuacct and pids are the mount points of those v1 controllers ("" if
+	// none), which Stats reads.
+	cpuacct, pids string
 }
 
 // detectCgroups reads /proc/self/mountinfo.
@@ -86,6 +89,10 @@ func detectCgroups() (cgroupMounts, error) {
 					m.memory = mnt
 				case "freezer":
 					m.freezer = mnt
+				case "cpuacct":
+					m.cpuacct = mnt
+				case "pids":
+					m.pids = mnt
 				}
 			}
 		case "cgroup2":

@@ -607,7 +607,14 @@ type LogsRequest struct {
 	// tail is the number of last lines to start with; 0 means all kept.
 	Tail uint32 `protobuf:"varint,1,opt,name=tail,proto3" json:"tail,omitempty"`
 	// follow keeps the stream open until the main command has exited.
-	Follow        bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// since_unix_nano, when not 0, starts with the first line the agent read
+	// at or after this time (Unix nanoseconds); combined with tail, the later
+	// of the two starts wins.
+	SinceUnixNano int64 `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	// timestamps asks for the read time of each piece of data: responses then
+	// hold data of one write of the main command each (or part of one).
+	Timestamps    bool `protobuf:"varint,4,opt,name=timestamps,proto3" json:"timestamps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -656,9 +663,26 @@ func (x *LogsRequest) GetFollow() bool {
 	return false
 }
 
+func (x *LogsRequest) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *LogsRequest) GetTimestamps() bool {
+	if x != nil {
+		return x.Timestamps
+	}
+	return false
+}
+
 type LogsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// unix_nano is when the agent read data's first byte (Unix nanoseconds),
+	// set when the request asked for timestamps and the time is known.
+	UnixNano      int64 `protobuf:"varint,2,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -698,6 +722,13 @@ func (x *LogsResponse) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogsResponse) GetUnixNano() int64 {
+	if x != nil {
+		return x.UnixNano
+	}
+	return 0
 }
 
 var File_sbx_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -749,12 +780,17 @@ const file_sbx_agent_v1_agent_proto_rawDesc = "" +
 	"atUnixNano\"\x11\n" +
 	"\x0fWaitMainRequest\"@\n" +
 	"\x10WaitMainResponse\x12,\n" +
-	"\x04exit\x18\x01 \x01(\v2\x18.sbx.agent.v1.ExitStatusR\x04exit\"9\n" +
+	"\x04exit\x18\x01 \x01(\v2\x18.sbx.agent.v1.ExitStatusR\x04exit\"\x81\x01\n" +
 	"\vLogsRequest\x12\x12\n" +
 	"\x04tail\x18\x01 \x01(\rR\x04tail\x12\x16\n" +
-	"\x06follow\x18\x02 \x01(\bR\x06follow\"\"\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12&\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12\x1e\n" +
+	"\n" +
+	"timestamps\x18\x04 \x01(\bR\n" +
+	"timestamps\"?\n" +
 	"\fLogsResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\x98\x02\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
+	"\tunix_nano\x18\x02 \x01(\x03R\bunixNano2\x98\x02\n" +
 	"\fAgentService\x12=\n" +
 	"\x04Ping\x12\x19.sbx.agent.v1.PingRequest\x1a\x1a.sbx.agent.v1.PingResponse\x12=\n" +
 	"\x04Init\x12\x19.sbx.agent.v1.InitRequest\x1a\x1a.sbx.agent.v1.InitResponse\x12I\n" +

@@ -87,6 +87,8 @@ const (
 	// SandboxServiceUnexposePortProcedure is the fully-qualified name of the SandboxService's
 	// UnexposePort RPC.
 	SandboxServiceUnexposePortProcedure = "/sbx.v1.SandboxService/UnexposePort"
+	// SandboxServiceGetStatsProcedure is the fully-qualified name of the SandboxService's GetStats RPC.
+	SandboxServiceGetStatsProcedure = "/sbx.v1.SandboxService/GetStats"
 )
 
 // SandboxServiceClient is a client for the sbx.v1.SandboxService service.
@@ -148,6 +150,11 @@ type SandboxServiceClient interface {
 	// UnexposePort stops publishing a port; open proxied connections to it
 	// are closed. Unknown ports are fine.
 	UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error)
+	// GetStats returns what a running sandbox uses now (CPU, memory, OOM
+	// kills, processes, disk) and its limits, read from its cgroups and disk
+	// quota on the host without asking the sandbox. A sandbox that is not
+	// RUNNING is FAILED_PRECONDITION, reason SANDBOX_NOT_RUNNING.
+	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
 // NewSandboxServiceClient constructs a client for the sbx.v1.SandboxService service. By default, it
@@ -293,6 +300,12 @@ func NewSandboxServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(sandboxServiceMethods.ByName("UnexposePort")),
 			connect.WithClientOptions(opts...),
 		),
+		getStats: connect.NewClient[v1.GetStatsRequest, v1.GetStatsResponse](
+			httpClient,
+			baseURL+SandboxServiceGetStatsProcedure,
+			connect.WithSchema(sandboxServiceMethods.ByName("GetStats")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -320,6 +333,7 @@ type sandboxServiceClient struct {
 	streamLogs   *connect.Client[v1.StreamLogsRequest, v1.StreamLogsResponse]
 	exposePort   *connect.Client[v1.ExposePortRequest, v1.ExposePortResponse]
 	unexposePort *connect.Client[v1.UnexposePortRequest, v1.UnexposePortResponse]
+	getStats     *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
 }
 
 // Create calls sbx.v1.SandboxService.Create.
@@ -432,6 +446,11 @@ func (c *sandboxServiceClient) UnexposePort(ctx context.Context, req *connect.Re
 	return c.unexposePort.CallUnary(ctx, req)
 }
 
+// GetStats calls sbx.v1.SandboxService.GetStats.
+func (c *sandboxServiceClient) GetStats(ctx context.Context, req *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error) {
+	return c.getStats.CallUnary(ctx, req)
+}
+
 // SandboxServiceHandler is an implementation of the sbx.v1.SandboxService service.
 type SandboxServiceHandler interface {
 	// Create records a sandbox and starts it in the background; it returns at
@@ -491,6 +510,11 @@ type SandboxServiceHandler interface {
 	// UnexposePort stops publishing a port; open proxied connections to it
 	// are closed. Unknown ports are fine.
 	UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error)
+	// GetStats returns what a running sandbox uses now (CPU, memory, OOM
+	// kills, processes, disk) and its limits, read from its cgroups and disk
+	// quota on the host without asking the sandbox. A sandbox that is not
+	// RUNNING is FAILED_PRECONDITION, reason SANDBOX_NOT_RUNNING.
+	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
 // NewSandboxServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -632,6 +656,12 @@ func NewSandboxServiceHandler(svc SandboxServiceHandler, opts ...connect.Handler
 		connect.WithSchema(sandboxServiceMethods.ByName("UnexposePort")),
 		connect.WithHandlerOptions(opts...),
 	)
+	sandboxServiceGetStatsHandler := connect.NewUnaryHandler(
+		SandboxServiceGetStatsProcedure,
+		svc.GetStats,
+		connect.WithSchema(sandboxServiceMethods.ByName("GetStats")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/sbx.v1.SandboxService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SandboxServiceCreateProcedure:
@@ -678,6 +708,8 @@ func NewSandboxServiceHandler(svc SandboxServiceHandler, opts ...connect.Handler
 			sandboxServiceExposePortHandler.ServeHTTP(w, r)
 		case SandboxServiceUnexposePortProcedure:
 			sandboxServiceUnexposePortHandler.ServeHTTP(w, r)
+		case SandboxServiceGetStatsProcedure:
+			sandboxServiceGetStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -773,4 +805,8 @@ func (UnimplementedSandboxServiceHandler) ExposePort(context.Context, *connect.R
 
 func (UnimplementedSandboxServiceHandler) UnexposePort(context.Context, *connect.Request[v1.UnexposePortRequest]) (*connect.Response[v1.UnexposePortResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sbx.v1.SandboxService.UnexposePort is not implemented"))
+}
+
+func (UnimplementedSandboxServiceHandler) GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("sbx.v1.SandboxService.GetStats is not implemented"))
 }
