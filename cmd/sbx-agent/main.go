@@ -11,9 +11,18 @@ import (
 	"os"
 
 	"github.com/sbx-run/sbx/internal/agent"
+	"github.com/sbx-run/sbx/internal/usermap"
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == usermap.MakerFlag {
+		// sbx serve's user namespace helper, not a sandbox's PID 1.
+		if err := usermap.Serve(3); err != nil {
+			fmt.Fprintln(os.Stderr, "sbx-agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg agent.Config
 	flag.StringVar(&cfg.StateDir, "state-dir", "/.sbx/state", "directory for the socket, the main command's log and its exit status")
 	flag.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", agent.DefaultLogMaxBytes, "size at which the main command's log is rotated (at most twice this is kept)")

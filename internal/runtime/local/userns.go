@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
+	"github.com/sbx-run/sbx/internal/usermap"
 )
 
 // Under crun and runc each sandbox runs in a user namespace of its own
@@ -77,9 +77,9 @@ const (
 // sandbox and freeing its slot) is stale and taken over. claims lives in
 // /run, a tmpfs: a reboot, which ends every sandbox, clears it.
 type idRanges struct {
-	// helper is the binary the user namespace's short-lived process
-	// executes (stopped before it runs an instruction of it).
-	helper string
+	// maker makes the slots' user namespaces in a small helper process
+	// (the agent binary), never by forking the server (internal/usermap).
+	maker  *usermap.Maker
 	claims string
 	lock   *os.File
 
@@ -88,6 +88,51 @@ type idRanges struct {
 	limit int
 	low   int // where the next search starts
 	ns    map[int]*os.File
+	// want is the slot below which the warmer makes namespaces ahead
+	// (warmAhead); warming says it runs; closed stops it.
+	want    int
+	warming bool
+	closed  bool
+}
+
+// usernsSpare is how many slots past the highest one handed out get their
+// user namespace made ahead of need. Making one forks the server (a user
+// namespace cannot be made with vfork), which on a busy host costs tens of
+// milliseconds: made ahead, in the background, a create only looks it up.
+const usernsSpare = 16
+
+// warmAhead has the slots below slot+usernsSpare+1 get their namespaces,
+// made one at a time by a single background goroutine. Callers hold a.mu.
+func (a *idRanges) warmAheadLocked(slot int) {
+	a.want = max(a.want, min(slot+usernsSpare+1, a.limit))
+	if a.warming || a.closed {
+		return
+	}
+	a.warming = true
+	go a.warm()
+}
+
+// warm makes the missing namespaces of the slots below a.want.
+func (a *idRanges) warm() {
+	for s := 0; ; s++ {
+		a.mu.Lock()
+		if s >= a.want || a.closed {
+			a.warming = false
+			a.mu.Unlock()
+			return
+		}
+		have := a.ns[s] != nil
+		a.mu.Unlock()
+		if !have {
+			if _, err := a.userns(baseOf(s)); err != nil {
+				// Create makes it itself when it needs it, and says why.
+				a.mu.Lock()
+				a.warming = false
+				a.mu.Unlock()
+				return
+			}
+		}
+	}
 }
 
 // DefaultUserNSClaimDir is where servers claim uid ranges host-wide.
@@ -104,7 +149,7 @@ func newIDRanges(helper, claims string, limit int) (*idRanges, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the uid range claim lock: %w", err)
 	}
-	return &idRanges{helper: helper, claims: claims, lock: lock, owner: map[int]string{}, limit: limit, ns: map[int]*os.File{}}, nil
+	return &idRanges{maker: usermap.NewMaker(helper), claims: claims, lock: lock, owner: map[int]string{}, limit: limit, ns: map[int]*os.File{}}, nil
 }
 
 // baseOf is the first host uid of slot.
@@ -180,6 +225,7 @@ func (a *idRanges) alloc(dir string) (uint32, error) {
 			if ok {
 				a.owner[s] = dir
 				a.low, base = s+1, baseOf(s)
+				a.warmAheadLocked(s)
 				return nil
 			}
 		}
@@ -255,7 +301,7 @@ func (a *idRanges) userns(base uint32) (*os.File, error) {
 	if f != nil {
 		return f, nil
 	}
-	f, err := newUserns(a.helper, base)
+	f, err := a.maker.Make(base)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +311,10 @@ func (a *idRanges) userns(base uint32) (*os.File, error) {
 		f.Close() // made meanwhile by another Create of the slot
 		return old, nil
 	}
+	if a.closed {
+		f.Close()
+		return nil, errors.New("the runtime's user namespaces are closed")
+	}
 	a.ns[s] = f
 	return f, nil
 }
@@ -273,55 +323,13 @@ func (a *idRanges) userns(base uint32) (*os.File, error) {
 func (a *idRanges) close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.closed = true
+	a.maker.Close()
 	for s, f := range a.ns {
 		f.Close()
 		delete(a.ns, s)
 	}
 	a.lock.Close()
-}
-
-// newUserns returns a new user namespace mapping ids 0..65535 to
-// base..base+65535. Go cannot unshare a user namespace in a multithreaded
-// process, so a child is cloned into one (the parent writes its maps
-// before the child goes on), traced, so that it stops at its exec before
-// running anything of helper, and killed once its namespace is open. The
-// thread stays locked meanwhile: the child dies with it (Pdeathsig), and
-// ptrace ties it to it.
-func newUserns(helper string, base uint32) (*os.File, error) {
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
-	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(base), Size: usernsSize}}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer devnull.Close()
-	// Should helper ever run (it cannot: a failed PTRACE_TRACEME fails the
-	// start, and the child dies with this thread), an unknown flag makes
-	// it exit at once.
-	p, err := os.StartProcess(helper, []string{"sbx-userns", "--sbx-userns-helper-never-runs"}, &os.ProcAttr{
-		Env:   []string{},
-		Files: []*os.File{devnull, devnull, devnull},
-		Sys: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER,
-			UidMappings: m,
-			GidMappings: m,
-			// The sandbox's root may call setgroups, as without a userns.
-			GidMappingsEnableSetgroups: true,
-			Ptrace:                     true,
-			Pdeathsig:                  syscall.SIGKILL,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("make a user namespace for uids %d..%d: %w", base, base+usernsSize-1, err)
-	}
-	f, openErr := os.Open(fmt.Sprintf("/proc/%d/ns/user", p.Pid))
-	_ = p.Kill()
-	_, _ = p.Wait()
-	if openErr != nil {
-		return nil, fmt.Errorf("open the user namespace for uids %d..%d: %w", base, base+usernsSize-1, openErr)
-	}
-	return f, nil
 }
 
 // idmapped returns a detached copy of the mount of dir whose ids are
