@@ -24,13 +24,7 @@ import (
 // unmounts it at cleanup (it lives in the test's private mount namespace).
 func newDiskPool(t testing.TB) *DiskPool {
 	t.Helper()
-	testenv.Require(t, true, "mkfs.btrfs")
-	if !btrfsAvailable() {
-		if testenv.InCI() {
-			t.Fatal("this kernel has no btrfs")
-		}
-		t.Skip("this kernel has no btrfs")
-	}
+	requireBtrfs(t)
 	dataDir, err := os.MkdirTemp("", "sbx-disk-")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +40,19 @@ func newDiskPool(t testing.TB) *DiskPool {
 		os.RemoveAll(dataDir)
 	})
 	return p
+}
+
+// requireBtrfs checks that disk pools can be made here: btrfs in the
+// kernel and mkfs.btrfs (a failure in CI, a skip elsewhere).
+func requireBtrfs(t testing.TB) {
+	t.Helper()
+	testenv.Require(t, true, "mkfs.btrfs")
+	if !btrfsAvailable() {
+		if testenv.InCI() {
+			t.Fatal("this kernel has no btrfs")
+		}
+		t.Skip("this kernel has no btrfs")
+	}
 }
 
 // fill writes to path until it fails or n bytes are written.

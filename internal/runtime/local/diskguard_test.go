@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
-	"github.com/sbx-run/sbx/internal/testenv"
 )
 
 // newGuardedPool makes a 1 GiB pool image in a data dir that is a tmpfs of
@@ -21,13 +20,7 @@ import (
 // the data dir's filesystem without touching the host's.
 func newGuardedPool(t *testing.T, reserve int64) (*DiskPool, string) {
 	t.Helper()
-	testenv.Require(t, true, "mkfs.btrfs")
-	if !btrfsAvailable() {
-		if testenv.InCI() {
-			t.Fatal("this kernel has no btrfs")
-		}
-		t.Skip("this kernel has no btrfs")
-	}
+	requireBtrfs(t)
 	dataDir := t.TempDir()
 	if err := unix.Mount("tmpfs", dataDir, "tmpfs", 0, "size=1200m"); err != nil {
 		t.Fatal(err)
