@@ -175,6 +175,16 @@ func (m *Maker) request(base uint32) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), fmt.Sprintf("userns:%d", base)), nil
 }
 
+// Pid is the helper's pid, or 0 while none runs.
+func (m *Maker) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Close stops the helper.
 func (m *Maker) Close() {
 	m.mu.Lock()

@@ -1,6 +1,7 @@
 package usermap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,4 +77,29 @@ func TestMaker(t *testing.T) {
 		t.Fatalf("after the helper died: %v", err)
 	}
 	ns.Close()
+
+	// The helper exits when its server's end of the socket closes (the
+	// server died), and Close leaves no helper.
+	pid := m.Pid()
+	m.mu.Lock()
+	m.conn.Close()
+	err = m.cmd.Wait()
+	m.conn, m.cmd = nil, nil
+	m.mu.Unlock()
+	if err != nil {
+		t.Errorf("the helper, its socket closed: %v, want a clean exit", err)
+	}
+	if _, err := m.Make(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	pid2 := m.Pid()
+	m.Close()
+	if m.Pid() != 0 {
+		t.Error("Close left a helper")
+	}
+	for _, p := range []int{pid, pid2} {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
+			t.Errorf("helper %d still exists", p)
+		}
+	}
 }

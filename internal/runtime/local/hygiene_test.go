@@ -22,6 +22,7 @@ import (
 	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/testenv"
+	"github.com/sbx-run/sbx/internal/usermap"
 )
 
 // hostState is what a sandbox could leave behind on the host.
@@ -54,7 +55,11 @@ func snapshot(t *testing.T, rt *Runtime) hostState {
 		})
 	}
 	for _, pid := range descendants(os.Getpid()) {
-		s.Processes = append(s.Processes, fmt.Sprintf("%d %s", pid, comm(pid)))
+		// A runtime's user namespace helper lives as long as the runtime
+		// (internal/usermap: TestMaker checks that it goes with it).
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Contains(b, []byte(usermap.MakerFlag)) {
+			s.Processes = append(s.Processes, fmt.Sprintf("%d %s", pid, comm(pid)))
+		}
 	}
 	for _, pid := range append(descendants(os.Getpid()), os.Getpid()) {
 		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && !slices.Contains(s.NetNS, ns) {
