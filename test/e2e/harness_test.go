@@ -466,8 +466,28 @@ func (s *server) checkPoolDetached() {
 	}
 	for deadline := time.Now().Add(10 * time.Second); attached(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			s.t.Errorf("the disk pool image %s is still on a loop device after the server exited with no sandbox left", img)
+			s.t.Errorf("the disk pool image %s is still on a loop device after the server exited with no sandbox left; processes whose mount namespace has it mounted: %s", img, poolHolders(filepath.Join(s.dataDir, "disk")))
 			return
 		}
 	}
+}
+
+// poolHolders lists the processes (pid and command line) whose mount
+// namespace has a mount on dir: what keeps a disk pool's loop device.
+func poolHolders(dir string) string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
+	for _, mi := range procs {
+		b, err := os.ReadFile(mi)
+		if err != nil || !strings.Contains(string(b), " "+dir+" ") {
+			continue
+		}
+		pdir := filepath.Dir(mi)
+		cmd, _ := os.ReadFile(filepath.Join(pdir, "cmdline"))
+		out = append(out, filepath.Base(pdir)+" "+strings.ReplaceAll(strings.TrimSpace(string(cmd)), "\x00", " "))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
 }
