@@ -88,7 +88,7 @@ func (m *Manager) Create(ctx context.Context, tenantID string, req CreateRequest
 	if err := m.validate(&req); err != nil {
 		return nil, err
 	}
-	if a, ok := m.rt.(sandbox.Admitter); ok {
+	if a, ok := sandbox.OptionalOf[sandbox.Admitter](m.rt); ok {
 		if err := a.Admit(); err != nil {
 			return nil, err
 		}

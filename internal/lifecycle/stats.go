@@ -12,7 +12,7 @@ import (
 // a sandbox that is still starting is waited for, so that "create, then
 // read stats" needs no Wait first.
 func (m *Manager) Stats(ctx context.Context, tenantID, id string) (sandbox.Stats, error) {
-	sr, ok := m.rt.(sandbox.StatsReader)
+	sr, ok := sandbox.OptionalOf[sandbox.StatsReader](m.rt)
 	if !ok {
 		return sandbox.Stats{}, sandbox.FailedPrecondition(sandbox.ReasonStatsUnsupported,
 			"this server's runtime does not report sandboxes' resource usage")

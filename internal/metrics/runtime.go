@@ -48,11 +48,6 @@ func (rt *runtime) Stop(ctx context.Context, id string, grace time.Duration) err
 	return rt.Runtime.Stop(ctx, id, grace)
 }
 
-// Admit forwards to the runtime's sandbox.Admitter, if it is one, so that
-// the wrapper does not hide it.
-func (rt *runtime) Admit() error {
-	if a, ok := rt.Runtime.(sandbox.Admitter); ok {
-		return a.Admit()
-	}
-	return nil
-}
+// Unwrap returns the wrapped runtime, whose optional interfaces
+// (sandbox.OptionalOf) the wrapper does not hide.
+func (rt *runtime) Unwrap() sandbox.Runtime { return rt.Runtime }

@@ -68,6 +68,30 @@ type Info struct {
 	Exit *ExitStatus
 }
 
+// Unwrapper is implemented by runtimes that wrap another one (such as a
+// metrics wrapper), so that OptionalOf finds the optional interfaces of
+// the runtime inside.
+type Unwrapper interface {
+	Unwrap() Runtime
+}
+
+// OptionalOf returns rt, or the first runtime it wraps (Unwrapper), that
+// implements the optional interface T (Admitter, StatsReader, ...).
+func OptionalOf[T any](rt Runtime) (T, bool) {
+	for rt != nil {
+		if t, ok := any(rt).(T); ok {
+			return t, true
+		}
+		u, ok := rt.(Unwrapper)
+		if !ok {
+			break
+		}
+		rt = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // Admitter is implemented by runtimes that can tell up front that a create
 // cannot succeed for lack of host resources (such as the disk that holds
 // sandboxes): the server then refuses the create (RESOURCE_EXHAUSTED, with
