@@ -37,6 +37,11 @@ func mountOverlay(layers []string, upper, work, target string, volatile bool) er
 	return nil
 }
 
+// lowerdirPlus says whether mountOverlayIDMapped first tries to pass the
+// layers one by one ("lowerdir+", Linux 6.8); tests turn it off to run the
+// path older kernels take.
+var lowerdirPlus = true
+
 // mountOverlayIDMapped is mountOverlay with every layer seen through an
 // idmapped mount of userns (userns.go), so that the sandbox sees the
 // layers' files with the owners they have on disk while the host sees
@@ -45,7 +50,10 @@ func mountOverlay(layers []string, upper, work, target string, volatile bool) er
 // overlayfs (Linux 6.18) refuses a detached mount as a layer ("failed to
 // clone lowerpath"), and keeps private clones of its layers, so the
 // attached copies are unmounted right after. Layers are passed one by one
-// ("lowerdir+", Linux 6.8), so no option string bounds their number.
+// ("lowerdir+", Linux 6.8), so no option string bounds their number; a
+// kernel without it (overlayfs takes idmapped layers since 5.19, e.g.
+// Debian 12's 6.1) gets them as one lowerdir= option of the short scratch
+// paths.
 func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, volatile bool, userns *os.File) (err error) {
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		return err
@@ -61,13 +69,9 @@ func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, 
 			err = rerr
 		}
 	}()
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen overlay: %w", err)
-	}
-	defer unix.Close(fsfd)
-	for i := len(layers) - 1; i >= 0; i-- { // overlayfs takes the top layer first
-		fd, err := idmapped(layers[i], userns)
+	mounts := make([]string, len(layers)) // bottom first, as layers
+	for i, l := range layers {
+		fd, err := idmapped(l, userns)
 		if err != nil {
 			return err
 		}
@@ -78,11 +82,37 @@ func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, 
 		}
 		unix.Close(fd)
 		if err != nil {
-			return fmt.Errorf("attach the idmapped mount of %s: %w", layers[i], err)
+			return fmt.Errorf("attach the idmapped mount of %s: %w", l, err)
 		}
 		attached = append(attached, m)
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", m); err != nil {
-			return fmt.Errorf("overlay lower layer %s: %w", layers[i], err)
+		mounts[i] = m
+	}
+	if lowerdirPlus {
+		err := mountOverlayFS(mounts, upper, work, target, volatile)
+		if !errors.Is(err, errNoLowerdirPlus) {
+			return err
+		}
+	}
+	return mountOverlay(mounts, upper, work, target, volatile)
+}
+
+// errNoLowerdirPlus says the kernel's overlayfs does not know "lowerdir+".
+var errNoLowerdirPlus = errors.New("overlayfs has no lowerdir+ (Linux 6.8)")
+
+// mountOverlayFS mounts the overlay of the attached layer mounts (bottom
+// first) through the new mount API, one "lowerdir+" each.
+func mountOverlayFS(mounts []string, upper, work, target string, volatile bool) error {
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for i := len(mounts) - 1; i >= 0; i-- { // overlayfs takes the top layer first
+		if err := unix.FsconfigSetString(fsfd, "lowerdir+", mounts[i]); err != nil {
+			if i == len(mounts)-1 && errors.Is(err, unix.EINVAL) {
+				return errNoLowerdirPlus
+			}
+			return fmt.Errorf("overlay lower layer %s: %w", mounts[i], err)
 		}
 	}
 	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
@@ -97,7 +127,7 @@ func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, 
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(layers), err)
+		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(mounts), err)
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
 	if err != nil {

@@ -389,7 +389,7 @@ func (r *Runtime) setupUserns() error {
 		ids.close()
 		if r.cfg.UserNS == UserNSOn {
 			return sandbox.FailedPrecondition(sandbox.ReasonRuntimeError,
-				"user namespaces for sandboxes (--userns=on) are not possible here: %v; fix that (they need Linux 6.8 or later and an image store on a filesystem with idmapped mounts: ext4, xfs, btrfs), or run with --userns=off (sandbox root is then host root)", err)
+				"user namespaces for sandboxes (--userns=on) are not possible here: %v; fix that (they need overlayfs with idmapped layers, Linux 5.19 or later, and an image store on a filesystem with idmapped mounts: ext4, xfs, btrfs), or run with --userns=off (sandbox root is then host root)", err)
 		}
 		r.usernsSkipped = err
 		return nil

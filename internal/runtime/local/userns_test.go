@@ -29,8 +29,20 @@ import (
 // TestIDMappedOverlay mounts an overlay of two idmapped layers: their files
 // keep their on-disk owners shifted into the range, and nothing on disk
 // changes.
+// Both ways to build it: "lowerdir+" (Linux 6.8) and, as kernels before
+// it need, one lowerdir= option.
 func TestIDMappedOverlay(t *testing.T) {
 	testenv.Require(t, true)
+	for _, plus := range []bool{true, false} {
+		t.Run(map[bool]string{true: "lowerdir+", false: "lowerdir"}[plus], func(t *testing.T) {
+			defer func(old bool) { lowerdirPlus = old }(lowerdirPlus)
+			lowerdirPlus = plus
+			testIDMappedOverlay(t)
+		})
+	}
+}
+
+func testIDMappedOverlay(t *testing.T) {
 	dir := t.TempDir()
 	low1, low2 := filepath.Join(dir, "l1"), filepath.Join(dir, "l2")
 	upper, work, target := filepath.Join(dir, "u"), filepath.Join(dir, "w"), filepath.Join(dir, "m")
