@@ -38,8 +38,9 @@ func mountOverlay(layers []string, upper, work, target string, volatile bool) er
 }
 
 // lowerdirPlus says whether mountOverlayIDMapped first tries to pass the
-// layers one by one ("lowerdir+", Linux 6.8); tests turn it off to run the
-// path older kernels take.
+// layers one by one ("lowerdir+", Linux 6.8; 6.5 to 6.7 refuse the key at
+// fsconfig, older kernels at the create); tests turn it off to run the path
+// older kernels take.
 var lowerdirPlus = true
 
 // mountOverlayIDMapped is mountOverlay with every layer seen through an
@@ -92,6 +93,10 @@ func mountOverlayIDMapped(layers []string, upper, work, target, scratch string, 
 		if !errors.Is(err, errNoLowerdirPlus) {
 			return err
 		}
+		if cerr := mountOverlay(mounts, upper, work, target, volatile); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		return nil
 	}
 	return mountOverlay(mounts, upper, work, target, volatile)
 }
@@ -127,6 +132,11 @@ func mountOverlayFS(mounts []string, upper, work, target string, volatile bool) 
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			// Before 6.5 overlayfs takes fsconfig keys unchecked (the legacy
+			// mount API) and refuses the unknown lowerdir+ only here.
+			return fmt.Errorf("%w: create: %w", errNoLowerdirPlus, err)
+		}
 		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(mounts), err)
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
