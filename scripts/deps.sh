@@ -16,13 +16,14 @@ cd "$(dirname "$0")/.."
 #   postgresql           the store's PostgreSQL tests run against a real server
 #   gcc libc6-dev        cgo for `go test -race`
 #   python3 python3-pytest  the Python SDK and its tests
+#   openssl              the Python TLS test's certificate (python/tests/test_tls.py)
 #   git make ca-certificates curl unzip  builds, and fetching Go if needed
 PACKAGES=(
 	crun runc runsc busybox-static debootstrap
 	iproute2 procps util-linux btrfs-progs
 	protobuf-compiler postgresql
 	gcc libc6-dev make git ca-certificates curl unzip
-	python3 python3-pytest
+	python3 python3-pytest openssl
 )
 
 log() { echo "deps: $*" >&2; }
