@@ -272,17 +272,21 @@ func (r *Runtime) teardown(ctx context.Context, b *box) error {
 		// dir would recurse into the image's layers.
 		return errors.Join(errs...)
 	}
+	// The image's layers are unused once the overlay is gone. Released
+	// before the dir goes: a crash between the two then leaves the dir,
+	// whose record the next start tears down again (Release is
+	// idempotent), never a use of the image that nothing would release.
+	if rec.Digest != "" {
+		if err := r.cfg.Images.Release(rec.Digest, rec.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, err)
 	} else if r.ids != nil && rec.UIDBase != 0 {
 		// Only once nothing of the sandbox is left (its processes are
 		// gone with its container) may another sandbox get its range.
 		if err := r.ids.free(b.dir, rec.UIDBase); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if rec.Digest != "" {
-		if err := r.cfg.Images.Release(rec.Digest, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
