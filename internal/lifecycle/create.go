@@ -239,7 +239,7 @@ func (m *Manager) launch(sb *sandbox.Sandbox, warm bool, secretEnv map[string]st
 		return
 	}
 	if m.startInRuntime(ctx, sb, secretEnv) != nil {
-		m.watchMain(sb.ID)
+		m.watchStarted(sb, false)
 	}
 }
 
@@ -251,7 +251,7 @@ func (m *Manager) startWarm(sb *sandbox.Sandbox, secretEnv map[string]string) *s
 	ctx, cancel := context.WithTimeout(m.base, m.cfg.CreateTimeout)
 	defer cancel()
 	if running := m.startInRuntime(ctx, sb, secretEnv); running != nil {
-		m.goBackground(func() { m.watchClaimed(sb, false) })
+		m.goBackground(func() { m.watchStarted(sb, false) })
 		return running
 	}
 	if cur, err := m.st.GetSandbox(ctx, "", sb.ID); err == nil {
@@ -267,24 +267,25 @@ func (m *Manager) claimedRunning(sb *sandbox.Sandbox) *sandbox.Sandbox {
 	m.running.Store(sb.ID, sb.TenantID)
 	m.notify.changed(sb.ID)
 	m.cfg.Logger.Info("sandbox running", "sandbox", sb.ID)
-	m.goBackground(func() { m.watchClaimed(sb, true) })
+	m.goBackground(func() { m.watchStarted(sb, true) })
 	return sb
 }
 
-// idleWatchDelay is how long the watch of a claimed idle sandbox (no main
-// command) waits before it starts: its first step is a call to the agent
-// (WaitMain), which would otherwise run in the server and the agent at the
-// same moment as the caller's first exec, on the cores that exec needs.
-// An idle sandbox's watch only notices a container that died on its own,
-// so that is noticed this much later, at worst.
+// idleWatchDelay is how long the watch of a started idle sandbox (no main
+// command, cold or claimed from a pool) waits before it starts: its first
+// step is a call to the agent (WaitMain), which would otherwise run in the
+// server and the agent at the same moment as the caller's first exec, on
+// the cores that exec needs. An idle sandbox's watch only notices a
+// container that died on its own, so that is noticed this much later, at
+// worst.
 const idleWatchDelay = 100 * time.Millisecond
 
-// watchClaimed watches a claimed warm sandbox's main command (watchMain),
-// after idleWatchDelay if it has none. With handOver (a sandbox claimed
+// watchStarted watches a started sandbox's main command (watchMain), after
+// idleWatchDelay if it has none. With handOver (a warm sandbox claimed
 // RUNNING, which got no start of its own) it first gives the agent the
 // sandbox's deadline (backstop.go), after the same delay and for the same
 // reason.
-func (m *Manager) watchClaimed(sb *sandbox.Sandbox, handOver bool) {
+func (m *Manager) watchStarted(sb *sandbox.Sandbox, handOver bool) {
 	if len(sb.Start.Command) == 0 {
 		t := time.NewTimer(idleWatchDelay)
 		select {
@@ -292,6 +293,11 @@ func (m *Manager) watchClaimed(sb *sandbox.Sandbox, handOver bool) {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+		if _, running := m.running.Load(sb.ID); !running {
+			// Stopped or deleted meanwhile (a short agent tool call): its
+			// stop path owns the runtime's end of it.
+			return
 		}
 	}
 	if handOver {
