@@ -33,11 +33,22 @@ import (
 // it need, one lowerdir= option.
 func TestIDMappedOverlay(t *testing.T) {
 	testenv.Require(t, true)
-	for _, plus := range []bool{true, false} {
-		t.Run(map[bool]string{true: "lowerdir+", false: "lowerdir"}[plus], func(t *testing.T) {
-			defer func(old bool) { lowerdirPlus = old }(lowerdirPlus)
-			lowerdirPlus = plus
+	for _, way := range []struct {
+		name      string
+		fds, plus bool
+	}{{"fds", true, true}, {"attached/lowerdir+", false, true}, {"attached/lowerdir", false, false}} {
+		t.Run(way.name, func(t *testing.T) {
+			defer func(fds, plus bool) { layerFDs.Store(fds); lowerdirPlus = plus }(layerFDs.Load(), lowerdirPlus)
+			layerFDs.Store(way.fds)
+			lowerdirPlus = way.plus
 			testIDMappedOverlay(t)
+			if way.fds && !layerFDs.Load() {
+				if kernelAtLeast(t, 6, 15) {
+					t.Errorf("overlayfs of Linux 6.15 or later refused the detached idmapped layers by descriptor; the attached path ran")
+				} else {
+					t.Logf("overlayfs here (before 6.15) takes no detached layers by descriptor; the attached path ran")
+				}
+			}
 		})
 	}
 }
@@ -556,4 +567,17 @@ func BenchmarkUserNSLifeCycle(b *testing.B) {
 			benchLifeCycle(b, newRuntime(b, "crun", func(c *Config) { c.UserNS = mode }))
 		})
 	}
+}
+
+// kernelAtLeast says whether the running kernel is major.minor or later.
+func kernelAtLeast(t *testing.T, major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		t.Fatalf("kernel release %q: %v", unix.ByteSliceToString(u.Release[:]), err)
+	}
+	return ma > major || (ma == major && mi >= minor)
 }
