@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
@@ -99,11 +99,11 @@ func TestFDWrongSize(t *testing.T) {
 			t.Fatal(err)
 		}
 		size := int64(5)
-		hdr := &agentv1.WriteRequest_Header{Path: path, Size: &size}
-		if err := call.Send(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: hdr}}); err != nil {
+		hdr := &agentpb.WriteRequest_Header{Path: path, Size: &size}
+		if err := call.Send(&agentpb.WriteRequest{Msg: &agentpb.WriteRequest_Header_{Header: hdr}}); err != nil {
 			t.Fatal(err)
 		}
-		f, err := call.RecvFD(&agentv1.WriteResponse{})
+		f, err := call.RecvFD(&agentpb.WriteResponse{})
 		if err != nil || f == nil {
 			t.Fatalf("RecvFD: %v %v", f, err)
 		}
@@ -112,7 +112,7 @@ func TestFDWrongSize(t *testing.T) {
 		if err := call.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
-		err = call.Answer(&agentv1.WriteResponse{})
+		err = call.Answer(&agentpb.WriteResponse{})
 		call.Close()
 		wantKind(t, err, sandbox.ErrInvalidArgument, sandbox.ReasonInvalidSpec)
 		wantOnly(t, dir, path, "old")

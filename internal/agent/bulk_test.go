@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -127,7 +125,7 @@ func TestBulkCutConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := int64(8 << 20)
-	hdr, _ := proto.Marshal(&agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: &agentv1.WriteRequest_Header{Path: path, Size: &size}}})
+	hdr, _ := (&agentpb.WriteRequest{Msg: &agentpb.WriteRequest_Header_{Header: &agentpb.WriteRequest_Header{Path: path, Size: &size}}}).MarshalAppend(nil)
 	var req []byte
 	req = append(req, "SBXAGENT/1\r\n"...)
 	req = appendFrame(req, 'C', []byte("sbx.agent.v1.FilesystemService/Write"))

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
+	"github.com/sbx-run/sbx/internal/protolite"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -149,7 +149,7 @@ func (c *Client) waitReady(ctx context.Context) error {
 	delay := time.Millisecond
 	var why error // the last failure that was not the deadline itself
 	for i := 0; ; i++ {
-		err := c.wire.Unary(ctx, methodPing, &agentv1.PingRequest{}, &agentv1.PingResponse{})
+		err := c.wire.Unary(ctx, methodPing, &agentpb.PingRequest{}, &agentpb.PingResponse{})
 		if err == nil {
 			return nil
 		}
@@ -196,8 +196,8 @@ func (c *Client) prepare() {
 // After a successful Init a second connection is opened in the background,
 // if it was not yet (WaitStarting).
 func (c *Client) Init(ctx context.Context, spec InitSpec) error {
-	req := &agentv1.InitRequest{Image: imageToWire(spec.Image), Start: startToWire(spec.Start)}
-	if err := c.wire.Unary(ctx, methodInit, req, &agentv1.InitResponse{}); err != nil {
+	req := &agentpb.InitRequest{Image: imageToWire(spec.Image), Start: startToWire(spec.Start)}
+	if err := c.wire.Unary(ctx, methodInit, req, &agentpb.InitResponse{}); err != nil {
 		return fromWire(err, "start the sandbox")
 	}
 	c.prepare()
@@ -207,8 +207,8 @@ func (c *Client) Init(ctx context.Context, spec InitSpec) error {
 // WaitMain blocks until the main command exits (for an idle sandbox: until
 // the agent is told to stop) and returns how it ended.
 func (c *Client) WaitMain(ctx context.Context) (sandbox.ExitStatus, error) {
-	var res agentv1.WaitMainResponse
-	if err := c.wire.Unary(ctx, methodWaitMain, &agentv1.WaitMainRequest{}, &res); err != nil {
+	var res agentpb.WaitMainResponse
+	if err := c.wire.Unary(ctx, methodWaitMain, &agentpb.WaitMainRequest{}, &res); err != nil {
 		return sandbox.ExitStatus{}, fromWire(err, "wait for the main command")
 	}
 	return *exitFromWire(res.GetExit()), nil
@@ -221,14 +221,14 @@ func (c *Client) Logs(ctx context.Context, opts sandbox.LogOptions) (sandbox.Out
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "log tail %d is negative; give 0 for all lines", opts.Tail)
 	}
 	const what = "read the sandbox log"
-	call, err := c.open(ctx, methodLogs, &agentv1.LogsRequest{
+	call, err := c.open(ctx, methodLogs, &agentpb.LogsRequest{
 		Tail: uint32(opts.Tail), Follow: opts.Follow, SinceUnixNano: sinceNano(opts.Since), Timestamps: opts.Timestamps,
 	}, what)
 	if err != nil {
 		return nil, err
 	}
 	// The agent's first message (empty) says the log is open.
-	if err := call.Recv(&agentv1.LogsResponse{}); err != nil {
+	if err := call.Recv(&agentpb.LogsResponse{}); err != nil {
 		call.Close()
 		if err == io.EOF {
 			err = errEndedEarly
@@ -242,7 +242,7 @@ func (c *Client) Logs(ctx context.Context, opts sandbox.LogOptions) (sandbox.Out
 var errEndedEarly = errors.New("the agent ended the call without an answer")
 
 // open starts a call of method with req, which it sends.
-func (c *Client) open(ctx context.Context, method string, req proto.Message, what string) (*agentwire.Call, error) {
+func (c *Client) open(ctx context.Context, method string, req protolite.Message, what string) (*agentwire.Call, error) {
 	call, err := c.wire.Open(ctx, method)
 	if err != nil {
 		return nil, fromWire(err, what)
@@ -260,7 +260,7 @@ type logStream struct {
 
 func (l *logStream) Recv() (sandbox.Output, error) {
 	for {
-		var m agentv1.LogsResponse
+		var m agentpb.LogsResponse
 		if err := l.call.Recv(&m); err != nil {
 			if err == io.EOF {
 				return sandbox.Output{}, io.EOF

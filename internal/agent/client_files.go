@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -67,11 +67,11 @@ func (c *Client) ReadFile(ctx context.Context, path string) (io.ReadCloser, erro
 		}
 	}
 	what := "read " + path
-	call, err := c.open(ctx, methodRead, &agentv1.ReadRequest{Path: path}, what)
+	call, err := c.open(ctx, methodRead, &agentpb.ReadRequest{Path: path}, what)
 	if err != nil {
 		return nil, err
 	}
-	var hdr agentv1.ReadResponse
+	var hdr agentpb.ReadResponse
 	if err := call.Recv(&hdr); err != nil {
 		call.Close()
 		if err == io.EOF {
@@ -171,9 +171,9 @@ func (r *FileReader) WriteTo(w io.Writer) (int64, error) {
 		if wt, ok := cur.(io.WriterTo); ok && w != io.Discard {
 			n, err = wt.WriteTo(w)
 		} else {
-			buf := chunkcodec.Get(maxChunk)[:maxChunk]
+			buf := chunkpool.Get(maxChunk)[:maxChunk]
 			n, err = io.CopyBuffer(onlyWriter{w}, cur, buf)
-			chunkcodec.Put(buf)
+			chunkpool.Put(buf)
 		}
 		total += n
 		r.cur = nil
@@ -205,7 +205,7 @@ type onlyWriter struct{ io.Writer }
 // file where the agent can pass its descriptor (client_files_fd.go).
 func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r io.Reader) error {
 	what := "write " + path
-	hdr := &agentv1.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}
+	hdr := &agentpb.WriteRequest_Header{Path: path, Mode: sandbox.UnixMode(mode)}
 	sr, sized := r.(*SizedReader)
 	if sized {
 		if sr.N < 0 {
@@ -218,7 +218,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 			}
 		}
 	}
-	call, err := c.open(ctx, methodWrite, &agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: hdr}}, what)
+	call, err := c.open(ctx, methodWrite, &agentpb.WriteRequest{Msg: &agentpb.WriteRequest_Header_{Header: hdr}}, what)
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 	if sized {
 		// The agent checks the header (path, limit) and says go before any
 		// content is sent, so that a refused write moves none of it.
-		if err := call.Recv(&agentv1.WriteResponse{}); err != nil {
+		if err := call.Recv(&agentpb.WriteResponse{}); err != nil {
 			if err == io.EOF {
 				err = errEndedEarly
 			}
@@ -240,8 +240,8 @@ func (c *Client) WriteFile(ctx context.Context, path string, mode os.FileMode, r
 // request and reads the answer.
 func sendContent(call *agentwire.Call, r io.Reader, what string) error {
 	sr, sized := r.(*SizedReader)
-	buf := chunkcodec.Get(maxChunk)[:maxChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(maxChunk)[:maxChunk]
+	defer chunkpool.Put(buf)
 	var err error
 	switch {
 	case sized:
@@ -267,7 +267,7 @@ func sendContent(call *agentwire.Call, r io.Reader, what string) error {
 	}
 	// A failed send usually means the agent answered early with an error
 	// and closed: read that answer either way.
-	var res agentv1.WriteResponse
+	var res agentpb.WriteResponse
 	if rerr := call.Answer(&res); rerr != nil || err != nil {
 		if rerr == nil || rerr == io.EOF {
 			rerr = err
@@ -308,8 +308,8 @@ func copyFrames(call *agentwire.Call, r io.Reader, buf []byte) error {
 
 // Stat describes one path (without following a final symlink).
 func (c *Client) Stat(ctx context.Context, path string) (sandbox.FileInfo, error) {
-	var res agentv1.StatResponse
-	if err := c.wire.Unary(ctx, methodStat, &agentv1.StatRequest{Path: path}, &res); err != nil {
+	var res agentpb.StatResponse
+	if err := c.wire.Unary(ctx, methodStat, &agentpb.StatRequest{Path: path}, &res); err != nil {
 		return sandbox.FileInfo{}, fromWire(err, "stat "+path)
 	}
 	return fileInfoFromWire(res.GetInfo()), nil
@@ -317,8 +317,8 @@ func (c *Client) Stat(ctx context.Context, path string) (sandbox.FileInfo, error
 
 // ListDir lists a directory's entries, sorted by name.
 func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, error) {
-	var res agentv1.ListDirResponse
-	if err := c.wire.Unary(ctx, methodListDir, &agentv1.ListDirRequest{Path: path}, &res); err != nil {
+	var res agentpb.ListDirResponse
+	if err := c.wire.Unary(ctx, methodListDir, &agentpb.ListDirRequest{Path: path}, &res); err != nil {
 		return nil, fromWire(err, "list "+path)
 	}
 	out := make([]sandbox.FileInfo, 0, len(res.GetEntries()))
@@ -330,18 +330,18 @@ func (c *Client) ListDir(ctx context.Context, path string) ([]sandbox.FileInfo, 
 
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, path string, mode os.FileMode) error {
-	err := c.wire.Unary(ctx, methodMakeDir, &agentv1.MakeDirRequest{Path: path, Mode: sandbox.UnixMode(mode)}, &agentv1.MakeDirResponse{})
+	err := c.wire.Unary(ctx, methodMakeDir, &agentpb.MakeDirRequest{Path: path, Mode: sandbox.UnixMode(mode)}, &agentpb.MakeDirResponse{})
 	return fromWire(err, "mkdir "+path)
 }
 
 // Remove removes a file or an empty directory, or a tree when recursive.
 func (c *Client) Remove(ctx context.Context, path string, recursive bool) error {
-	err := c.wire.Unary(ctx, methodRemove, &agentv1.RemoveRequest{Path: path, Recursive: recursive}, &agentv1.RemoveResponse{})
+	err := c.wire.Unary(ctx, methodRemove, &agentpb.RemoveRequest{Path: path, Recursive: recursive}, &agentpb.RemoveResponse{})
 	return fromWire(err, "remove "+path)
 }
 
 // Rename moves from to to.
 func (c *Client) Rename(ctx context.Context, from, to string) error {
-	err := c.wire.Unary(ctx, methodRename, &agentv1.RenameRequest{From: from, To: to}, &agentv1.RenameResponse{})
+	err := c.wire.Unary(ctx, methodRename, &agentpb.RenameRequest{From: from, To: to}, &agentpb.RenameResponse{})
 	return fromWire(err, "rename "+from)
 }

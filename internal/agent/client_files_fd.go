@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"google.golang.org/protobuf/proto"
-
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
+	"github.com/sbx-run/sbx/internal/protolite"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -47,7 +46,7 @@ func isNoMethod(err error) bool {
 // openFD starts a call of method with req and receives the first answer
 // and the descriptor that may come with it. errTryPlain: use the plain
 // method (the call is closed then).
-func (c *Client) openFD(ctx context.Context, method string, req, resp proto.Message, what string) (*agentwire.Call, *os.File, error) {
+func (c *Client) openFD(ctx context.Context, method string, req, resp protolite.Message, what string) (*agentwire.Call, *os.File, error) {
 	call, err := c.wire.Open(ctx, method)
 	if err != nil {
 		return nil, nil, fromWire(err, what)
@@ -73,8 +72,8 @@ func (c *Client) openFD(ctx context.Context, method string, req, resp proto.Mess
 // readFD is ReadFile by descriptor.
 func (c *Client) readFD(ctx context.Context, path string) (io.ReadCloser, error) {
 	what := "read " + path
-	var hdr agentv1.ReadResponse
-	call, f, err := c.openFD(ctx, methodReadFD, &agentv1.ReadRequest{Path: path}, &hdr, what)
+	var hdr agentpb.ReadResponse
+	call, f, err := c.openFD(ctx, methodReadFD, &agentpb.ReadRequest{Path: path}, &hdr, what)
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +140,8 @@ func (r *FileReader) writeFileTo(w io.Writer) (int64, error) {
 	direct = direct && w != io.Discard
 	var buf []byte
 	if !direct {
-		buf = chunkcodec.Get(maxChunk)[:maxChunk]
-		defer chunkcodec.Put(buf)
+		buf = chunkpool.Get(maxChunk)[:maxChunk]
+		defer chunkpool.Put(buf)
 	}
 	for r.left > 0 && r.err == nil {
 		if err := r.ctx.Err(); err != nil {
@@ -172,9 +171,9 @@ func (r *FileReader) writeFileTo(w io.Writer) (int64, error) {
 
 // writeFD is WriteFile of sized content by descriptor. errTryPlain: use
 // Write (nothing of the content was read).
-func (c *Client) writeFD(ctx context.Context, hdr *agentv1.WriteRequest_Header, sr *SizedReader, what string) error {
-	req := &agentv1.WriteRequest{Msg: &agentv1.WriteRequest_Header_{Header: hdr}}
-	call, f, err := c.openFD(ctx, methodWriteFD, req, &agentv1.WriteResponse{}, what)
+func (c *Client) writeFD(ctx context.Context, hdr *agentpb.WriteRequest_Header, sr *SizedReader, what string) error {
+	req := &agentpb.WriteRequest{Msg: &agentpb.WriteRequest_Header_{Header: hdr}}
+	call, f, err := c.openFD(ctx, methodWriteFD, req, &agentpb.WriteResponse{}, what)
 	if err != nil {
 		return err
 	}
@@ -210,7 +209,7 @@ func (c *Client) writeFD(ctx context.Context, hdr *agentv1.WriteRequest_Header, 
 	if err := call.CloseSend(); err != nil {
 		return fromWire(err, what)
 	}
-	var res agentv1.WriteResponse
+	var res agentpb.WriteResponse
 	if err := call.Answer(&res); err != nil {
 		return fromWire(err, what)
 	}
@@ -227,8 +226,8 @@ func (e *fileError) Error() string { return e.err.Error() }
 // copyToFile copies the sized content into f through one pooled buffer,
 // checking ctx between chunks.
 func copyToFile(ctx context.Context, f *os.File, sr *SizedReader) error {
-	buf := chunkcodec.Get(maxChunk)[:maxChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(maxChunk)[:maxChunk]
+	defer chunkpool.Put(buf)
 	n, err := io.CopyBuffer(&ctxFileWriter{ctx: ctx, f: f}, sr, buf)
 	if err == nil && n < sr.N {
 		err = fmt.Errorf("the content ended after %d of %d bytes", n, sr.N)

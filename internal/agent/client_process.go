@@ -5,20 +5,20 @@ import (
 	"io"
 	"time"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // Exec starts a process; the returned stream starts with EventStarted.
 func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Process, error) {
-	m := &agentv1.ProcessSpec{
+	m := &agentpb.ProcessSpec{
 		Command: spec.Command, Env: spec.Env, WorkingDir: spec.WorkingDir, User: spec.User,
 		Stdin: spec.Stdin, Tty: spec.TTY, Rows: uint32(spec.Rows), Cols: uint32(spec.Cols),
 		TimeoutMs: spec.Timeout.Milliseconds(), Tag: spec.Tag,
 	}
 	const what = "start the process"
-	call, err := c.open(ctx, methodStart, &agentv1.StartRequest{Spec: m}, what)
+	call, err := c.open(ctx, methodStart, &agentpb.StartRequest{Spec: m}, what)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +28,7 @@ func (c *Client) Exec(ctx context.Context, spec sandbox.ExecSpec) (sandbox.Proce
 // Attach reconnects to a process by exec id.
 func (c *Client) Attach(ctx context.Context, execID string) (sandbox.Process, error) {
 	what := "attach to process " + execID
-	call, err := c.open(ctx, methodAttach, &agentv1.AttachRequest{ExecId: execID}, what)
+	call, err := c.open(ctx, methodAttach, &agentpb.AttachRequest{ExecId: execID}, what)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (c *Client) Attach(ctx context.Context, execID string) (sandbox.Process, er
 // openProcess waits for the Started event, so that a failed start is an
 // error of Exec and the exec id is known.
 func openProcess(call *agentwire.Call, what string) (*processStream, error) {
-	var ev agentv1.ProcessEvent
+	var ev agentpb.ProcessEvent
 	if err := call.Recv(&ev); err != nil {
 		call.Close()
 		if err == io.EOF {
@@ -72,7 +72,7 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 		p.first = nil
 		return ev, nil
 	}
-	var m agentv1.ProcessEvent
+	var m agentpb.ProcessEvent
 	if err := p.call.Recv(&m); err != nil {
 		if err != io.EOF {
 			return sandbox.ExecEvent{}, fromWire(err, "receive from process "+p.id)
@@ -83,12 +83,12 @@ func (p *processStream) Recv() (sandbox.ExecEvent, error) {
 		return sandbox.ExecEvent{}, io.EOF
 	}
 	switch ev := m.GetEvent().(type) {
-	case *agentv1.ProcessEvent_Output_:
+	case *agentpb.ProcessEvent_Output_:
 		return sandbox.ExecEvent{Kind: sandbox.EventOutput, Stream: streamFromWire(ev.Output.GetStream()), Data: ev.Output.GetData()}, nil
-	case *agentv1.ProcessEvent_Exit:
+	case *agentpb.ProcessEvent_Exit:
 		p.ended = true
 		return sandbox.ExecEvent{Kind: sandbox.EventExit, Exit: exitFromWire(ev.Exit)}, nil
-	case *agentv1.ProcessEvent_Started_:
+	case *agentpb.ProcessEvent_Started_:
 		return sandbox.ExecEvent{Kind: sandbox.EventStarted, ExecID: ev.Started.GetExecId(), PID: int(ev.Started.GetPid())}, nil
 	}
 	return sandbox.ExecEvent{}, sandbox.Internal("process %s: unknown event from the agent", p.id)
@@ -114,8 +114,8 @@ func (p *processStream) Close() error {
 
 // Processes lists running and recently ended processes.
 func (c *Client) Processes(ctx context.Context) ([]sandbox.ProcessInfo, error) {
-	var res agentv1.ListResponse
-	if err := c.wire.Unary(ctx, methodList, &agentv1.ListRequest{}, &res); err != nil {
+	var res agentpb.ListResponse
+	if err := c.wire.Unary(ctx, methodList, &agentpb.ListRequest{}, &res); err != nil {
 		return nil, fromWire(err, "list processes")
 	}
 	out := make([]sandbox.ProcessInfo, 0, len(res.GetProcesses()))
@@ -129,7 +129,7 @@ func (c *Client) Processes(ctx context.Context) ([]sandbox.ProcessInfo, error) {
 func (c *Client) WriteStdin(ctx context.Context, execID string, data []byte) error {
 	for len(data) > 0 { // stay under the agent's message bound
 		n := min(len(data), maxChunk)
-		err := c.wire.Unary(ctx, methodWriteStdin, &agentv1.WriteStdinRequest{ExecId: execID, Data: data[:n]}, &agentv1.WriteStdinResponse{})
+		err := c.wire.Unary(ctx, methodWriteStdin, &agentpb.WriteStdinRequest{ExecId: execID, Data: data[:n]}, &agentpb.WriteStdinResponse{})
 		if err != nil {
 			return fromWire(err, "write to the stdin of process "+execID)
 		}
@@ -140,18 +140,18 @@ func (c *Client) WriteStdin(ctx context.Context, execID string, data []byte) err
 
 // CloseStdin closes a process's stdin.
 func (c *Client) CloseStdin(ctx context.Context, execID string) error {
-	err := c.wire.Unary(ctx, methodCloseStdin, &agentv1.CloseStdinRequest{ExecId: execID}, &agentv1.CloseStdinResponse{})
+	err := c.wire.Unary(ctx, methodCloseStdin, &agentpb.CloseStdinRequest{ExecId: execID}, &agentpb.CloseStdinResponse{})
 	return fromWire(err, "close the stdin of process "+execID)
 }
 
 // Signal sends a signal to a process's group.
 func (c *Client) Signal(ctx context.Context, execID string, signal string) error {
-	err := c.wire.Unary(ctx, methodSignal, &agentv1.SignalRequest{ExecId: execID, Signal: signal}, &agentv1.SignalResponse{})
+	err := c.wire.Unary(ctx, methodSignal, &agentpb.SignalRequest{ExecId: execID, Signal: signal}, &agentpb.SignalResponse{})
 	return fromWire(err, "signal process "+execID)
 }
 
 // Resize sets the window size of a process's PTY.
 func (c *Client) Resize(ctx context.Context, execID string, rows, cols uint16) error {
-	err := c.wire.Unary(ctx, methodResize, &agentv1.ResizeRequest{ExecId: execID, Rows: uint32(rows), Cols: uint32(cols)}, &agentv1.ResizeResponse{})
+	err := c.wire.Unary(ctx, methodResize, &agentpb.ResizeRequest{ExecId: execID, Rows: uint32(rows), Cols: uint32(cols)}, &agentpb.ResizeResponse{})
 	return fromWire(err, "resize the terminal of process "+execID)
 }

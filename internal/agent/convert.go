@@ -5,22 +5,22 @@ import (
 	"os"
 	"time"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // Conversions between the wire types and the domain types. Wire types stop
 // here: the rest of the package works with sandbox types.
 
-func imageFromWire(m *agentv1.ImageConfig) sandbox.ImageConfig {
+func imageFromWire(m *agentpb.ImageConfig) sandbox.ImageConfig {
 	return sandbox.ImageConfig{Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser(), Entrypoint: m.GetEntrypoint(), Cmd: m.GetCmd()}
 }
 
-func imageToWire(c sandbox.ImageConfig) *agentv1.ImageConfig {
-	return &agentv1.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd}
+func imageToWire(c sandbox.ImageConfig) *agentpb.ImageConfig {
+	return &agentpb.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd}
 }
 
-func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
+func startFromWire(m *agentpb.StartSpec) sandbox.StartSpec {
 	st := sandbox.StartSpec{Command: m.GetCommand(), Env: m.GetEnv(), WorkingDir: m.GetWorkingDir(), User: m.GetUser()}
 	if n := m.GetDeadlineUnixNano(); n > 0 {
 		st.Deadline = time.Unix(0, n)
@@ -31,25 +31,25 @@ func startFromWire(m *agentv1.StartSpec) sandbox.StartSpec {
 	return st
 }
 
-func startToWire(st sandbox.StartSpec) *agentv1.StartSpec {
-	m := &agentv1.StartSpec{Command: st.Command, Env: st.Env, WorkingDir: st.WorkingDir, User: st.User}
+func startToWire(st sandbox.StartSpec) *agentpb.StartSpec {
+	m := &agentpb.StartSpec{Command: st.Command, Env: st.Env, WorkingDir: st.WorkingDir, User: st.User}
 	if !st.Deadline.IsZero() {
 		m.DeadlineUnixNano = st.Deadline.UnixNano()
 	}
 	for _, f := range st.Files {
-		m.Files = append(m.Files, &agentv1.File{Path: f.Path, Content: f.Content, Mode: sandbox.UnixMode(f.Mode)})
+		m.Files = append(m.Files, &agentpb.File{Path: f.Path, Content: f.Content, Mode: sandbox.UnixMode(f.Mode)})
 	}
 	return m
 }
 
-func exitToWire(st *sandbox.ExitStatus) *agentv1.ExitStatus {
+func exitToWire(st *sandbox.ExitStatus) *agentpb.ExitStatus {
 	if st == nil {
 		return nil
 	}
-	return &agentv1.ExitStatus{Code: int32(st.Code), Signal: st.Signal, OomKilled: st.OOMKilled, TimedOut: st.TimedOut, AtUnixNano: st.At.UnixNano()}
+	return &agentpb.ExitStatus{Code: int32(st.Code), Signal: st.Signal, OomKilled: st.OOMKilled, TimedOut: st.TimedOut, AtUnixNano: st.At.UnixNano()}
 }
 
-func exitFromWire(m *agentv1.ExitStatus) *sandbox.ExitStatus {
+func exitFromWire(m *agentpb.ExitStatus) *sandbox.ExitStatus {
 	if m == nil {
 		return nil
 	}
@@ -63,43 +63,43 @@ func unixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-func fileInfoToWire(path string, fi fs.FileInfo, target string) *agentv1.FileInfo {
-	return &agentv1.FileInfo{
+func fileInfoToWire(path string, fi fs.FileInfo, target string) *agentpb.FileInfo {
+	return &agentpb.FileInfo{
 		Name: fi.Name(), Path: path, Size: fi.Size(), Mode: uint32(fi.Mode()),
 		ModTimeUnixNano: fi.ModTime().UnixNano(), IsDir: fi.IsDir(), SymlinkTarget: target,
 	}
 }
 
-func fileInfoFromWire(m *agentv1.FileInfo) sandbox.FileInfo {
+func fileInfoFromWire(m *agentpb.FileInfo) sandbox.FileInfo {
 	return sandbox.FileInfo{
 		Name: m.GetName(), Path: m.GetPath(), Size: m.GetSize(), Mode: os.FileMode(m.GetMode()),
 		ModTime: unixNano(m.GetModTimeUnixNano()), IsDir: m.GetIsDir(), Target: m.GetSymlinkTarget(),
 	}
 }
 
-func processInfoToWire(p *process) *agentv1.ProcessInfo {
-	return &agentv1.ProcessInfo{
+func processInfoToWire(p *process) *agentpb.ProcessInfo {
+	return &agentpb.ProcessInfo{
 		ExecId: p.id, Pid: int64(p.getPID()), Command: p.argv, Tag: p.tag, Tty: p.tty,
 		StartedUnixNano: p.started.UnixNano(), Exit: exitToWire(p.status()),
 	}
 }
 
-func processInfoFromWire(m *agentv1.ProcessInfo) sandbox.ProcessInfo {
+func processInfoFromWire(m *agentpb.ProcessInfo) sandbox.ProcessInfo {
 	return sandbox.ProcessInfo{
 		ExecID: m.GetExecId(), PID: int(m.GetPid()), Command: m.GetCommand(), Tag: m.GetTag(), TTY: m.GetTty(),
 		Started: unixNano(m.GetStartedUnixNano()), Exit: exitFromWire(m.GetExit()),
 	}
 }
 
-func streamToWire(s sandbox.Stream) agentv1.Stream {
+func streamToWire(s sandbox.Stream) agentpb.Stream {
 	if s == sandbox.Stderr {
-		return agentv1.Stream_STREAM_STDERR
+		return agentpb.Stream_STREAM_STDERR
 	}
-	return agentv1.Stream_STREAM_STDOUT
+	return agentpb.Stream_STREAM_STDOUT
 }
 
-func streamFromWire(s agentv1.Stream) sandbox.Stream {
-	if s == agentv1.Stream_STREAM_STDERR {
+func streamFromWire(s agentpb.Stream) sandbox.Stream {
+	if s == agentpb.Stream_STREAM_STDERR {
 		return sandbox.Stderr
 	}
 	return sandbox.Stdout

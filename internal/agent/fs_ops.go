@@ -8,14 +8,14 @@ import (
 	"path/filepath"
 	"sort"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // maxDirEntries bounds one ListDir answer.
 const maxDirEntries = 100000
 
-func (fsv *filesystemService) Stat(ctx context.Context, req *agentv1.StatRequest) (*agentv1.StatResponse, error) {
+func (fsv *filesystemService) Stat(ctx context.Context, req *agentpb.StatRequest) (*agentpb.StatResponse, error) {
 	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
@@ -24,10 +24,10 @@ func (fsv *filesystemService) Stat(ctx context.Context, req *agentv1.StatRequest
 	if err != nil {
 		return nil, err
 	}
-	return &agentv1.StatResponse{Info: info}, nil
+	return &agentpb.StatResponse{Info: info}, nil
 }
 
-func statPath(path string) (*agentv1.FileInfo, error) {
+func statPath(path string) (*agentpb.FileInfo, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil, fsError("stat", path, err)
@@ -39,7 +39,7 @@ func statPath(path string) (*agentv1.FileInfo, error) {
 	return fileInfoToWire(path, fi, target), nil
 }
 
-func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirRequest) (*agentv1.ListDirResponse, error) {
+func (fsv *filesystemService) ListDir(ctx context.Context, req *agentpb.ListDirRequest) (*agentpb.ListDirResponse, error) {
 	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirR
 	if len(names) > maxDirEntries {
 		return nil, sandbox.Errorf(sandbox.ErrResourceExhausted, sandbox.ReasonQuotaExceeded, "list %s: the directory has more than %d entries", path, maxDirEntries)
 	}
-	res := &agentv1.ListDirResponse{}
+	res := &agentpb.ListDirResponse{}
 	for _, name := range names {
 		info, err := statPath(filepath.Join(path, name))
 		if err != nil {
@@ -73,7 +73,7 @@ func (fsv *filesystemService) ListDir(ctx context.Context, req *agentv1.ListDirR
 	return res, nil
 }
 
-func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentv1.MakeDirRequest) (*agentv1.MakeDirResponse, error) {
+func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentpb.MakeDirRequest) (*agentpb.MakeDirResponse, error) {
 	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
@@ -94,10 +94,10 @@ func (fsv *filesystemService) MakeDir(ctx context.Context, req *agentv1.MakeDirR
 			return nil, fsError("mkdir", path, err)
 		}
 	}
-	return &agentv1.MakeDirResponse{}, nil
+	return &agentpb.MakeDirResponse{}, nil
 }
 
-func (fsv *filesystemService) Remove(ctx context.Context, req *agentv1.RemoveRequest) (*agentv1.RemoveResponse, error) {
+func (fsv *filesystemService) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agentpb.RemoveResponse, error) {
 	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
@@ -116,10 +116,10 @@ func (fsv *filesystemService) Remove(ctx context.Context, req *agentv1.RemoveReq
 	if err != nil {
 		return nil, fsError("remove", path, err)
 	}
-	return &agentv1.RemoveResponse{}, nil
+	return &agentpb.RemoveResponse{}, nil
 }
 
-func (fsv *filesystemService) Rename(ctx context.Context, req *agentv1.RenameRequest) (*agentv1.RenameResponse, error) {
+func (fsv *filesystemService) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agentpb.RenameResponse, error) {
 	from, err := cleanPath(req.GetFrom(), fsv.s.workDir())
 	if err != nil {
 		return nil, err
@@ -131,9 +131,9 @@ func (fsv *filesystemService) Rename(ctx context.Context, req *agentv1.RenameReq
 	if err := os.Rename(from, to); err != nil {
 		return nil, fsError("rename", from+" to "+to, err)
 	}
-	return &agentv1.RenameResponse{}, nil
+	return &agentpb.RenameResponse{}, nil
 }
 
-func sortInfos(infos []*agentv1.FileInfo) {
+func sortInfos(infos []*agentpb.FileInfo) {
 	sort.Slice(infos, func(i, j int) bool { return infos[i].GetName() < infos[j].GetName() })
 }

@@ -6,9 +6,9 @@ import (
 	"io"
 	"os"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -23,7 +23,7 @@ type filesystemService struct{ s *Server }
 // its open descriptor with the ReadResponse (agentwire.ServerCall.SendFD),
 // and no Data frames: the host then reads the file itself. Where the
 // connection cannot pass descriptors, it answers as Read.
-func (fsv *filesystemService) ReadFD(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall) error {
+func (fsv *filesystemService) ReadFD(ctx context.Context, req *agentpb.ReadRequest, call *agentwire.ServerCall) error {
 	return fsv.read(ctx, req, call, true)
 }
 
@@ -33,11 +33,11 @@ func (fsv *filesystemService) ReadFD(ctx context.Context, req *agentv1.ReadReque
 // the size); anything else (a FIFO, a file under /proc that reports size
 // 0) is read to its end, 1 MiB at a time, with size -1. Paths resolve in
 // the agent's own mount namespace, the sandbox's.
-func (fsv *filesystemService) Read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall) error {
+func (fsv *filesystemService) Read(ctx context.Context, req *agentpb.ReadRequest, call *agentwire.ServerCall) error {
 	return fsv.read(ctx, req, call, false)
 }
 
-func (fsv *filesystemService) read(ctx context.Context, req *agentv1.ReadRequest, call *agentwire.ServerCall, byFD bool) error {
+func (fsv *filesystemService) read(ctx context.Context, req *agentpb.ReadRequest, call *agentwire.ServerCall, byFD bool) error {
 	path, err := cleanPath(req.GetPath(), fsv.s.workDir())
 	if err != nil {
 		return err
@@ -59,20 +59,20 @@ func (fsv *filesystemService) read(ctx context.Context, req *agentv1.ReadRequest
 		size = -1
 	}
 	if byFD && size > 0 {
-		err := call.SendFD(&agentv1.ReadResponse{Size: size}, f)
+		err := call.SendFD(&agentpb.ReadResponse{Size: size}, f)
 		if !errors.Is(err, agentwire.ErrNoFD) {
 			return err
 		}
 	}
 	defer fsv.s.trimSoon()
-	if err := call.Send(&agentv1.ReadResponse{Size: size}); err != nil {
+	if err := call.Send(&agentpb.ReadResponse{Size: size}); err != nil {
 		return err
 	}
 	if size >= 0 {
 		return call.SendFile(f, size)
 	}
-	buf := chunkcodec.Get(maxChunk)[:maxChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(maxChunk)[:maxChunk]
+	defer chunkpool.Put(buf)
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {

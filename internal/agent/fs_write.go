@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -37,7 +37,7 @@ func (fsv *filesystemService) WriteFD(ctx context.Context, call *agentwire.Serve
 }
 
 func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerCall, byFD bool) error {
-	var req agentv1.WriteRequest
+	var req agentpb.WriteRequest
 	if err := call.Recv(&req); err != nil {
 		if err == io.EOF {
 			return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "write: the request is empty; send a header first")
@@ -78,7 +78,7 @@ func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerC
 	if size >= 0 && !byFD {
 		// The header passed: the client, which waits for this, may send
 		// the content now. A refused write moves none of it.
-		if err := call.Send(&agentv1.WriteResponse{}); err != nil {
+		if err := call.Send(&agentpb.WriteResponse{}); err != nil {
 			return err
 		}
 	}
@@ -94,9 +94,9 @@ func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerC
 		if byFD {
 			// The go-ahead, with the file: the host may write into it
 			// directly (then it sends no Data frames).
-			err := call.SendFD(&agentv1.WriteResponse{}, f)
+			err := call.SendFD(&agentpb.WriteResponse{}, f)
 			if errors.Is(err, agentwire.ErrNoFD) {
-				byFD, err = false, call.Send(&agentv1.WriteResponse{})
+				byFD, err = false, call.Send(&agentpb.WriteResponse{})
 			}
 			if err != nil {
 				failure = err
@@ -149,7 +149,7 @@ func (fsv *filesystemService) write(ctx context.Context, call *agentwire.ServerC
 	if err != nil {
 		return fsError("write", path, err)
 	}
-	return call.Reply(&agentv1.WriteResponse{Size: written})
+	return call.Reply(&agentpb.WriteResponse{Size: written})
 }
 
 // isConnError says whether err is the connection's rather than the file's.

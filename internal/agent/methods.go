@@ -3,9 +3,8 @@ package agent
 import (
 	"context"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/sbx-run/sbx/internal/agentwire"
+	"github.com/sbx-run/sbx/internal/protolite"
 )
 
 // The agent's methods on the wire (internal/agentwire): the procedures of
@@ -73,8 +72,8 @@ func (s *Server) methods() map[string]agentwire.Method {
 // unary adapts a handler of one request and one answer.
 func unary[Req any, PReq interface {
 	*Req
-	proto.Message
-}, Resp proto.Message](h func(context.Context, PReq) (Resp, error)) agentwire.Method {
+	protolite.Message
+}, Resp protolite.Message](h func(context.Context, PReq) (Resp, error)) agentwire.Method {
 	return agentwire.Method{MaxMessage: maxMessageBytes, Handle: func(ctx context.Context, call *agentwire.ServerCall) error {
 		req := PReq(new(Req))
 		if err := call.Request(req); err != nil {
@@ -91,7 +90,7 @@ func unary[Req any, PReq interface {
 // serverStream adapts a handler of one request that sends its answers.
 func serverStream[Req any, PReq interface {
 	*Req
-	proto.Message
+	protolite.Message
 }](h func(context.Context, PReq, *agentwire.ServerCall) error) agentwire.Method {
 	return agentwire.Method{MaxMessage: maxMessageBytes, Handle: func(ctx context.Context, call *agentwire.ServerCall) error {
 		req := PReq(new(Req))

@@ -11,7 +11,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -19,15 +19,15 @@ import (
 // when the caller's context has no deadline.
 const stdinWriteTimeout = 30 * time.Second
 
-func (ps *processService) List(ctx context.Context, req *agentv1.ListRequest) (*agentv1.ListResponse, error) {
-	res := &agentv1.ListResponse{}
+func (ps *processService) List(ctx context.Context, req *agentpb.ListRequest) (*agentpb.ListResponse, error) {
+	res := &agentpb.ListResponse{}
 	for _, p := range ps.s.execs.list() {
 		res.Processes = append(res.Processes, processInfoToWire(p))
 	}
 	return res, nil
 }
 
-func (ps *processService) WriteStdin(ctx context.Context, req *agentv1.WriteStdinRequest) (*agentv1.WriteStdinResponse, error) {
+func (ps *processService) WriteStdin(ctx context.Context, req *agentpb.WriteStdinRequest) (*agentpb.WriteStdinResponse, error) {
 	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func (ps *processService) WriteStdin(ctx context.Context, req *agentv1.WriteStdi
 		}
 		return nil, sandbox.FailedPrecondition(sandbox.ReasonProcessExited, "process %s no longer reads its stdin: %w", p.id, err)
 	}
-	return &agentv1.WriteStdinResponse{}, nil
+	return &agentpb.WriteStdinResponse{}, nil
 }
 
 func (p *process) openStdin() (*os.File, error) {
@@ -62,7 +62,7 @@ func (p *process) openStdin() (*os.File, error) {
 	return p.stdin, nil
 }
 
-func (ps *processService) CloseStdin(ctx context.Context, req *agentv1.CloseStdinRequest) (*agentv1.CloseStdinResponse, error) {
+func (ps *processService) CloseStdin(ctx context.Context, req *agentpb.CloseStdinRequest) (*agentpb.CloseStdinResponse, error) {
 	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
 		return nil, err
@@ -70,7 +70,7 @@ func (ps *processService) CloseStdin(ctx context.Context, req *agentv1.CloseStdi
 	if err := p.closeStdin(); err != nil {
 		return nil, err
 	}
-	return &agentv1.CloseStdinResponse{}, nil
+	return &agentpb.CloseStdinResponse{}, nil
 }
 
 // closeStdin closes a pipe, or sends EOF (^D) on a PTY, whose master stays
@@ -93,7 +93,7 @@ func (p *process) closeStdin() error {
 	return nil
 }
 
-func (ps *processService) Signal(ctx context.Context, req *agentv1.SignalRequest) (*agentv1.SignalResponse, error) {
+func (ps *processService) Signal(ctx context.Context, req *agentpb.SignalRequest) (*agentpb.SignalResponse, error) {
 	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func (ps *processService) Signal(ctx context.Context, req *agentv1.SignalRequest
 	if err := p.signal(sig); err != nil {
 		return nil, err
 	}
-	return &agentv1.SignalResponse{}, nil
+	return &agentpb.SignalResponse{}, nil
 }
 
 // parseSignal accepts "SIGTERM", "TERM", "term" or "15".
@@ -126,7 +126,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "unknown signal %q; give a name such as SIGTERM or a number such as 15", s)
 }
 
-func (ps *processService) Resize(ctx context.Context, req *agentv1.ResizeRequest) (*agentv1.ResizeResponse, error) {
+func (ps *processService) Resize(ctx context.Context, req *agentpb.ResizeRequest) (*agentpb.ResizeResponse, error) {
 	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
 		return nil, err
@@ -146,5 +146,5 @@ func (ps *processService) Resize(ctx context.Context, req *agentv1.ResizeRequest
 	if err := pty.Setsize(p.ptm, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)}); err != nil {
 		return nil, sandbox.Internal("resize the terminal of process %s: %w", p.id, err)
 	}
-	return &agentv1.ResizeResponse{}, nil
+	return &agentpb.ResizeResponse{}, nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -20,7 +20,7 @@ type processService struct{ s *Server }
 
 // Start starts a process and streams its events until it exits or the
 // client goes away (the process keeps running then).
-func (ps *processService) Start(ctx context.Context, req *agentv1.StartRequest, call *agentwire.ServerCall) error {
+func (ps *processService) Start(ctx context.Context, req *agentpb.StartRequest, call *agentwire.ServerCall) error {
 	p, f, err := ps.s.startExec(req.GetSpec())
 	if err != nil {
 		return err
@@ -30,7 +30,7 @@ func (ps *processService) Start(ctx context.Context, req *agentv1.StartRequest, 
 }
 
 // Attach replays what the process's ring still holds, then follows it.
-func (ps *processService) Attach(ctx context.Context, req *agentv1.AttachRequest, call *agentwire.ServerCall) error {
+func (ps *processService) Attach(ctx context.Context, req *agentpb.AttachRequest, call *agentwire.ServerCall) error {
 	p, err := ps.s.execs.get(req.GetExecId())
 	if err != nil {
 		return err
@@ -41,7 +41,7 @@ func (ps *processService) Attach(ctx context.Context, req *agentv1.AttachRequest
 }
 
 func streamEvents(ctx context.Context, p *process, f *follower, call *agentwire.ServerCall) error {
-	started := &agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Started_{Started: &agentv1.ProcessEvent_Started{ExecId: p.id, Pid: int64(p.getPID())}}}
+	started := &agentpb.ProcessEvent{Event: &agentpb.ProcessEvent_Started_{Started: &agentpb.ProcessEvent_Started{ExecId: p.id, Pid: int64(p.getPID())}}}
 	if err := call.Send(started); err != nil {
 		return err
 	}
@@ -52,9 +52,9 @@ func streamEvents(ctx context.Context, p *process, f *follower, call *agentwire.
 		}
 		if !ok {
 			// The exit event goes out with the end of the call, in one write.
-			return call.Reply(&agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Exit{Exit: exitToWire(p.status())}})
+			return call.Reply(&agentpb.ProcessEvent{Event: &agentpb.ProcessEvent_Exit{Exit: exitToWire(p.status())}})
 		}
-		out := &agentv1.ProcessEvent{Event: &agentv1.ProcessEvent_Output_{Output: &agentv1.ProcessEvent_Output{Stream: streamToWire(c.stream), Data: c.data}}}
+		out := &agentpb.ProcessEvent{Event: &agentpb.ProcessEvent_Output_{Output: &agentpb.ProcessEvent_Output{Stream: streamToWire(c.stream), Data: c.data}}}
 		if err := call.Send(out); err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func streamEvents(ctx context.Context, p *process, f *follower, call *agentwire.
 
 // startExec validates m, starts the process and returns it with a follower
 // registered before the start, so that no output is missed.
-func (s *Server) startExec(m *agentv1.ProcessSpec) (*process, *follower, error) {
+func (s *Server) startExec(m *agentpb.ProcessSpec) (*process, *follower, error) {
 	spec, err := s.execSpec(m)
 	if err != nil {
 		return nil, nil, err
@@ -97,7 +97,7 @@ func (s *Server) startExec(m *agentv1.ProcessSpec) (*process, *follower, error) 
 }
 
 // execSpec validates an exec request and fills in the sandbox's defaults.
-func (s *Server) execSpec(m *agentv1.ProcessSpec) (procSpec, error) {
+func (s *Server) execSpec(m *agentpb.ProcessSpec) (procSpec, error) {
 	if err := checkArgv(m.GetCommand()); err != nil {
 		return procSpec{}, err
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/agentwire"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -19,14 +19,14 @@ const maxInitFiles = 1000
 // agentService implements AgentService: Ping, Init, WaitMain and Logs.
 type agentService struct{ s *Server }
 
-func (a *agentService) Ping(ctx context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
+func (a *agentService) Ping(ctx context.Context, req *agentpb.PingRequest) (*agentpb.PingResponse, error) {
 	a.s.mu.Lock()
 	inited := a.s.inited
 	a.s.mu.Unlock()
-	return &agentv1.PingResponse{Pid: int64(os.Getpid()), Initialized: inited}, nil
+	return &agentpb.PingResponse{Pid: int64(os.Getpid()), Initialized: inited}, nil
 }
 
-func (a *agentService) Init(ctx context.Context, req *agentv1.InitRequest) (*agentv1.InitResponse, error) {
+func (a *agentService) Init(ctx context.Context, req *agentpb.InitRequest) (*agentpb.InitResponse, error) {
 	if n := req.GetStart().GetDeadlineUnixNano(); n < 0 {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "deadline %d is negative; give Unix nanoseconds, or 0 for none", n)
 	}
@@ -34,7 +34,7 @@ func (a *agentService) Init(ctx context.Context, req *agentv1.InitRequest) (*age
 	if err != nil {
 		return nil, err
 	}
-	return &agentv1.InitResponse{MainPid: int64(pid)}, nil
+	return &agentpb.InitResponse{MainPid: int64(pid)}, nil
 }
 
 // init applies the request-specific start once: env, working dir, user,
@@ -170,14 +170,14 @@ func (s *Server) mainEnded(st *sandbox.ExitStatus) {
 	close(s.mainDone)
 }
 
-func (a *agentService) WaitMain(ctx context.Context, req *agentv1.WaitMainRequest) (*agentv1.WaitMainResponse, error) {
+func (a *agentService) WaitMain(ctx context.Context, req *agentpb.WaitMainRequest) (*agentpb.WaitMainResponse, error) {
 	s := a.s
 	select {
 	case <-s.mainDone:
 		s.mu.Lock()
 		st := *s.mainExit
 		s.mu.Unlock()
-		return &agentv1.WaitMainResponse{Exit: exitToWire(&st)}, nil
+		return &agentpb.WaitMainResponse{Exit: exitToWire(&st)}, nil
 	case <-s.stopping:
 		select {
 		case <-s.mainDone: // an idle sandbox ended at its deadline
@@ -197,13 +197,13 @@ func (a *agentService) WaitMain(ctx context.Context, req *agentv1.WaitMainReques
 		}
 		// An idle sandbox ends when it is told to stop.
 		st := sandbox.ExitStatus{Code: 128 + 15, Signal: "SIGTERM", At: time.Now()}
-		return &agentv1.WaitMainResponse{Exit: exitToWire(&st)}, nil
+		return &agentpb.WaitMainResponse{Exit: exitToWire(&st)}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call *agentwire.ServerCall) error {
+func (a *agentService) Logs(ctx context.Context, req *agentpb.LogsRequest, call *agentwire.ServerCall) error {
 	var w *logWriter
 	if req.GetFollow() {
 		w = a.s.log
@@ -217,7 +217,7 @@ func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call 
 	defer r.Close()
 	// An empty first message says the log is open, so that the client's
 	// call returns even while the log is still empty.
-	if err := call.Send(&agentv1.LogsResponse{}); err != nil {
+	if err := call.Send(&agentpb.LogsResponse{}); err != nil {
 		return err
 	}
 	for {
@@ -228,7 +228,7 @@ func (a *agentService) Logs(ctx context.Context, req *agentv1.LogsRequest, call 
 		if err != nil {
 			return err
 		}
-		msg := &agentv1.LogsResponse{Data: b}
+		msg := &agentpb.LogsResponse{Data: b}
 		if req.GetTimestamps() {
 			msg.UnixNano = r.At()
 		}

@@ -6,10 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/proto"
-
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
 )
 
 // countingDeferred returns a deferred whose warm-up steps and restore only
@@ -90,22 +86,6 @@ func TestDeferredSealedByProcesses(t *testing.T) {
 	d.before(methodWrite)
 	if n := restores.Load(); n != 0 {
 		t.Fatalf("a data call after a process restored GOMAXPROCS %d times", n)
-	}
-}
-
-// TestWarmCodec: the warm-up's messages round-trip (a message that failed
-// to encode would warm nothing).
-func TestWarmCodec(t *testing.T) {
-	warmInit()
-	warmExec()
-	m := &agentv1.InitRequest{Start: &agentv1.StartSpec{Command: []string{"sh"}}}
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got agentv1.InitRequest
-	if err := proto.Unmarshal(b, &got); err != nil || got.GetStart().GetCommand()[0] != "sh" {
-		t.Fatalf("round trip: %v %v", &got, err)
 	}
 }
 

@@ -10,8 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/sbx-run/sbx/internal/protolite"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -155,7 +154,7 @@ func (cl *Client) Prepare(ctx context.Context) error {
 }
 
 // Unary calls method with req and decodes its answer into resp.
-func (cl *Client) Unary(ctx context.Context, method string, req, resp proto.Message) error {
+func (cl *Client) Unary(ctx context.Context, method string, req, resp protolite.Message) error {
 	call, err := cl.Open(ctx, method)
 	if err != nil {
 		return err
@@ -173,7 +172,7 @@ func (cl *Client) Unary(ctx context.Context, method string, req, resp proto.Mess
 }
 
 // Answer decodes the call's one answer into resp and reads the call's end.
-func (call *Call) Answer(resp proto.Message) error {
+func (call *Call) Answer(resp protolite.Message) error {
 	if err := call.Recv(resp); err != nil {
 		if err == io.EOF {
 			return fmt.Errorf("%w: the agent ended the call without an answer", ErrUnreachable)
@@ -251,7 +250,7 @@ func (call *Call) write(b []byte) error {
 
 // Send sends m: the request of a unary or server-streaming call, or the
 // next message of a client-streaming one.
-func (call *Call) Send(m proto.Message) error {
+func (call *Call) Send(m protolite.Message) error {
 	b, err := appendMsg(nil, m)
 	if err != nil {
 		return err
@@ -372,7 +371,7 @@ func (call *Call) next() (byte, int64, error) {
 // Recv decodes the next message into m (m nil: expects the end). It
 // returns io.EOF when the call ended successfully, and the call's error
 // when it failed.
-func (call *Call) Recv(m proto.Message) error {
+func (call *Call) Recv(m protolite.Message) error {
 	kind, n, err := call.next()
 	if err != nil {
 		return err
@@ -386,7 +385,7 @@ func (call *Call) Recv(m proto.Message) error {
 		call.desync = true
 		return call.fail(err)
 	}
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := m.Unmarshal(b); err != nil {
 		return call.fail(fmt.Errorf("decode %T: %w", m, err))
 	}
 	return nil

@@ -10,7 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/sbx-run/sbx/internal/protolite"
 )
 
 // Passing a file's descriptor instead of its bytes.
@@ -122,7 +123,7 @@ func (c *conn) dropFD() {
 // content then follows as Data frames). It returns ErrFDLost when the
 // agent said it sent a descriptor and none arrived, and an error for a
 // descriptor that is not a regular file; the call is then unusable.
-func (call *Call) RecvFD(m proto.Message) (*os.File, error) {
+func (call *Call) RecvFD(m protolite.Message) (*os.File, error) {
 	c := call.c
 	c.dropFD()
 	c.wantFD = true
@@ -168,8 +169,8 @@ func (call *Call) RecvFD(m proto.Message) (*os.File, error) {
 	return f, nil
 }
 
-func unmarshal(call *Call, b []byte, m proto.Message) error {
-	if err := proto.Unmarshal(b, m); err != nil {
+func unmarshal(call *Call, b []byte, m protolite.Message) error {
+	if err := m.Unmarshal(b); err != nil {
 		return call.fail(fmt.Errorf("decode %T: %w", m, err))
 	}
 	return nil
@@ -178,7 +179,7 @@ func unmarshal(call *Call, b []byte, m proto.Message) error {
 // SendFD sends m with f's descriptor attached (an FD frame). It returns
 // an error wrapping ErrNoFD, having sent nothing, when the connection
 // cannot carry descriptors: the caller then sends m and the bytes.
-func (sc *ServerCall) SendFD(m proto.Message, f *os.File) error {
+func (sc *ServerCall) SendFD(m protolite.Message, f *os.File) error {
 	uc, ok := sc.c.nc.(*net.UnixConn)
 	if !ok {
 		return ErrNoFD

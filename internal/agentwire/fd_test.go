@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 )
 
 // openTo counts this process's descriptors that link to target (a path,
@@ -49,11 +49,11 @@ func fdMethod(open func() (*os.File, error), done chan<- struct{}) Method {
 		if err != nil {
 			return err
 		}
-		err = c.SendFD(&agentv1.ReadResponse{Size: fi.Size()}, f)
+		err = c.SendFD(&agentpb.ReadResponse{Size: fi.Size()}, f)
 		if !errors.Is(err, ErrNoFD) {
 			return err
 		}
-		if err := c.Send(&agentv1.ReadResponse{Size: -1}); err != nil {
+		if err := c.Send(&agentpb.ReadResponse{Size: -1}); err != nil {
 			return err
 		}
 		return c.SendFile(f, fi.Size())
@@ -74,10 +74,10 @@ func TestFDPassing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := call.Send(&agentv1.ReadRequest{}); err != nil {
+		if err := call.Send(&agentpb.ReadRequest{}); err != nil {
 			t.Fatal(err)
 		}
-		var hdr agentv1.ReadResponse
+		var hdr agentpb.ReadResponse
 		f, err := call.RecvFD(&hdr)
 		if err != nil || f == nil {
 			t.Fatalf("RecvFD: %v %v", f, err)
@@ -97,8 +97,8 @@ func TestFDPassing(t *testing.T) {
 		}
 	}
 	// The connection serves plain calls after descriptors.
-	var resp agentv1.StatResponse
-	if err := c.Unary(ctxT(t), "stat", &agentv1.StatRequest{Path: "/x"}, &resp); err != nil {
+	var resp agentpb.StatResponse
+	if err := c.Unary(ctxT(t), "stat", &agentpb.StatRequest{Path: "/x"}, &resp); err != nil {
 		t.Fatal(err)
 	}
 	if n := ts.dials.Load(); n != 1 {
@@ -123,8 +123,8 @@ func TestFDNotRegular(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call.Send(&agentv1.ReadRequest{})
-	f, err := call.RecvFD(&agentv1.ReadResponse{})
+	call.Send(&agentpb.ReadRequest{})
+	f, err := call.RecvFD(&agentpb.ReadResponse{})
 	call.Close()
 	if f != nil || !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("RecvFD of a pipe: %v, %v; want an error", f, err)
@@ -162,8 +162,8 @@ func TestFDOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer call.Close()
-	call.Send(&agentv1.ReadRequest{})
-	var hdr agentv1.ReadResponse
+	call.Send(&agentpb.ReadRequest{})
+	var hdr agentpb.ReadResponse
 	f, err := call.RecvFD(&hdr)
 	if f != nil || err != nil || hdr.GetSize() != -1 {
 		t.Fatalf("RecvFD over TCP: %v %v %v; want a plain message", f, err, hdr.GetSize())
@@ -181,7 +181,7 @@ func TestFDOverTCP(t *testing.T) {
 // drops them) is ErrFDLost, and the call cannot be reused.
 func TestFDLost(t *testing.T) {
 	lost := Method{MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
-		b, err := appendMsg(nil, &agentv1.ReadResponse{Size: 5})
+		b, err := appendMsg(nil, &agentpb.ReadResponse{Size: 5})
 		if err != nil {
 			return err
 		}
@@ -195,8 +195,8 @@ func TestFDLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call.Send(&agentv1.ReadRequest{})
-	f, err := call.RecvFD(&agentv1.ReadResponse{})
+	call.Send(&agentpb.ReadRequest{})
+	f, err := call.RecvFD(&agentpb.ReadResponse{})
 	if f != nil || !errors.Is(err, ErrFDLost) {
 		t.Fatalf("RecvFD: %v %v, want ErrFDLost", f, err)
 	}
@@ -228,8 +228,8 @@ func TestStrayFDDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call.Send(&agentv1.ReadRequest{})
-	if err := call.Recv(&agentv1.ReadResponse{}); err == nil {
+	call.Send(&agentpb.ReadRequest{})
+	if err := call.Recv(&agentpb.ReadResponse{}); err == nil {
 		t.Fatal("Recv took an FD frame as a message")
 	}
 	call.Close()

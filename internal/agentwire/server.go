@@ -11,8 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/sbx-run/sbx/internal/protolite"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -272,8 +272,8 @@ type ServerCall struct {
 func (sc *ServerCall) consume() { sc.once.Do(func() { close(sc.consumed) }) }
 
 // Request decodes the request of a unary or server-streaming call.
-func (sc *ServerCall) Request(m proto.Message) error {
-	if err := proto.Unmarshal(sc.req, m); err != nil {
+func (sc *ServerCall) Request(m protolite.Message) error {
+	if err := m.Unmarshal(sc.req); err != nil {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "decode the request: %v", err)
 	}
 	return nil
@@ -281,7 +281,7 @@ func (sc *ServerCall) Request(m proto.Message) error {
 
 // Recv decodes the next message of a client-streaming request into m. It
 // returns io.EOF at the request's end, and an error for a Data frame.
-func (sc *ServerCall) Recv(m proto.Message) error {
+func (sc *ServerCall) Recv(m protolite.Message) error {
 	kind, n, err := sc.next()
 	if err != nil {
 		return err
@@ -296,7 +296,7 @@ func (sc *ServerCall) Recv(m proto.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := m.Unmarshal(b); err != nil {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "decode the request: %v", err)
 	}
 	return nil
@@ -338,7 +338,7 @@ func (sc *ServerCall) next() (byte, int64, error) {
 }
 
 // Send sends m to the client.
-func (sc *ServerCall) Send(m proto.Message) error {
+func (sc *ServerCall) Send(m protolite.Message) error {
 	b, err := appendMsg(nil, m)
 	if err != nil {
 		return err
@@ -348,7 +348,7 @@ func (sc *ServerCall) Send(m proto.Message) error {
 
 // Reply sets the call's last message: it goes out with the Status, in
 // one write, if the handler then returns nil. Return Reply's result.
-func (sc *ServerCall) Reply(m proto.Message) error {
+func (sc *ServerCall) Reply(m protolite.Message) error {
 	b, err := appendMsg(nil, m)
 	if err != nil {
 		return err

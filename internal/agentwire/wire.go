@@ -29,7 +29,7 @@ import (
 	"net"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/sbx-run/sbx/internal/protolite"
 )
 
 // Frame kinds.
@@ -105,10 +105,10 @@ func appendHeader(b []byte, kind byte, n int) []byte {
 }
 
 // appendMsg appends m as a Msg frame.
-func appendMsg(b []byte, m proto.Message) ([]byte, error) {
+func appendMsg(b []byte, m protolite.Message) ([]byte, error) {
 	start := len(b)
 	b = appendHeader(b, frameMsg, 0)
-	b, err := proto.MarshalOptions{}.MarshalAppend(b, m)
+	b, err := m.MarshalAppend(b)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", m, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	agentv1 "github.com/sbx-run/sbx/gen/sbx/agent/v1"
+	"github.com/sbx-run/sbx/gen/sbx/agent/v1/agentpb"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -56,14 +56,14 @@ func ctxT(t *testing.T) context.Context {
 // stat is a unary method: it answers with the path as the name, or fails
 // with NotFound for "/missing".
 var stat = Method{MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
-	var req agentv1.StatRequest
+	var req agentpb.StatRequest
 	if err := c.Request(&req); err != nil {
 		return err
 	}
 	if req.GetPath() == "/missing" {
 		return sandbox.NotFound(sandbox.ReasonFileNotFound, "stat %s: no such file", req.GetPath())
 	}
-	return c.Reply(&agentv1.StatResponse{Info: &agentv1.FileInfo{Name: req.GetPath()}})
+	return c.Reply(&agentpb.StatResponse{Info: &agentpb.FileInfo{Name: req.GetPath()}})
 }}
 
 func TestUnaryAndReuse(t *testing.T) {
@@ -72,18 +72,18 @@ func TestUnaryAndReuse(t *testing.T) {
 	defer c.Close()
 	ctx := ctxT(t)
 	for i := 0; i < 3; i++ {
-		var res agentv1.StatResponse
-		if err := c.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &res); err != nil || res.GetInfo().GetName() != "/x" {
+		var res agentpb.StatResponse
+		if err := c.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/x"}, &res); err != nil || res.GetInfo().GetName() != "/x" {
 			t.Fatalf("call %d: %v %v", i, &res, err)
 		}
 	}
-	err := c.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/missing"}, &agentv1.StatResponse{})
+	err := c.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/missing"}, &agentpb.StatResponse{})
 	var se *sandbox.Error
 	if !errors.As(err, &se) || !errors.Is(err, sandbox.ErrNotFound) || se.Reason != sandbox.ReasonFileNotFound || !strings.Contains(se.Message, "no such file") {
 		t.Fatalf("error: %#v", err)
 	}
 	// An error answer leaves the connection usable too.
-	if err := c.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/y"}, &agentv1.StatResponse{}); err != nil {
+	if err := c.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/y"}, &agentpb.StatResponse{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := ts.dials.Load(); n != 1 {
@@ -96,12 +96,12 @@ func TestUnknownMethod(t *testing.T) {
 	c := ts.client()
 	defer c.Close()
 	ctx := ctxT(t)
-	err := c.Unary(ctx, "nope", &agentv1.StatRequest{}, &agentv1.StatResponse{})
+	err := c.Unary(ctx, "nope", &agentpb.StatRequest{}, &agentpb.StatResponse{})
 	if !errors.Is(err, sandbox.ErrInvalidArgument) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("unknown method: %v", err)
 	}
 	// The server closed that connection; the next call dials again.
-	if err := c.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err != nil {
+	if err := c.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/x"}, &agentpb.StatResponse{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := ts.dials.Load(); n != 2 {
@@ -115,7 +115,7 @@ func TestCancelReachesHandler(t *testing.T) {
 	canceled := make(chan struct{})
 	started := make(chan struct{})
 	wait := Method{MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
-		if err := c.Send(&agentv1.StatResponse{}); err != nil {
+		if err := c.Send(&agentpb.StatResponse{}); err != nil {
 			return err
 		}
 		close(started)
@@ -132,15 +132,15 @@ func TestCancelReachesHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer call.Close()
-	if err := call.Send(&agentv1.StatRequest{}); err != nil {
+	if err := call.Send(&agentpb.StatRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := call.Recv(&agentv1.StatResponse{}); err != nil {
+	if err := call.Recv(&agentpb.StatResponse{}); err != nil {
 		t.Fatal(err)
 	}
 	<-started
 	cancel()
-	if err := call.Recv(&agentv1.StatResponse{}); !errors.Is(err, context.Canceled) {
+	if err := call.Recv(&agentpb.StatResponse{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv after cancel: %v", err)
 	}
 	call.Close()
@@ -155,7 +155,7 @@ func TestCancelReachesHandler(t *testing.T) {
 // frames it counts and hashes into its answer's size and name; with
 // header path "/early" it answers before reading the data.
 var echoWrite = Method{ClientStream: true, MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
-	var hdr agentv1.StatRequest
+	var hdr agentpb.StatRequest
 	if err := c.Recv(&hdr); err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ var echoWrite = Method{ClientStream: true, MaxMessage: 1 << 10, Handle: func(ctx
 			return err
 		}
 	}
-	return c.Reply(&agentv1.StatResponse{Info: &agentv1.FileInfo{Size: int64(buf.Len()), Name: buf.String()[:min(buf.Len(), 16)]}})
+	return c.Reply(&agentpb.StatResponse{Info: &agentpb.FileInfo{Size: int64(buf.Len()), Name: buf.String()[:min(buf.Len(), 16)]}})
 }}
 
 func TestClientStream(t *testing.T) {
@@ -183,13 +183,13 @@ func TestClientStream(t *testing.T) {
 	c := ts.client()
 	defer c.Close()
 	ctx := ctxT(t)
-	write := func(path string, data []byte) (*agentv1.StatResponse, error) {
+	write := func(path string, data []byte) (*agentpb.StatResponse, error) {
 		call, err := c.Open(ctx, "write")
 		if err != nil {
 			return nil, err
 		}
 		defer call.Close()
-		if err := call.Send(&agentv1.StatRequest{Path: path}); err != nil {
+		if err := call.Send(&agentpb.StatRequest{Path: path}); err != nil {
 			return nil, err
 		}
 		serr := call.SendFrom(bytes.NewReader(data), int64(len(data)), make([]byte, 4096))
@@ -199,7 +199,7 @@ func TestClientStream(t *testing.T) {
 		if serr == nil {
 			serr = call.CloseSend()
 		}
-		var res agentv1.StatResponse
+		var res agentpb.StatResponse
 		if err := call.Answer(&res); err != nil {
 			return nil, err
 		}
@@ -216,7 +216,7 @@ func TestClientStream(t *testing.T) {
 	if !errors.Is(err, sandbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "refused early") {
 		t.Fatalf("early answer: %v", err)
 	}
-	if err := c.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err != nil {
+	if err := c.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/x"}, &agentpb.StatResponse{}); err != nil {
 		t.Fatalf("the call after an early answer: %v", err)
 	}
 	if n := ts.dials.Load(); n != 2 {
@@ -243,7 +243,7 @@ func TestSourceFailureCuts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer call.Close()
-	if err := call.Send(&agentv1.StatRequest{Path: "/f"}); err != nil {
+	if err := call.Send(&agentpb.StatRequest{Path: "/f"}); err != nil {
 		t.Fatal(err)
 	}
 	err = call.SendFrom(io.MultiReader(strings.NewReader("abc"), iotestErr{}), 100, make([]byte, 8))
@@ -289,7 +289,7 @@ func TestSendFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := call.Send(&agentv1.StatRequest{}); err != nil {
+		if err := call.Send(&agentpb.StatRequest{}); err != nil {
 			t.Fatal(err)
 		}
 		n, r, err := call.RecvData()
@@ -322,7 +322,7 @@ func TestBounds(t *testing.T) {
 	c := ts.client()
 	defer c.Close()
 	for _, size := range []int{2000, 4 << 20} {
-		err := c.Unary(ctxT(t), "stat", &agentv1.StatRequest{Path: "/" + strings.Repeat("a", size)}, &agentv1.StatResponse{})
+		err := c.Unary(ctxT(t), "stat", &agentpb.StatRequest{Path: "/" + strings.Repeat("a", size)}, &agentpb.StatResponse{})
 		if !errors.Is(err, sandbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "the limit is 1024") {
 			t.Fatalf("a request of %d bytes: %v", size, err)
 		}
@@ -358,7 +358,7 @@ func TestOldAgent(t *testing.T) {
 	}()
 	c := NewClient(func(ctx context.Context) (net.Conn, error) { return net.Dial("unix", sock) }, 1<<20)
 	defer c.Close()
-	err = c.Unary(ctxT(t), "stat", &agentv1.StatRequest{}, &agentv1.StatResponse{})
+	err = c.Unary(ctxT(t), "stat", &agentpb.StatRequest{}, &agentpb.StatResponse{})
 	if !errors.Is(err, ErrOldAgent) {
 		t.Fatalf("old agent: %v", err)
 	}
@@ -401,20 +401,20 @@ func TestShutdown(t *testing.T) {
 	slow := Method{MaxMessage: 1 << 10, Handle: func(ctx context.Context, c *ServerCall) error {
 		started <- struct{}{}
 		<-release
-		return c.Reply(&agentv1.StatResponse{Info: &agentv1.FileInfo{Name: "done"}})
+		return c.Reply(&agentpb.StatResponse{Info: &agentpb.FileInfo{Name: "done"}})
 	}}
 	ts := startServer(t, map[string]Method{"slow": slow, "stat": stat})
 	idle, busy := ts.client(), ts.client()
 	defer idle.Close()
 	defer busy.Close()
 	ctx := ctxT(t)
-	if err := idle.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err != nil {
+	if err := idle.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/x"}, &agentpb.StatResponse{}); err != nil {
 		t.Fatal(err)
 	}
 	answer := make(chan error, 1)
 	go func() {
-		var res agentv1.StatResponse
-		err := busy.Unary(ctx, "slow", &agentv1.StatRequest{}, &res)
+		var res agentpb.StatResponse
+		err := busy.Unary(ctx, "slow", &agentpb.StatRequest{}, &res)
 		if err == nil && res.GetInfo().GetName() != "done" {
 			err = errors.New("no answer")
 		}
@@ -439,7 +439,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("Shutdown did not return once the call ended")
 	}
 	// The idle client's connection was closed: its next call fails.
-	if err := idle.Unary(ctx, "stat", &agentv1.StatRequest{Path: "/x"}, &agentv1.StatResponse{}); err == nil {
+	if err := idle.Unary(ctx, "stat", &agentpb.StatRequest{Path: "/x"}, &agentpb.StatResponse{}); err == nil {
 		t.Fatal("a call after Shutdown succeeded")
 	}
 }

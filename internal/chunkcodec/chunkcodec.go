@@ -1,29 +1,23 @@
 // Package chunkcodec is Connect's binary protobuf codec for streams of file
-// chunks: the data of a chunk message is decoded into a pooled buffer that
-// the receiver hands back (Put) once it has used the bytes, instead of into
-// a new allocation per message.
-//
-// Why: the stock codec allocates every 1 MiB chunk afresh, so a transfer
-// churns the heap, the garbage collector and the scavenger (which returns
-// pages to the kernel with madvise, and TLB shootdowns are IPIs). On a VM
-// whose fresh pages fault expensively (tens of µs per 4 KiB page on the
-// benchmark machine) that was the largest single cost of a transfer;
-// reused buffers stay mapped and warm in the cache. The wire format is the
-// standard one: any message that is not exactly one chunk field is decoded
-// by proto.Unmarshal.
+// chunks: the data of a chunk message is decoded into a pooled buffer
+// (internal/chunkpool, which says why) that the receiver hands back (Put)
+// once it has used the bytes, instead of into a new allocation per
+// message. The wire format is the standard one: any message that is not
+// exactly one chunk field is decoded by proto.Unmarshal.
 package chunkcodec
 
 import (
 	"fmt"
-	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/sbx-run/sbx/internal/chunkpool"
 )
 
 // Size is the capacity of pooled buffers: the largest chunk sbx sends.
-const Size = 1 << 20
+const Size = chunkpool.Size
 
 // Codec is the codec; make one with New.
 type Codec struct {
@@ -111,26 +105,11 @@ func onlyBytes(b []byte, num protowire.Number) ([]byte, bool) {
 	return append(Get(len(v)), v...), true
 }
 
-var pool = sync.Pool{New: func() any { b := make([]byte, 0, Size); return &b }}
+// Get returns an empty buffer with room for n bytes (chunkpool.Get).
+func Get(n int) []byte { return chunkpool.Get(n) }
 
-// Get returns an empty buffer with room for n bytes: a pooled one when n is
-// at most Size.
-func Get(n int) []byte {
-	if n > Size {
-		return make([]byte, 0, n)
-	}
-	return (*pool.Get().(*[]byte))[:0]
-}
-
-// Put hands back b, a buffer from Get (others are ignored unless they have
-// the same capacity, which does no harm), once nothing refers to it.
-func Put(b []byte) {
-	if cap(b) != Size {
-		return
-	}
-	b = b[:0]
-	pool.Put(&b)
-}
+// Put hands back b, a buffer from Get (chunkpool.Put).
+func Put(b []byte) { chunkpool.Put(b) }
 
 // MarshalStable marshals m deterministically (Connect uses it for GET
 // requests).
