@@ -22,23 +22,25 @@ func countingDeferred(t *testing.T) (d *deferred, steps, restores *atomic.Int32,
 	return d, steps, restores, warmed
 }
 
-// TestDeferredWarmsAfterFirstAnswer: the warm-up starts once the first
-// call's end was written, not before, and once.
-func TestDeferredWarmsAfterFirstAnswer(t *testing.T) {
+// TestDeferredWarmsAfterInit: the warm-up starts once the first Init's
+// end was written, not at the first answer (a Ping) nor before, and once.
+func TestDeferredWarmsAfterInit(t *testing.T) {
 	d, steps, _, warmed := countingDeferred(t)
 	d.before(methodPing)
+	d.after(methodPing)
+	d.before(methodInit)
 	time.Sleep(10 * time.Millisecond)
 	if steps.Load() != 0 {
-		t.Fatalf("the warm-up ran before the first answer: %d steps", steps.Load())
+		t.Fatalf("the warm-up ran before the Init's answer: %d steps", steps.Load())
 	}
-	d.after(methodPing)
+	d.after(methodInit)
 	select {
 	case <-warmed:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the warm-up did not run after the first answer")
+		t.Fatal("the warm-up did not run after the Init's answer")
 	}
-	d.before(methodPing)
-	d.after(methodPing)
+	d.before(methodInit)
+	d.after(methodInit)
 	d.finish()
 	if n := steps.Load(); n != 2 {
 		t.Fatalf("the warm-up's 2 steps ran %d times in all", n)
