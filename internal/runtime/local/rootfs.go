@@ -152,34 +152,9 @@ func mountOverlayFDs(layers []string, upper, work, target string, volatile bool,
 			return fmt.Errorf("overlay lower layer %s: %w", layers[i], err)
 		}
 	}
-	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
-		return fmt.Errorf("overlay upperdir %s: %w", upper, err)
-	}
-	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
-		return fmt.Errorf("overlay workdir %s: %w", work, err)
-	}
-	if volatile {
-		if err := unix.FsconfigSetFlag(fsfd, "volatile"); err != nil {
-			return fmt.Errorf("overlay volatile: %w", err)
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
-			// 6.13 and 6.14 take the descriptors but cannot clone a
-			// detached mount; older kernels may only refuse here too.
-			return fmt.Errorf("%w: create: %w", errNoLayerFDs, err)
-		}
-		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(layers), err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("mount overlay on %s: %w", target, err)
-	}
-	return nil
+	// 6.13 and 6.14 take the descriptors but cannot clone a detached
+	// mount at the create; older kernels may only refuse there too.
+	return makeOverlay(fsfd, upper, work, target, volatile, len(layers), errNoLayerFDs, unix.EINVAL, unix.EPERM)
 }
 
 // errNoLowerdirPlus says the kernel's overlayfs does not know "lowerdir+".
@@ -201,6 +176,16 @@ func mountOverlayFS(mounts []string, upper, work, target string, volatile bool) 
 			return fmt.Errorf("overlay lower layer %s: %w", mounts[i], err)
 		}
 	}
+	// Before 6.5 overlayfs takes fsconfig keys unchecked (the legacy mount
+	// API) and refuses the unknown lowerdir+ only at the create.
+	return makeOverlay(fsfd, upper, work, target, volatile, len(mounts), errNoLowerdirPlus, unix.EINVAL)
+}
+
+// makeOverlay finishes the overlay context fsfd, whose n layers are set:
+// its upper and work dirs, the create, and the mount on target. A create
+// refused with one of the errnos in olderKernel is refusal, the caller's
+// cue to try the older way.
+func makeOverlay(fsfd int, upper, work, target string, volatile bool, n int, refusal error, olderKernel ...unix.Errno) error {
 	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
 		return fmt.Errorf("overlay upperdir %s: %w", upper, err)
 	}
@@ -213,12 +198,12 @@ func mountOverlayFS(mounts []string, upper, work, target string, volatile bool) 
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
-		if errors.Is(err, unix.EINVAL) {
-			// Before 6.5 overlayfs takes fsconfig keys unchecked (the legacy
-			// mount API) and refuses the unknown lowerdir+ only here.
-			return fmt.Errorf("%w: create: %w", errNoLowerdirPlus, err)
+		for _, e := range olderKernel {
+			if errors.Is(err, e) {
+				return fmt.Errorf("%w: create: %w", refusal, err)
+			}
 		}
-		return fmt.Errorf("create the overlay of %d idmapped layers: %w", len(mounts), err)
+		return fmt.Errorf("create the overlay of %d idmapped layers: %w", n, err)
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
 	if err != nil {
