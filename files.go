@@ -12,6 +12,7 @@ import (
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -82,7 +83,7 @@ type fileReader struct {
 
 func (r *fileReader) next() error {
 	for len(r.buf) == 0 && r.err == nil {
-		chunkcodec.Put(r.chunk)
+		chunkpool.Put(r.chunk)
 		r.chunk = nil
 		if r.stream.Receive() {
 			r.chunk = r.stream.Msg().GetData()
@@ -131,7 +132,7 @@ func (r *fileReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *fileReader) Close() error {
-	chunkcodec.Put(r.chunk)
+	chunkpool.Put(r.chunk)
 	r.chunk, r.buf = nil, nil
 	r.cancel()
 	r.stream.Close()

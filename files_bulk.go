@@ -19,7 +19,7 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/fdcopy"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -133,8 +133,8 @@ func (c *bulkConn) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 	}
-	buf := chunkcodec.Get(fileChunk)[:fileChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(fileChunk)[:fileChunk]
+	defer chunkpool.Put(buf)
 	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, buf)
 }
 
@@ -373,8 +373,8 @@ func (r *bulkReader) Read(p []byte) (int, error) {
 // WriteTo copies through one pooled 1 MiB buffer, so that io.Copy (and
 // ReadFileTo) makes few large reads.
 func (r *bulkReader) WriteTo(w io.Writer) (int64, error) {
-	buf := chunkcodec.Get(fileChunk)[:fileChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(fileChunk)[:fileChunk]
+	defer chunkpool.Put(buf)
 	n, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r.body}, buf)
 	return n, r.mapErr(err)
 }

@@ -1,8 +1,8 @@
 // Package chunkcodec is Connect's binary protobuf codec for streams of file
 // chunks: the data of a chunk message is decoded into a pooled buffer
-// (internal/chunkpool, which says why) that the receiver hands back (Put)
-// once it has used the bytes, instead of into a new allocation per
-// message. The wire format is the standard one: any message that is not
+// (internal/chunkpool, which says why) that the receiver hands back
+// (chunkpool.Put) once it has used the bytes, instead of into a new
+// allocation per message. The wire format is the standard one: any message that is not
 // exactly one chunk field is decoded by proto.Unmarshal.
 package chunkcodec
 
@@ -15,9 +15,6 @@ import (
 
 	"github.com/sbx-run/sbx/internal/chunkpool"
 )
-
-// Size is the capacity of pooled buffers: the largest chunk sbx sends.
-const Size = chunkpool.Size
 
 // Codec is the codec; make one with New.
 type Codec struct {
@@ -102,14 +99,8 @@ func onlyBytes(b []byte, num protowire.Number) ([]byte, bool) {
 	if vl < 0 || tl+vl != len(b) {
 		return nil, false
 	}
-	return append(Get(len(v)), v...), true
+	return append(chunkpool.Get(len(v)), v...), true
 }
-
-// Get returns an empty buffer with room for n bytes (chunkpool.Get).
-func Get(n int) []byte { return chunkpool.Get(n) }
-
-// Put hands back b, a buffer from Get (chunkpool.Put).
-func Put(b []byte) { chunkpool.Put(b) }
 
 // MarshalStable marshals m deterministically (Connect uses it for GET
 // requests).

@@ -10,6 +10,7 @@ import (
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
 	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 )
 
 // The codec is a Connect codec; the package does not import Connect, so
@@ -62,10 +63,10 @@ func TestPooledData(t *testing.T) {
 	for i := range b {
 		b[i] = 0
 	}
-	if string(m.Data) != "hello" || cap(m.Data) != chunkcodec.Size {
+	if string(m.Data) != "hello" || cap(m.Data) != chunkpool.Size {
 		t.Fatalf("data %q cap %d", m.Data, cap(m.Data))
 	}
-	chunkcodec.Put(m.Data)
+	chunkpool.Put(m.Data)
 }
 
 // TestNotOnlyChunk decodes a chunk message with an unknown extra field the
@@ -96,7 +97,7 @@ func TestNewRejectsNonBytesField(t *testing.T) {
 // allocation per message.
 func BenchmarkUnmarshal1MiB(b *testing.B) {
 	c := chunkcodec.New(readData)
-	enc, _ := proto.Marshal(&sbxv1.ReadFileResponse{Data: make([]byte, chunkcodec.Size)})
+	enc, _ := proto.Marshal(&sbxv1.ReadFileResponse{Data: make([]byte, chunkpool.Size)})
 	b.SetBytes(int64(len(enc)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -104,6 +105,6 @@ func BenchmarkUnmarshal1MiB(b *testing.B) {
 		if err := c.Unmarshal(enc, &m); err != nil {
 			b.Fatal(err)
 		}
-		chunkcodec.Put(m.Data)
+		chunkpool.Put(m.Data)
 	}
 }

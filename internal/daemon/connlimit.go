@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/fdcopy"
 )
 
@@ -117,8 +117,8 @@ func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
 			return n, err
 		}
 	}
-	buf := chunkcodec.Get(copyChunk)[:copyChunk]
-	defer chunkcodec.Put(buf)
+	buf := chunkpool.Get(copyChunk)[:copyChunk]
+	defer chunkpool.Put(buf)
 	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, buf)
 }
 

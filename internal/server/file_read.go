@@ -9,7 +9,7 @@ import (
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
 	"github.com/sbx-run/sbx/internal/agent"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -36,8 +36,8 @@ func (s *sandboxService) ReadFile(ctx context.Context, req *connect.Request[sbxv
 			_, err = cs.WriteChunksTo(out)
 			return err
 		}
-		buf := chunkcodec.Get(readChunk)[:readChunk]
-		defer chunkcodec.Put(buf)
+		buf := chunkpool.Get(readChunk)[:readChunk]
+		defer chunkpool.Put(buf)
 		for {
 			n, err := io.ReadFull(rc, buf)
 			if n > 0 {

@@ -7,7 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	sbxv1 "github.com/sbx-run/sbx/gen/sbx/v1"
-	"github.com/sbx-run/sbx/internal/chunkcodec"
+	"github.com/sbx-run/sbx/internal/chunkpool"
 	"github.com/sbx-run/sbx/internal/lifecycle"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -62,7 +62,7 @@ type uploadSource struct {
 // next receives the next data message into chunk; at the end of the
 // stream it returns io.EOF.
 func (u *uploadSource) next() error {
-	chunkcodec.Put(u.chunk)
+	chunkpool.Put(u.chunk)
 	u.chunk, u.rest = nil, nil
 	if u.err != nil {
 		return u.err

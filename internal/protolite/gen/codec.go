@@ -20,6 +20,22 @@ func byNumber(m *protogen.Message) []*protogen.Field {
 	return fs
 }
 
+// ifSet opens the `if` under which scalar field f (the Go expression fld)
+// is encoded, where protobuf encodes it: an optional one when set, others
+// when not zero. It returns the expression of the value.
+func (w *file) ifSet(f *protogen.Field, fld string) string {
+	switch {
+	case f.Desc.HasPresence():
+		w.g.P("if ", fld, " != nil {")
+		return "*" + fld
+	case f.Desc.Kind() == protoreflect.StringKind || f.Desc.Kind() == protoreflect.BytesKind:
+		w.g.P("if len(", fld, ") > 0 {")
+	default:
+		w.g.P("if ", fld, " != ", zero(f), " {")
+	}
+	return fld
+}
+
 // varintOf is the expression of v's varint as a uint64.
 func (w *file) varintOf(f *protogen.Field, v string) string {
 	switch f.Desc.Kind() {
@@ -60,22 +76,11 @@ func (w *file) size(m *protogen.Message) {
 			g.P("n += ", w.rt("SizeBytes"), "(", num, ", ", fld, ".WireSize())")
 			g.P("}")
 		case f.Desc.Kind() == protoreflect.StringKind || f.Desc.Kind() == protoreflect.BytesKind:
-			if f.Desc.HasPresence() {
-				g.P("if ", fld, " != nil {")
-				g.P("n += ", w.rt("SizeBytes"), "(", num, ", len(*", fld, "))")
-			} else {
-				g.P("if len(", fld, ") > 0 {")
-				g.P("n += ", w.rt("SizeBytes"), "(", num, ", len(", fld, "))")
-			}
+			v := w.ifSet(f, fld)
+			g.P("n += ", w.rt("SizeBytes"), "(", num, ", len(", v, "))")
 			g.P("}")
 		default:
-			v := fld
-			if f.Desc.HasPresence() {
-				g.P("if ", fld, " != nil {")
-				v = "*" + fld
-			} else {
-				g.P("if ", fld, " != ", zero(f), " {")
-			}
+			v := w.ifSet(f, fld)
 			g.P("n += ", w.rt("SizeTag"), "(", num, ") + ", w.rt("SizeVarint"), "(", w.varintOf(f, v), ")")
 			g.P("}")
 		}
@@ -128,13 +133,7 @@ func (w *file) marshal(m *protogen.Message) {
 			msg(num, fld)
 			g.P("}")
 		case f.Desc.Kind() == protoreflect.StringKind || f.Desc.Kind() == protoreflect.BytesKind:
-			v := fld
-			if f.Desc.HasPresence() {
-				g.P("if ", fld, " != nil {")
-				v = "*" + fld
-			} else {
-				g.P("if len(", fld, ") > 0 {")
-			}
+			v := w.ifSet(f, fld)
 			if f.Desc.Kind() == protoreflect.StringKind {
 				str(num, v, field)
 			} else {
@@ -142,13 +141,7 @@ func (w *file) marshal(m *protogen.Message) {
 			}
 			g.P("}")
 		default:
-			v := fld
-			if f.Desc.HasPresence() {
-				g.P("if ", fld, " != nil {")
-				v = "*" + fld
-			} else {
-				g.P("if ", fld, " != ", zero(f), " {")
-			}
+			v := w.ifSet(f, fld)
 			g.P("b = ", w.rt("AppendVarintField"), "(b, ", num, ", ", w.varintOf(f, v), ")")
 			g.P("}")
 		}
