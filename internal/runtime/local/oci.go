@@ -100,6 +100,10 @@ func (o *ociRuntime) kill(ctx context.Context, id, sig string) error {
 // unknown container is not an error.
 func (o *ociRuntime) delete(ctx context.Context, id string) error {
 	out, err := o.output(ctx, false, "delete", "--force", id)
+	if err != nil && o.name == "runsc" && o.brokenState(id) {
+		// runsc cannot load it to delete it.
+		return o.removeBrokenState(id)
+	}
 	if err != nil && !notRunning(out) {
 		return fmt.Errorf("%s delete %s: %w: %s", o.name, id, err, bytes.TrimSpace(out))
 	}

@@ -283,6 +283,58 @@ func bundleProcesses(dir string) []int {
 	return out
 }
 
+// brokenState reports whether runsc's state file of container id is there
+// but not JSON: a runsc killed while it wrote the file (a server killed
+// mid-create; seen on a fast machine) leaves it empty, and every runsc
+// command on the container then fails to load it.
+func (o *ociRuntime) brokenState(id string) bool {
+	b, err := os.ReadFile(filepath.Join(o.root, id+"_sandbox:"+id+".state"))
+	return err == nil && !json.Valid(b)
+}
+
+// removeBrokenState removes what runsc keeps of container id, whose state
+// file is broken, after killing the runsc processes that name it (its
+// Sentry and gofer, if they started); the caller removes its cgroups,
+// which kills whatever else is in them.
+func (o *ociRuntime) removeBrokenState(id string) error {
+	for _, pid := range runscProcesses(id) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	base := filepath.Join(o.root, id+"_sandbox:"+id)
+	var errs []error
+	for _, f := range []string{base + ".state", base + ".lock"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove runsc's broken state of container %s: %w", id, err)
+	}
+	return nil
+}
+
+// runscProcesses returns the pids of runsc processes with id among their
+// arguments.
+func runscProcesses(id string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		if strings.HasPrefix(filepath.Base(args[0]), "runsc") && slices.Contains(args[1:], id) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // removeStaleLock removes runsc's lock file of container id once its state
 // file is gone: a `runsc run` killed before it saved the state leaves the
 // lock, which runsc's delete (not knowing the container) keeps.
