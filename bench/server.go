@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sbx-run/sbx"
+	"github.com/sbx-run/sbx/internal/runtime/local"
 	"github.com/sbx-run/sbx/internal/testenv"
 )
 
@@ -244,7 +245,7 @@ func (s *Server) Stop() {
 		running = s.start(s.args) == nil
 	}
 	if running {
-		sbDir := filepath.Join(s.Dir, "data", "sandboxes", "sb")
+		sbDir := filepath.Join(local.RunRootOf(filepath.Join(s.Dir, "data")), "sb")
 		left := 0
 		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			entries, _ := os.ReadDir(sbDir)

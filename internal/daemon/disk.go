@@ -89,3 +89,11 @@ func releaseDiskPool(p *local.DiskPool) {
 		slog.Warn("detach the disk pool", "pool", p.Dir(), "err", err)
 	}
 }
+
+// releaseRunRoot unmounts the run root if no sandbox is left in it
+// (local.ReleaseRunRoot); with sandboxes it stays for the next start.
+func releaseRunRoot(dir string) {
+	if err := local.ReleaseRunRoot(dir); err != nil {
+		slog.Warn("release the run root", "run_root", dir, "err", err)
+	}
+}

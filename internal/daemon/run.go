@@ -46,6 +46,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	runRoot, err := local.OpenRunRoot(cfg.DataDir, local.InPrivateMountNamespace())
+	if err != nil {
+		releaseDiskPool(disk)
+		return fmt.Errorf("run root for sandboxes' runtime state: %w", err)
+	}
 	// Before anything starts goroutines of ours: the parent only waits.
 	code, reexeced, err := local.EnterMountNamespace(cfg.Runtime)
 	if err != nil {
@@ -53,9 +58,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if reexeced {
 		releaseDiskPool(disk)
+		releaseRunRoot(runRoot)
 		return ExitCode(code)
 	}
 	defer releaseDiskPool(disk)
+	if !local.InPrivateMountNamespace() {
+		// In the host's namespace: nothing else releases it.
+		defer releaseRunRoot(runRoot)
+	}
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
 	logDiskPool(log, disk)
@@ -156,6 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	lrt, err := local.New(ctx, local.Config{
 		Network:     netMgr,
 		Root:        filepath.Join(cfg.DataDir, "sandboxes"),
+		RunRoot:     runRoot,
 		Runtime:     cfg.Runtime,
 		RuntimePath: cfg.RuntimePath,
 		AgentPath:   agentPath,
@@ -171,6 +182,14 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
+	}
+	if n, err := lrt.ReleaseImageUses(); err != nil {
+		log.Warn("releasing images of sandboxes that are gone", "err", err)
+	} else if n > 0 {
+		log.Info("released images of sandboxes that are gone (the host restarted?)", "uses", n)
+	}
+	if n := lrt.OldLayout(); n > 0 {
+		log.Warn("sandboxes of an earlier sbx keep their runtime state under the data dir; this server keeps it there too until they are gone (restart it then to move it to the run root, a tmpfs)", "sandboxes", n, "run_root", runRoot)
 	}
 	if on, why := lrt.UserNamespaces(); !on && why != nil {
 		log.Warn("sandboxes run without user namespaces: sandbox root is host root (--userns=on makes this an error)", "reason", why)

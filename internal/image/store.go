@@ -310,6 +310,48 @@ func (s *Store) Release(digest, holder string) error {
 	return syncDir(s.path(dirUsers))
 }
 
+// ReleaseExcept releases every use whose holder keep does not name, and
+// returns how many it released. The server calls it once at start with
+// the sandboxes its runtime found: after a reboot those are none, and the
+// uses recorded before it (files on disk, where the runtime's own records
+// are on a tmpfs that the reboot emptied) would pin their images forever.
+func (s *Store) ReleaseExcept(keep func(holder string) bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dirs, err := os.ReadDir(s.path(dirUsers))
+	if err != nil {
+		return 0, sandbox.Internal("image store: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, d := range dirs {
+		dir := s.path(dirUsers, d.Name())
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range ents {
+			if keep(e.Name()) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+		os.Remove(dir) // only when empty
+	}
+	if n > 0 {
+		errs = append(errs, syncDir(s.path(dirUsers)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, sandbox.Internal("image store: releasing stale uses: %w", err)
+	}
+	return n, nil
+}
+
 // holders lists the users of a manifest digest.
 func (s *Store) holders(digest string) []string {
 	ents, _ := os.ReadDir(s.path(dirUsers, strings.TrimPrefix(digest, "sha256:")))

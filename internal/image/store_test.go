@@ -97,6 +97,39 @@ func TestRemoveUseReleaseGC(t *testing.T) {
 	}
 }
 
+// TestReleaseExcept: uses whose holder is not kept are released (the
+// image can then be removed); kept ones stay.
+func TestReleaseExcept(t *testing.T) {
+	reg := newRegistry(t)
+	push(t, reg.host+"/g/a:1", image(t, layer(t, file("a", "a"))))
+	push(t, reg.host+"/g/b:1", image(t, layer(t, file("b", "b"))))
+	s := newStore(t, Config{Root: t.TempDir()})
+	a, err := s.Get(bg, reg.host+"/g/a:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Get(bg, reg.host+"/g/b:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []struct{ digest, holder string }{{a.Digest, "gone-1"}, {a.Digest, "gone-2"}, {b.Digest, "live"}, {b.Digest, "gone-3"}} {
+		if err := s.Use(u.digest, u.holder); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.ReleaseExcept(func(h string) bool { return h == "live" })
+	if err != nil || n != 3 {
+		t.Fatalf("ReleaseExcept: %d, %v; want 3 released", n, err)
+	}
+	if err := s.Remove(bg, a.Ref); err != nil {
+		t.Errorf("remove of an image whose uses were all released: %v", err)
+	}
+	wantErr(t, s.Remove(bg, b.Ref), sandbox.ErrFailedPrecondition, sandbox.ReasonImageInUse, "live")
+	if n, err := s.ReleaseExcept(func(string) bool { return true }); err != nil || n != 0 {
+		t.Errorf("ReleaseExcept keeping all: %d, %v", n, err)
+	}
+}
+
 // TestOverlayMount mounts a pulled image with its Layers as lowerdirs, as the
 // local runtime does, and checks that whiteouts and opaque dirs hide what
 // they must.

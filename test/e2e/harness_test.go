@@ -17,6 +17,7 @@ import (
 
 	"github.com/sbx-run/sbx"
 	"github.com/sbx-run/sbx/internal/auth"
+	"github.com/sbx-run/sbx/internal/runtime/local"
 	"github.com/sbx-run/sbx/internal/store/sqlite"
 	"github.com/sbx-run/sbx/internal/testenv"
 )
@@ -350,9 +351,14 @@ func (s *server) checkNoLeaks() {
 
 func (s *server) leaks() []string {
 	var out []string
-	sbDir := filepath.Join(s.dataDir, "sandboxes", "sb")
+	runRoot := local.RunRootOf(s.dataDir)
+	sbDir := filepath.Join(runRoot, "sb")
 	if entries, _ := os.ReadDir(sbDir); len(entries) > 0 {
 		out = append(out, fmt.Sprintf("%d sandbox dirs under %s", len(entries), sbDir))
+	}
+	dataDir := filepath.Join(s.dataDir, "sandboxes", "data")
+	if entries, _ := os.ReadDir(dataDir); len(entries) > 0 {
+		out = append(out, fmt.Sprintf("%d sandbox data dirs under %s", len(entries), dataDir))
 	}
 	// Each sandbox's writable layer is a btrfs subvolume in the disk pool.
 	poolDir := filepath.Join(s.dataDir, "disk")
@@ -362,7 +368,7 @@ func (s *server) leaks() []string {
 	// Mounts live in the server's private mount namespace: read its view.
 	mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", s.servingPID()))
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dataDir+"/") && f[4] != poolDir {
+		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], s.dataDir+"/") || strings.HasPrefix(f[4], runRoot+"/")) && f[4] != poolDir {
 			out = append(out, "mount "+f[4])
 		}
 	}
@@ -382,7 +388,7 @@ func (s *server) leaks() []string {
 // of other packages may run sandboxes at the same time).
 func (s *server) ownsCgroup(dir string) bool {
 	id := filepath.Base(dir)
-	_, err := os.Stat(filepath.Join(s.dataDir, "sandboxes", "sb"))
+	_, err := os.Stat(filepath.Join(local.RunRootOf(s.dataDir), "sb"))
 	if err != nil {
 		return false
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sbx-run/sbx"
+	"github.com/sbx-run/sbx/internal/runtime/local"
 )
 
 // TestSecrets runs a server with a busybox pool: a tenant's stored secrets
@@ -85,18 +86,22 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("%s holds a secret value in plaintext", name)
 		}
 	}
-	filepath.WalkDir(filepath.Join(s.dataDir, "sandboxes"), func(path string, d fs.DirEntry, err error) error {
-		// main.log is the main command's own output, which printed them.
-		if err != nil || d.IsDir() || !d.Type().IsRegular() || d.Name() == "main.log" {
-			return nil
-		}
-		if fi, err := d.Info(); err == nil && fi.Size() < 1<<20 {
-			if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(hf)) {
-				t.Errorf("%s holds a secret value", path)
+	// The sandboxes' files: state dirs in the data dir, the rest in the
+	// run root (a tmpfs).
+	for _, root := range []string{filepath.Join(s.dataDir, "sandboxes"), local.RunRootOf(s.dataDir)} {
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			// main.log is the main command's own output, which printed them.
+			if err != nil || d.IsDir() || !d.Type().IsRegular() || d.Name() == "main.log" {
+				return nil
 			}
-		}
-		return nil
-	})
+			if fi, err := d.Info(); err == nil && fi.Size() < 1<<20 {
+				if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(hf)) {
+					t.Errorf("%s holds a secret value", path)
+				}
+			}
+			return nil
+		})
+	}
 
 	// A restarted server reads the same key and resolves the secrets.
 	s.terminate()

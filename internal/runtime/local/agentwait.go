@@ -97,7 +97,7 @@ func (r *Runtime) waitAgent(ctx context.Context, b *box, rec record, timeout tim
 		// Watch for the socket at a fine grain first: the agent listens a
 		// few milliseconds after it starts, and the client's own backoff is
 		// coarser.
-		sock := socketPath(dir)
+		sock := socketIn(b.state)
 		for i := 0; ; i++ {
 			if _, err := os.Lstat(sock); err == nil || ctx.Err() != nil || i > 2000 {
 				break

@@ -50,7 +50,8 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Info, 
 		return sandbox.Info{}, err
 	}
 
-	b := &box{dir: r.dirOf(spec.ID)}
+	dir := r.dirOf(spec.ID)
+	b := &box{dir: dir, state: r.stateOf(dir)}
 	b.op.Lock()
 	defer b.op.Unlock()
 	r.mu.Lock()
@@ -123,6 +124,9 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, err
 	}
 
+	if err := r.makeDataDir(b.dir, rec.UIDBase); err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q data dir: %w", rec.ID, err)
+	}
 	rootfs := filepath.Join(b.dir, "rootfs")
 	upper, work, err := r.writableLayer(b.dir, rec.Resources.DiskBytes)
 	if se := (*sandbox.Error)(nil); errors.As(err, &se) {
@@ -130,13 +134,14 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	} else if err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q writable layer: %w", rec.ID, err)
 	}
-	for _, d := range []string{rootfs, stateDir(b.dir)} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return sandbox.Info{}, sandbox.Internal("create %s: %w", d, err)
-		}
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return sandbox.Info{}, sandbox.Internal("create %s: %w", rootfs, err)
+	}
+	if err := os.Mkdir(b.state, 0o755); err != nil {
+		return sandbox.Info{}, sandbox.Internal("create %s: %w", b.state, err)
 	}
 	// The sandbox's root owns its writable layer's root and its state dir.
-	if err := chownToSandbox(rec.UIDBase, upper, stateDir(b.dir)); err != nil {
+	if err := chownToSandbox(rec.UIDBase, upper, b.state); err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
 	}
 	layers := img.Layers
@@ -161,7 +166,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	}
 
 	spec := buildSpec(specInput{
-		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: stateDir(b.dir),
+		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: b.state,
 		cgroups: cgroupsPath(r.cfg.CgroupParent, rec.ID), res: rec.Resources, swap: r.swap, nofile: r.nofile,
 		uidBase: rec.UIDBase, netnsByPath: r.netnsFirst(),
 	})
@@ -255,7 +260,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, sandbox.Internal("write sandbox record: %w", err)
 	}
 	b.setRecord(rec)
-	return r.info(rec, b.dir), nil
+	return r.info(rec, b), nil
 }
 
 // teardown removes everything of a sandbox but its dir's record and state
@@ -281,7 +286,11 @@ func (r *Runtime) teardown(ctx context.Context, b *box) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.RemoveAll(b.dir); err != nil {
+	// The data dir first: a crash between the two leaves the sandbox
+	// dir, which the next start tears down again.
+	if err := r.removeDataDir(b.dir); err != nil {
+		errs = append(errs, err)
+	} else if err := os.RemoveAll(b.dir); err != nil {
 		errs = append(errs, err)
 	} else if r.ids != nil && rec.UIDBase != 0 {
 		// Only once nothing of the sandbox is left (its processes are
@@ -368,6 +377,14 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile, hostsFile, hostnameFile} {
 		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if data := r.dataOf(b.dir); data != b.dir {
+		// Without a disk pool, the writable layer is in the data dir.
+		for _, d := range []string{"upper", "work"} {
+			if err := os.RemoveAll(filepath.Join(data, d)); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -344,12 +344,13 @@ func (p *DiskPool) qgroups() ([]string, error) {
 
 // writableLayer makes a sandbox's overlay upper and work dirs: in a
 // subvolume of the disk pool named like its dir, limited to limit bytes,
-// or in its dir when the runtime has no pool.
+// or in its data dir when the runtime has no pool.
 func (r *Runtime) writableLayer(dir string, limit int64) (upper, work string, err error) {
 	if r.cfg.Disk != nil {
 		return r.cfg.Disk.create(filepath.Base(dir), limit)
 	}
-	upper, work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	data := r.dataOf(dir)
+	upper, work = filepath.Join(data, "upper"), filepath.Join(data, "work")
 	for _, d := range []string{upper, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return "", "", err
@@ -441,7 +442,7 @@ func (r *Runtime) recoverDisk() error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if _, err := os.Lstat(filepath.Join(r.cfg.Root, "sb", e.Name())); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(r.sbRoot(), e.Name())); errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, r.cfg.Disk.destroy(e.Name()))
 		}
 	}

@@ -66,7 +66,11 @@ func snapshot(t *testing.T, rt *Runtime) hostState {
 			s.NetNS = append(s.NetNS, ns)
 		}
 	}
-	for _, d := range []string{filepath.Join(rt.cfg.Root, "sb"), rt.oci.root} {
+	dirs := []string{rt.sbRoot(), rt.oci.root}
+	if rt.dataHome != "" {
+		dirs = append(dirs, rt.dataHome)
+	}
+	for _, d := range dirs {
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
 			s.Files = append(s.Files, filepath.Join(d, e.Name()))
@@ -301,7 +305,7 @@ func testKilledMidCreate(t *testing.T, name string) {
 	for round := 0; round < 4; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCreateLoop$", "-test.count=1")
 		cmd.Env = append(os.Environ(),
-			"SBX_HELPER_ROOT="+rt.cfg.Root, "SBX_HELPER_IMAGES="+fixture.imageDir,
+			"SBX_HELPER_ROOT="+rt.cfg.Root, "SBX_HELPER_RUN_ROOT="+rt.cfg.RunRoot, "SBX_HELPER_IMAGES="+fixture.imageDir,
 			"SBX_HELPER_IMAGE="+ref, "SBX_HELPER_AGENT="+rt.cfg.AgentPath,
 			"SBX_HELPER_CGROUP="+rt.cfg.CgroupParent, "SBX_HELPER_RUNTIME="+name, "SBX_HELPER_DISK="+helperDisk)
 		var out bytes.Buffer
@@ -387,7 +391,7 @@ func TestHelperCreateLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Root: root, Runtime: os.Getenv("SBX_HELPER_RUNTIME"), AgentPath: os.Getenv("SBX_HELPER_AGENT"), Images: images,
+		Root: root, RunRoot: os.Getenv("SBX_HELPER_RUN_ROOT"), Runtime: os.Getenv("SBX_HELPER_RUNTIME"), AgentPath: os.Getenv("SBX_HELPER_AGENT"), Images: images,
 		Defaults:     sandbox.Resources{MemoryBytes: 256 << 20, Pids: 256},
 		CgroupParent: os.Getenv("SBX_HELPER_CGROUP"),
 	}

@@ -30,13 +30,13 @@ func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
 	}
 	rec, _ := b.snapshot()
 	if rec.Runtime == "runsc" {
-		return withDiskLimit(runscAgent{sharedClient{b.agentClient(rec)}, stateDir(b.dir)}, rec.Resources.DiskBytes, r.cfg.Disk), nil
+		return withDiskLimit(runscAgent{sharedClient{b.agentClient(rec)}, b.state}, rec.Resources.DiskBytes, r.cfg.Disk), nil
 	}
 	return withDiskLimit(sharedClient{b.agentClient(rec)}, rec.Resources.DiskBytes, r.cfg.Disk), nil
 }
 
-// dialAgent returns a client of the agent of the sandbox in dir. The state
-// dir is writable by sandbox root, so the client trusts only a socket whose
+// dialAgent returns a client of the agent whose state dir is state. The
+// state dir is writable by sandbox root, so the client trusts only a socket whose
 // listener is the host process recorded at Create (record.listener): a
 // symlink there is not followed, and a socket that a host process or another
 // sandbox listens on is refused.
@@ -52,9 +52,9 @@ func (r *Runtime) Agent(ctx context.Context, id string) (sandbox.Agent, error) {
 // agent bound it: sandbox root can put a listener of its own there and
 // answer for its own sandbox, which it could do anyway by controlling the
 // agent's processes, but nothing outside the sandbox can.
-func dialAgent(dir string, rec record) *agent.Client {
+func dialAgent(state string, rec record) *agent.Client {
 	pid, start := rec.listener()
-	return agent.DialState(stateDir(dir), func(peer int) error {
+	return agent.DialState(state, func(peer int) error {
 		if peer != pid || !alive(pid, start) {
 			return fmt.Errorf("the socket's listener is pid %d, not the sandbox's agent (pid %d)", peer, pid)
 		}
@@ -75,7 +75,7 @@ func (r *Runtime) running(id string) (*box, error) {
 	}
 	// Only a hint for a clear error: the socket's name is sandbox-writable,
 	// so the client's dial (dialAgent) is what checks the socket itself.
-	if st, err := os.Lstat(socketPath(b.dir)); err != nil || st.Mode().Type() != os.ModeSocket {
+	if st, err := os.Lstat(socketIn(b.state)); err != nil || st.Mode().Type() != os.ModeSocket {
 		return nil, sandbox.Unavailable(sandbox.ReasonAgentUnavailable, "the agent socket of sandbox %q is missing or not a socket", id)
 	}
 	return b, nil
@@ -90,7 +90,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (sandbox.ExitStatus, erro
 		return sandbox.ExitStatus{}, err
 	}
 	rec, _ := b.snapshot()
-	if st, ok := r.exited(b.dir, rec); ok {
+	if st, ok := r.exited(b.state, rec); ok {
 		return st, nil
 	}
 	st, err := b.agentClient(rec).WaitMain(ctx)
@@ -107,7 +107,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (sandbox.ExitStatus, erro
 		if deleted {
 			return sandbox.ExitStatus{}, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q was deleted while waiting", id)
 		}
-		if st, ok := r.exited(b.dir, rec); ok {
+		if st, ok := r.exited(b.state, rec); ok {
 			return st, nil
 		}
 		select {
@@ -120,8 +120,8 @@ func (r *Runtime) Wait(ctx context.Context, id string) (sandbox.ExitStatus, erro
 
 // exited returns the main command's exit status from the agent's exit file,
 // or, once the container is gone without one, how its PID 1 ended.
-func (r *Runtime) exited(dir string, rec record) (sandbox.ExitStatus, bool) {
-	if st, err := agent.ReadExitFile(stateDir(dir)); err == nil && st != nil {
+func (r *Runtime) exited(state string, rec record) (sandbox.ExitStatus, bool) {
+	if st, err := agent.ReadExitFile(state); err == nil && st != nil {
 		return r.enrich(rec, *st), true
 	}
 	if rec.Phase == phaseCreated && alive(rec.PID, rec.PIDStart) {
@@ -180,7 +180,7 @@ func (r *Runtime) stop(ctx context.Context, b *box, grace time.Duration) error {
 		// idle connections to the agent are closed before and while we
 		// wait: nothing of ours needs them once it was told to stop (the
 		// agent closes them too as it shuts down).
-		if waitGone(ctx, rec, grace, stateDir(b.dir), b.closeIdle) {
+		if waitGone(ctx, rec, grace, b.state, b.closeIdle) {
 			return nil
 		}
 	}
@@ -301,7 +301,7 @@ func (r *Runtime) List(ctx context.Context) ([]sandbox.Info, error) {
 	for _, b := range boxes {
 		rec, deleted := b.snapshot()
 		if !deleted {
-			out = append(out, r.info(rec, b.dir))
+			out = append(out, r.info(rec, b))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -316,10 +316,10 @@ func (r *Runtime) Info(ctx context.Context, id string) (sandbox.Info, error) {
 		return sandbox.Info{}, err
 	}
 	rec, _ := b.snapshot()
-	return r.info(rec, b.dir), nil
+	return r.info(rec, b), nil
 }
 
-func (r *Runtime) info(rec record, dir string) sandbox.Info {
+func (r *Runtime) info(rec record, b *box) sandbox.Info {
 	in := sandbox.Info{ID: rec.ID, Image: rec.Image, Resources: rec.Resources, PID: rec.PID, CreatedAt: rec.CreatedAt}
 	switch {
 	case rec.Phase == phaseCreating:
@@ -330,7 +330,7 @@ func (r *Runtime) info(rec record, dir string) sandbox.Info {
 		in.Status = sandbox.RuntimeStopped
 		in.PID = 0
 	}
-	if st, err := agent.ReadExitFile(stateDir(dir)); err == nil && st != nil {
+	if st, err := agent.ReadExitFile(b.state); err == nil && st != nil {
 		s := r.enrich(rec, *st)
 		in.Exit = &s
 	}

@@ -109,8 +109,11 @@ func newRuntime(t testing.TB, runtimeName string, mod ...func(*Config)) *Runtime
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The layout sbx serve uses: sandbox dirs and OCI state in a run root
+	// of their own (a tmpfs there, any dir here), state dirs under Root.
 	cfg := Config{
 		Root:         root,
+		RunRoot:      root + "-run",
 		Runtime:      runtimeName,
 		AgentPath:    testenv.AgentBinary(t),
 		Images:       images,
@@ -132,6 +135,7 @@ func newRuntime(t testing.TB, runtimeName string, mod ...func(*Config)) *Runtime
 			}
 		}
 		os.RemoveAll(root)
+		os.RemoveAll(cfg.RunRoot)
 		// The parent cgroups, when no other test's runtime still uses them.
 		for _, d := range rt.cg.dirs {
 			_ = os.Remove(filepath.Join(d, cfg.CgroupParent))

@@ -15,7 +15,7 @@ import (
 // are released (their exit status and log stay until Delete); half-made
 // ones, and containers without a sandbox dir, are removed.
 func (r *Runtime) recover(ctx context.Context) error {
-	sbRoot := filepath.Join(r.cfg.Root, "sb")
+	sbRoot := r.sbRoot()
 	entries, err := os.ReadDir(sbRoot)
 	if err != nil {
 		return sandbox.Internal("read %s: %w", sbRoot, err)
@@ -69,6 +69,9 @@ func (r *Runtime) recover(ctx context.Context) error {
 	if err := r.recoverDisk(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := r.recoverDataDirs(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return sandbox.Internal("recover sandboxes under %s: %w", r.cfg.Root, err)
 	}
@@ -89,12 +92,15 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 		if isMountPoint(filepath.Join(dir, "rootfs")) {
 			return errors.New(dir + "/rootfs is still mounted")
 		}
+		if err := r.removeDataDir(dir); err != nil {
+			return err
+		}
 		return os.RemoveAll(dir)
 	}
 	if r.dirOf(rec.ID) != dir {
 		return errors.New(dir + ": record names sandbox " + rec.ID + " whose dir is elsewhere; remove it by hand")
 	}
-	b := &box{dir: dir, rec: *rec}
+	b := &box{dir: dir, state: r.stateOf(dir), rec: *rec}
 	switch rec.Phase {
 	case phaseCreating:
 		return r.teardown(ctx, b)
@@ -135,7 +141,7 @@ func (r *Runtime) recoverOne(ctx context.Context, dir string) error {
 func (r *Runtime) agentAnswers(ctx context.Context, dir string, rec record) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.AttachTimeout)
 	defer cancel()
-	c := dialAgent(dir, rec)
+	c := dialAgent(r.stateOf(dir), rec)
 	defer c.Close()
 	return c.WaitReady(ctx) == nil
 }

@@ -25,6 +25,10 @@ type Config struct {
 	// <data-dir>/sandboxes. At most 70 bytes, so that agent socket paths
 	// fit a Unix socket address.
 	Root string
+	// RunRoot, when set, holds the per-sandbox dirs and the OCI runtime's
+	// state instead of Root, and Root only the sandboxes' state dirs: a
+	// tmpfs (OpenRunRoot; see runroot.go). At most 70 bytes, as Root.
+	RunRoot string
 	// Runtime is the OCI runtime: "crun" (default), "runc" or "runsc".
 	Runtime string
 	// RuntimePath is the runtime binary; empty is FindRuntime's choice.
@@ -95,6 +99,15 @@ func (c *Config) setDefaults() error {
 	c.Root = filepath.Clean(c.Root)
 	if len(c.Root) > maxRootLen {
 		return fmt.Errorf("root %q is longer than %d bytes: agent socket paths under it would not fit a Unix socket address; choose a shorter data dir", c.Root, maxRootLen)
+	}
+	if c.RunRoot != "" {
+		if !filepath.IsAbs(c.RunRoot) {
+			return fmt.Errorf("run root %q must be an absolute path", c.RunRoot)
+		}
+		c.RunRoot = filepath.Clean(c.RunRoot)
+		if len(c.RunRoot) > maxRootLen {
+			return fmt.Errorf("run root %q is longer than %d bytes: agent socket paths under it would not fit a Unix socket address", c.RunRoot, maxRootLen)
+		}
 	}
 	if c.Images == nil {
 		return errors.New("no image store configured")
@@ -195,6 +208,14 @@ type Runtime struct {
 	// why, if they could have had one.
 	ids           *idRanges
 	usernsSkipped error
+	// runRoot holds the sandbox dirs and the OCI runtime's state: the run
+	// root, or Root (runroot.go); dataHome holds the sandboxes' data dirs
+	// (state dir, writable layer without a pool) when they are not their
+	// sandbox dirs. oldLayout counts the older server's sandbox dirs that
+	// kept everything under Root.
+	runRoot   string
+	dataHome  string
+	oldLayout int
 
 	mu    sync.Mutex
 	boxes map[string]*box
@@ -207,6 +228,8 @@ type box struct {
 	// op serializes Create, Stop and Delete of one sandbox.
 	op  sync.Mutex
 	dir string
+	// state is its agent's state dir (Runtime.stateOf).
+	state string
 
 	// mu guards rec, deleted and client, for short reads while op is held.
 	mu      sync.Mutex
@@ -227,7 +250,7 @@ func (b *box) agentClient(rec record) *agent.Client {
 		if b.client != nil {
 			b.client.Close()
 		}
-		b.client, b.clientPID = dialAgent(b.dir, rec), rec.PID
+		b.client, b.clientPID = dialAgent(b.state, rec), rec.PID
 	}
 	return b.client
 }
@@ -294,7 +317,6 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{
 		cfg:           cfg,
-		oci:           newOCIRuntime(cfg.Runtime, path, filepath.Join(cfg.Root, "oci", cfg.Runtime)),
 		cg:            cg,
 		swap:          swapAccounted(cg),
 		nofile:        nofile,
@@ -303,10 +325,16 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		staticSkipped: staticSkipped,
 		boxes:         map[string]*box{},
 	}
+	r.layout()
+	r.oci = newOCIRuntime(cfg.Runtime, path, filepath.Join(r.runRoot, "oci", cfg.Runtime))
 	if cfg.Runtime == "runsc" {
 		r.oci.flags = runscFlags(r.networked())
 	}
-	for _, d := range []string{r.oci.root, filepath.Join(cfg.Root, "sb")} {
+	dirs := []string{r.oci.root, r.sbRoot()}
+	if r.dataHome != "" {
+		dirs = append(dirs, r.dataHome)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, sandbox.Internal("create %s: %w", d, err)
 		}
@@ -360,11 +388,14 @@ func (r *Runtime) CgroupLayout() CgroupLayout { return r.cg.layout }
 // short.
 func (r *Runtime) dirOf(id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(r.cfg.Root, "sb", hex.EncodeToString(sum[:8]))
+	return filepath.Join(r.sbRoot(), hex.EncodeToString(sum[:8]))
 }
 
-func stateDir(dir string) string   { return filepath.Join(dir, "state") }
-func socketPath(dir string) string { return filepath.Join(dir, "state", agent.SocketName) }
+// stateDir is the state dir in a sandbox's data dir (Runtime.stateOf).
+func stateDir(data string) string { return filepath.Join(data, "state") }
+
+// socketIn is the agent's socket in state dir state.
+func socketIn(state string) string { return filepath.Join(state, agent.SocketName) }
 
 // lookup returns the sandbox with id, or NotFound.
 func (r *Runtime) lookup(id string) (*box, error) {

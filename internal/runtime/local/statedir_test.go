@@ -108,7 +108,7 @@ func testStateDirSymlinkSocket(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := "mv /.sbx/state/agent.sock /.sbx/state/old.sock && ln -s " + socketPath(vb.dir) + " /.sbx/state/agent.sock"
+	script := "mv /.sbx/state/agent.sock /.sbx/state/old.sock && ln -s " + socketIn(vb.state) + " /.sbx/state/agent.sock"
 	r := sh(t, ag, script)
 	if name == "runsc" {
 		// gVisor (20221219) cannot stat, rename or unlink the host socket
@@ -153,18 +153,18 @@ func TestRunscPeerIsOwnGofer(t *testing.T) {
 	if err := os.Mkdir(stateDir(dir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Link(socketPath(vb.dir), socketPath(dir)); err != nil {
+	if err := os.Link(socketIn(vb.state), socketIn(stateDir(dir))); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := dialAgent(dir, arec)
+	c := dialAgent(stateDir(dir), arec)
 	defer c.Close()
 	if err := c.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), "listener is pid") {
 		t.Errorf("dial with sandbox %s's identity reached sandbox %s's agent: %v", a, v, err)
 	}
 	// The control: with its own identity the other sandbox's agent answers.
-	c2 := dialAgent(dir, vrec)
+	c2 := dialAgent(stateDir(dir), vrec)
 	defer c2.Close()
 	if err := c2.WaitReady(context.Background()); err != nil {
 		t.Errorf("dial with the socket's own sandbox: %v", err)
@@ -202,7 +202,7 @@ func TestStateDirImpostorSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := os.Lstat(socketPath(b.dir))
+	before, err := os.Lstat(socketIn(b.state))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestStateDirImpostorSocket(t *testing.T) {
 	defer p.Close()
 	// Wait until the impostor has replaced the socket.
 	for i := 0; ; i++ {
-		st, err := os.Lstat(socketPath(b.dir))
+		st, err := os.Lstat(socketIn(b.state))
 		if err == nil && !os.SameFile(st, before) && st.Mode().Type() == os.ModeSocket {
 			break
 		}

@@ -380,7 +380,7 @@ func (r *Runtime) setupUserns() error {
 	}
 	err = checkHostIDs(ids.limit)
 	if err == nil {
-		err = rootAccess(r.cfg.Root)
+		err = r.rootAccess()
 	}
 	if err == nil {
 		err = probeUserns(ids, r.cfg.Root)
@@ -488,28 +488,33 @@ func checkIDFiles(slots int, subFiles, dbFiles []string) error {
 // The OCI runtime sets up a sandbox's mounts from inside its user
 // namespace, as the sandbox's root (host uid base), which must therefore
 // be able to reach the rootfs and the bind mounts' sources in the sandbox
-// dir: Root and Root/sb are searchable by all (0711: no listing, and the
-// sandbox dirs' names are hashes), and each sandbox dir only by its own
-// root's group (root:base 0710), so no other host user and no other
-// sandbox can enter it.
+// dir and its state dir: Root, the run root, the dir of the sandbox dirs
+// and the dir of the state dirs are searchable by all (0711: no listing,
+// and the sandbox dirs' names are hashes), and each sandbox dir only by
+// its own root's group (root:base 0710), so no other host user and no
+// other sandbox can enter it; its state dir is its root's own.
 
-// rootAccess opens Root and Root/sb for search and checks that every
-// dir above Root is searchable by all.
-func rootAccess(root string) error {
-	for d := filepath.Dir(root); ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%s (mode %v) is not searchable by other users, so a sandbox's root (an unprivileged host uid) cannot reach its root filesystem under %s: chmod o+x %s", d, st.Mode().Perm(), root, d)
-		}
-		if d == "/" {
-			break
-		}
+// rootAccess opens the dirs this Runtime keeps sandboxes' files in for
+// search and checks that every dir above them is searchable by all.
+func (r *Runtime) rootAccess() error {
+	dirs := []string{r.cfg.Root, r.runRoot, r.sbRoot()}
+	if r.dataHome != "" {
+		dirs = append(dirs, r.dataHome)
 	}
-	for _, d := range []string{root, filepath.Join(root, "sb")} {
-		if err := os.Chmod(d, 0o711); err != nil {
+	for _, root := range dirs {
+		for d := filepath.Dir(root); ; d = filepath.Dir(d) {
+			st, err := os.Stat(d)
+			if err != nil {
+				return err
+			}
+			if st.Mode().Perm()&0o001 == 0 {
+				return fmt.Errorf("%s (mode %v) is not searchable by other users, so a sandbox's root (an unprivileged host uid) cannot reach its files under %s: chmod o+x %s", d, st.Mode().Perm(), root, d)
+			}
+			if d == "/" {
+				break
+			}
+		}
+		if err := os.Chmod(root, 0o711); err != nil {
 			return err
 		}
 	}

@@ -395,7 +395,7 @@ func testUserNamespace(t *testing.T, name string) {
 		t.Errorf("a written file is %q inside, want 0:0", r.Stdout)
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(dir, "upper", "tmp", "written"), &st); err != nil {
+	if err := unix.Lstat(filepath.Join(rt.dataOf(dir), "upper", "tmp", "written"), &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Uid != a.UIDBase || st.Gid != a.UIDBase {
@@ -409,7 +409,7 @@ func testUserNamespace(t *testing.T, name string) {
 	// Escape-style: a host root file exposed in the sandbox (its state dir
 	// is a host dir) is out of the sandbox root's reach, for all its
 	// capabilities: host uid 0 is not mapped in its namespace.
-	hostDir := filepath.Join(stateDir(dir), "host")
+	hostDir := filepath.Join(rt.stateOf(dir), "host")
 	if err := os.Mkdir(hostDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
