@@ -29,14 +29,22 @@ type logWriter struct {
 	gen     uint64        // bumped on every rotation
 	notify  chan struct{} // closed and replaced on every write
 	ended   bool          // the main command has exited and its output is in
+	closed  bool
 }
 
+// openLog opens the log in dir if it exists; else the first write makes
+// it. Most sandboxes run no main command, or one that prints nothing, and
+// the two files a log takes (with its index) were two of the few a
+// sandbox's start wrote to disk.
 func openLog(dir string, max int64) (*logWriter, error) {
 	if max <= 0 {
 		max = DefaultLogMaxBytes
 	}
 	l := &logWriter{dir: dir, max: max, now: time.Now, notify: make(chan struct{})}
-	f, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(filepath.Join(dir, LogFile), os.O_WRONLY|os.O_APPEND, 0)
+	if os.IsNotExist(err) {
+		return l, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +56,19 @@ func openLog(dir string, max int64) (*logWriter, error) {
 	l.f, l.size = f, fi.Size()
 	l.openIndex(false)
 	return l, nil
+}
+
+// create makes the log on its first write. To followers it is a rotation
+// (gen moves), which makes them open the new file.
+func (l *logWriter) create() error {
+	f, err := os.OpenFile(filepath.Join(l.dir, LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	l.f, l.size = f, 0
+	l.openIndex(true)
+	l.gen++
+	return nil
 }
 
 // openIndex opens (or with trunc, starts) the index of the current file,
@@ -108,8 +129,13 @@ func (l *logWriter) record(nano int64) {
 func (l *logWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return 0, os.ErrClosed
+	}
+	if l.f == nil && len(b) > 0 {
+		if err := l.create(); err != nil {
+			return 0, err
+		}
 	}
 	// The record goes in before the data, so that a reader that sees the
 	// data also sees its time.
@@ -174,6 +200,7 @@ func (l *logWriter) end() {
 func (l *logWriter) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.f != nil {
 		l.f.Close()
 		l.f = nil

@@ -288,6 +288,7 @@ func BenchmarkLogWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer w.close()
+				w.Write([]byte("\n")) // makes the files
 				if !index {
 					w.idx.Close()
 					w.idx = nil

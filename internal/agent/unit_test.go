@@ -94,6 +94,61 @@ func TestLookupUser(t *testing.T) {
 	}
 }
 
+// TestLogMadeOnFirstWrite: the log's files appear with the first byte
+// written, not before; a follower that opened it before sees that byte.
+func TestLogMadeOnFirstWrite(t *testing.T) {
+	dir := t.TempDir()
+	w, err := openLog(dir, DefaultLogMaxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	r, err := newLogReader(dir, 0, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := w.Write(nil); n != 0 || err != nil {
+		t.Fatalf("empty write: %d, %v", n, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("files before the first byte: %v", entries)
+	}
+	// A host reader (no writer) finds an empty log.
+	hr, err := newLogReader(dir, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hr.Next(context.Background()); err != io.EOF {
+		t.Fatalf("host read of a log not yet made: %v, want EOF", err)
+	}
+	hr.Close()
+	got := make(chan string, 1)
+	go func() {
+		b, err := r.Next(context.Background())
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+	}()
+	if _, err := w.Write([]byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != "first\n" {
+		t.Fatalf("follower read %q", g)
+	}
+	for _, name := range []string{LogFile, indexName(LogFile)} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("after the first write: %v", err)
+		}
+	}
+	w.close()
+	if _, err := w.Write([]byte("late")); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("write after close: %v, want ErrClosed", err)
+	}
+}
+
 func TestLogTailAndRotation(t *testing.T) {
 	dir := t.TempDir()
 	// 10 bytes of text and the one index record of a file.
