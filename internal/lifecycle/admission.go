@@ -57,6 +57,8 @@ type admission struct {
 	mean time.Duration
 	// lastRetry is the retry time given to the last refused create.
 	lastRetry time.Time
+	// lastUser is when a user create last gave its slot back.
+	lastUser time.Time
 }
 
 func newAdmission(limit, queue int, target time.Duration) *admission {
@@ -68,6 +70,14 @@ func (a *admission) userBusy() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.reserved > 0 || a.running > a.refills
+}
+
+// userComing reports whether accepted user creates hold or wait for a
+// slot, or one gave its slot back within quiet.
+func (a *admission) userComing(quiet time.Duration) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reserved > 0 || a.running > a.refills || time.Since(a.lastUser) < quiet
 }
 
 // reserve admits one user create, or refuses it with CREATE_QUEUE_FULL when
@@ -238,6 +248,8 @@ func (a *admission) release(d time.Duration, refill bool) {
 	a.running--
 	if refill {
 		a.refills--
+	} else {
+		a.lastUser = time.Now()
 	}
 	if d > 0 {
 		a.mean = (7*a.mean + d) / 8

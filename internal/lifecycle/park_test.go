@@ -30,14 +30,17 @@ func (p *parkRecorder) has(id string) bool {
 }
 
 // TestParkedTeardownWaitsForCreates: Delete parks an idle sandbox at once,
-// and its teardown waits while creates keep coming, then runs once they
-// pause.
+// and its teardown waits while creates that need no runtime create (warm
+// claims) keep coming, then runs once they pause.
 func TestParkedTeardownWaitsForCreates(t *testing.T) {
 	var pr parkRecorder
 	e := newEnv(t, func(c *Config) { c.Park = pr.park })
 	ctx := context.Background()
 	sb := e.wait(t, e.create(t, CreateRequest{}).ID, UntilRunning)
-	e.m.inCreate.Add(1) // a create in progress, for as long as we hold it
+	e.m.admit.mu.Lock()
+	e.m.admit.lastUser = time.Time{} // that cold create ended long ago
+	e.m.admit.mu.Unlock()
+	e.m.inCreate.Add(1) // a claim in progress, for as long as we hold it
 	if err := e.m.Delete(ctx, tenant, sb.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +56,31 @@ func TestParkedTeardownWaitsForCreates(t *testing.T) {
 	if st := e.m.Teardowns(); st.Done != 1 || st.Queued != 0 || st.Running != 0 {
 		t.Errorf("teardowns %+v, want 1 done", st)
 	}
+}
+
+// TestParkedTeardownDuringColdCreates: while user creates that need the
+// runtime come, a parked sandbox's teardown runs at once: it would only
+// make each of them slower (teardown.go).
+func TestParkedTeardownDuringColdCreates(t *testing.T) {
+	var pr parkRecorder
+	e := newEnv(t, func(c *Config) { c.Park = pr.park })
+	ctx := context.Background()
+	sb := e.wait(t, e.create(t, CreateRequest{}).ID, UntilRunning)
+	// A cold create accepted and waiting for its slot, for as long as we
+	// hold it, and its Create call.
+	if err := e.m.admit.reserve(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.m.admit.unreserve()
+	e.m.inCreate.Add(1)
+	defer e.m.inCreate.Add(-1)
+	if err := e.m.Delete(ctx, tenant, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !pr.has(sb.ID) {
+		t.Fatal("Delete did not park the idle sandbox")
+	}
+	eventually(t, "the parked sandbox's teardown while a cold create waits", func() bool { return !e.rt.Has(sb.ID) })
 }
 
 // TestParkedTeardownHurried: a caller that waits for the teardowns

@@ -31,8 +31,17 @@ import (
 // DrainTeardowns). A burst of claims from a warm pool then runs with the
 // whole CPU, and its deletes' teardowns (the agent's exit, unmounts,
 // network and cgroup removal: more CPU than the claim itself) follow it.
-// Work deferred is not work saved: a rate sustained beyond what the pools
-// hold is still bounded by the CPU of whole lives.
+//
+// None of that holds while user creates that need the runtime (cold ones:
+// not claims, not the pools' refills) are in progress or ended within
+// createQuiet: then every teardown runs at once, at full width. Work
+// deferred is not work saved, and a cold create pays for every sandbox
+// still standing: the kernel walks all mounts when it copies the mount
+// namespace, all tasks in pivot_root, all sysfs superblocks, all the
+// firewall's chains on every nftables commit, and so do teardowns. Under
+// cold creates sustained for 30 s on the 2-core benchmark machine the held
+// teardowns made 1024 sandboxes stand and the rate fell to 33/s; run at
+// once they keep few standing and it holds 100/s (docs/BENCHMARKS.md).
 //
 // Nothing is lost if the server dies with teardowns queued: a teardown is
 // queued only once the sandbox's record is deleted or terminal, and
@@ -244,7 +253,7 @@ func (m *Manager) nextTeardownLocked() teardown {
 // teardownLimit is how many teardowns may run now. The caller holds the
 // queue's lock.
 func (m *Manager) teardownLimit() int {
-	if len(m.teardown.queue) < teardownBacklog && m.createsBusy() && m.teardown.urgent == 0 {
+	if len(m.teardown.queue) < teardownBacklog && m.createsBusy() && m.teardown.urgent == 0 && !m.coldComing() {
 		return 1
 	}
 	return m.teardown.limit
@@ -255,6 +264,11 @@ func (m *Manager) teardownLimit() int {
 func (m *Manager) createsBusy() bool {
 	return m.inCreate.Load() > 0 || m.admit.userBusy()
 }
+
+// coldComing reports whether user creates that need the runtime are in
+// progress, or one ended within createQuiet: teardowns then hold for none
+// (see the top of this file).
+func (m *Manager) coldComing() bool { return m.admit.userComing(createQuiet) }
 
 // createsComing reports whether creates are in progress or one began or
 // ended within createQuiet.
@@ -279,9 +293,9 @@ func (m *Manager) yieldToCreates(job teardown) {
 
 // waitForCreates sleeps in steps of tick while busy reports creates,
 // until deadline, the queue holds backlog teardowns, someone waits for the
-// queue (urgent), or the manager closes.
+// queue (urgent), cold creates come (coldComing), or the manager closes.
 func (m *Manager) waitForCreates(busy func() bool, deadline time.Time, backlog int, tick time.Duration) {
-	for time.Now().Before(deadline) && busy() {
+	for time.Now().Before(deadline) && busy() && !m.coldComing() {
 		m.teardown.mu.Lock()
 		stop := len(m.teardown.queue) >= backlog || m.teardown.urgent > 0
 		m.teardown.mu.Unlock()
