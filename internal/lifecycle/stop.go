@@ -107,9 +107,10 @@ func (m *Manager) Delete(ctx context.Context, tenantID, id string) error {
 	}
 	// Without a grace period the sandbox is parked at once: nothing in
 	// it runs from here on, and its teardown may wait for creates to
-	// pause (teardown.go).
+	// pause (teardown.go). Not while cold creates come: its teardown then
+	// runs at once, and the freeze and thaw would only add to it.
 	parked := false
-	if grace == 0 && !sb.State.Terminal() && m.cfg.Park != nil {
+	if grace == 0 && !sb.State.Terminal() && m.cfg.Park != nil && !m.coldComing() {
 		var perr error
 		if parked, perr = m.cfg.Park(context.WithoutCancel(ctx), id); perr != nil && !errors.Is(perr, sandbox.ErrNotFound) {
 			m.cfg.Logger.Warn("parking deleted sandbox", "sandbox", id, "error", perr)

@@ -34,7 +34,8 @@ import (
 //
 // None of that holds while user creates that need the runtime (cold ones:
 // not claims, not the pools' refills) are in progress or ended within
-// createQuiet: then every teardown runs at once, at full width. Work
+// createQuiet: then every teardown runs at once, at full width, and Delete
+// parks nothing (a freeze and a thaw would only add to the teardown). Work
 // deferred is not work saved, and a cold create pays for every sandbox
 // still standing: the kernel walks all mounts when it copies the mount
 // namespace, all tasks in pivot_root, all sysfs superblocks, all the

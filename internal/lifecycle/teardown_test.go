@@ -88,9 +88,7 @@ func TestTeardownBounded(t *testing.T) {
 		defer e.m.teardown.mu.Unlock()
 		return e.m.teardownLimit()
 	}
-	e.m.admit.mu.Lock()
-	e.m.admit.lastUser = time.Time{} // the creates above ended long ago
-	e.m.admit.mu.Unlock()
+	forgetColdCreates(e.m) // the creates above ended long ago
 	if err := e.m.admit.reserve(); err != nil {
 		t.Fatal(err)
 	}
