@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 #   debootstrap          the Debian python3 test image
 #   iproute2 procps util-linux  netns, process and mount checks in tests
 #   btrfs-progs          mkfs.btrfs for the disk pool (per-sandbox disk limits)
-#   protobuf-compiler    `make generate` (api/*.proto)
+#   protobuf-compiler libprotobuf-dev  `make generate` (api/*.proto; the second
+#                        has the well-known types, e.g. google/protobuf/timestamp.proto,
+#                        which --no-install-recommends leaves out)
+#   nftables             `nft`, with which the Python tests remove their servers' tables
 #   postgresql           the store's PostgreSQL tests run against a real server
 #   gcc libc6-dev        cgo for `go test -race`
 #   python3 python3-pytest  the Python SDK and its tests
@@ -21,7 +24,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
 	crun runc runsc busybox-static debootstrap
 	iproute2 procps util-linux btrfs-progs
-	protobuf-compiler postgresql
+	protobuf-compiler libprotobuf-dev nftables postgresql
 	gcc libc6-dev make git ca-certificates curl unzip
 	python3 python3-pytest openssl
 )

@@ -43,11 +43,13 @@ import (
 // cannot move.
 
 // runRootBase is where the run roots of a host's servers are, one per data
-// dir.
-const runRootBase = "/run/sbx"
+// dir. Not in /run/sbx, which holds host-wide locks and claims and which
+// docs/API.md suggests closing to a group for the API's socket: a
+// sandbox's root must search its way into its run root.
+const runRootBase = "/run/sbx-sandboxes"
 
 // RunRootOf is the run root of the server with data dir dataDir:
-// /run/sbx/ and 12 hex digits of the hash of its clean path.
+// /run/sbx-sandboxes/ and 12 hex digits of the hash of its clean path.
 func RunRootOf(dataDir string) string {
 	sum := sha256.Sum256([]byte(filepath.Clean(dataDir)))
 	return filepath.Join(runRootBase, hex.EncodeToString(sum[:6]))
