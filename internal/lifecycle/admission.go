@@ -32,7 +32,7 @@ const (
 	minQueueRetry = 100 * time.Millisecond
 	maxQueueRetry = time.Minute
 	// initialCreateEstimate is the mean create time assumed before any
-	// create finished.
+	// create finished; the first one to finish replaces it.
 	initialCreateEstimate = 300 * time.Millisecond
 )
 
@@ -53,8 +53,10 @@ type admission struct {
 	waiters  []chan struct{}
 	// bgWake is closed (and replaced) when a refill may try again.
 	bgWake chan struct{}
-	// mean is a moving average of how long a slot is held.
-	mean time.Duration
+	// mean is a moving average of how long a slot is held; measured says
+	// it is one (a create finished), not the initial guess.
+	mean     time.Duration
+	measured bool
 	// lastRetry is the retry time given to the last refused create.
 	lastRetry time.Time
 	// lastUser is when a user create last gave its slot back.
@@ -251,7 +253,16 @@ func (a *admission) release(d time.Duration, refill bool) {
 	} else {
 		a.lastUser = time.Now()
 	}
-	if d > 0 {
+	switch {
+	case d <= 0:
+	case !a.measured:
+		// The guess was for a machine four times slower than the
+		// benchmark's: averaged in, it took tens of creates to wear off,
+		// and a burst on a fresh server was told to come back over 13 s
+		// where its creates took 3 s (as TCP's first RTT sample replaces
+		// its initial RTO).
+		a.mean, a.measured = d, true
+	default:
 		a.mean = (7*a.mean + d) / 8
 	}
 	a.grantLocked()

@@ -204,3 +204,22 @@ func TestAdmissionRefillYields(t *testing.T) {
 		t.Fatalf("fifth reserve: %v, want CREATE_QUEUE_FULL with a retry delay", err)
 	}
 }
+
+// TestAdmissionFirstMeasureReplacesGuess: the first create that finishes
+// sets the mean create time outright (the initial guess would otherwise
+// stretch a burst's retry delays for tens of creates); later ones average.
+func TestAdmissionFirstMeasureReplacesGuess(t *testing.T) {
+	a := newAdmission(4, 4, time.Second)
+	if a.mean != initialCreateEstimate {
+		t.Fatalf("initial mean %v", a.mean)
+	}
+	a.running = 2
+	a.release(20*time.Millisecond, false)
+	if a.mean != 20*time.Millisecond {
+		t.Errorf("mean after the first create of 20ms: %v", a.mean)
+	}
+	a.release(100*time.Millisecond, false)
+	if want := (7*20*time.Millisecond + 100*time.Millisecond) / 8; a.mean != want {
+		t.Errorf("mean after a second of 100ms: %v, want the average %v", a.mean, want)
+	}
+}
