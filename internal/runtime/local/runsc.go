@@ -258,6 +258,19 @@ func (r *Runtime) killBundleProcesses(dir string) bool {
 // bundleProcesses returns the pids of runsc processes whose command line
 // names bundle dir.
 func bundleProcesses(dir string) []int {
+	return runscProcs(func(args []string) bool {
+		for i, a := range args {
+			if a == "--bundle="+dir || ((a == "--bundle" || a == "-bundle") && i+1 < len(args) && args[i+1] == dir) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// runscProcs returns the pids of runsc processes whose arguments (after
+// the program's name) match.
+func runscProcs(match func(args []string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range entries {
@@ -270,14 +283,8 @@ func bundleProcesses(dir string) []int {
 			continue
 		}
 		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if !strings.HasPrefix(filepath.Base(args[0]), "runsc") {
-			continue
-		}
-		for i, a := range args {
-			if a == "--bundle="+dir || ((a == "--bundle" || a == "-bundle") && i+1 < len(args) && args[i+1] == dir) {
-				out = append(out, pid)
-				break
-			}
+		if strings.HasPrefix(filepath.Base(args[0]), "runsc") && match(args[1:]) {
+			out = append(out, pid)
 		}
 	}
 	return out
@@ -316,23 +323,7 @@ func (o *ociRuntime) removeBrokenState(id string) error {
 // runscProcesses returns the pids of runsc processes with id among their
 // arguments.
 func runscProcesses(id string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if strings.HasPrefix(filepath.Base(args[0]), "runsc") && slices.Contains(args[1:], id) {
-			out = append(out, pid)
-		}
-	}
-	return out
+	return runscProcs(func(args []string) bool { return slices.Contains(args, id) })
 }
 
 // removeStaleLock removes runsc's lock file of container id once its state
