@@ -41,6 +41,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// One server per data dir, before anything in it is touched. The
+	// re-executed child runs while its parent, which holds the lock, waits.
+	if !local.InPrivateMountNamespace() {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	// In the host's mount namespace, before the private one (disk.go).
 	disk, err := cfg.openDiskPool()
 	if err != nil {
