@@ -58,7 +58,7 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	add("run_exit", "podman", sum(500, 500))
 	add("cold_create", "crun", sum(20, 30))
 	add("exec_true", "sbx", sum(1, 3))
-	add("sustained", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 120}})
+	add("sustained", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 120, "creates_per_second_second_half": 80}})
 	b := add("burst", "sbx", sum(100, 900))
 	b.Values = map[string]float64{"n": 500}
 	b.Errors = map[string]int{"QUOTA_EXCEEDED": 3, "RUNTIME_ERROR": 1}
@@ -76,6 +76,9 @@ func TestBuildMetricsAndReport(t *testing.T) {
 		}
 		t.Fatalf("no metric %q in %+v", prefix, m)
 		return Metric{}
+	}
+	if c := get("sustained creates per second, second half"); c.SBX == nil || *c.SBX != 80 {
+		t.Errorf("second half of the sustained run: %+v", c)
 	}
 	if c := get("cold create → first output, p50"); *c.SBX != 50 || *c.Podman != 400 || *c.Crun != 20 || c.Target == nil {
 		t.Errorf("cold p50 row: %+v", c)

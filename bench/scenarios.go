@@ -355,6 +355,7 @@ func (b *SBX) Sustained(ctx context.Context, dur time.Duration, workers int) *Sc
 		s.Series["creates_per_second"] = append(s.Series["creates_per_second"], float64(c))
 	}
 	s.Values["creates_per_second"] = float64(len(events)) / dur.Seconds()
+	s.Values["creates_per_second_second_half"] = SecondHalf(per)
 	return Finish(s)
 }
 

@@ -64,6 +64,22 @@ func Percentile(sorted []float64, p float64) float64 {
 
 // PerSecond buckets event times (offsets from the start) into counts per
 // whole second over [0, dur), for throughput-over-time charts.
+// SecondHalf is the mean of the later half of per-second counts (the
+// middle second goes to the later half): a rate that only holds while
+// work is deferred, and then falls, shows there and not in the mean of
+// the whole run. NaN for fewer than 2 seconds.
+func SecondHalf(per []int) float64 {
+	if len(per) < 2 {
+		return math.NaN()
+	}
+	later := per[len(per)/2:]
+	sum := 0
+	for _, c := range later {
+		sum += c
+	}
+	return float64(sum) / float64(len(later))
+}
+
 func PerSecond(events []time.Duration, dur time.Duration) []int {
 	n := int(math.Ceil(dur.Seconds()))
 	if n < 1 {

@@ -72,3 +72,16 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestSecondHalf(t *testing.T) {
+	// A rate that falls: the whole run's mean hides it, its second half shows it.
+	if got := SecondHalf([]int{90, 80, 60, 40, 30}); got != (60+40+30)/3.0 {
+		t.Errorf("odd length: %v", got)
+	}
+	if got := SecondHalf([]int{100, 100, 50, 50}); got != 50 {
+		t.Errorf("even length: %v", got)
+	}
+	if got := SecondHalf([]int{7}); !math.IsNaN(got) {
+		t.Errorf("one second: %v, want NaN", got)
+	}
+}
