@@ -101,7 +101,7 @@ func BuildMetrics(r *Report, floor string) []Metric {
 			SBX: F(value(sus, "creates_per_second")), Podman: F(pRate), Crun: F(fRate),
 			Note: "baselines: 1 ÷ mean run-to-exit, one at a time"},
 			Metric{Name: "sustained creates per second, second half of the run", Unit: "/s",
-				SBX: F(value(sus, "creates_per_second_second_half")),
+				SBX:  F(value(sus, "creates_per_second_second_half")),
 				Note: "a rate that holds only while work is deferred falls here"})
 	}
 	if par := r.Find("run_parallel", floor); par != nil {
