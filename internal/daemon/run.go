@@ -43,7 +43,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// One server per data dir, before anything in it is touched. The
 	// re-executed child runs while its parent, which holds the lock, waits.
-	if !local.InPrivateMountNamespace() {
+	private := local.InPrivateMountNamespace()
+	if !private {
 		lock, err := lockDataDir(cfg.DataDir)
 		if err != nil {
 			return err
@@ -55,7 +56,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	runRoot, err := local.OpenRunRoot(cfg.DataDir, local.InPrivateMountNamespace())
+	runRoot, err := local.OpenRunRoot(cfg.DataDir, private)
 	if err != nil {
 		releaseDiskPool(disk)
 		return fmt.Errorf("run root for sandboxes' runtime state: %w", err)
@@ -71,7 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return ExitCode(code)
 	}
 	defer releaseDiskPool(disk)
-	if !local.InPrivateMountNamespace() {
+	if !private {
 		// In the host's namespace: nothing else releases it.
 		defer releaseRunRoot(runRoot)
 	}

@@ -374,17 +374,14 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, d := range []string{"rootfs", "upper", "work", "empty", "config.json", "init.pid", resolvConfFile, hostsFile, hostnameFile} {
-		if err := os.RemoveAll(filepath.Join(b.dir, d)); err != nil {
+	// Without a disk pool, the writable layer is in the data dir.
+	for _, p := range []string{
+		filepath.Join(r.dataOf(b.dir), "upper"), filepath.Join(r.dataOf(b.dir), "work"),
+		filepath.Join(b.dir, "rootfs"), filepath.Join(b.dir, "empty"), filepath.Join(b.dir, "config.json"), filepath.Join(b.dir, "init.pid"),
+		filepath.Join(b.dir, resolvConfFile), filepath.Join(b.dir, hostsFile), filepath.Join(b.dir, hostnameFile),
+	} {
+		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, err)
-		}
-	}
-	if data := r.dataOf(b.dir); data != b.dir {
-		// Without a disk pool, the writable layer is in the data dir.
-		for _, d := range []string{"upper", "work"} {
-			if err := os.RemoveAll(filepath.Join(data, d)); err != nil {
-				errs = append(errs, err)
-			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

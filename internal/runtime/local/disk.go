@@ -436,15 +436,9 @@ func (r *Runtime) recoverDisk() error {
 	if r.cfg.Disk == nil {
 		return nil
 	}
-	entries, err := os.ReadDir(r.cfg.Disk.dir)
-	if err != nil {
-		return err
+	names, err := r.unclaimed(r.cfg.Disk.dir)
+	for _, name := range names {
+		err = errors.Join(err, r.cfg.Disk.destroy(name))
 	}
-	var errs []error
-	for _, e := range entries {
-		if _, err := os.Lstat(filepath.Join(r.sbRoot(), e.Name())); errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, r.cfg.Disk.destroy(e.Name()))
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }

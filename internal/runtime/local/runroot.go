@@ -184,17 +184,27 @@ func (r *Runtime) recoverDataDirs() error {
 	if r.dataHome == "" {
 		return nil
 	}
-	entries, err := os.ReadDir(r.dataHome)
-	if err != nil {
-		return err
+	names, err := r.unclaimed(r.dataHome)
+	for _, name := range names {
+		err = errors.Join(err, os.RemoveAll(filepath.Join(r.dataHome, name)))
 	}
-	var errs []error
+	return err
+}
+
+// unclaimed lists the entries of dir (data dirs, pool subvolumes, named
+// like sandbox dirs) that no sandbox dir claims.
+func (r *Runtime) unclaimed(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
 	for _, e := range entries {
 		if _, err := os.Lstat(filepath.Join(r.sbRoot(), e.Name())); errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, os.RemoveAll(filepath.Join(r.dataHome, e.Name())))
+			out = append(out, e.Name())
 		}
 	}
-	return errors.Join(errs...)
+	return out, nil
 }
 
 // ReleaseImageUses releases the image store's uses by sandboxes this
