@@ -100,6 +100,12 @@ func attach(h *netlink.Handle, br netlink.Link, cfg Config, a *Attachment) error
 	attrs.Name = a.HostLink
 	attrs.MasterIndex = br.Attrs().Index
 	attrs.MTU = br.Attrs().MTU
+	// One queue each way on both ends, asked for at creation: a veth made
+	// without these gets one per CPU and is then cut down to one, and each
+	// cut waits for an RCU grace period while holding the kernel's
+	// network-config lock (rtnl), which every other sandbox's network
+	// setup, teardown and namespace creation need too.
+	attrs.NumTxQueues, attrs.NumRxQueues = 1, 1
 	veth := &netlink.Veth{
 		LinkAttrs:        attrs,
 		PeerName:         sandboxLink,

@@ -511,3 +511,32 @@ func BenchmarkSetupTeardownSync(b *testing.B) {
 		}
 	}
 }
+
+// TestVethOneQueue: both ends of a sandbox's veth pair are made with one
+// queue each way. Without asking at creation the kernel makes one per CPU
+// and cuts them down to one, waiting for an RCU grace period under the
+// network-config lock (rtnl) on each end: on a 2-CPU host that made every
+// other sandbox's network setup, teardown and namespace creation wait.
+func TestVethOneQueue(t *testing.T) {
+	w := newWorld(t)
+	att, ns := w.sandbox("sb-queues", Policy{})
+	host, err := netlink.LinkByName(att.HostLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := host.Attrs(); a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+		t.Errorf("host end %s: %d tx and %d rx queues, want 1 and 1", att.HostLink, a.NumTxQueues, a.NumRxQueues)
+	}
+	if err := inNS(ns, func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if a := eth.Attrs(); a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+			t.Errorf("sandbox end: %d tx and %d rx queues, want 1 and 1", a.NumTxQueues, a.NumRxQueues)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
