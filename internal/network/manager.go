@@ -189,6 +189,11 @@ func (m *Manager) recover() error {
 const nftBuffer = 256 << 20
 
 func bigBuffers(c *mnl.Conn) error {
+	// The kernel acknowledges each message of a batch; without this, each
+	// acknowledgement carries a copy of its whole message back.
+	if err := c.SetOption(mnl.CapAcknowledge, true); err != nil {
+		return err
+	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err

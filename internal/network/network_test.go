@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
@@ -538,5 +540,39 @@ func TestVethOneQueue(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNftSocketOptions: the nftables socket gets big buffers (a restart
+// rebuilds every sandbox's rules in one batch) and capped acknowledgements
+// (each of a batch's messages is acknowledged; uncapped, each
+// acknowledgement copies its message back).
+func TestNftSocketOptions(t *testing.T) {
+	c, err := mnl.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := bigBuffers(c); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var capAck, rcv int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		if capAck, gerr = unix.GetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_CAP_ACK); gerr == nil {
+			rcv, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+		}
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if capAck != 1 {
+		t.Errorf("NETLINK_CAP_ACK is %d, want 1", capAck)
+	}
+	if rcv < nftBuffer {
+		t.Errorf("receive buffer %d bytes, want at least %d", rcv, nftBuffer)
 	}
 }
