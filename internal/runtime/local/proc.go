@@ -42,16 +42,50 @@ func procStat(pid int) (state byte, ppid int, start uint64, err error) {
 	if i < 0 {
 		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
-	fields := bytes.Fields(b[i+1:])
-	// fields[0] is field 3 (state), fields[1] field 4 (ppid); starttime is field 22.
-	if len(fields) < 20 {
+	// Fields after it: 0 is field 3 (state), 1 field 4 (ppid); starttime
+	// is field 22. Picked out without allocating: this runs for every
+	// liveness check.
+	var fields [20][]byte
+	n = 0
+	for rest := b[i+1:]; n < len(fields); n++ {
+		rest = bytes.TrimLeft(rest, " \n")
+		j := bytes.IndexAny(rest, " \n")
+		if j < 0 {
+			j = len(rest)
+		}
+		if j == 0 {
+			break
+		}
+		fields[n], rest = rest[:j], rest[j:]
+	}
+	if n < len(fields) {
 		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
-	if ppid, err = strconv.Atoi(string(fields[1])); err != nil {
-		return 0, 0, 0, err
+	ppid64, err := parseDecimal(fields[1])
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat: ppid %q", pid, string(fields[1]))
 	}
-	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
-	return fields[0][0], ppid, start, err
+	start, err = parseDecimal(fields[19])
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("bad /proc/%d/stat: starttime %q", pid, string(fields[19]))
+	}
+	return fields[0][0], int(ppid64), start, nil
+}
+
+// parseDecimal parses a non-negative decimal number (strconv's parsers
+// need a string, which would be an allocation).
+func parseDecimal(b []byte) (uint64, error) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, strconv.ErrSyntax
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, strconv.ErrSyntax
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, nil
 }
 
 // readSmall reads the file at path into buf, which must be larger than the
