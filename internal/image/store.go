@@ -274,8 +274,9 @@ func (s *Store) checkUse(digest, holder string) error {
 // use matters only while its sandbox lives, no sandbox outlives a crash of
 // the host, and what the page cache holds survives the server's. The sync
 // (a journal commit) was 1.5 to 3 ms of every cold create on the benchmark
-// machine. Release, off that path, still syncs: a release lost to a host
-// crash would pin the image.
+// machine. Release does not sync either: a release lost to a host crash
+// leaves the use of a sandbox that the crash ended, which the server's
+// next start releases (ReleaseExcept).
 func (s *Store) Use(digest, holder string) error {
 	if err := s.checkUse(digest, holder); err != nil {
 		return err
@@ -307,7 +308,7 @@ func (s *Store) Release(digest, holder string) error {
 		return sandbox.Internal("image store: releasing %s: %w", digest, err)
 	}
 	os.Remove(dir) // only when empty
-	return syncDir(s.path(dirUsers))
+	return nil
 }
 
 // ReleaseExcept releases every use whose holder keep does not name, and
