@@ -136,15 +136,20 @@ func mountOverlayFDs(layers []string, upper, work, target string, volatile bool,
 		return fmt.Errorf("%w: fsopen overlay: %w", errNoLayerFDs, err)
 	}
 	defer unix.Close(fsfd)
+	// The layers' descriptors stay open until the overlay is made: the last
+	// close of a detached mount's descriptor unmounts it, and overlayfs
+	// clones its layers only at the create. They are closed in the
+	// background: that unmount waits for an expedited RCU grace period
+	// (about a millisecond on a busy host), which the create need not wait
+	// for.
+	var fds []int
+	defer func() { go closeAll(fds) }()
 	for i := len(layers) - 1; i >= 0; i-- { // overlayfs takes the top layer first
 		fd, err := idmapped(layers[i], userns)
 		if err != nil {
 			return err
 		}
-		// Open until the overlay is made: the last close of a detached
-		// mount's descriptor unmounts it, and overlayfs clones its layers
-		// only at the create.
-		defer unix.Close(fd)
+		fds = append(fds, fd)
 		if err := unix.FsconfigSetFd(fsfd, "lowerdir+", fd); err != nil {
 			if i == len(layers)-1 && errors.Is(err, unix.EINVAL) {
 				return fmt.Errorf("%w: %w", errNoLayerFDs, err)
