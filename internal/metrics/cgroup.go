@@ -1,12 +1,13 @@
 package metrics
 
 import (
-	"bufio"
 	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // cgroupReader reads a sandbox's CPU and memory usage from the cgroup
@@ -21,31 +22,18 @@ type cgroupReader struct {
 
 func newCgroupReader(parent string) *cgroupReader {
 	c := &cgroupReader{parent: parent}
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return c
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || len(fields) < sep+4 {
-			continue
-		}
-		mnt, fstype, opts := fields[4], fields[sep+1], ","+fields[sep+3]+","
+	for _, in := range infos {
+		mnt, opts := in.Mountpoint, ","+in.VFSOptions+","
 		switch {
-		case fstype == "cgroup" && strings.Contains(opts, ",cpuacct,"):
+		case in.FSType == "cgroup" && strings.Contains(opts, ",cpuacct,"):
 			c.cpuV1 = mnt
-		case fstype == "cgroup" && strings.Contains(opts, ",memory,"):
+		case in.FSType == "cgroup" && strings.Contains(opts, ",memory,"):
 			c.memV1 = mnt
-		case fstype == "cgroup2":
+		case in.FSType == "cgroup2":
 			if b, err := os.ReadFile(filepath.Join(mnt, "cgroup.controllers")); err == nil && bytes.Contains(b, []byte("memory")) {
 				c.v2 = mnt
 			}

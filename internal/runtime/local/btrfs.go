@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -275,46 +276,13 @@ func loopOf(file string) string {
 // mountOf returns the source and filesystem type of the mount at target in
 // this mount namespace, or "" when nothing is mounted there.
 func mountOf(target string) (source, fstype string, err error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+	infos, err := mountinfo.GetMounts(func(in *mountinfo.Info) (skip, stop bool) {
+		return in.Mountpoint != target, false
+	})
+	if err != nil || len(infos) == 0 {
 		return "", "", err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		i := indexOf(f, "-")
-		if len(f) < 5 || i < 0 || i+2 >= len(f) || unescapeMountinfo(f[4]) != target {
-			continue
-		}
-		// The last mount on target is the visible one.
-		source, fstype = f[i+2], f[i+1]
-	}
-	return source, fstype, nil
-}
-
-func indexOf(f []string, s string) int {
-	for i, v := range f {
-		if v == s {
-			return i
-		}
-	}
-	return -1
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	// The last mount on target is the visible one.
+	in := infos[len(infos)-1]
+	return in.Source, in.FSType, nil
 }

@@ -1,13 +1,13 @@
 package local
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,35 +55,23 @@ type cgroupMounts struct {
 	cpuacct, pids string
 }
 
-// detectCgroups reads /proc/self/mountinfo.
+// detectCgroups reads this mount namespace's mounts.
 func detectCgroups() (cgroupMounts, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
 		return cgroupMounts{}, err
 	}
-	defer f.Close()
 	var m cgroupMounts
 	v1 := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "36 30 0:33 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory"
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || len(fields) < sep+4 || len(fields) < 5 {
-			continue
-		}
-		mnt, fstype, opts := unescapeMount(fields[4]), fields[sep+1], fields[sep+3]
-		switch fstype {
+	for _, in := range infos {
+		// "36 30 0:33 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory":
+		// a v1 hierarchy's controllers are its superblock's options.
+		mnt := in.Mountpoint
+		switch in.FSType {
 		case "cgroup":
 			v1 = true
 			m.dirs = append(m.dirs, mnt)
-			for _, o := range strings.Split(opts, ",") {
+			for _, o := range strings.Split(in.VFSOptions, ",") {
 				switch o {
 				case "memory":
 					m.memory = mnt
@@ -100,9 +88,6 @@ func detectCgroups() (cgroupMounts, error) {
 			m.dirs = append(m.dirs, mnt)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return cgroupMounts{}, err
-	}
 	switch {
 	case v1 && m.v2 != "":
 		m.layout = CgroupHybrid
@@ -115,26 +100,6 @@ func detectCgroups() (cgroupMounts, error) {
 		return cgroupMounts{}, errors.New("no cgroup hierarchy is mounted: mount cgroup2 at /sys/fs/cgroup")
 	}
 	return m, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(byte(c))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cgroupsPath is the spec's linux.cgroupsPath of a sandbox: a plain path

@@ -1,13 +1,13 @@
 package local
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,48 +50,31 @@ func (h v1Mount) used() bool {
 	return false
 }
 
-// cgroupRootMounts reads /proc/self/mountinfo: whether cgroupRoot is a
-// mount point of its own, and the v1 hierarchies directly under it. ok is
-// false for any other layout (a hierarchy elsewhere, or nested deeper),
-// which trimCgroupMounts leaves alone.
+// cgroupRootMounts reads this mount namespace's mounts: whether
+// cgroupRoot is a mount point of its own, and the v1 hierarchies directly
+// under it. ok is false for any other layout (a hierarchy elsewhere, or
+// nested deeper), which trimCgroupMounts leaves alone.
 func cgroupRootMounts() (hs []v1Mount, ok bool, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil, false, err
 	}
-	defer f.Close()
 	rootIsMount := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || len(fields) < sep+4 || len(fields) < 5 {
-			continue
-		}
-		mnt, fstype := unescapeMount(fields[4]), fields[sep+1]
-		switch {
+	for _, in := range infos {
+		switch mnt := in.Mountpoint; {
 		case mnt == cgroupRoot:
 			rootIsMount = true
-		case fstype == "cgroup" && filepath.Dir(mnt) == cgroupRoot:
+		case in.FSType == "cgroup" && filepath.Dir(mnt) == cgroupRoot:
 			var cs []string
-			for _, o := range strings.Split(fields[sep+3], ",") {
+			for _, o := range strings.Split(in.VFSOptions, ",") {
 				if o != "rw" && o != "ro" {
 					cs = append(cs, o)
 				}
 			}
 			hs = append(hs, v1Mount{name: filepath.Base(mnt), controllers: cs})
-		case fstype == "cgroup":
+		case in.FSType == "cgroup":
 			return nil, false, nil
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, false, err
 	}
 	return hs, rootIsMount, nil
 }

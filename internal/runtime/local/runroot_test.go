@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/sbx-run/sbx/internal/image"
 	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
 	"github.com/sbx-run/sbx/internal/sandbox"
@@ -182,17 +184,13 @@ func TestOpenRunRoot(t *testing.T) {
 // mountsOn counts the mounts on dir in this process's mount namespace.
 func mountsOn(t *testing.T, dir string) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(func(in *mountinfo.Info) (skip, stop bool) {
+		return in.Mountpoint != dir, false
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && unescapeMountinfo(f[4]) == dir {
-			n++
-		}
-	}
-	return n
+	return len(infos)
 }
 
 // TestReleaseImageUses: the uses of sandboxes the Runtime does not have
