@@ -1,7 +1,6 @@
 package local
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,11 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-
-	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
-	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
 // removeCgroup removes a sandbox's cgroup in every hierarchy: an empty one
@@ -79,87 +74,5 @@ func TestRemoveCgroup(t *testing.T) {
 	}
 	if err := m.removeCgroup(parent, id); err != nil {
 		t.Errorf("removeCgroup of a removed cgroup: %v", err)
-	}
-}
-
-// crunOnlyEnv makes the test binary enter the mount namespace sbx serve
-// makes for crun alone (TestMain).
-const crunOnlyEnv = "SBX_TEST_CRUN_ONLY"
-
-// In sbx serve's private mount namespace on a hybrid host when crun is its
-// runtime, the v1 hierarchies a sandbox uses are at /sys/fs/cgroup/<name>
-// and the others under unusedCgroupDir, so crun makes a sandbox's cgroup
-// in the used ones only; removeCgroup still sees all of them
-// (TestRemoveCgroup). The test binary's own namespace keeps every
-// hierarchy (runc and runsc want them), so the test runs again in a copy
-// of it where TestMain trims them as sbx serve does.
-func TestTrimmedCgroupMounts(t *testing.T) {
-	m, err := detectCgroups()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv(mountNSEnv) != "1" {
-		t.Skipf("a %s host: sbx serve makes no private mount namespace, and crun uses every hierarchy there is", m.layout)
-	}
-	if os.Getenv(crunOnlyEnv) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestTrimmedCgroupMounts$", "-test.v", "-test.count", "1")
-		cmd.Env = append(os.Environ(), crunOnlyEnv+"=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestTrimmedCgroupMounts") {
-			t.Fatalf("in a crun-only namespace: %v\n%s", err, out)
-		}
-		return
-	}
-	var used, unused []string
-	for _, d := range m.dirs {
-		switch filepath.Dir(d) {
-		case cgroupRoot:
-			used = append(used, d)
-		case unusedCgroupDir:
-			unused = append(unused, d)
-		default:
-			t.Errorf("hierarchy at %s: want it under %s or %s", d, cgroupRoot, unusedCgroupDir)
-		}
-	}
-	hs, _, err := cgroupRootMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hs {
-		if !h.used() {
-			t.Errorf("%s (%v) is still at its usual place", h.name, h.controllers)
-		}
-	}
-	for _, c := range []string{"memory", "pids", "freezer", "cpuacct", "cpu", "devices"} {
-		if fi, err := os.Stat(filepath.Join(cgroupRoot, c)); err != nil || !fi.IsDir() {
-			t.Errorf("%s: %v", filepath.Join(cgroupRoot, c), err)
-		}
-	}
-	t.Logf("used %v, unused %v", used, unused)
-
-	rt := newRuntime(t, "crun")
-	ref, _ := env(t)
-	id := runtimetest.NewID("cgtrim")
-	if _, err := rt.Create(context.Background(), sandbox.Spec{ID: id, Image: ref}); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range used {
-		if _, err := os.Stat(filepath.Join(d, rt.cfg.CgroupParent, id)); err != nil {
-			t.Errorf("the sandbox has no cgroup in %s: %v", d, err)
-		}
-	}
-	for _, d := range unused {
-		if _, err := os.Stat(filepath.Join(d, rt.cfg.CgroupParent, id)); !os.IsNotExist(err) {
-			t.Errorf("the sandbox has a cgroup in the unused %s (%v)", d, err)
-		}
-	}
-	if err := rt.Delete(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range used {
-		if _, err := os.Stat(filepath.Join(d, rt.cfg.CgroupParent, id)); !os.IsNotExist(err) {
-			t.Errorf("%s still exists after Delete (%v)", filepath.Join(d, rt.cfg.CgroupParent, id), err)
-		}
 	}
 }

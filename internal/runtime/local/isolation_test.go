@@ -87,6 +87,27 @@ func testIsolation(t *testing.T, name string) {
 			t.Errorf("the host's test process (pid %d) is visible inside", os.Getpid())
 		}
 	})
+	t.Run("OwnCgroupsOnly", func(t *testing.T) {
+		if name == "runsc" {
+			t.Skip("gVisor shows its own cgroupfs, not the host's")
+		}
+		// Each hierarchy's root inside is the sandbox's own cgroup (a
+		// cgroup namespace): no other cgroup's name shows, and its
+		// processes are the sandbox's. A hierarchy the sandbox had no
+		// cgroup in would show the server's cgroup there, with the host's
+		// other cgroups under it (an attempt to leave blkio, cpuset and
+		// name=systemd out to save their mkdirs did that).
+		r := sh(t, ag, "find /sys/fs/cgroup/ -mindepth 2 -maxdepth 2 -type d; for f in /sys/fs/cgroup/*/cgroup.procs; do wc -l < $f; done")
+		lines := strings.Fields(r.Stdout)
+		if len(lines) == 0 {
+			t.Fatalf("no cgroup hierarchy inside: %+v", r)
+		}
+		for _, l := range lines {
+			if n, err := strconv.Atoi(l); err != nil || n > 8 {
+				t.Errorf("inside /sys/fs/cgroup: a cgroup not the sandbox's, or a root with more than the sandbox's processes: %q (of %q)", l, r.Stdout)
+			}
+		}
+	})
 	t.Run("Hostname", func(t *testing.T) {
 		if r := sh(t, ag, "hostname"); r.Stdout != id+"\n" {
 			t.Errorf("hostname %q, want %q", r.Stdout, id)

@@ -20,15 +20,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(leaderExitEnv) != "" {
 		leaderExitHelper()
 	}
-	// crun needs a private mount namespace on a hybrid host; runc and
-	// runsc work there too, so every test runs in it. A helper of
-	// TestTrimmedCgroupMounts runs crun alone, in the namespace sbx serve
-	// makes for crun alone.
-	runtimes := []string{"crun", "runc", "runsc"}
-	if os.Getenv(crunOnlyEnv) != "" {
-		runtimes = []string{"crun"}
-	}
-	code, reexeced, err := EnterMountNamespace(runtimes...)
+	// crun needs a private mount namespace on a hybrid host; runc works
+	// there too, so every test runs in it.
+	code, reexeced, err := EnterMountNamespace("crun")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

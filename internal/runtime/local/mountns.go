@@ -14,8 +14,7 @@ import (
 // mountNSEnv marks the re-executed child of EnterMountNamespace.
 const mountNSEnv = "SBX_PRIVATE_MOUNT_NS"
 
-// EnterMountNamespace makes crun usable on a hybrid-cgroup host, for a
-// process that runs the OCI runtimes named (none: crun). crun 1.8
+// EnterMountNamespace makes crun usable on a hybrid-cgroup host. crun 1.8
 // refuses hybrid mode, but works in a mount namespace where the cgroup2 mount
 // (/sys/fs/cgroup/unified) is gone; Go cannot unshare the mount namespace of
 // a running multithreaded process, so the process re-executes itself in a new
@@ -34,25 +33,10 @@ const mountNSEnv = "SBX_PRIVATE_MOUNT_NS"
 // runtime than crun, a pure v1 or v2 host) it returns reexeced=false and
 // the caller carries on. Mounts made by the child (sandbox overlays) live in
 // its private namespace; containers keep their own copies, which is why a
-// restarted server still re-attaches to them. When crun is the only
-// runtime, the child also hides the v1 hierarchies sandboxes do not use
-// from crun (trimCgroupMounts).
-func EnterMountNamespace(runtimes ...string) (exitCode int, reexeced bool, err error) {
-	if len(runtimes) == 0 {
-		runtimes = []string{"crun"}
-	}
-	crun, onlyCrun := false, true
-	for _, r := range runtimes {
-		if r == "" || r == "crun" {
-			crun = true
-		} else {
-			onlyCrun = false
-		}
-	}
+// restarted server still re-attaches to them.
+func EnterMountNamespace(runtimeName string) (exitCode int, reexeced bool, err error) {
 	if os.Getenv(mountNSEnv) == "1" {
-		// The child: the namespace is ours; drop the cgroup2 mount, and
-		// the v1 hierarchies sandboxes do not use when only crun runs
-		// here (runc and runsc want every one at its usual place).
+		// The child: the namespace is ours; drop the cgroup2 mount.
 		m, err := detectCgroups()
 		if err != nil {
 			return 0, false, err
@@ -62,14 +46,9 @@ func EnterMountNamespace(runtimes ...string) (exitCode int, reexeced bool, err e
 				return 0, false, fmt.Errorf("unmount %s in the private mount namespace: %w", m.v2, err)
 			}
 		}
-		if onlyCrun && m.layout != CgroupV2 {
-			if err := trimCgroupMounts(); err != nil {
-				return 0, false, fmt.Errorf("set up %s in the private mount namespace: %w", cgroupRoot, err)
-			}
-		}
 		return 0, false, nil
 	}
-	if !crun {
+	if runtimeName != "" && runtimeName != "crun" {
 		return 0, false, nil
 	}
 	m, err := detectCgroups()

@@ -278,3 +278,10 @@ func isMountPoint(path string) bool {
 	}
 	return st.Dev != parent.Dev
 }
+
+// closeAll closes the descriptors fds.
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
