@@ -102,7 +102,10 @@ func BuildMetrics(r *Report, floor string) []Metric {
 			Note: "baselines: 1 ÷ mean run-to-exit, one at a time"},
 			Metric{Name: "sustained creates per second, second half of the run", Unit: "/s",
 				SBX:  F(value(sus, "creates_per_second_second_half")),
-				Note: "a rate that holds only while work is deferred falls here"})
+				Note: "a rate that holds only while work is deferred falls here"},
+			Metric{Name: "sustained: host CPU per sandbox life (create → RUNNING → delete, whole host)", Unit: "ms", LowerIsBetter: true,
+				SBX:  F(value(sus, "host_cpu_ms_per_create")),
+				Note: fmt.Sprintf("host %.0f %% busy; steadier than the rate where the machine's speed drifts", 100*value(sus, "host_cpu_busy"))})
 	}
 	if par := r.Find("run_parallel", floor); par != nil {
 		// The runtime alone, as many lives at once as there are cores:

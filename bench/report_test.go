@@ -58,7 +58,8 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	add("run_exit", "podman", sum(500, 500))
 	add("cold_create", "crun", sum(20, 30))
 	add("exec_true", "sbx", sum(1, 3))
-	add("sustained", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 120, "creates_per_second_second_half": 80}})
+	add("sustained", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 120, "creates_per_second_second_half": 80,
+		"host_cpu_ms_per_create": 16.5, "host_cpu_busy": 0.9}})
 	b := add("burst", "sbx", sum(100, 900))
 	b.Values = map[string]float64{"n": 500}
 	b.Errors = map[string]int{"QUOTA_EXCEEDED": 3, "RUNTIME_ERROR": 1}
@@ -79,6 +80,9 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	}
 	if c := get("sustained creates per second, second half"); c.SBX == nil || *c.SBX != 80 {
 		t.Errorf("second half of the sustained run: %+v", c)
+	}
+	if c := get("sustained: host CPU per sandbox life"); c.SBX == nil || *c.SBX != 16.5 || !c.LowerIsBetter || !strings.Contains(c.Note, "90 % busy") {
+		t.Errorf("host CPU per sandbox life of the sustained run: %+v", c)
 	}
 	if c := get("cold create → first output, p50"); *c.SBX != 50 || *c.Podman != 400 || *c.Crun != 20 || c.Target == nil {
 		t.Errorf("cold p50 row: %+v", c)
