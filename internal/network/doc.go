@@ -73,7 +73,10 @@
 //   - nftables tables named Config.Table ("sbx") in families inet and bridge,
 //     described in ruleset.go; nothing else in nftables is touched. New
 //     replaces both tables in one transaction. Egress that leaves through
-//     another link is masqueraded.
+//     another link gets that link's address (source NAT from a map that a
+//     watcher of the host's address and route changes keeps current; not
+//     masquerade, whose link watch walks the conntrack table whenever any
+//     link goes down: uplinks.go).
 //   - net.ipv4.ip_forward is turned on if it was off (Manager.ForwardingEnabled
 //     says so) and left on: routing the sandboxes needs it. It makes the host
 //     route between all its interfaces; sbx's rules only cover traffic from
@@ -84,7 +87,7 @@
 //   - IPv6 is disabled on the bridge; sandboxes get none (their IPv6 frames
 //     are dropped at the bridge port).
 //
-// Kernel needs: nf_tables with the inet and bridge families, ct, nat/masq
+// Kernel needs: nf_tables with the inet and bridge families, ct, nat
 // and reject (Debian's stock kernel has all). If br_netfilter is loaded the
 // inet rules also see bridged frames. On the main bridge there are none
 // (its ports are isolated); on an overflow bridge a sandbox's frames are

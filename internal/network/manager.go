@@ -44,6 +44,7 @@ type Manager struct {
 	reaping map[string]chan struct{} // host link name -> closed when deleted
 	reapErr error
 
+	uplinks   *uplinkWatch   // see uplinks.go
 	res       resolver       // for sbx's resolver; see resolved.go
 	hostBlock []netip.Prefix // Config.HostBlock, parsed
 
@@ -101,6 +102,10 @@ func New(cfg Config) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
+	if err := m.startUplinkWatch(); err != nil {
+		m.Close()
+		return nil, sandbox.Internal("%w", err)
+	}
 	return m, nil
 }
 
@@ -133,8 +138,12 @@ func (m *Manager) recover() error {
 			m.groups[a.Policy.PeerGroup]++
 		}
 	}
+	uplinks, err := uplinkAddrs(m.nl)
+	if err != nil {
+		return sandbox.Internal("%w", err)
+	}
 	m.rs.flushTables(m.nft)
-	if err := m.rs.addBase(m.nft); err != nil {
+	if err := m.rs.addBase(m.nft, uplinks); err != nil {
 		return sandbox.Internal("nftables rules: %w", err)
 	}
 	for _, a := range atts {
@@ -451,6 +460,7 @@ func (m *Manager) Get(sandboxID string) (*Attachment, error) {
 // Close waits for pending link deletions and releases the manager's
 // netlink sockets; the network stays up.
 func (m *Manager) Close() error {
+	m.stopUplinkWatch()
 	err := m.settle()
 	if m.reapNL != nil {
 		m.reapNL.Close()
@@ -483,6 +493,7 @@ func (m *Manager) Destroy(ctx context.Context) error {
 		errs = append(errs, m.Teardown(ctx, id))
 	}
 	errs = append(errs, m.settle())
+	m.stopUplinkWatch() // before the tables it writes to go
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rs.flushTables(m.nft)

@@ -164,3 +164,17 @@ func ip4Key(a netip.Addr) []byte {
 	b := a.As4()
 	return b[:]
 }
+
+// metaOIF loads the output link's index into register 1.
+func metaOIF() expr.Any { return &expr.Meta{Key: expr.MetaKeyOIF, Register: 1} }
+
+// lookupInto looks register 1 up in map s and puts the value found in
+// register 1; no element, no match.
+func lookupInto(s *nftables.Set) expr.Any {
+	return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, DestRegister: 1, IsDestRegSet: true}
+}
+
+// snatTo rewrites the IPv4 source address to register 1's.
+func snatTo() expr.Any {
+	return &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}
+}

@@ -23,7 +23,8 @@ import (
 //	                 ProtectedHostPorts reject;
 //	                 ip saddr vmap @hostin (goto h-<key>)
 //	        output:  ICMP redirects out of BR dropped
-//	        post:    masquerade what leaves the subnet through another link
+//	        post:    snat what leaves the subnet through another link to
+//	                 that link's address, from map @uplinks (uplinks.go)
 //	        raw:     iifname "BR.*" notrack (see below)
 //	bridge: prerouting: iifname vmap @ports (goto p-<key>)
 //
@@ -37,7 +38,7 @@ import (
 // crosses the inet hooks twice: bridged from its port to the trunk on the
 // overflow bridge, then routed from BR. The first pass must not make the
 // conntrack entry, or its NAT decision (none: it goes out the trunk) would
-// stick and the routed pass would not masquerade; notrack leaves it to the
+// stick and the routed pass would not rewrite it; notrack leaves it to the
 // second.
 //
 // Per sandbox there are four small chains: e- (egress), i- (ingress), h-
@@ -55,6 +56,7 @@ type ruleset struct {
 	ingress *nftables.Set
 	hostin  *nftables.Set
 	ports   *nftables.Set
+	uplinks *nftables.Set            // output link index -> its address
 	groups  map[string]*nftables.Set // by set name
 }
 
@@ -77,6 +79,7 @@ func newRuleset(cfg Config) *ruleset {
 		ingress: vmap(inet, "ingress", nftables.TypeIPAddr),
 		hostin:  vmap(inet, "hostin", nftables.TypeIPAddr),
 		ports:   vmap(br, "ports", nftables.TypeIFName),
+		uplinks: &nftables.Set{Table: inet, Name: uplinksMap, IsMap: true, KeyType: nftables.TypeIFIndex, DataType: nftables.TypeIPAddr},
 		groups:  map[string]*nftables.Set{},
 	}
 }
@@ -103,8 +106,9 @@ func (rs *ruleset) flushTables(c *nftables.Conn) {
 	c.DelTable(rs.br)
 }
 
-// addBase queues both tables with their base chains, maps and static rules.
-func (rs *ruleset) addBase(c *nftables.Conn) error {
+// addBase queues both tables with their base chains, maps and static
+// rules; the uplinks map gets the elements of addrs.
+func (rs *ruleset) addBase(c *nftables.Conn, addrs map[int]netip.Addr) error {
 	cfg, bridge := rs.cfg, rs.cfg.Bridge
 	c.AddTable(rs.inet)
 	c.AddTable(rs.br)
@@ -113,6 +117,10 @@ func (rs *ruleset) addBase(c *nftables.Conn) error {
 		if err := c.AddSet(s, nil); err != nil {
 			return err
 		}
+	}
+	rs.uplinks.ID = 0
+	if err := c.AddSet(rs.uplinks, uplinkElements(addrs)); err != nil {
+		return err
 	}
 
 	reject := rs.chain(c, rs.inet, chainReject)
@@ -186,7 +194,7 @@ func (rs *ruleset) addBase(c *nftables.Conn) error {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{5}}, drop())
 
 	post := rs.baseChain(c, rs.inet, "post", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
-	rs.rule(c, rs.inet, post, isIPv4(), ipIn(offSaddr, cfg.Subnet), oifIsNot(bridge), &expr.Masq{})
+	rs.uplinkRule(c, post)
 
 	// Bridged frames of the overflow bridges: conntrack and NAT happen
 	// when they are routed from the main bridge (see the type's comment).

@@ -1,0 +1,322 @@
+package network
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/network/nldump"
+)
+
+// Source NAT without masquerade. A sandbox's packets that leave the host
+// through another link get that link's address as their source. The
+// kernel's masquerade does this, but the kernel then watches every link:
+// whenever any link on the host goes down, it queues a walk of the whole
+// conntrack table (262144 buckets on a host with 4 GiB or more) for the
+// entries that went out through it. Every deleted sandbox's veth is such a
+// link, so at 100 sandboxes a second those walks took 1.5 % of the host's
+// CPU (perf, 2026-11-27), for sandboxes that had sent nothing.
+//
+// So the post chain does "snat to oif map @uplinks" instead: the map holds
+// for each link the address masquerade would pick for it (uplinkAddrs),
+// and a watcher of the host's address and route changes keeps it so
+// (startUplinkWatch). A link without an IPv4 address of global scope
+// matches no element, and what a sandbox sends out of it leaves unchanged,
+// as masquerade would have dropped it. Unlike masquerade, a removed
+// address does not drop the connections that were rewritten to it at
+// once; with the address gone they carry nothing and time out.
+
+// uplinkRetry is how long the watcher waits before it subscribes again
+// after a failed subscription.
+const uplinkRetry = time.Second
+
+// uplinksMap is the name of the map from output link index to address.
+const uplinksMap = "uplinks"
+
+// uplinkAddrs returns, keyed by link index, the address that masquerade
+// would give what leaves through each link: of the link's primary IPv4
+// addresses of global scope, the first whose subnet holds the gateway of
+// a route through the link (the kernel picks by the packet's next hop;
+// per link that is its gateways), else the first.
+func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	gateways := map[int][]netip.Addr{}
+	addGW := func(link int, ip []byte) {
+		if gw, ok := netip.AddrFromSlice(ip); ok && link > 0 {
+			gateways[link] = append(gateways[link], gw.Unmap())
+		}
+	}
+	for _, r := range routes {
+		addGW(r.LinkIndex, r.Gw)
+		for _, nh := range r.MultiPath {
+			addGW(nh.LinkIndex, nh.Gw)
+		}
+	}
+	first := map[int]netip.Addr{}
+	out := map[int]netip.Addr{}
+	for _, a := range addrs {
+		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&unix.IFA_F_SECONDARY != 0 || a.IPNet == nil {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		subnet := netip.PrefixFrom(ip, ones).Masked()
+		if _, ok := first[a.LinkIndex]; !ok {
+			first[a.LinkIndex] = ip
+		}
+		if _, ok := out[a.LinkIndex]; ok {
+			continue
+		}
+		for _, gw := range gateways[a.LinkIndex] {
+			if subnet.Contains(gw) {
+				out[a.LinkIndex] = ip
+				break
+			}
+		}
+	}
+	for link, ip := range first {
+		if _, ok := out[link]; !ok {
+			out[link] = ip
+		}
+	}
+	return out, nil
+}
+
+// uplinkElements renders addrs as elements of the uplinks map.
+func uplinkElements(addrs map[int]netip.Addr) []nftables.SetElement {
+	els := make([]nftables.SetElement, 0, len(addrs))
+	for idx, a := range addrs {
+		k := make([]byte, 4)
+		binary.NativeEndian.PutUint32(k, uint32(idx)) // meta oif is in host byte order
+		v := a.As4()
+		els = append(els, nftables.SetElement{Key: k, Val: v[:]})
+	}
+	return els
+}
+
+// setUplinks queues the replacement of the uplinks map's elements by addrs.
+func (rs *ruleset) setUplinks(c *nftables.Conn, addrs map[int]netip.Addr) error {
+	c.FlushSet(rs.uplinks)
+	if len(addrs) == 0 {
+		return nil
+	}
+	return c.SetAddElements(rs.uplinks, uplinkElements(addrs))
+}
+
+// uplinkWatch is the manager's watcher of address changes.
+type uplinkWatch struct {
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+	// last is the map as last written; err the last failure to write it.
+	last map[int]netip.Addr
+	err  error
+}
+
+// startUplinkWatch subscribes to the address and route changes of the
+// network namespace the manager was made in (the calling thread's) and
+// keeps the uplinks map right from then on. The map was filled by recover;
+// a change between that and the subscription is caught by the sync that
+// follows it.
+func (m *Manager) startUplinkWatch() error {
+	ns, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	w := &uplinkWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	sub, err := subscribeChanges(ns)
+	if err != nil {
+		ns.Close()
+		return err
+	}
+	m.uplinks = w
+	go func() {
+		defer close(w.done)
+		defer ns.Close()
+		// retry is set while the last sync failed: it is tried again
+		// every uplinkRetry until it succeeds.
+		var retry <-chan time.Time
+		resync := func() {
+			retry = nil
+			if !m.syncUplinks() {
+				retry = time.After(uplinkRetry)
+			}
+		}
+		resync()
+		for {
+			select {
+			case <-w.stop:
+				sub.close()
+				return
+			case <-retry:
+				resync()
+				continue
+			case u, ok := <-sub.addrs:
+				if ok {
+					if sub.drain(ipv4Addr(u)) {
+						resync()
+					}
+					continue
+				}
+			case r, ok := <-sub.routes:
+				if ok {
+					if sub.drain(r.Family == netlink.FAMILY_V4) {
+						resync()
+					}
+					continue
+				}
+			}
+			// A subscription ended (a receive error, e.g. its buffer
+			// overran): subscribe again, then sync, as at the start.
+			sub.close()
+			for {
+				if sub, err = subscribeChanges(ns); err == nil {
+					break
+				}
+				select {
+				case <-w.stop:
+					return
+				case <-time.After(uplinkRetry):
+				}
+			}
+			resync()
+		}
+	}()
+	return nil
+}
+
+// ipv4Addr reports whether u is about an IPv4 address. IPv6 changes (the
+// host's own, and the multicast routes each new sandbox veth gets) do not
+// wake the watcher.
+func ipv4Addr(u netlink.AddrUpdate) bool { return u.LinkAddress.IP.To4() != nil }
+
+// changes is a subscription to a namespace's IPv4 address and route
+// changes. Each channel is closed when its subscription ends.
+type changes struct {
+	addrs  chan netlink.AddrUpdate
+	routes chan netlink.RouteUpdate
+	cancel chan struct{}
+}
+
+func subscribeChanges(ns netns.NsHandle) (*changes, error) {
+	c := &changes{
+		addrs:  make(chan netlink.AddrUpdate, 64),
+		routes: make(chan netlink.RouteUpdate, 64),
+		cancel: make(chan struct{}),
+	}
+	err := netlink.AddrSubscribeWithOptions(c.addrs, c.cancel, netlink.AddrSubscribeOptions{Namespace: &ns, ReceiveBufferSize: 1 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to address changes: %w", err)
+	}
+	err = netlink.RouteSubscribeWithOptions(c.routes, c.cancel, netlink.RouteSubscribeOptions{Namespace: &ns, ReceiveBufferSize: 1 << 20})
+	if err != nil {
+		close(c.cancel)
+		return nil, fmt.Errorf("subscribe to route changes: %w", err)
+	}
+	return c, nil
+}
+
+func (c *changes) close() { close(c.cancel) }
+
+// drain takes every change already queued (one sync covers them all) and
+// reports whether any of them, or the one taken before (v4), is about
+// IPv4. A closed channel ends it; the watcher's next receive sees it.
+func (c *changes) drain(v4 bool) bool {
+	for {
+		select {
+		case u, ok := <-c.addrs:
+			if !ok {
+				return v4
+			}
+			v4 = v4 || ipv4Addr(u)
+		case r, ok := <-c.routes:
+			if !ok {
+				return v4
+			}
+			v4 = v4 || r.Family == netlink.FAMILY_V4
+		default:
+			return v4
+		}
+	}
+}
+
+// syncUplinks writes the host's current addresses into the uplinks map if
+// they changed since the last write, and reports whether the map is right.
+// A failure is kept for UplinkError; the watcher retries it.
+func (m *Manager) syncUplinks() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.uplinks
+	addrs, err := uplinkAddrs(m.nl)
+	if err == nil && w.err == nil && sameUplinks(addrs, w.last) {
+		return true
+	}
+	if err == nil {
+		if err = m.rs.setUplinks(m.nft, addrs); err == nil {
+			err = m.nft.Flush()
+		}
+	}
+	if err != nil {
+		w.err = fmt.Errorf("update the source addresses of sandbox traffic: %w", err)
+		return false
+	}
+	w.last, w.err = addrs, nil
+	return true
+}
+
+func sameUplinks(a, b map[int]netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// UplinkError is the last failure to follow an address change of the host
+// into the rewriting of sandbox traffic, nil once a later one succeeded.
+func (m *Manager) UplinkError() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.uplinks == nil {
+		return nil
+	}
+	return m.uplinks.err
+}
+
+// stopUplinkWatch ends the watcher and waits for it.
+func (m *Manager) stopUplinkWatch() {
+	if w := m.uplinks; w != nil {
+		w.once.Do(func() { close(w.stop) })
+		<-w.done
+	}
+}
+
+// uplinkRule is the post chain's rule: packets from the subnet that leave
+// through another link than the bridge get that link's address.
+func (rs *ruleset) uplinkRule(c *nftables.Conn, post *nftables.Chain) {
+	rs.rule(c, rs.inet, post, isIPv4(), ipIn(offSaddr, rs.cfg.Subnet), oifIsNot(rs.cfg.Bridge),
+		metaOIF(), lookupInto(rs.uplinks), snatTo())
+}
