@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,12 +51,18 @@ func TestNetworkConfig(t *testing.T) {
 	if err := c.Validate(); err != nil || c.Network != "bridge" {
 		t.Fatalf("default network %q (%v), want bridge", c.Network, err)
 	}
-	nc, err := c.networkConfig()
+	nc, err := c.networkConfig("")
 	if err != nil || nc.Bridge != "sbx0" || nc.Table != "sbx" || nc.Subnet.String() != "10.203.0.0/16" {
 		t.Errorf("default network config: %+v, %v", nc, err)
 	}
+	if nc.StateDir != filepath.Join(c.DataDir, "network") {
+		t.Errorf("state dir without a run root: %s", nc.StateDir)
+	}
+	if nc, _ := c.networkConfig("/run/sbx-sandboxes/x"); nc.StateDir != "/run/sbx-sandboxes/x/network" {
+		t.Errorf("state dir with a run root: %s", nc.StateDir)
+	}
 	c.NetworkBridge, c.NetworkTable, c.NetworkSubnet = "sbxt1", "sbxt1", "10.99.0.0/24"
-	if nc, err := c.networkConfig(); err != nil || nc.Bridge != "sbxt1" || nc.Table != "sbxt1" || nc.Subnet.String() != "10.99.0.0/24" {
+	if nc, err := c.networkConfig(""); err != nil || nc.Bridge != "sbxt1" || nc.Table != "sbxt1" || nc.Subnet.String() != "10.99.0.0/24" {
 		t.Errorf("network config: %+v, %v", nc, err)
 	}
 	for _, bad := range []func(*Config){

@@ -71,12 +71,16 @@ func (c *Config) validateNetwork() error {
 }
 
 // networkConfig is the network manager's config for this server: its
-// state under the data dir, the API port protected.
-func (c *Config) networkConfig() (network.Config, error) {
+// state in the run root (a tmpfs of sbx's, see local.OpenRunRoot; under the
+// data dir without one), the API port protected.
+func (c *Config) networkConfig(runRoot string) (network.Config, error) {
 	nc := network.Config{
 		Bridge:   c.NetworkBridge,
 		Table:    c.NetworkTable,
-		StateDir: filepath.Join(c.DataDir, "network"),
+		StateDir: oldNetworkState(c.DataDir),
+	}
+	if runRoot != "" {
+		nc.StateDir = filepath.Join(runRoot, "network")
 	}
 	if nc.Bridge == "" {
 		nc.Bridge = network.DefaultBridge
@@ -148,13 +152,16 @@ func (c *Config) startResolver(m *network.Manager, log *slog.Logger) (*dns.Serve
 // the host-wide lock on its bridge and table, held until release: a second
 // server with the same bridge or table fails here at once, naming the flags
 // that give it its own.
-func (c *Config) openNetwork() (m *network.Manager, release func(), err error) {
+func (c *Config) openNetwork(runRoot string) (m *network.Manager, release func(), err error) {
 	if c.Network != "bridge" {
 		return nil, func() {}, nil
 	}
-	nc, err := c.networkConfig()
+	nc, err := c.networkConfig(runRoot)
 	if err != nil {
 		return nil, nil, err
+	}
+	if err := moveNetworkState(oldNetworkState(c.DataDir), nc.StateDir); err != nil {
+		return nil, nil, fmt.Errorf("move the network state of an earlier sbx into the run root: %w", err)
 	}
 	lock, err := lockNetwork(networkLockDir, nc.Bridge, nc.Table)
 	if err != nil {

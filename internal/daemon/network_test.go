@@ -9,7 +9,7 @@ import (
 func TestNetworkDNSConfig(t *testing.T) {
 	c := Default()
 	c.NetworkSubnet = "10.77.0.0/16"
-	nc, err := c.networkConfig()
+	nc, err := c.networkConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestNetworkDNSConfig(t *testing.T) {
 		t.Errorf("default: DNS %v, NameResolver %v; want sbx's resolver on the gateway 10.77.0.1", nc.DNS, nc.NameResolver)
 	}
 	c.NetworkDNS = []string{"192.0.2.53"}
-	if nc, _ = c.networkConfig(); nc.NameResolver || len(nc.DNS) != 1 || nc.DNS[0] != netip.MustParseAddr("192.0.2.53") {
+	if nc, _ = c.networkConfig(""); nc.NameResolver || len(nc.DNS) != 1 || nc.DNS[0] != netip.MustParseAddr("192.0.2.53") {
 		t.Errorf("--network-dns: DNS %v, NameResolver %v; want the named resolver and no name enforcement", nc.DNS, nc.NameResolver)
 	}
 	if m, err := c.startResolver(nil, nil); m != nil || err != nil {

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The network next: a second server with this one's bridge or table
 	// fails here, before it touches the store or the image cache.
-	netMgr, releaseNetwork, err := cfg.openNetwork()
+	netMgr, releaseNetwork, err := cfg.openNetwork(runRoot)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@
 //		ProtectedHostPorts: []int{apiPort},                         // never opened by an allow-list
 //		DNS:                []netip.Addr{network.GatewayOf(subnet)}, // sbx's resolver (internal/dns)
 //		NameResolver:       true,                                   // it enforces AllowNames
-//		StateDir:           filepath.Join(dataDir, "network"),
+//		StateDir:           filepath.Join(runRoot, "network"),          // a tmpfs: see daemon/netstate.go
 //	})
 //	defer mgr.Close()
 //	// Recovery: Teardown every SandboxID the runtime no longer knows.

@@ -22,6 +22,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/sbx-run/sbx"
+	"github.com/sbx-run/sbx/internal/runtime/local"
 	"github.com/sbx-run/sbx/internal/testenv"
 )
 
@@ -444,7 +445,7 @@ func (w *netWorld) hostState(t *testing.T) netHostState {
 		}
 	}
 	s.Nft = nftState(t, w.srv, w.netw.Table)
-	entries, _ := os.ReadDir(filepath.Join(w.s.dataDir, "network"))
+	entries, _ := os.ReadDir(filepath.Join(local.RunRootOf(w.s.dataDir), "network"))
 	for _, e := range entries {
 		s.StateFiles = append(s.StateFiles, e.Name())
 	}
