@@ -58,7 +58,7 @@ func TestNetworkConfig(t *testing.T) {
 	if nc.StateDir != filepath.Join(c.DataDir, "network") {
 		t.Errorf("state dir without a run root: %s", nc.StateDir)
 	}
-	if nc, _ := c.networkConfig("/run/sbx-sandboxes/x"); nc.StateDir != "/run/sbx-sandboxes/x/network" {
+	if nc, _ := c.networkConfig("/run/sbx-sandboxes/x"); nc.StateDir != "/run/sbx-sandboxes/x/"+local.RunRootNetwork {
 		t.Errorf("state dir with a run root: %s", nc.StateDir)
 	}
 	c.NetworkBridge, c.NetworkTable, c.NetworkSubnet = "sbxt1", "sbxt1", "10.99.0.0/24"

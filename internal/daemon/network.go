@@ -11,6 +11,7 @@ import (
 
 	"github.com/sbx-run/sbx/internal/dns"
 	"github.com/sbx-run/sbx/internal/network"
+	"github.com/sbx-run/sbx/internal/runtime/local"
 )
 
 // maxNetworkDNS bounds Config.NetworkDNS.
@@ -80,7 +81,7 @@ func (c *Config) networkConfig(runRoot string) (network.Config, error) {
 		StateDir: oldNetworkState(c.DataDir),
 	}
 	if runRoot != "" {
-		nc.StateDir = filepath.Join(runRoot, "network")
+		nc.StateDir = filepath.Join(runRoot, local.RunRootNetwork)
 	}
 	if nc.Bridge == "" {
 		nc.Bridge = network.DefaultBridge

@@ -155,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if runRoot != "" {
+		icfg.UsesDir = filepath.Join(runRoot, local.RunRootImageUses)
+	}
 	reg := metrics.New()
 	icfg.OnPull = reg.ObservePull
 	images, err := image.New(icfg)

@@ -35,6 +35,13 @@ import (
 type Config struct {
 	// Root is the cache root, e.g. <data-dir>/images.
 	Root string
+	// UsesDir is where the uses of images by sandboxes are recorded (Use):
+	// a dir per manifest digest, an empty file per holder. Empty means
+	// <Root>/u. sbx serve gives one in its run root, a tmpfs: uses end
+	// with their sandboxes, which no reboot keeps, and on the disk each
+	// sandbox cost a file created and removed. New moves the uses of
+	// <Root>/u (an earlier server's) into it.
+	UsesDir string
 	// Mirrors maps a registry host ("docker.io") to mirror endpoints
 	// ("http://127.0.0.1:5000") tried in order before the registry itself.
 	Mirrors map[string][]string

@@ -59,6 +59,14 @@ func (s *Store) path(parts ...string) string {
 	return filepath.Join(append([]string{s.cfg.Root}, parts...)...)
 }
 
+// usesPath is a path in the uses dir (Config.UsesDir).
+func (s *Store) usesPath(parts ...string) string {
+	if s.cfg.UsesDir == "" {
+		return s.path(append([]string{dirUsers}, parts...)...)
+	}
+	return filepath.Join(append([]string{s.cfg.UsesDir}, parts...)...)
+}
+
 // refFile is the index file of a normalized reference.
 func (s *Store) refFile(ref string) string {
 	sum := sha256.Sum256([]byte(ref))
@@ -249,4 +257,41 @@ func (s *Store) refs() ([]refRecord, error) {
 		out = append(out, rr)
 	}
 	return out, nil
+}
+
+// moveUses moves the uses recorded in <Root>/u (by an earlier server,
+// before Config.UsesDir) into the uses dir, and removes <Root>/u.
+func (s *Store) moveUses() error {
+	old := s.path(dirUsers)
+	if filepath.Clean(old) == filepath.Clean(s.usesPath()) {
+		return nil
+	}
+	dirs, err := os.ReadDir(old)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		holders, err := os.ReadDir(filepath.Join(old, d.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(s.usesPath(d.Name()), 0o700); err != nil {
+			return err
+		}
+		for _, h := range holders {
+			if err := os.WriteFile(s.usesPath(d.Name(), h.Name()), nil, 0o600); err != nil {
+				return err
+			}
+			if err := os.Remove(filepath.Join(old, d.Name(), h.Name())); err != nil {
+				return err
+			}
+		}
+		if err := os.Remove(filepath.Join(old, d.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Remove(old)
 }

@@ -99,13 +99,16 @@ func New(cfg Config) (*Store, error) {
 	// setuid files, so a path other users could traverse would hand them
 	// an image's setuid-root binaries. Stores made by older versions
 	// (0711) are closed too.
-	for _, d := range []string{root, s.path(dirLayers), s.path(dirRefs), s.path(dirManifests), s.path(dirUsers), s.path(dirTemp)} {
+	for _, d := range []string{root, s.path(dirLayers), s.path(dirRefs), s.path(dirManifests), s.usesPath(), s.path(dirTemp)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, sandbox.Internal("image store: creating %s: %w", d, err)
 		}
 		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, sandbox.Internal("image store: making %s private: %w", d, err)
 		}
+	}
+	if err := s.moveUses(); err != nil {
+		return nil, sandbox.Internal("image store: moving the recorded uses of %s into %s: %w", s.path(dirUsers), s.usesPath(), err)
 	}
 	return s, nil
 }
@@ -286,7 +289,7 @@ func (s *Store) Use(digest, holder string) error {
 	if _, err := os.Stat(s.manifestFile(digest)); err != nil {
 		return sandbox.NotFound(sandbox.ReasonImageNotFound, "image %s is not in the image store", digest)
 	}
-	dir := s.path(dirUsers, strings.TrimPrefix(digest, "sha256:"))
+	dir := s.usesPath(strings.TrimPrefix(digest, "sha256:"))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return sandbox.Internal("image store: recording use of %s: %w", digest, err)
 	}
@@ -303,7 +306,7 @@ func (s *Store) Release(digest, holder string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dir := s.path(dirUsers, strings.TrimPrefix(digest, "sha256:"))
+	dir := s.usesPath(strings.TrimPrefix(digest, "sha256:"))
 	if err := os.Remove(filepath.Join(dir, holder)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return sandbox.Internal("image store: releasing %s: %w", digest, err)
 	}
@@ -319,14 +322,14 @@ func (s *Store) Release(digest, holder string) error {
 func (s *Store) ReleaseExcept(keep func(holder string) bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dirs, err := os.ReadDir(s.path(dirUsers))
+	dirs, err := os.ReadDir(s.usesPath())
 	if err != nil {
 		return 0, sandbox.Internal("image store: %w", err)
 	}
 	n := 0
 	var errs []error
 	for _, d := range dirs {
-		dir := s.path(dirUsers, d.Name())
+		dir := s.usesPath(d.Name())
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			errs = append(errs, err)
@@ -345,7 +348,7 @@ func (s *Store) ReleaseExcept(keep func(holder string) bool) (int, error) {
 		os.Remove(dir) // only when empty
 	}
 	if n > 0 {
-		errs = append(errs, syncDir(s.path(dirUsers)))
+		errs = append(errs, syncDir(s.usesPath()))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return n, sandbox.Internal("image store: releasing stale uses: %w", err)
@@ -355,7 +358,7 @@ func (s *Store) ReleaseExcept(keep func(holder string) bool) (int, error) {
 
 // holders lists the users of a manifest digest.
 func (s *Store) holders(digest string) []string {
-	ents, _ := os.ReadDir(s.path(dirUsers, strings.TrimPrefix(digest, "sha256:")))
+	ents, _ := os.ReadDir(s.usesPath(strings.TrimPrefix(digest, "sha256:")))
 	var out []string
 	for _, e := range ents {
 		out = append(out, e.Name())
@@ -393,7 +396,7 @@ func (s *Store) GC(ctx context.Context) (removedLayers int, err error) {
 	for _, rr := range refs {
 		liveManifests[strings.TrimPrefix(rr.Digest, "sha256:")] = true
 	}
-	if ents, err := os.ReadDir(s.path(dirUsers)); err == nil {
+	if ents, err := os.ReadDir(s.usesPath()); err == nil {
 		for _, e := range ents {
 			liveManifests[e.Name()] = true
 		}

@@ -130,6 +130,46 @@ func TestReleaseExcept(t *testing.T) {
 	}
 }
 
+// TestUsesDir: with Config.UsesDir the uses are recorded there, not under
+// the root, and a store opened with one takes over the uses an earlier
+// server recorded under the root: the image stays in use.
+func TestUsesDir(t *testing.T) {
+	reg := newRegistry(t)
+	push(t, reg.host+"/g/a:1", image(t, layer(t, file("a", "a"))))
+	root := t.TempDir()
+	s := newStore(t, Config{Root: root})
+	a, err := s.Get(bg, reg.host+"/g/a:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Use(a.Digest, "from-before"); err != nil {
+		t.Fatal(err)
+	}
+	uses := filepath.Join(t.TempDir(), "image-uses")
+	s = newStore(t, Config{Root: root, UsesDir: uses})
+	if _, err := os.Stat(filepath.Join(root, dirUsers)); !os.IsNotExist(err) {
+		t.Errorf("the root's uses dir is still there: %v", err)
+	}
+	wantErr(t, s.Remove(bg, a.Ref), sandbox.ErrFailedPrecondition, sandbox.ReasonImageInUse, "from-before")
+	if err := s.Use(a.Digest, "new"); err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.TrimPrefix(a.Digest, "sha256:")
+	for _, h := range []string{"from-before", "new"} {
+		if _, err := os.Stat(filepath.Join(uses, hex, h)); err != nil {
+			t.Errorf("use of %s: %v", h, err)
+		}
+	}
+	for _, h := range []string{"from-before", "new"} {
+		if err := s.Release(a.Digest, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Remove(bg, a.Ref); err != nil {
+		t.Errorf("remove once released: %v", err)
+	}
+}
+
 // TestOverlayMount mounts a pulled image with its Layers as lowerdirs, as the
 // local runtime does, and checks that whiteouts and opaque dirs hide what
 // they must.

@@ -42,6 +42,15 @@ import (
 // containers' state is in the OCI runtime's old root, and a live mount
 // cannot move.
 
+// The run root's dirs that sbx serve gives other packages: the network's
+// state files (network.Config.StateDir) and the image uses
+// (image.Config.UsesDir). ReleaseRunRoot keeps a run root where they hold
+// anything.
+const (
+	RunRootNetwork   = "network"
+	RunRootImageUses = "image-uses"
+)
+
 // runRootBase is where the run roots of a host's servers are, one per data
 // dir. Not in /run/sbx, which holds host-wide locks and claims and which
 // docs/API.md suggests closing to a group for the API's socket: a
@@ -100,8 +109,13 @@ func ReleaseRunRoot(dir string) error {
 	if _, fstype, err := mountOf(dir); err != nil || fstype != "tmpfs" {
 		return err
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "sb")); len(entries) > 0 {
-		return nil
+	// The network's state and the image uses are sandboxes' too: those
+	// of sandboxes an older server keeps under its data dir (OldLayout)
+	// are only here.
+	for _, sub := range []string{"sb", RunRootNetwork, RunRootImageUses} {
+		if entries, _ := os.ReadDir(filepath.Join(dir, sub)); len(entries) > 0 {
+			return nil
+		}
 	}
 	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmount the run root %s: %w", dir, err)

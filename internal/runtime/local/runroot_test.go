@@ -170,6 +170,26 @@ func TestOpenRunRoot(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "sb", "0123456789abcdef")); err != nil {
 		t.Fatal(err)
 	}
+	// The network's state and the image uses of sandboxes an older
+	// server keeps under its data dir keep it too.
+	for _, sub := range []string{RunRootNetwork, RunRootImageUses} {
+		f := filepath.Join(dir, sub, "x")
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := ReleaseRunRoot(dir); err != nil {
+			t.Fatal(err)
+		}
+		if n := mountsOn(t, dir); n != 1 {
+			t.Fatalf("release with %s in %s left %d mounts on %s, want 1", f, sub, n, dir)
+		}
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := ReleaseRunRoot(dir); err != nil {
 		t.Fatal(err)
 	}
