@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sbx-run/sbx/internal/runtime/local"
 )
 
 func TestNetworkLockRefusesASecondServer(t *testing.T) {
