@@ -54,6 +54,16 @@ func TestStaticCrun(t *testing.T) {
 	if s, d := version(static), version(system); s != d {
 		t.Errorf("static crun reports %q, Debian's %q: run scripts/build-crun.sh again after a crun upgrade", s, d)
 	}
+	// Features sbx needs (seccomp, capabilities, the OCI spec's parser).
+	out, err := exec.Command(static, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"+SECCOMP", "+CAP", "+YAJL"} {
+		if !strings.Contains(string(out), f) {
+			t.Errorf("static crun lacks %s: %s", f, out)
+		}
+	}
 }
 
 // TestTrustedBinary: FindRuntime runs only a binary that no one but root
