@@ -178,3 +178,10 @@ func lookupInto(s *nftables.Set) expr.Any {
 func snatTo() expr.Any {
 	return &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}
 }
+
+// reg1Uint32 loads v, in host byte order (as meta oif is), into register 1.
+func reg1Uint32(v uint32) expr.Any {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, v)
+	return &expr.Immediate{Register: 1, Data: b}
+}

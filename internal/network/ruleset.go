@@ -194,7 +194,7 @@ func (rs *ruleset) addBase(c *nftables.Conn, addrs map[int]netip.Addr) error {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{5}}, drop())
 
 	post := rs.baseChain(c, rs.inet, "post", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
-	rs.uplinkRule(c, post)
+	rs.uplinkRules(c, post)
 
 	// Bridged frames of the overflow bridges: conntrack and NAT happen
 	// when they are routed from the main bridge (see the type's comment).

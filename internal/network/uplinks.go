@@ -27,9 +27,8 @@ import (
 // So the post chain does "snat to oif map @uplinks" instead: the map holds
 // for each link the address masquerade would pick for it (uplinkAddrs),
 // and a watcher of the host's address and route changes keeps it so
-// (startUplinkWatch). A link without an IPv4 address of global scope
-// matches no element, and what a sandbox sends out of it leaves unchanged,
-// as masquerade would have dropped it. Unlike masquerade, a removed
+// (startUplinkWatch). A link without an IPv4 address of global scope gets
+// the host's first, as under masquerade (element anyLink, a second rule). Unlike masquerade, a removed
 // address does not drop the connections that were rewritten to it at
 // once; with the address gone they carry nothing and time out.
 
@@ -40,11 +39,17 @@ const uplinkRetry = time.Second
 // uplinksMap is the name of the map from output link index to address.
 const uplinksMap = "uplinks"
 
+// anyLink is the uplinks map's key of the address for links that have
+// none of their own: no link has index 0.
+const anyLink = 0
+
 // uplinkAddrs returns, keyed by link index, the address that masquerade
 // would give what leaves through each link: of the link's primary IPv4
 // addresses of global scope, the first whose subnet holds the gateway of
 // a route through the link (the kernel picks by the packet's next hop;
-// per link that is its gateways), else the first.
+// per link that is its gateways), else the first. Under anyLink it puts
+// what masquerade gives a link without such an address: the first one of
+// the host's, in link order (inet_select_addr).
 func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
 	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
@@ -70,6 +75,7 @@ func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
 	}
 	first := map[int]netip.Addr{}
 	out := map[int]netip.Addr{}
+	var fallback netip.Addr
 	for _, a := range addrs {
 		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&unix.IFA_F_SECONDARY != 0 || a.IPNet == nil {
 			continue
@@ -80,6 +86,9 @@ func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
 		}
 		ones, _ := a.Mask.Size()
 		subnet := netip.PrefixFrom(ip, ones).Masked()
+		if !fallback.IsValid() {
+			fallback = ip
+		}
 		if _, ok := first[a.LinkIndex]; !ok {
 			first[a.LinkIndex] = ip
 		}
@@ -97,6 +106,9 @@ func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
 		if _, ok := out[link]; !ok {
 			out[link] = ip
 		}
+	}
+	if fallback.IsValid() {
+		out[anyLink] = fallback
 	}
 	return out, nil
 }
@@ -314,9 +326,11 @@ func (m *Manager) stopUplinkWatch() {
 	}
 }
 
-// uplinkRule is the post chain's rule: packets from the subnet that leave
-// through another link than the bridge get that link's address.
-func (rs *ruleset) uplinkRule(c *nftables.Conn, post *nftables.Chain) {
-	rs.rule(c, rs.inet, post, isIPv4(), ipIn(offSaddr, rs.cfg.Subnet), oifIsNot(rs.cfg.Bridge),
-		metaOIF(), lookupInto(rs.uplinks), snatTo())
+// uplinkRules are the post chain's rules: packets from the subnet that
+// leave through another link than the bridge get that link's address, or
+// the host's first (anyLink) when the link has none.
+func (rs *ruleset) uplinkRules(c *nftables.Conn, post *nftables.Chain) {
+	fromSandboxes := cat(isIPv4(), ipIn(offSaddr, rs.cfg.Subnet), oifIsNot(rs.cfg.Bridge))
+	rs.rule(c, rs.inet, post, fromSandboxes, metaOIF(), lookupInto(rs.uplinks), snatTo())
+	rs.rule(c, rs.inet, post, fromSandboxes, reg1Uint32(anyLink), lookupInto(rs.uplinks), snatTo())
 }

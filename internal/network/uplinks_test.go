@@ -1,6 +1,7 @@
 package network
 
 import (
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -55,4 +56,55 @@ func TestSourceNATFollowsAddresses(t *testing.T) {
 			t.Fatalf("no datagram from %s within 10s of the address change", next.Addr())
 		}
 	}
+}
+
+// TestSourceNATLinkWithoutAddress: what leaves through a link without an
+// IPv4 address of its own gets one of the host's (masquerade's choice, the
+// host's first), never the sandbox's private address.
+func TestSourceNATLinkWithoutAddress(t *testing.T) {
+	w := newWorld(t)
+	a, ns := w.sandbox("sb-noaddr", Policy{})
+	// A second link to upstream, with no address on the host's end, and a
+	// route to one target through it.
+	const bare, target = "sbxtup1", "203.0.113.77"
+	ipCmd(t, "link", "add", bare, "type", "veth", "peer", "name", "eth1", "netns", upNS)
+	t.Cleanup(func() { ipQuiet("link", "del", bare) })
+	ipCmd(t, "link", "set", bare, "addrgenmode", "none")
+	ipCmd(t, "link", "set", bare, "up")
+	ipCmd(t, "-n", upNS, "link", "set", "eth1", "up")
+	ipCmd(t, "-n", upNS, "addr", "add", target+"/32", "dev", "lo")
+	for _, k := range []string{"all", "default", "eth1"} {
+		if out, err := exec.Command("ip", "netns", "exec", upNS, "sysctl", "-qw", "net.ipv4.conf."+k+".rp_filter=0").CombinedOutput(); err != nil {
+			t.Fatalf("rp_filter in %s: %v: %s", upNS, err, out)
+		}
+	}
+	ipCmd(t, "route", "add", target+"/32", "dev", bare, "table", "2090")
+	got := udpSink(t, nsPath(upNS))
+	sendUDP(t, ns, a.Addr, netip.MustParseAddr(target), "bare")
+	select {
+	case m := <-got:
+		from, _, _ := strings.Cut(strings.TrimPrefix(m, "bare from "), ":")
+		src, err := netip.ParseAddr(from)
+		if err != nil || src == a.Addr || !hostHas(t, src) {
+			t.Errorf("upstream received %q: want a source address of the host's, not the sandbox's %s", m, a.Addr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing arrived through the link without an address")
+	}
+}
+
+// hostHas reports whether a is one of this network namespace's addresses.
+func hostHas(t *testing.T, a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range addrs {
+		if n, ok := x.(*net.IPNet); ok {
+			if b, ok := netip.AddrFromSlice(n.IP.To4()); ok && b == a {
+				return true
+			}
+		}
+	}
+	return false
 }
