@@ -138,7 +138,7 @@ func (m *Manager) recover() error {
 			m.groups[a.Policy.PeerGroup]++
 		}
 	}
-	uplinks, err := uplinkAddrs(m.nl)
+	uplinks, _, err := uplinkAddrs(m.nl)
 	if err != nil {
 		return sandbox.Internal("%w", err)
 	}

@@ -49,34 +49,17 @@ const anyLink = 0
 // a route through the link (the kernel picks by the packet's next hop;
 // per link that is its gateways), else the first. Under anyLink it puts
 // what masquerade gives a link without such an address: the first one of
-// the host's, in link order (inet_select_addr).
-func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
-	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+// the host's, in link order (inet_select_addr). routed reports whether
+// routes mattered: only for a link with more than one such address, and
+// only then are the routes listed (a host may have many).
+func uplinkAddrs(h *netlink.Handle) (addrs map[int]netip.Addr, routed bool, err error) {
+	list, err := nldump.Retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return nil, false, fmt.Errorf("list addresses: %w", err)
 	}
-	routes, err := nldump.Retry(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	gateways := map[int][]netip.Addr{}
-	addGW := func(link int, ip []byte) {
-		if gw, ok := netip.AddrFromSlice(ip); ok && link > 0 {
-			gateways[link] = append(gateways[link], gw.Unmap())
-		}
-	}
-	for _, r := range routes {
-		addGW(r.LinkIndex, r.Gw)
-		for _, nh := range r.MultiPath {
-			addGW(nh.LinkIndex, nh.Gw)
-		}
-	}
-	first := map[int]netip.Addr{}
-	out := map[int]netip.Addr{}
+	candidates := map[int][]netip.Prefix{} // by link, in the kernel's order
 	var fallback netip.Addr
-	for _, a := range addrs {
+	for _, a := range list {
 		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&unix.IFA_F_SECONDARY != 0 || a.IPNet == nil {
 			continue
 		}
@@ -85,32 +68,51 @@ func uplinkAddrs(h *netlink.Handle) (map[int]netip.Addr, error) {
 			continue
 		}
 		ones, _ := a.Mask.Size()
-		subnet := netip.PrefixFrom(ip, ones).Masked()
+		candidates[a.LinkIndex] = append(candidates[a.LinkIndex], netip.PrefixFrom(ip, ones))
 		if !fallback.IsValid() {
 			fallback = ip
 		}
-		if _, ok := first[a.LinkIndex]; !ok {
-			first[a.LinkIndex] = ip
+	}
+	for _, c := range candidates {
+		routed = routed || len(c) > 1
+	}
+	gateways := map[int][]netip.Addr{}
+	if routed {
+		routes, err := nldump.Retry(func() ([]netlink.Route, error) {
+			return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return nil, false, fmt.Errorf("list routes: %w", err)
 		}
-		if _, ok := out[a.LinkIndex]; ok {
-			continue
+		addGW := func(link int, ip []byte) {
+			if gw, ok := netip.AddrFromSlice(ip); ok && len(candidates[link]) > 1 {
+				gateways[link] = append(gateways[link], gw.Unmap())
+			}
 		}
-		for _, gw := range gateways[a.LinkIndex] {
-			if subnet.Contains(gw) {
-				out[a.LinkIndex] = ip
-				break
+		for _, r := range routes {
+			addGW(r.LinkIndex, r.Gw)
+			for _, nh := range r.MultiPath {
+				addGW(nh.LinkIndex, nh.Gw)
 			}
 		}
 	}
-	for link, ip := range first {
-		if _, ok := out[link]; !ok {
-			out[link] = ip
+	addrs = map[int]netip.Addr{}
+	for link, c := range candidates {
+		addrs[link] = c[0].Addr()
+	pick:
+		for _, p := range c {
+			for _, gw := range gateways[link] {
+				if p.Masked().Contains(gw) {
+					addrs[link] = p.Addr()
+					break pick
+				}
+			}
 		}
 	}
 	if fallback.IsValid() {
-		out[anyLink] = fallback
+		addrs[anyLink] = fallback
 	}
-	return out, nil
+	return addrs, routed, nil
 }
 
 // uplinkElements renders addrs as elements of the uplinks map.
@@ -142,6 +144,9 @@ type uplinkWatch struct {
 	// last is the map as last written; err the last failure to write it.
 	last map[int]netip.Addr
 	err  error
+	// routed: last depended on routes (a link with several addresses), so
+	// route changes matter. Read and written by the watcher only.
+	routed bool
 }
 
 // startUplinkWatch subscribes to the address and route changes of the
@@ -184,14 +189,14 @@ func (m *Manager) startUplinkWatch() error {
 				continue
 			case u, ok := <-sub.addrs:
 				if ok {
-					if sub.drain(ipv4Addr(u)) {
+					if sub.drain(ipv4Addr(u), w.routed) {
 						resync()
 					}
 					continue
 				}
 			case r, ok := <-sub.routes:
 				if ok {
-					if sub.drain(r.Family == netlink.FAMILY_V4) {
+					if sub.drain(r.Family == netlink.FAMILY_V4 && w.routed, w.routed) {
 						resync()
 					}
 					continue
@@ -250,9 +255,10 @@ func subscribeChanges(ns netns.NsHandle) (*changes, error) {
 func (c *changes) close() { close(c.cancel) }
 
 // drain takes every change already queued (one sync covers them all) and
-// reports whether any of them, or the one taken before (v4), is about
-// IPv4. A closed channel ends it; the watcher's next receive sees it.
-func (c *changes) drain(v4 bool) bool {
+// reports whether any of them, or the one taken before (v4), matters: an
+// IPv4 address change, or with routed an IPv4 route change. A closed
+// channel ends it; the watcher's next receive sees it.
+func (c *changes) drain(v4, routed bool) bool {
 	for {
 		select {
 		case u, ok := <-c.addrs:
@@ -264,7 +270,7 @@ func (c *changes) drain(v4 bool) bool {
 			if !ok {
 				return v4
 			}
-			v4 = v4 || r.Family == netlink.FAMILY_V4
+			v4 = v4 || (routed && r.Family == netlink.FAMILY_V4)
 		default:
 			return v4
 		}
@@ -278,7 +284,10 @@ func (m *Manager) syncUplinks() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w := m.uplinks
-	addrs, err := uplinkAddrs(m.nl)
+	addrs, routed, err := uplinkAddrs(m.nl)
+	if err == nil {
+		w.routed = routed
+	}
 	if err == nil && w.err == nil && sameUplinks(addrs, w.last) {
 		return true
 	}
