@@ -28,9 +28,10 @@ import (
 // for each link the address masquerade would pick for it (uplinkAddrs),
 // and a watcher of the host's address and route changes keeps it so
 // (startUplinkWatch). A link without an IPv4 address of global scope gets
-// the host's first, as under masquerade (element anyLink, a second rule). Unlike masquerade, a removed
-// address does not drop the connections that were rewritten to it at
-// once; with the address gone they carry nothing and time out.
+// the host's first, as under masquerade (element anyLink, a second rule).
+// Unlike masquerade, a removed address does not drop the connections that
+// were rewritten to it at once; with the address gone they carry nothing
+// and time out.
 
 // uplinkRetry is how long the watcher waits before it subscribes again
 // after a failed subscription.
