@@ -2,6 +2,7 @@ package network
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 )
@@ -66,11 +67,18 @@ type Config struct {
 	// StateDir holds one small file per attached sandbox (address, names,
 	// policy), so that a restarted server finds its networks again.
 	StateDir string
+	// Logger gets what the manager does on its own: the source addresses
+	// it rewrites sandbox traffic to, as the host's change (uplinks.go).
+	// Nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // withDefaults returns c with its defaults filled in, or an error saying
 // which field is wrong.
 func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	if c.Bridge == "" {
 		c.Bridge = DefaultBridge
 	}

@@ -298,8 +298,14 @@ func (m *Manager) syncUplinks() bool {
 		}
 	}
 	if err != nil {
+		if w.err == nil {
+			m.cfg.Logger.Warn("sandbox traffic may leave with an old source address until this is retried", "error", err)
+		}
 		w.err = fmt.Errorf("update the source addresses of sandbox traffic: %w", err)
 		return false
+	}
+	if w.last != nil || w.err != nil {
+		m.cfg.Logger.Info("source addresses of sandbox traffic updated", "by_link", fmt.Sprint(addrs))
 	}
 	w.last, w.err = addrs, nil
 	return true
