@@ -44,9 +44,12 @@ type Manager struct {
 	reaping map[string]chan struct{} // host link name -> closed when deleted
 	reapErr error
 
-	uplinks   *uplinkWatch   // see uplinks.go
-	res       resolver       // for sbx's resolver; see resolved.go
-	hostBlock []netip.Prefix // Config.HostBlock, parsed
+	uplinks *uplinkWatch // see uplinks.go
+	// uplinksAtStart is what recover wrote into the uplinks map, for the
+	// watcher's first sync to compare with.
+	uplinksAtStart uplinkState
+	res            resolver       // for sbx's resolver; see resolved.go
+	hostBlock      []netip.Prefix // Config.HostBlock, parsed
 
 	// ForwardingEnabled reports whether New had to turn on the host's
 	// net.ipv4.ip_forward (it is left on; sandboxes need it).
@@ -138,7 +141,8 @@ func (m *Manager) recover() error {
 			m.groups[a.Policy.PeerGroup]++
 		}
 	}
-	uplinks, _, err := uplinkAddrs(m.nl)
+	uplinks, routed, err := uplinkAddrs(m.nl)
+	m.uplinksAtStart = uplinkState{uplinks, routed}
 	if err != nil {
 		return sandbox.Internal("%w", err)
 	}

@@ -137,6 +137,12 @@ func (rs *ruleset) setUplinks(c *nftables.Conn, addrs map[int]netip.Addr) error 
 	return c.SetAddElements(rs.uplinks, uplinkElements(addrs))
 }
 
+// uplinkState is a computed uplinks map and whether it depended on routes.
+type uplinkState struct {
+	addrs  map[int]netip.Addr
+	routed bool
+}
+
 // uplinkWatch is the manager's watcher of address changes.
 type uplinkWatch struct {
 	stop chan struct{}
@@ -160,7 +166,8 @@ func (m *Manager) startUplinkWatch() error {
 	if err != nil {
 		return fmt.Errorf("network namespace: %w", err)
 	}
-	w := &uplinkWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	w := &uplinkWatch{stop: make(chan struct{}), done: make(chan struct{}),
+		last: m.uplinksAtStart.addrs, routed: m.uplinksAtStart.routed}
 	sub, err := subscribeChanges(ns)
 	if err != nil {
 		ns.Close()
