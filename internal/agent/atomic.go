@@ -25,7 +25,8 @@ func writeAtomic(path string, mode os.FileMode, durable bool, fill func(*os.File
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			name := tmp.Name()
+			_ = unlinkDropping(name, func() error { return os.Remove(name) })
 		}
 	}()
 	if fi, serr := os.Stat(path); serr == nil {
@@ -49,7 +50,8 @@ func writeAtomic(path string, mode os.FileMode, durable bool, fill func(*os.File
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil || !durable {
+	// The file replaced goes the way of a removed one (unlinkDropping).
+	if err = unlinkDropping(path, func() error { return os.Rename(tmp.Name(), path) }); err != nil || !durable {
 		return err
 	}
 	// Make the rename itself durable.

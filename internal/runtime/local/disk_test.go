@@ -535,3 +535,96 @@ func TestDiskAgentExplain(t *testing.T) {
 		t.Errorf("EDQUOT while frozen: got %v (reason %s), want reason %s saying frozen, with a retry delay", got, sandbox.ReasonOf(got), sandbox.ReasonDiskPoolFull)
 	}
 }
+
+// TestRemoveDropsPages: a large file that writeback has begun to write,
+// removed through the agent, is not written back (the agent's
+// unlinkDropping); one another process holds keeps its content.
+func TestRemoveDropsPages(t *testing.T) {
+	ref, _ := env(t)
+	pool := newDiskPool(t)
+	if pool.Device() == "" {
+		t.Fatal("the test pool has no loop device to count writes of")
+	}
+	rt := newRuntime(t, "crun", func(c *Config) { c.Disk = pool })
+	ctx := context.Background()
+	id := "drop-" + randSuffix()
+	if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Delete(ctx, id) })
+	if err := rt.Start(ctx, id, sandbox.StartSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	ag, err := rt.Agent(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poolFD, err := unix.Open(pool.Dir(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(poolFD)
+	stat := filepath.Join("/sys/block", filepath.Base(pool.Device()), "stat")
+	sync := func() {
+		t.Helper()
+		if err := unix.Syncfs(poolFD); err != nil {
+			t.Fatal(err)
+		}
+	}
+	written := func() int64 { // bytes the pool's device wrote so far
+		t.Helper()
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseInt(strings.Fields(string(b))[6], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n * 512
+	}
+	// write makes a 64 MiB file in the sandbox and has writeback write its
+	// first page, as background writeback does when dirty pages pile up.
+	write := func(name string) {
+		t.Helper()
+		if out, code := execOut(t, rt, id, "dd", "if=/dev/zero", "of=/tmp/"+name, "bs=1M", "count=64"); code != 0 {
+			t.Fatalf("dd: %s (code %d)", out, code)
+		}
+		upper, err := filepath.Glob(filepath.Join(pool.Dir(), "*", "upper", "tmp", name))
+		if err != nil || len(upper) != 1 {
+			t.Fatalf("the file in the upper layer: %v, %v", upper, err)
+		}
+		fd, err := unix.Open(upper[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if err := unix.SyncFileRange(fd, 0, 4096, unix.SYNC_FILE_RANGE_WRITE_AND_WAIT); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sync()
+	write("big")
+	before := written()
+	if err := ag.Remove(ctx, "/tmp/big", false); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	if n := written() - before; n > 8<<20 {
+		t.Fatalf("removing a 64 MiB file through the agent wrote %d MiB of it", n>>20)
+	}
+
+	// A file a process in the sandbox has open keeps its content for it.
+	write("held")
+	if out, code := execOut(t, rt, id, "sh", "-c", "sleep 600 </tmp/held >/dev/null 2>&1 &"); code != 0 {
+		t.Fatalf("sleep: %s (code %d)", out, code)
+	}
+	if err := ag.Remove(ctx, "/tmp/held", false); err != nil {
+		t.Fatal(err)
+	}
+	out, code := execOut(t, rt, id, "sh", "-c", "wc -c </proc/$(pidof sleep)/fd/0")
+	if code != 0 || strings.TrimSpace(out) != strconv.Itoa(64<<20) {
+		t.Fatalf("the held file reads %q bytes (code %d), want %d", out, code, 64<<20)
+	}
+}
