@@ -305,6 +305,7 @@ func (p *DiskPool) destroy(name string) error {
 		// A plain directory (a crash inside create): no subvolume.
 		return os.RemoveAll(sub)
 	}
+	dropDirty(sub)
 	if err := subvolDestroy(p.dir, name); err != nil && !errors.Is(err, unix.ENOENT) {
 		return err
 	}

@@ -537,8 +537,9 @@ func TestDiskAgentExplain(t *testing.T) {
 }
 
 // TestRemoveDropsPages: a large file that writeback has begun to write,
-// removed through the agent, is not written back (the agent's
-// unlinkDropping); one another process holds keeps its content.
+// removed through the agent or deleted with its sandbox, is not written
+// back (the agent's unlinkDropping, dropDirty); one another process holds
+// keeps its content.
 func TestRemoveDropsPages(t *testing.T) {
 	ref, _ := env(t)
 	pool := newDiskPool(t)
@@ -626,5 +627,19 @@ func TestRemoveDropsPages(t *testing.T) {
 	out, code := execOut(t, rt, id, "sh", "-c", "wc -c </proc/$(pidof sleep)/fd/0")
 	if code != 0 || strings.TrimSpace(out) != strconv.Itoa(64<<20) {
 		t.Fatalf("the held file reads %q bytes (code %d), want %d", out, code, 64<<20)
+	}
+
+	// The sandbox's deletion: its files are not written back either
+	// (dropDirty). The held file is written first: unlinked, it is out of
+	// the deletion's reach.
+	sync()
+	write("left")
+	before = written()
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	if n := written() - before; n > 8<<20 {
+		t.Fatalf("deleting a sandbox with a 64 MiB file wrote %d MiB of it", n>>20)
 	}
 }
