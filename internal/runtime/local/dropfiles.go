@@ -2,19 +2,19 @@ package local
 
 import (
 	"errors"
-	"io/fs"
-	"path/filepath"
+	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
 // Bounds of dropDirty: the size from which a file is emptied (as the
-// agent's for a removed file, internal/agent/droppages.go), and how many
-// entries of a subvolume it looks at.
+// agent's for a removed file, internal/agent/droppages.go), how many
+// entries of a subvolume it looks at, and how deep.
 const (
-	dropFileMin    = 16 << 20
-	dropWalkLimit  = 4096
-	dropRangeWhole = 0 // CachestatRange.Len 0: to the end of the file
+	dropFileMin   = 16 << 20
+	dropWalkLimit = 4096
+	dropDepth     = 32
 )
 
 // dropDirty empties the large files of a sandbox's writable layer that
@@ -30,34 +30,69 @@ const (
 // writer on the host meanwhile. Emptying the file drops its dirty pages
 // and ends the extent without them.
 //
-// Only the first dropWalkLimit entries are looked at: a sandbox's layer
-// is a few files as a rule, and one with many pays no more than that.
+// The layer is the sandbox's own: each name is opened from its
+// directory's descriptor without following a symlink, and only a regular
+// file is reopened for writing (as hostfs.go does with the state dir).
+// Only the first dropWalkLimit entries, dropDepth dirs deep, are looked
+// at: a sandbox's layer is a few files as a rule, and one with many pays
+// no more than that.
 func dropDirty(dir string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
 	left := dropWalkLimit
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if left--; left < 0 {
-			return filepath.SkipAll
+	dropDirtyIn(fd, dropDepth, &left)
+}
+
+// dropDirtyIn is dropDirty for the directory open as dirfd, which it
+// closes.
+func dropDirtyIn(dirfd, depth int, left *int) {
+	d := os.NewFile(uintptr(dirfd), "")
+	defer d.Close()
+	entries, _ := d.ReadDir(*left + 1)
+	for _, e := range entries {
+		if *left--; *left < 0 {
+			return
 		}
-		if err != nil || !d.Type().IsRegular() {
-			return nil
+		switch {
+		case e.IsDir() && depth > 1:
+			sub, err := unix.Openat(dirfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err == nil {
+				dropDirtyIn(sub, depth-1, left)
+			}
+		case e.Type().IsRegular():
+			emptyIfDirty(dirfd, e.Name())
 		}
-		if info, err := d.Info(); err != nil || info.Size() < dropFileMin {
-			return nil
-		}
-		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil
-		}
-		defer unix.Close(fd)
-		var cs unix.Cachestat_t
-		err = unix.Cachestat(uint(fd), &unix.CachestatRange{Len: dropRangeWhole}, &cs, 0)
-		if err == nil && cs.Dirty == 0 {
-			return nil // clean: the deletion frees it as it is
-		}
-		if err != nil && !errors.Is(err, unix.ENOSYS) {
-			return nil
-		}
-		_ = unix.Ftruncate(fd, 0)
-		return nil
-	})
+	}
+}
+
+// emptyIfDirty truncates the regular file name in dirfd if it is large
+// and has dirty pages (or the kernel cannot say: cachestat(2) is 6.5's).
+func emptyIfDirty(dirfd int, name string) {
+	pfd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if unix.Fstat(pfd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < dropFileMin {
+		return
+	}
+	// The same inode, now for writing; a FIFO or device cannot be
+	// swapped in.
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var cs unix.Cachestat_t
+	err = unix.Cachestat(uint(fd), &unix.CachestatRange{}, &cs, 0) // Len 0: the whole file
+	if err == nil && cs.Dirty == 0 {
+		return // clean: the deletion frees it as it is
+	}
+	if err != nil && !errors.Is(err, unix.ENOSYS) {
+		return
+	}
+	_ = unix.Ftruncate(fd, 0)
 }
