@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -41,8 +42,8 @@ const dropPagesMin = 16 << 20
 // faults), so this is done only under a write lease, which the kernel
 // grants only while no other open file refers to the file, only while no
 // lease break is pending, that is while nobody is waiting to open it, and
-// only when no process maps it (mapped). A file the agent
-// may not lease (another user's, without CAP_LEASE), one that is small,
+// only when no process maps it (mapped); a file of another user is leased
+// as that user (leaseAs). A file that cannot be leased, one that is small,
 // not regular, has other names or is not in the upper layer (upperDev), is
 // only unlinked.
 func unlinkDropping(path string, unlink func() error) error {
@@ -107,7 +108,7 @@ func (d *pageDropper) unlink(path string, unlink func() error) error {
 	if unix.Fstat(fd, &fst) != nil || fst.Dev != st.Dev || fst.Ino != st.Ino {
 		return unlink()
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+	if leaseAs(fd, int(fst.Uid)) != nil {
 		return unlink()
 	}
 	defer unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
@@ -121,6 +122,33 @@ func (d *pageDropper) unlink(path string, unlink func() error) error {
 		_ = unix.Ftruncate(fd, 0)
 	}
 	return nil
+}
+
+// leaseAs takes a write lease on fd, as the file's owner (uid) where the
+// agent is not: the kernel grants a lease to the file's owner or to
+// CAP_LEASE, which sandboxes lack, and a sandbox's user may own the file.
+// The filesystem uid is the calling thread's alone, so the goroutine holds
+// its thread meanwhile.
+func leaseAs(fd, uid int) error {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK)
+	if !errors.Is(err, unix.EACCES) {
+		return err
+	}
+	runtime.LockOSThread()
+	prev, serr := unix.SetfsuidRetUid(uid)
+	if serr != nil || prev == uid {
+		runtime.UnlockOSThread()
+		return err
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK)
+	_, _ = unix.SetfsuidRetUid(prev)
+	// An invalid uid changes nothing and returns the current one. A
+	// thread left with another fsuid stays locked, and ends with this
+	// goroutine.
+	if cur, _ := unix.SetfsuidRetUid(-1); cur == prev {
+		runtime.UnlockOSThread()
+	}
+	return err
 }
 
 // mapped reports whether a process this agent sees may have the upper

@@ -168,6 +168,19 @@ func TestUnlinkDropping(t *testing.T) {
 		t.Logf("a plain unlink of a 64 MiB file whose writeback began wrote %d MiB", n>>20)
 	})
 
+	t.Run("another user's file is not written back", func(t *testing.T) {
+		path := o.writeStarted(t, "users", 64<<20)
+		if err := os.Chown(path, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if n := o.written(t, func() { o.remove(t, path) }); n > 8<<20 {
+			t.Fatalf("removing a 64 MiB file of uid 1000 wrote %d MiB of it", n>>20)
+		}
+		if fsuid, _ := unix.SetfsuidRetUid(-1); fsuid != 0 {
+			t.Fatalf("this thread's fsuid is %d after the remove", fsuid)
+		}
+	})
+
 	t.Run("replaced file is not written back", func(t *testing.T) {
 		path := o.writeStarted(t, "replaced", 64<<20)
 		tmp := filepath.Join(o.merged, "replacement")

@@ -586,10 +586,11 @@ func TestRemoveDropsPages(t *testing.T) {
 	}
 	// write makes a 64 MiB file in the sandbox and has writeback write its
 	// first page, as background writeback does when dirty pages pile up.
-	write := func(name string) {
+	write := func(name, user string) {
 		t.Helper()
-		if out, code := execOut(t, rt, id, "dd", "if=/dev/zero", "of=/tmp/"+name, "bs=1M", "count=64"); code != 0 {
-			t.Fatalf("dd: %s (code %d)", out, code)
+		r, err := runtimetest.Exec(ctx, ag, sandbox.ExecSpec{User: user, Command: []string{"dd", "if=/dev/zero", "of=/tmp/" + name, "bs=1M", "count=64"}})
+		if err != nil || r.Exit.Code != 0 {
+			t.Fatalf("dd as %q: %v, %+v", user, err, r)
 		}
 		upper, err := filepath.Glob(filepath.Join(pool.Dir(), "*", "upper", "tmp", name))
 		if err != nil || len(upper) != 1 {
@@ -605,19 +606,23 @@ func TestRemoveDropsPages(t *testing.T) {
 		}
 	}
 
-	sync()
-	write("big")
-	before := written()
-	if err := ag.Remove(ctx, "/tmp/big", false); err != nil {
-		t.Fatal(err)
-	}
-	sync()
-	if n := written() - before; n > 8<<20 {
-		t.Fatalf("removing a 64 MiB file through the agent wrote %d MiB of it", n>>20)
+	// The sandbox's root's file, and one of another user (which the agent,
+	// without CAP_LEASE, leases as that user).
+	for _, user := range []string{"", "1000"} {
+		sync()
+		write("big", user)
+		before := written()
+		if err := ag.Remove(ctx, "/tmp/big", false); err != nil {
+			t.Fatal(err)
+		}
+		sync()
+		if n := written() - before; n > 8<<20 {
+			t.Fatalf("removing a 64 MiB file of user %q through the agent wrote %d MiB of it", user, n>>20)
+		}
 	}
 
 	// A file a process in the sandbox has open keeps its content for it.
-	write("held")
+	write("held", "")
 	if out, code := execOut(t, rt, id, "sh", "-c", "sleep 600 </tmp/held >/dev/null 2>&1 &"); code != 0 {
 		t.Fatalf("sleep: %s (code %d)", out, code)
 	}
@@ -633,8 +638,8 @@ func TestRemoveDropsPages(t *testing.T) {
 	// (dropDirty). The held file is written first: unlinked, it is out of
 	// the deletion's reach.
 	sync()
-	write("left")
-	before = written()
+	write("left", "")
+	before := written()
 	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
