@@ -38,6 +38,7 @@ func (e ExitCode) Error() string { return fmt.Sprintf("server exited with code %
 // stops taking requests, lets in-flight ones finish (up to
 // ShutdownTimeout) and leaves every sandbox running for the next start.
 func Run(ctx context.Context, cfg Config) error {
+	tuneGC()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
