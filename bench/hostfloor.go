@@ -62,7 +62,14 @@ func HostExec(ctx context.Context, n int) *Scenario {
 func HostFiles(ctx context.Context, dir string, sizes []int64, reps []int) []*Scenario {
 	var out []*Scenario
 	path := filepath.Join(dir, "host-floor.bin")
-	defer os.Remove(path)
+	defer func() {
+		// Emptied first, as sbx's agent does with a large file it removes
+		// (internal/agent/droppages.go): on btrfs a removed file whose
+		// writeback had begun would otherwise be written back whole, in
+		// the middle of the scenarios after this one.
+		_ = os.Truncate(path, 0)
+		_ = os.Remove(path)
+	}()
 	buf := make([]byte, 1<<20)
 	roundTrip := func(size int64) (w, rd time.Duration, err error) {
 		start := time.Now()
