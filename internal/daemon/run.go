@@ -85,6 +85,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stop()
 	if disk != nil {
 		go disk.Watch(ctx, log)
+		// Done before the pool is released: it holds a descriptor of it.
+		reclaimed := make(chan struct{})
+		go func() { defer close(reclaimed); disk.Reclaim(ctx, log) }()
+		defer func() { stop(); <-reclaimed }()
 	}
 
 	agentPath, err := findAgent(cfg.AgentPath)

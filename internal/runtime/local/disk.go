@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -59,6 +60,8 @@ type DiskPool struct {
 	image  string     // "" when the data dir is btrfs itself
 	device string     // the loop device of image
 	guard  *diskGuard // nil when the data dir is btrfs itself
+	// reclaimed counts the removed files Reclaim emptied.
+	reclaimed atomic.Int64
 }
 
 // Dir is where the sandboxes' subvolumes are.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -621,6 +622,29 @@ func TestRemoveDropsPages(t *testing.T) {
 		}
 	}
 
+	// A file the sandbox's own process removes: the pool's Reclaim.
+	reclaimCtx, stopReclaim := context.WithCancel(ctx)
+	reclaimDone := make(chan struct{})
+	go func() { defer close(reclaimDone); pool.Reclaim(reclaimCtx, slog.Default()) }()
+	t.Cleanup(func() { stopReclaim(); <-reclaimDone }) // before the pool's unmount
+	sync()
+	write("rm", "1000")
+	before := written()
+	reclaimed := pool.reclaimed.Load()
+	if out, code := execOut(t, rt, id, "rm", "/tmp/rm"); code != 0 {
+		t.Fatalf("rm: %s (code %d)", out, code)
+	}
+	for deadline := time.Now().Add(10 * time.Second); pool.reclaimed.Load() == reclaimed; {
+		if time.Now().After(deadline) {
+			t.Fatal("the file the sandbox removed was not reclaimed within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sync()
+	if n := written() - before; n > 8<<20 {
+		t.Fatalf("a 64 MiB file the sandbox removed itself wrote %d MiB", n>>20)
+	}
+
 	// A file a process in the sandbox has open keeps its content for it.
 	write("held", "")
 	if out, code := execOut(t, rt, id, "sh", "-c", "sleep 600 </tmp/held >/dev/null 2>&1 &"); code != 0 {
@@ -639,7 +663,7 @@ func TestRemoveDropsPages(t *testing.T) {
 	// the deletion's reach.
 	sync()
 	write("left", "")
-	before := written()
+	before = written()
 	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
