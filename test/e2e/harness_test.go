@@ -276,13 +276,41 @@ func (s *server) servingPID() int {
 	return pid
 }
 
-// kill9 kills the server with SIGKILL, as a crash would, and waits for it.
+// kill9 kills the server with SIGKILL, as a crash would, and waits for it:
+// for the serving process too (a re-executed child on a hybrid-cgroup
+// host), as a supervisor would, since its descriptors, the API's port
+// among them, are open until all of its threads have exited.
 func (s *server) kill9() {
 	s.t.Helper()
 	child := s.servingPID()
 	syscall.Kill(child, syscall.SIGKILL)
 	syscall.Kill(s.cmd.Process.Pid, syscall.SIGKILL)
 	s.wait()
+	if child != s.cmd.Process.Pid {
+		waitExited(s.t, child)
+	}
+}
+
+// waitExited waits until process pid has exited: gone, or a zombie with no
+// thread left but its leader.
+func waitExited(t testing.TB, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		// "pid (comm) S ...": the state follows the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i > 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
+			if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err != nil || len(tasks) <= 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d of the killed server did not exit within 30s", pid)
+		}
+	}
 }
 
 // terminate sends SIGTERM and waits for a graceful exit.
