@@ -25,8 +25,7 @@ func writeAtomic(path string, mode os.FileMode, durable bool, fill func(*os.File
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			name := tmp.Name()
-			_ = unlinkDropping(name, func() error { return os.Remove(name) })
+			os.Remove(tmp.Name())
 		}
 	}()
 	if fi, serr := os.Stat(path); serr == nil {
@@ -50,8 +49,7 @@ func writeAtomic(path string, mode os.FileMode, durable bool, fill func(*os.File
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	// The file replaced goes the way of a removed one (unlinkDropping).
-	if err = unlinkDropping(path, func() error { return os.Rename(tmp.Name(), path) }); err != nil || !durable {
+	if err = os.Rename(tmp.Name(), path); err != nil || !durable {
 		return err
 	}
 	// Make the rename itself durable.

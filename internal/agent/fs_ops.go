@@ -109,9 +109,9 @@ func (fsv *filesystemService) Remove(ctx context.Context, req *agentpb.RemoveReq
 		if _, err := os.Lstat(path); err != nil {
 			return nil, fsError("remove", path, err)
 		}
-		err = unlinkDropping(path, func() error { return os.RemoveAll(path) })
+		err = os.RemoveAll(path)
 	} else {
-		err = unlinkDropping(path, func() error { return os.Remove(path) })
+		err = os.Remove(path)
 	}
 	if err != nil {
 		return nil, fsError("remove", path, err)

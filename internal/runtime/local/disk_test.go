@@ -538,9 +538,9 @@ func TestDiskAgentExplain(t *testing.T) {
 }
 
 // TestRemoveDropsPages: a large file that writeback has begun to write,
-// removed through the agent or deleted with its sandbox, is not written
-// back (the agent's unlinkDropping, dropDirty); one another process holds
-// keeps its content.
+// removed through the agent, by a process in the sandbox or by a write
+// over it (DiskPool.Reclaim), or deleted with its sandbox (dropDirty), is
+// not written back; one another process holds keeps its content.
 func TestRemoveDropsPages(t *testing.T) {
 	ref, _ := env(t)
 	pool := newDiskPool(t)
@@ -549,6 +549,11 @@ func TestRemoveDropsPages(t *testing.T) {
 	}
 	rt := newRuntime(t, "crun", func(c *Config) { c.Disk = pool })
 	ctx := context.Background()
+	// As sbx serve runs it; stopped before the pool's unmount.
+	reclaimCtx, stopReclaim := context.WithCancel(ctx)
+	reclaimDone := make(chan struct{})
+	go func() { defer close(reclaimDone); pool.Reclaim(reclaimCtx, slog.Default()) }()
+	t.Cleanup(func() { stopReclaim(); <-reclaimDone })
 	id := "drop-" + randSuffix()
 	if _, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref}); err != nil {
 		t.Fatal(err)
@@ -607,43 +612,46 @@ func TestRemoveDropsPages(t *testing.T) {
 		}
 	}
 
-	// The sandbox's root's file, and one of another user (which the agent,
-	// without CAP_LEASE, leases as that user).
-	for _, user := range []string{"", "1000"} {
-		sync()
-		write("big", user)
-		before := written()
-		if err := ag.Remove(ctx, "/tmp/big", false); err != nil {
-			t.Fatal(err)
+	// removed checks that remove, which takes the last name of a 64 MiB
+	// file whose writeback began, has it reclaimed, not written back.
+	removed := func(what string, remove func()) {
+		t.Helper()
+		before, reclaimed := written(), pool.reclaimed.Load()
+		remove()
+		for deadline := time.Now().Add(10 * time.Second); pool.reclaimed.Load() == reclaimed; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the file was not reclaimed within 10 s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 		sync()
 		if n := written() - before; n > 8<<20 {
-			t.Fatalf("removing a 64 MiB file of user %q through the agent wrote %d MiB of it", user, n>>20)
+			t.Fatalf("%s: %d MiB of the 64 MiB file were written back", what, n>>20)
 		}
 	}
-
-	// A file the sandbox's own process removes: the pool's Reclaim.
-	reclaimCtx, stopReclaim := context.WithCancel(ctx)
-	reclaimDone := make(chan struct{})
-	go func() { defer close(reclaimDone); pool.Reclaim(reclaimCtx, slog.Default()) }()
-	t.Cleanup(func() { stopReclaim(); <-reclaimDone }) // before the pool's unmount
+	for _, user := range []string{"", "1000"} {
+		sync()
+		write("big", user)
+		removed("the agent's remove of a file of user "+user, func() {
+			if err := ag.Remove(ctx, "/tmp/big", false); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 	sync()
 	write("rm", "1000")
-	before := written()
-	reclaimed := pool.reclaimed.Load()
-	if out, code := execOut(t, rt, id, "rm", "/tmp/rm"); code != 0 {
-		t.Fatalf("rm: %s (code %d)", out, code)
-	}
-	for deadline := time.Now().Add(10 * time.Second); pool.reclaimed.Load() == reclaimed; {
-		if time.Now().After(deadline) {
-			t.Fatal("the file the sandbox removed was not reclaimed within 10 s")
+	removed("rm in the sandbox", func() {
+		if out, code := execOut(t, rt, id, "rm", "/tmp/rm"); code != 0 {
+			t.Fatalf("rm: %s (code %d)", out, code)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 	sync()
-	if n := written() - before; n > 8<<20 {
-		t.Fatalf("a 64 MiB file the sandbox removed itself wrote %d MiB", n>>20)
-	}
+	write("replaced", "")
+	removed("a write over the file", func() {
+		if err := writeFile(ctx, rt, id, "/tmp/replaced", []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	// A file a process in the sandbox has open keeps its content for it.
 	write("held", "")
@@ -663,7 +671,7 @@ func TestRemoveDropsPages(t *testing.T) {
 	// the deletion's reach.
 	sync()
 	write("left", "")
-	before = written()
+	before := written()
 	if err := rt.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}

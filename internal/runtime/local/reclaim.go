@@ -23,10 +23,12 @@ import (
 // (docs/BENCHMARKS.md, file round trip). fanotify reports each inode of
 // the pool that loses its last link and is let go (FAN_DELETE_SELF, with
 // its file handle); Reclaim opens the ones still there by handle and
-// empties them when they are regular, of dropFileMin or more, have dirty
-// pages (cachestat) and no one has them open: the write lease it takes
-// needs that, and a sandbox's open or mapped file holds the upper file
-// open through overlayfs. A file freed at its unlink, the usual case, is
+// empties them when they are regular, of dropFileMin or more and have
+// dirty pages (cachestat). No process has such a file open or mapped: the
+// event comes only when the inode's last dentry goes, which an open file
+// or a mapping holds (through overlayfs, the upper file's), and the write
+// lease Reclaim takes before truncating would fail for any opener it
+// missed (one by handle). A file freed at its unlink, the usual case, is
 // gone by then (ESTALE) and costs one failed open.
 //
 // A kernel without fanotify's file handles (before 5.1) or its marks on a
@@ -134,7 +136,7 @@ func emptyRemoved(mnt int, h unix.FileHandle) bool {
 		return false
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
-		return false // open or mapped in a sandbox
+		return false // opened meanwhile
 	}
 	return unix.Ftruncate(fd, 0) == nil
 }
