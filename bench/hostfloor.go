@@ -63,10 +63,11 @@ func HostFiles(ctx context.Context, dir string, sizes []int64, reps []int) []*Sc
 	var out []*Scenario
 	path := filepath.Join(dir, "host-floor.bin")
 	defer func() {
-		// Emptied first, as sbx's agent does with a large file it removes
-		// (internal/agent/droppages.go): on btrfs a removed file whose
-		// writeback had begun would otherwise be written back whole, in
-		// the middle of the scenarios after this one.
+		// Emptied first, as sbx serve does with a large removed file of
+		// its disk pool (internal/runtime/local/reclaim.go), which this
+		// file is on: on btrfs a removed file whose writeback had begun
+		// would otherwise be written back whole, in the middle of the
+		// scenarios after this one.
 		_ = os.Truncate(path, 0)
 		_ = os.Remove(path)
 	}()

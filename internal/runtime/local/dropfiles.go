@@ -8,9 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounds of dropDirty: the size from which a file is emptied (as the
-// agent's for a removed file, internal/agent/droppages.go), how many
-// entries of a subvolume it looks at, and how deep.
+// Bounds of dropDirty: the size from which a file is emptied (Reclaim's
+// too), how many entries of a subvolume it looks at, and how deep.
 const (
 	dropFileMin   = 16 << 20
 	dropWalkLimit = 4096

@@ -13,9 +13,9 @@ import (
 
 // Reclaim empties, until ctx ends, the large files of the pool that lose
 // their last name while btrfs still holds them, so that their dirty pages
-// are dropped instead of written back: the removals that neither the
-// agent (internal/agent/droppages.go) nor a sandbox's deletion
-// (dropDirty) sees, such as a sandbox's own rm.
+// are dropped instead of written back: every removal in a running sandbox
+// (the agent's Remove, a write's rename over a file, a process's own rm);
+// a sandbox's deletion, which reports no inode, has dropDirty.
 //
 // btrfs keeps a file that writeback has begun on until all of the extent
 // it began (up to 128 MiB) is written, and with it every dirty page the
