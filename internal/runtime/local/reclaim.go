@@ -33,7 +33,15 @@ import (
 //
 // A kernel without fanotify's file handles (before 5.1) or its marks on a
 // btrfs pool logs why once and leaves removals as they are.
+//
+// Only a pool of its own (the image) is watched: a pool in a btrfs data
+// dir shares its filesystem with the host's other files, which are not
+// sbx's to touch.
 func (p *DiskPool) Reclaim(ctx context.Context, log *slog.Logger) {
+	if p.image == "" {
+		log.Info("disk pool: removed files are not reclaimed, the pool shares the data dir's btrfs", "pool", p.dir)
+		return
+	}
 	fan, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_REPORT_FID|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		log.Warn("disk pool: removed files are not reclaimed (fanotify)", "err", err)
