@@ -104,23 +104,33 @@ func TestReclaimLeavesOpenFiles(t *testing.T) {
 		}
 	}
 
+	// heldThroughRemoval removes path while something holds it, checks
+	// that the holder still sees all of it, and that the file is reclaimed
+	// once released.
+	heldThroughRemoval := func(t *testing.T, path string, check func(), release func()) {
+		t.Helper()
+		n0 := pool.reclaimed.Load()
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		settle()
+		check()
+		release()
+		waitReclaimed(n0)
+	}
+
 	t.Run("open file", func(t *testing.T) {
 		path := write("open")
 		f, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n0 := pool.reclaimed.Load()
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
-		settle()
-		b, err := io.ReadAll(f)
-		if err != nil || !bytes.Equal(b, content) {
-			t.Fatalf("the open file reads %d bytes after its removal, %v", len(b), err)
-		}
-		f.Close()
-		waitReclaimed(n0)
+		heldThroughRemoval(t, path, func() {
+			b, err := io.ReadAll(f)
+			if err != nil || !bytes.Equal(b, content) {
+				t.Fatalf("the open file reads %d bytes after its removal, %v", len(b), err)
+			}
+		}, func() { f.Close() })
 	})
 	t.Run("mapped file", func(t *testing.T) {
 		path := write("mapped")
@@ -133,16 +143,11 @@ func TestReclaimLeavesOpenFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n0 := pool.reclaimed.Load()
-		if err := os.Remove(path); err != nil {
-			t.Fatal(err)
-		}
-		settle()
-		if !bytes.Equal(m, content) { // an emptied file would fault here
-			t.Fatal("the mapping changed")
-		}
-		unix.Munmap(m)
-		waitReclaimed(n0)
+		heldThroughRemoval(t, path, func() {
+			if !bytes.Equal(m, content) { // an emptied file would fault here
+				t.Fatal("the mapping changed")
+			}
+		}, func() { unix.Munmap(m) })
 	})
 	t.Run("file with another name", func(t *testing.T) {
 		path := write("linked")
