@@ -139,7 +139,16 @@ func RunFloorChild(arg string, w io.Writer) error {
 	// Our namespace is private (Go made it MS_PRIVATE): this unmount does
 	// not reach the host. crun 1.8 refuses hybrid cgroups while it is there.
 	if cfg.Runtime == "crun" {
-		if err := syscall.Unmount("/sys/fs/cgroup/unified", syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+		switch err := syscall.Unmount("/sys/fs/cgroup/unified", syscall.MNT_DETACH); {
+		case err == nil:
+			// crun still writes a cgroup.procs per container under
+			// this path: into a tmpfs of ours, which goes with our
+			// namespace, not into the host's (as sbx serve does; see
+			// internal/runtime/local/cgroup2stub.go).
+			if err := syscall.Mount("sbx-bench-cgroup2-stub", "/sys/fs/cgroup/unified", "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=755"); err != nil {
+				return fmt.Errorf("mount a tmpfs on /sys/fs/cgroup/unified: %w", err)
+			}
+		case err != syscall.EINVAL && err != syscall.ENOENT:
 			return fmt.Errorf("unmount /sys/fs/cgroup/unified: %w", err)
 		}
 	}

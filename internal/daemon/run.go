@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go sweepHostCgroup2(log)
 	if disk != nil {
 		go disk.Watch(ctx, log)
 		// Done before the pool is released: it holds a descriptor of it.
@@ -353,4 +354,18 @@ func findAgent(configured string) (string, error) {
 		return p, nil
 	}
 	return "", errors.New("sbx-agent not found next to the sbx binary nor in PATH: build it (make build) or pass --agent-path")
+}
+
+// sweepHostCgroup2 frees what crun left in the host's memory under earlier
+// versions of sbx (see local.SweepHostCgroup2).
+func sweepHostCgroup2(log *slog.Logger) {
+	start := time.Now()
+	n, err := local.SweepHostCgroup2()
+	if err != nil {
+		log.Warn("remove crun's leftovers of earlier sbx versions under the host's cgroup2 mount point", "removed", n, "err", err)
+		return
+	}
+	if n > 0 {
+		log.Info("removed crun's leftovers of earlier sbx versions under the host's cgroup2 mount point (a directory and a 4 KiB file per sandbox ever run, in the host's memory)", "removed", n, "took", time.Since(start).Round(time.Millisecond))
+	}
 }

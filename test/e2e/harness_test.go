@@ -409,6 +409,15 @@ func (s *server) leaks() []string {
 			out = append(out, "cgroup "+d)
 		}
 	}
+	// On a hybrid host crun also writes a cgroup.procs per sandbox where
+	// the cgroup2 mount was in the server's namespace (a tmpfs of the
+	// server's own: local/cgroup2stub.go), which must go with it.
+	stub, _ := filepath.Glob(fmt.Sprintf("/proc/%d/root/sys/fs/cgroup/unified/sbx/sb-*", s.servingPID()))
+	for _, d := range stub {
+		if s.knows(filepath.Base(d)) {
+			out = append(out, "crun's cgroup2 dir "+d)
+		}
+	}
 	return out
 }
 

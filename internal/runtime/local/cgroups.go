@@ -53,11 +53,15 @@ type cgroupMounts struct {
 	// cpuacct and pids are the mount points of those v1 controllers ("" if
 	// none), which Stats reads.
 	cpuacct, pids string
+	// stub is where the cgroup2 hierarchy was before EnterMountNamespace
+	// put a tmpfs there ("" if it did not), in which crun still makes a
+	// directory per container (see cgroup2stub.go).
+	stub string
 }
 
 // detectCgroups reads this mount namespace's mounts.
 func detectCgroups() (cgroupMounts, error) {
-	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2", "tmpfs"))
 	if err != nil {
 		return cgroupMounts{}, err
 	}
@@ -86,6 +90,10 @@ func detectCgroups() (cgroupMounts, error) {
 		case "cgroup2":
 			m.v2 = mnt
 			m.dirs = append(m.dirs, mnt)
+		case "tmpfs":
+			if in.Source == cgroup2StubSource {
+				m.stub = mnt
+			}
 		}
 	}
 	switch {
@@ -118,6 +126,11 @@ func (m cgroupMounts) removeCgroup(parent, id string) error {
 	var errs []error
 	for _, d := range m.dirs {
 		if err := removeCgroupTree(filepath.Join(d, parent, id)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.stub != "" {
+		if err := removeStubDir(filepath.Join(m.stub, parent, id)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -46,7 +46,12 @@ func snapshot(t *testing.T, rt *Runtime) hostState {
 		f := strings.Fields(sc.Text())
 		s.Mounts = append(s.Mounts, f[4]+" "+strings.Join(f[slices.Index(f, "-")+1:], " "))
 	}
-	for _, dir := range rt.cg.dirs {
+	dirs := rt.cg.dirs
+	if rt.cg.stub != "" {
+		// What crun writes where the cgroup2 mount was (cgroup2stub.go).
+		dirs = append(slices.Clip(dirs), rt.cg.stub)
+	}
+	for _, dir := range dirs {
 		_ = filepath.WalkDir(filepath.Join(dir, rt.cfg.CgroupParent), func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() && p != filepath.Join(dir, rt.cfg.CgroupParent) {
 				s.Cgroups = append(s.Cgroups, p)
@@ -66,7 +71,7 @@ func snapshot(t *testing.T, rt *Runtime) hostState {
 			s.NetNS = append(s.NetNS, ns)
 		}
 	}
-	dirs := []string{rt.sbRoot(), rt.oci.root}
+	dirs = []string{rt.sbRoot(), rt.oci.root}
 	if rt.dataHome != "" {
 		dirs = append(dirs, rt.dataHome)
 	}

@@ -27,6 +27,9 @@ const mountNSEnv = "SBX_PRIVATE_MOUNT_NS"
 //		os.Exit(code)
 //	}
 //
+// In the child, a tmpfs of its own takes the cgroup2 mount's place (see
+// cgroup2stub.go).
+//
 // In the parent it runs the child with the same args, env and stdio,
 // forwards signals to it, and returns reexeced=true and the child's exit
 // code once it ends. In the child (or when nothing is needed: another
@@ -44,6 +47,9 @@ func EnterMountNamespace(runtimeName string) (exitCode int, reexeced bool, err e
 		if m.layout == CgroupHybrid {
 			if err := unix.Unmount(m.v2, unix.MNT_DETACH); err != nil {
 				return 0, false, fmt.Errorf("unmount %s in the private mount namespace: %w", m.v2, err)
+			}
+			if err := mountCgroup2Stub(m.v2); err != nil {
+				return 0, false, err
 			}
 		}
 		return 0, false, nil
