@@ -51,6 +51,26 @@ var (
 	buildCache = map[string]string{}
 )
 
+// Run runs the package's tests and then removes the binaries Binary built:
+// call it from TestMain as os.Exit(testenv.Run(m)) in every package that
+// uses Binary, or each test process leaves its binaries (tens of MiB) in
+// the temp dir.
+func Run(m *testing.M) int {
+	code := m.Run()
+	RemoveBinaries()
+	return code
+}
+
+// RemoveBinaries removes what Binary built in this process.
+func RemoveBinaries() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	for pkg, p := range buildCache {
+		os.RemoveAll(filepath.Dir(p))
+		delete(buildCache, pkg)
+	}
+}
+
 // Binary builds the main package at pkg (relative to the module root, e.g.
 // "./cmd/sbx-agent") once per test process, statically (CGO_ENABLED=0), and
 // returns the binary's path.

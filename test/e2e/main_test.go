@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envSessionClient) != "" {
 		os.Exit(sessionClient())
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Run(m))
 }
 
 const envSessionClient = "SBX_E2E_SESSION_CLIENT"

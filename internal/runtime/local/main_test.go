@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	if reexeced {
 		os.Exit(code)
 	}
-	code = m.Run()
+	code = testenv.Run(m)
 	fixture.cleanup()
 	os.Exit(code)
 }
