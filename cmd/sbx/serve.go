@@ -66,7 +66,7 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&retention, "retention", time.Duration(def.Retention), "how long ended sandboxes stay listable")
 	fs.DurationVar(&backstop, "lifetime-backstop", 0, "how long after its lifetime a sandbox's own agent ends it if no server did, e.g. while sbx serve is down (0: 1m; negative: off)")
 	fs.IntVar(&f.MaxSandboxesPerTenant, "max-sandboxes-per-tenant", def.MaxSandboxesPerTenant, "default quota of concurrent sandboxes per tenant")
-	fs.IntVar(&f.MaxConcurrentCreates, "max-concurrent-creates", def.MaxConcurrentCreates, "creates the runtime works on at once (0: 2 per CPU); more wait in the create queue")
+	fs.IntVar(&f.MaxConcurrentCreates, "max-concurrent-creates", def.MaxConcurrentCreates, "creates the runtime works on at once (0: 3 per 2 CPUs); more wait in the create queue")
 	fs.IntVar(&f.CreateQueue, "create-queue", def.CreateQueue, "accepted creates that may wait for a free create slot (0: as many as --max-concurrent-creates); beyond it Create answers RESOURCE_EXHAUSTED with a retry delay")
 	fs.DurationVar(&createLatency, "create-latency-target", time.Duration(def.CreateLatencyTarget), "queue a cold create only while it is expected to be created within this time (0: 1s; negative: no time bound); others get RESOURCE_EXHAUSTED with a retry delay")
 	fs.IntVar(&f.TeardownParallel, "teardown-parallel", def.TeardownParallel, "teardowns of deleted sandboxes run in the background at once (0: 1 per CPU)")

@@ -124,7 +124,7 @@ type Config struct {
 	// MaxSandboxesPerTenant is the default quota of concurrent sandboxes.
 	MaxSandboxesPerTenant int `json:"maxSandboxesPerTenant,omitempty"`
 	// MaxConcurrentCreates and CreateQueue are the admission control of
-	// creates (0: 2 per CPU, and as many again queued); beyond both,
+	// creates (0: 3 per 2 CPUs, and as many again queued); beyond both,
 	// Create answers RESOURCE_EXHAUSTED with a retry delay.
 	MaxConcurrentCreates int `json:"maxConcurrentCreates,omitempty"`
 	CreateQueue          int `json:"createQueue,omitempty"`

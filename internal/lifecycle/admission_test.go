@@ -223,3 +223,11 @@ func TestAdmissionFirstMeasureReplacesGuess(t *testing.T) {
 		t.Errorf("mean after a second of 100ms: %v, want the average %v", a.mean, want)
 	}
 }
+
+func TestDefaultConcurrentCreates(t *testing.T) {
+	for ncpu, want := range map[int]int{1: 2, 2: 3, 3: 5, 4: 6, 16: 24} {
+		if got := defaultConcurrentCreates(ncpu); got != want {
+			t.Errorf("%d CPUs: %d creates at once, want %d", ncpu, got, want)
+		}
+	}
+}

@@ -140,13 +140,7 @@ func (c Config) withDefaults() Config {
 	set(&c.SafetySweepInterval, time.Minute)
 	set(&c.PurgeInterval, time.Minute)
 	if c.MaxConcurrentCreates == 0 {
-		// Two per CPU: a create also waits on the OCI runtime and the
-		// agent, so more than one per CPU keeps the CPUs busy, but with
-		// three per CPU each create of a burst got so thin a share that
-		// the tail grew (burst of 500 on 2 CPUs, accepted → RUNNING p99
-		// 1.25–1.30 s at 3 per CPU, 0.82–0.97 s at 2, drained in the
-		// same time within 3 %; docs/BENCHMARKS.md).
-		c.MaxConcurrentCreates = 2 * runtime.NumCPU()
+		c.MaxConcurrentCreates = defaultConcurrentCreates(runtime.NumCPU())
 	}
 	if c.CreateQueue == 0 {
 		c.CreateQueue = c.MaxConcurrentCreates
@@ -194,4 +188,18 @@ func (c Config) validate() error {
 		}
 	}
 	return validatePools(c.Pools)
+}
+
+// defaultConcurrentCreates is how many creates the runtime works on at once
+// by default on ncpu CPUs: three per two CPUs, rounded up. A create also
+// waits on the OCI runtime and the agent, so more than one per CPU keeps the
+// CPUs busy; but every create more at once costs each create more CPU (the
+// kernel's locks, caches and context switches), and on 2 CPUs three at once
+// made 3.5 % more sandboxes per second than four (2026-11-27, six
+// interleaved pairs of 20 s sustained rounds: 17.9 against 18.6 ms of host
+// CPU per sandbox life; burst of 500, accepted → RUNNING p99 134 against
+// 165 ms). Three per CPU gave each create of a burst so thin a share that
+// the tail grew past 1 s (docs/BENCHMARKS-HISTORY.md).
+func defaultConcurrentCreates(ncpu int) int {
+	return max(2, (3*ncpu+1)/2)
 }
