@@ -153,16 +153,17 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		}
 		layers = []string{empty}
 	}
-	if rec.UIDBase != 0 {
-		ns, err := r.ids.userns(rec.UIDBase)
-		if err == nil {
-			err = mountOverlayIDMapped(layers, upper, work, rootfs, scratchDir(b.dir), r.cfg.Disk != nil, ns)
+	// Mounted right before the OCI runtime starts, in the mount namespace
+	// it starts in (spawnns.go).
+	mountRoot := func() error {
+		if rec.UIDBase != 0 {
+			ns, err := r.ids.userns(rec.UIDBase)
+			if err == nil {
+				err = mountOverlayIDMapped(layers, upper, work, rootfs, scratchDir(b.dir), r.cfg.Disk != nil, ns)
+			}
+			return err
 		}
-		if err != nil {
-			return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
-		}
-	} else if err := mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil); err != nil {
-		return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, err)
+		return mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil)
 	}
 
 	spec := buildSpec(specInput{
@@ -210,9 +211,22 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return sandbox.Info{}, err
 	}
-	pid, err := r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), astart.extraFiles()...)
-	if err != nil {
-		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "start the container of sandbox %q: %w", rec.ID, err)
+	var pid int
+	var mountErr, runErr error
+	if err := inOwnMountNS(func() error {
+		if mountErr = mountRoot(); mountErr != nil {
+			return nil
+		}
+		pid, runErr = r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), astart.extraFiles()...)
+		return nil
+	}); err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+	}
+	if mountErr != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q root filesystem: %w", rec.ID, mountErr)
+	}
+	if runErr != nil {
+		return sandbox.Info{}, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonRuntimeError, "start the container of sandbox %q: %w", rec.ID, runErr)
 	}
 	r.reaper.watch(pid)
 	r.learnSeccompBPF(rec.ID)
