@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/sbx-run/sbx/internal/agent"
 	"github.com/sbx-run/sbx/internal/usermap"
@@ -28,6 +29,7 @@ func main() {
 	flag.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", agent.DefaultLogMaxBytes, "size at which the main command's log is rotated (at most twice this is kept)")
 	flag.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", 0, "largest file a write may create; 0 is no limit")
 	connFD := flag.Int(agent.ConnFlag, -1, "descriptor of a connection the host made before the start, served first (see internal/agent/start.go); -1 for none")
+	workloadFD := flag.Int(agent.WorkloadFlag, -1, "descriptor of the tasks file of the cgroup whose pids limit the sandbox's processes have (see internal/agent/workload.go); -1 for none")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "sbx-agent: unexpected arguments %q; the main command comes through Init\n", flag.Args())
@@ -36,6 +38,11 @@ func main() {
 	var err error
 	if *connFD >= 0 {
 		cfg.Conn, err = agent.ConnFromFD(*connFD)
+	}
+	if err == nil && *workloadFD >= 0 {
+		// Inherited without close-on-exec: no sandbox process gets it.
+		syscall.CloseOnExec(*workloadFD)
+		cfg.WorkloadTasks = os.NewFile(uintptr(*workloadFD), "workload tasks")
 	}
 	var s *agent.Server
 	if err == nil {

@@ -16,6 +16,8 @@ type reaper struct {
 	mu     sync.Mutex
 	owners map[int]func(syscall.WaitStatus)
 	stop   chan struct{}
+	// workload, if set, forks every child (workload.go).
+	workload *workload
 }
 
 func newReaper() *reaper {
@@ -69,7 +71,11 @@ func (r *reaper) reap() {
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr, onExit func(syscall.WaitStatus)) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pid, err := syscall.ForkExec(argv0, argv, attr)
+	fork := syscall.ForkExec
+	if r.workload != nil {
+		fork = r.workload.forkExec
+	}
+	pid, err := fork(argv0, argv, attr)
 	if err != nil {
 		return 0, err
 	}

@@ -39,6 +39,9 @@ type Config struct {
 	// Conn, if set, is the host's connection made before the agent started
 	// (StartPair); it is served first, besides the socket.
 	Conn net.Conn
+	// WorkloadTasks, if set, is the open tasks file of the workload cgroup
+	// (workload.go); New takes it over.
+	WorkloadTasks *os.File
 }
 
 // Bounds of the agent's bookkeeping.
@@ -125,6 +128,13 @@ func New(cfg Config) (*Server, error) {
 		mainDone: make(chan struct{}),
 	}
 	s.deadline.fire = s.expire
+	if cfg.WorkloadTasks != nil {
+		w, err := startWorkload(cfg.WorkloadTasks)
+		if err != nil {
+			return nil, err
+		}
+		s.reaper.workload = w
+	}
 	return s, nil
 }
 
@@ -132,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 // with the deferred work hooked in (start.go).
 func (s *Server) wireServer() *agentwire.Server {
 	srv := agentwire.NewServer(s.methods())
-	s.later = newDeferred(warmSteps())
+	s.later = newDeferred(s.warmSteps())
 	srv.Before = s.later.before
 	srv.After = s.later.after
 	return srv

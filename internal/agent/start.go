@@ -190,7 +190,9 @@ func (s *Server) beforeProcesses() {
 		s.later.seal()
 	}
 	// Usually done already by the warm-up (it waits for it otherwise).
-	makeSpareThreads()
+	if !s.hasWorkload() {
+		makeSpareThreads()
+	}
 }
 
 // finish does the deferred work.

@@ -11,6 +11,9 @@ package agent
 // its first use.)
 
 // warmSteps returns the warm-up's steps.
-func warmSteps() []func() {
+func (s *Server) warmSteps() []func() {
+	if s.hasWorkload() {
+		return nil // no spare threads needed (workload.go)
+	}
 	return []func(){makeSpareThreads}
 }

@@ -123,7 +123,7 @@ func cgroupsPath(parent, id string) string { return "/" + parent + "/" + id }
 // children (the container's PID 1 has exited, which leaves its cgroups
 // empty) goes at once, and only a busy one is looked into.
 func (m cgroupMounts) removeCgroup(parent, id string) error {
-	var errs []error
+	errs := []error{m.removeWorkload(parent, id)}
 	for _, d := range m.dirs {
 		if err := removeCgroupTree(filepath.Join(d, parent, id)); err != nil {
 			errs = append(errs, err)

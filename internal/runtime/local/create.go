@@ -201,6 +201,15 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return sandbox.Info{}, err
 	}
 	defer astart.close()
+	files := astart.extraFiles()
+	wl, err := r.prepareWorkload(spec, rec.ID, 3+len(files))
+	if err != nil {
+		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)
+	}
+	if wl != nil {
+		defer wl.Close()
+		files = append(files, wl)
+	}
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return sandbox.Info{}, sandbox.Internal("encode OCI spec: %w", err)
@@ -217,7 +226,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		if mountErr = mountRoot(); mountErr != nil {
 			return nil
 		}
-		pid, runErr = r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), astart.extraFiles()...)
+		pid, runErr = r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), files...)
 		return nil
 	}); err != nil {
 		return sandbox.Info{}, sandbox.Internal("sandbox %q: %w", rec.ID, err)

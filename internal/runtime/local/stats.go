@@ -104,6 +104,12 @@ func readStatsV1(cpuacct, memory, pids string) (sandbox.Stats, error) {
 		st.Pids = r.value("pids.current")
 		st.PidsLimit = r.value("pids.max")
 		errs = append(errs, r.err)
+		// With a workload cgroup (workload.go) the sandbox's limit is
+		// its; it holds one thread of the agent's beyond the limit.
+		w := cgroupReader{dir: filepath.Join(pids, workloadCgroup)}
+		if limit := w.value("pids.max"); w.err == nil && limit > 0 {
+			st.PidsLimit = limit - 1
+		}
 	}
 	return st, errors.Join(errs...)
 }
