@@ -51,8 +51,13 @@ func testConfig(clk *clock) Config {
 		// Off, so that starts are as the tests script them;
 		// backstop_test.go turns it on.
 		LifetimeBackstop: -1,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:              clk.Now,
+		// Room for every test's creates in quick succession, whatever
+		// the machine's CPU count (the default scales with it);
+		// admission_test.go sets its own.
+		MaxConcurrentCreates: 8,
+		CreateQueue:          8,
+		Logger:               slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:                  clk.Now,
 	}
 }
 
