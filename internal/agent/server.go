@@ -129,11 +129,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.deadline.fire = s.expire
 	if cfg.WorkloadTasks != nil {
-		w, err := startWorkload(cfg.WorkloadTasks)
-		if err != nil {
-			return nil, err
+		// Without it the agent makes spare threads (threads.go), and the
+		// sandbox's processes have the room the host left for the agent
+		// on top of their limit: a degraded sandbox rather than none.
+		if w, err := startWorkload(cfg.WorkloadTasks); err != nil {
+			fmt.Fprintf(os.Stderr, "sbx-agent: %v; making spare threads instead\n", err)
+		} else {
+			s.reaper.workload = w
 		}
-		s.reaper.workload = w
 	}
 	return s, nil
 }

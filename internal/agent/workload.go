@@ -70,6 +70,9 @@ func startWorkload(f *os.File) (*workload, error) {
 	return w, nil
 }
 
+// close ends the workload thread (tests; an agent keeps it for its life).
+func (w *workload) close() { close(w.reqs) }
+
 // forkExec is syscall.ForkExec on the workload thread.
 func (w *workload) forkExec(argv0 string, argv []string, attr *syscall.ProcAttr) (pid int, err error) {
 	done := make(chan struct{})
