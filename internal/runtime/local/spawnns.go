@@ -79,18 +79,26 @@ func inOwnMountNS(fn func() error) error {
 		}
 	}
 	var err error
+	home := false
 	done := make(chan struct{})
 	s.work <- func() {
 		defer close(done)
 		if err = freshMountNS(); err == nil {
 			err = fn()
 		}
+		// Back home, so that the sandbox's namespace (and the mounts in
+		// it) goes now, not when this thread next works.
+		home = unix.Setns(int(spawners.home.Fd()), unix.CLONE_NEWNS) == nil
 	}
 	<-done
+	if !home {
+		close(s.work) // its thread ends with its goroutine
+		return err
+	}
 	select {
 	case spawners.idle <- s:
 	default:
-		close(s.work) // its thread ends with its goroutine
+		close(s.work)
 	}
 	return err
 }

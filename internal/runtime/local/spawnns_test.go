@@ -12,8 +12,9 @@ import (
 
 // TestRootfsMountsStayOutOfServerNS: a sandbox's root filesystem is
 // mounted in a mount namespace of its own (spawnns.go), never in the
-// server's, so the OCI runtime of the next create copies none of the live
-// sandboxes' mounts; and the sandboxes work.
+// server's nor left in a spawner thread's, so the OCI runtime of the next
+// create copies none of the live sandboxes' mounts, and a deleted
+// sandbox's overlay goes with its container; and the sandboxes work.
 func TestRootfsMountsStayOutOfServerNS(t *testing.T) {
 	eachRuntime(t, []string{"crun", "runc"}, func(t *testing.T, name string) {
 		rt := newRuntime(t, name)
@@ -30,20 +31,21 @@ func TestRootfsMountsStayOutOfServerNS(t *testing.T) {
 				_ = rt.Delete(context.Background(), id)
 			})
 		}
-		// This thread's namespace, the process's (spawner threads run
-		// nothing else), and the main thread's (/proc/self).
-		b, err := os.ReadFile("/proc/thread-self/mountinfo")
+		// Every thread of the process: none stays in a sandbox's
+		// namespace once its create is done (the spawners go home).
+		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
 			t.Fatal(err)
 		}
-		main, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = append(b, main...)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, rt.sbRoot()+"/") {
-				t.Errorf("a sandbox's mount in the server's mount namespace: %s", line)
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/mountinfo")
+			if err != nil {
+				continue // the thread ended
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, rt.sbRoot()+"/") {
+					t.Errorf("thread %s: a sandbox's mount: %s", task.Name(), line)
+				}
 			}
 		}
 		for _, id := range ids {
