@@ -195,8 +195,8 @@ func (c Config) validate() error {
 // waits on the OCI runtime and the agent, so more than one per CPU keeps the
 // CPUs busy; but every create more at once costs each create more CPU (the
 // kernel's locks, caches and context switches), and on 2 CPUs three at once
-// made 3.5 % more sandboxes per second than four (2026-11-27, six
-// interleaved pairs of 20 s sustained rounds: 17.9 against 18.6 ms of host
+// made 3.2 % more sandboxes per second than four (2026-11-27, four
+// interleaved pairs of 20 s sustained rounds: 17.8 against 18.4 ms of host
 // CPU per sandbox life; burst of 500, accepted → RUNNING p99 134 against
 // 165 ms). Three per CPU gave each create of a burst so thin a share that
 // the tail grew past 1 s (docs/BENCHMARKS-HISTORY.md).
