@@ -11,17 +11,21 @@ type Config struct {
 	URL string `json:"url,omitempty"` // empty: start a server
 	// Transport is how the SDK reaches a started server: "unix" (its API
 	// socket, what a local client picks by default) or "tcp" (loopback).
-	Transport   string        `json:"transport"`
-	Image       string        `json:"image"`
-	OCIRuntime  string        `json:"oci_runtime"` // crun or runc, for the server and the floor
-	Creates     int           `json:"creates"`
-	Warm        int           `json:"warm"`
-	WarmImage   string        `json:"warm_image"`
-	Execs       int           `json:"execs"`
-	Sustained   time.Duration `json:"sustained_ns"`
-	Workers     int           `json:"sustained_workers"`
-	Burst       int           `json:"burst"`
-	Density     int           `json:"density"`
+	Transport  string        `json:"transport"`
+	Image      string        `json:"image"`
+	OCIRuntime string        `json:"oci_runtime"` // crun or runc, for the server and the floor
+	Creates    int           `json:"creates"`
+	Warm       int           `json:"warm"`
+	WarmImage  string        `json:"warm_image"`
+	Execs      int           `json:"execs"`
+	Sustained  time.Duration `json:"sustained_ns"`
+	Workers    int           `json:"sustained_workers"`
+	Burst      int           `json:"burst"`
+	Density    int           `json:"density"`
+	// Crowded is how long the sustained loop runs again while the density
+	// scenario's idle sandboxes are alive (scenario sustained_crowded;
+	// 0 skips it): what creates cost with many sandboxes around.
+	Crowded     time.Duration `json:"sustained_crowded_ns,omitempty"`
 	Quota       int           `json:"quota"`
 	Full        bool          `json:"full"` // adds the 1 GiB file
 	Baselines   bool          `json:"baselines"`
@@ -67,6 +71,12 @@ func (c *Config) Validate() error {
 	if c.Sustained < 0 || c.Sustained > 30*time.Minute {
 		return fmt.Errorf("--sustained %s is out of range 0..30m", c.Sustained)
 	}
+	if c.Crowded < 0 || c.Crowded > 30*time.Minute {
+		return fmt.Errorf("--sustained-crowded %s is out of range 0..30m", c.Crowded)
+	}
+	if c.Crowded > 0 && c.Density == 0 {
+		return fmt.Errorf("--sustained-crowded runs among the density scenario's sandboxes: give --density too")
+	}
 	switch c.Transport {
 	case "":
 		c.Transport = "unix"
@@ -81,6 +91,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Quota == 0 {
 		c.Quota = max(100, c.Burst, c.Density+2)
+		if c.Crowded > 0 {
+			// The loop's sandboxes, and those whose deletes are queued.
+			c.Quota = max(c.Quota, c.Density+2+32*c.Workers)
+		}
 	}
 	return check("--quota", c.Quota, 1, 100_000)
 }

@@ -134,6 +134,14 @@ func BuildMetrics(r *Report, floor string) []Metric {
 				SBX: F(float64(otherErrors(b)))},
 			Metric{Name: "burst QUOTA_EXCEEDED answers", Unit: "", SBX: F(float64(b.Errors["QUOTA_EXCEEDED"]))})
 	}
+	if c := r.Find("sustained_crowded", "sbx"); c != nil {
+		alive := value(c, "idle_alive")
+		m = append(m,
+			Metric{Name: fmt.Sprintf("sustained creates per second with %.0f idle sandboxes alive", alive), Unit: "/s",
+				SBX: F(value(c, "creates_per_second")), Note: "the density scenario's sandboxes, before they are deleted"},
+			Metric{Name: fmt.Sprintf("sustained with %.0f idle sandboxes alive: host CPU per sandbox life", alive), Unit: "ms", LowerIsBetter: true,
+				SBX: F(value(c, "host_cpu_ms_per_create")), Note: fmt.Sprintf("host %.0f %% busy", 100*value(c, "host_cpu_busy"))})
+	}
 	if d := r.Find("density", "sbx"); d != nil {
 		var idle *Target
 		if d.Values["alive"] >= 1000 || len(d.Errors) > 0 {

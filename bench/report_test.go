@@ -67,6 +67,7 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	add("file_1GiB", "host", &Scenario{Values: map[string]float64{"roundtrip_GBps": 3}})
 	add("exec_true", "host", sum(0.5, 0.7))
 	add("run_parallel", "crun", &Scenario{Values: map[string]float64{"per_second": 55, "workers": 2, "cpu_ms_per_run": 36, "cpu_ms_per_run_one_at_a_time": 33}})
+	add("sustained_crowded", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 70, "host_cpu_ms_per_create": 26.5, "host_cpu_busy": 0.92, "idle_alive": 600}})
 
 	m := BuildMetrics(r, "crun")
 	get := func(prefix string) Metric {
@@ -77,6 +78,12 @@ func TestBuildMetricsAndReport(t *testing.T) {
 		}
 		t.Fatalf("no metric %q in %+v", prefix, m)
 		return Metric{}
+	}
+	if c := get("sustained creates per second with 600 idle sandboxes alive"); c.SBX == nil || *c.SBX != 70 {
+		t.Errorf("sustained among idle sandboxes: %+v", c)
+	}
+	if c := get("sustained with 600 idle sandboxes alive: host CPU"); c.SBX == nil || *c.SBX != 26.5 || !c.LowerIsBetter {
+		t.Errorf("host CPU per life among idle sandboxes: %+v", c)
 	}
 	if c := get("sustained creates per second, second half"); c.SBX == nil || *c.SBX != 80 {
 		t.Errorf("second half of the sustained run: %+v", c)

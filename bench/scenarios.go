@@ -483,7 +483,10 @@ func (b *SBX) Burst(ctx context.Context, k int) *Scenario {
 // Density starts m idle sandboxes (4 creates at a time), lets them settle,
 // and reports the host memory, cgroup memory, agent RSS and processes each
 // costs; serverRSS (may be nil) reads the server's resident memory.
-func (b *SBX) Density(ctx context.Context, m int, serverRSS func() int64) *Scenario {
+//
+// whileAlive, if set, runs once the measurements are taken, before the
+// sandboxes are deleted, with the number alive.
+func (b *SBX) Density(ctx context.Context, m int, serverRSS func() int64, whileAlive func(alive int)) *Scenario {
 	s := &Scenario{Name: "density", System: "sbx", Errors: map[string]int{}, Values: map[string]float64{},
 		Note: fmt.Sprintf("%d idle sandboxes", m)}
 	time.Sleep(2 * time.Second) // let earlier deletes finish
@@ -547,6 +550,9 @@ func (b *SBX) Density(ctx context.Context, m int, serverRSS func() int64) *Scena
 		if serverRSS != nil {
 			s.Values["server_rss_MiB_per_sandbox"] = float64(serverRSS()-srv0) / n / (1 << 20)
 		}
+	}
+	if whileAlive != nil && n > 0 {
+		whileAlive(int(n))
 	}
 	b.deleteAll(context.WithoutCancel(ctx), sbs)
 	return s

@@ -58,12 +58,19 @@ func TestConfigValidate(t *testing.T) {
 	if c.Quota != 302 {
 		t.Errorf("default quota = %d, want density+2 = 302", c.Quota)
 	}
+	crowded := ok
+	crowded.Crowded = 10 * time.Second
+	if err := crowded.Validate(); err != nil || crowded.Quota != 300+2+32*crowded.Workers {
+		t.Errorf("quota with the crowded loop = %d (%v), want room for its sandboxes too", crowded.Quota, err)
+	}
 	for name, mut := range map[string]func(*Config){
-		"creates":  func(c *Config) { c.Creates = 0 },
-		"burst":    func(c *Config) { c.Burst = 1_000_000 },
-		"runtime":  func(c *Config) { c.OCIRuntime = "docker" },
-		"duration": func(c *Config) { c.Sustained = time.Hour },
-		"quota":    func(c *Config) { c.Quota = -1 },
+		"creates":                 func(c *Config) { c.Creates = 0 },
+		"burst":                   func(c *Config) { c.Burst = 1_000_000 },
+		"runtime":                 func(c *Config) { c.OCIRuntime = "docker" },
+		"duration":                func(c *Config) { c.Sustained = time.Hour },
+		"quota":                   func(c *Config) { c.Quota = -1 },
+		"crowded without density": func(c *Config) { c.Crowded, c.Density = time.Second, 0 },
+		"crowded too long":        func(c *Config) { c.Crowded = time.Hour },
 	} {
 		c := ok
 		mut(&c)

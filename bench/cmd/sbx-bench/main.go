@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&cfg.Execs, "execs", 200, "exec round trips")
 	flag.DurationVar(&cfg.Sustained, "sustained", 10*time.Second, "duration of the sustained-creates scenario (0 skips it)")
 	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent create loops in the sustained scenario")
+	flag.DurationVar(&cfg.Crowded, "sustained-crowded", 0, "run the sustained loop again for this long while the density scenario's idle sandboxes are alive (0 skips it)")
 	flag.IntVar(&cfg.Burst, "burst", 100, "concurrent creates in the burst (0 skips it)")
 	flag.Float64Var(&cfg.PoolRate, "pool-rate", 100, "creates per second offered from a warm pool in the pool_rate scenario (0 skips it); the started server gets a second run with that pool")
 	flag.DurationVar(&cfg.PoolFor, "pool-for", 5*time.Second, "how long the pool_rate scenario offers its rate")
@@ -226,7 +227,18 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		if srv != nil {
 			rss = srv.RSS
 		}
-		add(b.Density(sctx, cfg.Density, rss))
+		var crowded func(alive int)
+		if cfg.Crowded > 0 {
+			crowded = func(alive int) {
+				logf("sustained creates for %s with %d idle sandboxes alive, %d workers", cfg.Crowded, alive, cfg.Workers)
+				s := b.Sustained(sctx, cfg.Crowded, cfg.Workers)
+				s.Name = "sustained_crowded"
+				s.Values["idle_alive"] = float64(alive)
+				s.Note += fmt.Sprintf(", with %d idle sandboxes alive", alive)
+				add(s)
+			}
+		}
+		add(b.Density(sctx, cfg.Density, rss, crowded))
 	}
 	if srv != nil {
 		srv.Stop() // pool_rate starts a server of its own
