@@ -33,6 +33,25 @@ func TestDefaultPolicy(t *testing.T) {
 	blocked(t, "host via gateway", ns, ap(a.Gateway, w.hostPort))
 	blocked(t, "host via another host address", ns, ap(hostAddr, w.hostPort))
 	blocked(t, "upstream link (private)", ns, ap(upAddr.Addr(), 80))
+
+	// The default policy's sandboxes share its chains (ruleset.go): no
+	// chain of their own in the inet table, so their creates add no
+	// "goto" there; one with a policy of its own gets its chains.
+	w.sandbox("sb-own-policy", Policy{DenyIngress: true})
+	state := strings.Join(nftDump(t), "\n")
+	for _, want := range []string{
+		"chain " + egressChain(dfltKey) + " (", "set dflt (1 elements)",
+		"chain " + egressChain(key("sb-own-policy")) + " (", "chain " + portChain(key("sb-default")) + " (",
+	} {
+		if !strings.Contains(state, want) {
+			t.Errorf("nftables state lacks %q:\n%s", want, state)
+		}
+	}
+	for _, unwanted := range []string{egressChain(key("sb-default")), ingressChain(key("sb-default")), hostChain(key("sb-default"))} {
+		if strings.Contains(state, "chain "+unwanted+" ") {
+			t.Errorf("the default policy's sandbox has chain %s of its own", unwanted)
+		}
+	}
 }
 
 func TestPeerGroups(t *testing.T) {

@@ -49,6 +49,10 @@ func key(id string) string {
 	return hex.EncodeToString(sum[:5])
 }
 
+// dfltKey names the default policy's shared chains (e-dflt, i-dflt,
+// h-dflt); a sandbox's key is hex, so no sandbox's chain can have it.
+const dfltKey = "dflt"
+
 // Kernel object names derived from a key.
 func hostLinkName(k string) string { return "sbxv" + k }
 func egressChain(k string) string  { return "e-" + k }
