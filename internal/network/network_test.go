@@ -185,6 +185,52 @@ func TestAntiSpoofing(t *testing.T) {
 	expectMarkerOnly(t, got)
 }
 
+// TestMACSpoofing: a sandbox that takes another sandbox's MAC address (and
+// its IPv4 address) sends nothing out: its bridge port accepts only its own
+// MAC (the port chain of ruleset.go), whatever its policy allows.
+func TestMACSpoofing(t *testing.T) {
+	w := newWorld(t)
+	spoofer, spooferNS := w.sandbox("sb-mac-spoofer", Policy{})
+	victim, victimNS := w.sandbox("sb-mac-victim", Policy{})
+	got := udpSink(t, nsPath(upNS))
+	// Its own traffic goes out before it changes anything.
+	sendUDP(t, spooferNS, spoofer.Addr, publicAddr, "marker-own")
+	expectMarkerOnly(t, got)
+	if err := inNS(spooferNS, func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetDown(eth); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetHardwareAddr(eth, macFor(victim.Addr)); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(eth); err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(eth, &netlink.Addr{IPNet: ipNet(victim.Addr, 32)}); err != nil {
+			return err
+		}
+		// The routes went with the link; back through the gateway.
+		gw := ipNet(spoofer.Gateway, 32)
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: gw, Scope: netlink.SCOPE_LINK}); err != nil {
+			return err
+		}
+		return netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw.IP})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pinNeighbor(t, spooferNS, spoofer.Gateway, macFor(testSubnet.Addr()))
+	for range 3 {
+		sendUDP(t, spooferNS, spoofer.Addr, publicAddr, "forged-own-ip")
+		sendUDP(t, spooferNS, victim.Addr, publicAddr, "forged-victim-ip")
+	}
+	sendUDP(t, victimNS, victim.Addr, publicAddr, "marker")
+	expectMarkerOnly(t, got)
+}
+
 // TestLayer2Isolation: a sandbox that routes the subnet on-link, to talk to
 // another sandbox directly instead of through the host's firewall, reaches
 // nothing: bridge ports are isolated.
