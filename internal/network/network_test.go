@@ -231,6 +231,79 @@ func TestMACSpoofing(t *testing.T) {
 	expectMarkerOnly(t, got)
 }
 
+// TestARPSpoofing: a sandbox that announces another sandbox's address with
+// its own MAC (a gratuitous ARP) does not redirect the host's traffic for
+// that address: its bridge port passes only ARP for its own address and MAC.
+func TestARPSpoofing(t *testing.T) {
+	w := newWorld(t)
+	spoofer, spooferNS := w.sandbox("sb-arp-spoofer", Policy{})
+	victim, _ := w.sandbox("sb-arp-victim", Policy{})
+	// The host talks to the victim first, so it has a neighbor entry that a
+	// gratuitous ARP would update.
+	if _, err := get("", ap(victim.Addr, 80)); err != nil {
+		t.Fatalf("the host cannot reach the victim: %v", err)
+	}
+	br, err := netlink.LinkByName(testBridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	neighbor := func() string {
+		ns, err := netlink.NeighList(br.Attrs().Index, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			if n.IP.Equal(victim.Addr.AsSlice()) {
+				return n.HardwareAddr.String()
+			}
+		}
+		return ""
+	}
+	want := macFor(victim.Addr).String()
+	if got := neighbor(); got != want {
+		t.Fatalf("the host's neighbor entry for the victim: %q, want %q", got, want)
+	}
+	mine := macFor(spoofer.Addr)
+	if err := inNS(spooferNS, func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		bcast := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		frame := append(append([]byte{}, bcast...), mine...)
+		frame = append(frame, 0x08, 0x06) // ARP
+		frame = append(frame, 0, 1, 0x08, 0, 6, 4)
+		for _, op := range []byte{1, 2} { // a gratuitous request, then a reply
+			pkt := append(append([]byte{}, frame...), 0, op)
+			pkt = append(pkt, mine...)
+			pkt = append(pkt, victim.Addr.AsSlice()...)
+			pkt = append(pkt, bcast...)
+			pkt = append(pkt, victim.Addr.AsSlice()...)
+			to := &unix.SockaddrLinklayer{Ifindex: eth.Attrs().Index, Halen: 6, Protocol: htons(unix.ETH_P_ARP)}
+			copy(to.Addr[:], bcast)
+			for range 3 {
+				if err := unix.Sendto(fd, pkt, 0, to); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := neighbor(); got != want {
+		t.Errorf("after the spoofer's ARP the host sends the victim's traffic to %q, want %q", got, want)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 // TestLayer2Isolation: a sandbox that routes the subnet on-link, to talk to
 // another sandbox directly instead of through the host's firewall, reaches
 // nothing: bridge ports are isolated.
