@@ -41,7 +41,7 @@ func TestDefaultPolicy(t *testing.T) {
 	state := strings.Join(nftDump(t), "\n")
 	for _, want := range []string{
 		"chain " + egressChain(dfltKey) + " (", "set dflt (1 elements)",
-		"chain " + egressChain(key("sb-own-policy")) + " (", "chain " + portChain(key("sb-default")) + " (",
+		"chain " + egressChain(key("sb-own-policy")) + " (", "set pins (2 elements)", "set ports (2 elements)",
 	} {
 		if !strings.Contains(state, want) {
 			t.Errorf("nftables state lacks %q:\n%s", want, state)

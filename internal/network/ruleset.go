@@ -30,7 +30,10 @@ import (
 //	        post:    snat what leaves the subnet through another link to
 //	                 that link's address, from map @uplinks (uplinks.go)
 //	        raw:     iifname "BR.*" notrack (see below)
-//	bridge: prerouting: iifname vmap @ports (goto p-<key>)
+//	bridge: prerouting: IPv4 with iifname . ether saddr . ip saddr in @pins
+//	                 accept; ARP with iifname . ether saddr . arp spa and
+//	                 iifname . arp sha . arp spa in @pins accept;
+//	                 iifname @ports drop
 //
 // "BR.*" are the overflow bridges (bridges.go). They have no address, but
 // what a sandbox sends to one of their own MACs (the bridge's, its ports')
@@ -45,13 +48,13 @@ import (
 // stick and the routed pass would not rewrite it; notrack leaves it to the
 // second.
 //
-// Per sandbox there are four small chains: e- (egress), i- (ingress), h-
-// (to the host itself), and p- in the bridge table, which pins the port's
-// source MAC and IPv4 address so that the address-keyed rules above cannot
-// be fooled by a sandbox that forges packets. A sandbox with the default
-// policy (the zero Policy) has p- only and its address in @dflt, which
-// sends it to e-dflt, i-dflt and h-dflt, the zero Policy's chains (see
-// addSandbox for why). A "goto" into a per-sandbox
+// Per sandbox there are three small chains: e- (egress), i- (ingress) and
+// h- (to the host itself); and its bridge port is in @ports, with its
+// source MAC and IPv4 address pinned in @pins, so that the address-keyed
+// rules above cannot be fooled by a sandbox that forges packets. A sandbox
+// with the default policy (the zero Policy) has no chains of its own: its
+// address is in @dflt, which sends it to e-dflt, i-dflt and h-dflt, the
+// zero Policy's chains (see addSandbox for why). A "goto" into a per-sandbox
 // chain that falls through returns to the base chain, which then accepts;
 // verdicts inside are "return" (allowed), "goto reject" or "accept".
 // Everything unknown (an address or port without a map entry) is rejected.
@@ -62,7 +65,8 @@ type ruleset struct {
 	egress  *nftables.Set
 	ingress *nftables.Set
 	hostin  *nftables.Set
-	ports   *nftables.Set
+	ports   *nftables.Set            // our bridge ports: frames from one that no pin allows are dropped
+	pins    *nftables.Set            // port . source MAC . source IPv4 that each port may send
 	dflt    *nftables.Set            // addresses of the sandboxes with the default policy
 	uplinks *nftables.Set            // output link index -> its address
 	groups  map[string]*nftables.Set // by set name
@@ -86,7 +90,9 @@ func newRuleset(cfg Config) *ruleset {
 		egress:  vmap(inet, "egress", nftables.TypeIPAddr),
 		ingress: vmap(inet, "ingress", nftables.TypeIPAddr),
 		hostin:  vmap(inet, "hostin", nftables.TypeIPAddr),
-		ports:   vmap(br, "ports", nftables.TypeIFName),
+		ports:   &nftables.Set{Table: br, Name: "ports", KeyType: nftables.TypeIFName},
+		pins: &nftables.Set{Table: br, Name: "pins", Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr)},
 		dflt:    &nftables.Set{Table: inet, Name: "dflt", KeyType: nftables.TypeIPAddr},
 		uplinks: &nftables.Set{Table: inet, Name: uplinksMap, IsMap: true, KeyType: nftables.TypeIFIndex, DataType: nftables.TypeIPAddr},
 		groups:  map[string]*nftables.Set{},
@@ -121,7 +127,7 @@ func (rs *ruleset) addBase(c *nftables.Conn, addrs map[int]netip.Addr) error {
 	cfg, bridge := rs.cfg, rs.cfg.Bridge
 	c.AddTable(rs.inet)
 	c.AddTable(rs.br)
-	for _, s := range []*nftables.Set{rs.egress, rs.ingress, rs.hostin, rs.ports, rs.dflt} {
+	for _, s := range []*nftables.Set{rs.egress, rs.ingress, rs.hostin, rs.ports, rs.pins, rs.dflt} {
 		s.ID = 0
 		if err := c.AddSet(s, nil); err != nil {
 			return err
@@ -220,9 +226,19 @@ func (rs *ruleset) addBase(c *nftables.Conn, addrs map[int]netip.Addr) error {
 
 	// Only our own ports have entries; frames from any other bridge port
 	// (another bridge, another sbx instance) find none and pass untouched.
+	// Each port may send IPv4 from its own MAC and address, and ARP for
+	// them (sender MAC = source MAC, sender address its own), nothing else:
+	// the address-keyed rules above cannot be fooled by forged packets.
+	// Plain sets, no verdict map: adding a sandbox adds no "goto", so the
+	// commit validates nothing (see addSandbox).
 	pre := rs.baseChain(c, rs.br, "prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityFilter)
+	rs.rule(c, rs.br, pre, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x00}),
+		rs.pinned(expr.PayloadBaseLLHeader, 6, expr.PayloadBaseNetworkHeader, 12), accept())
+	rs.rule(c, rs.br, pre, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x06}),
+		rs.pinned(expr.PayloadBaseLLHeader, 6, expr.PayloadBaseNetworkHeader, 14),
+		rs.pinned(expr.PayloadBaseNetworkHeader, 8, expr.PayloadBaseNetworkHeader, 14), accept())
 	rs.rule(c, rs.br, pre, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: rs.ports.Name, SetID: rs.ports.ID, IsDestRegSet: true})
+		&expr.Lookup{SourceRegister: 1, SetName: rs.ports.Name, SetID: rs.ports.ID}, drop())
 	rs.groups = map[string]*nftables.Set{}
 	return nil
 }
@@ -371,33 +387,40 @@ func (rs *ruleset) policyChains(c *nftables.Conn, egress, ingress, hostName stri
 	return nil
 }
 
-// addPort queues a's bridge port chain, which pins the port's source MAC
-// and IPv4 address, and its entry in @ports.
+// addPort queues a's bridge port and the pin of its MAC and address.
 func (rs *ruleset) addPort(c *nftables.Conn, a *Attachment) error {
-	k := key(a.SandboxID)
-	port := rs.chain(c, rs.br, portChain(k))
-	mac := macFor(a.Addr)
-	rs.rule(c, rs.br, port,
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mac}, drop())
-	rs.rule(c, rs.br, port, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x00}),
-		ipIn(offSaddr, netip.PrefixFrom(a.Addr, 32)), accept())
-	rs.rule(c, rs.br, port, metaEq(expr.MetaKeyPROTOCOL, []byte{0x08, 0x06}),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 6},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mac},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip4Key(a.Addr)}, accept())
-	rs.rule(c, rs.br, port, drop())
+	if err := c.SetAddElements(rs.pins, []nftables.SetElement{{Key: pinKey(a)}}); err != nil {
+		return err
+	}
+	return c.SetAddElements(rs.ports, []nftables.SetElement{{Key: ifname(a.HostLink)}})
+}
 
-	el := nftables.SetElement{Key: ifname(a.HostLink), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: portChain(k)}}
-	return c.SetAddElements(rs.ports, []nftables.SetElement{el})
+// pinned matches when the frame's input port, the MAC at (macBase,
+// macOff) and the IPv4 address at (ipBase, ipOff) are one of @pins.
+func (rs *ruleset) pinned(macBase expr.PayloadBase, macOff uint32, ipBase expr.PayloadBase, ipOff uint32) []expr.Any {
+	// A concatenation sits in consecutive 32-bit registers (8 is the first:
+	// NFT_REG32_00): the name in 4, the MAC in 2 (padded), the address in 1.
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 8},
+		&expr.Payload{DestRegister: 12, Base: macBase, Offset: macOff, Len: 6},
+		&expr.Payload{DestRegister: 14, Base: ipBase, Offset: ipOff, Len: 4},
+		&expr.Lookup{SourceRegister: 8, SetName: rs.pins.Name, SetID: rs.pins.ID},
+	}
+}
+
+// pinKey is a's element of @pins: its port's name, its MAC (padded to 8
+// bytes) and its address.
+func pinKey(a *Attachment) []byte {
+	k := append(ifname(a.HostLink), macFor(a.Addr)...)
+	k = append(k, 0, 0)
+	return append(k, ip4Key(a.Addr)...)
 }
 
 // delSandbox queues the removal of everything addSandbox added. lastInGroup
 // says whether a was the last member of its peer group, whose set then goes.
-// With portDrop, the bridge port's entry is not removed but turned into
-// "drop", for a veth pair that outlives its rules for a moment (see
-// Manager.Teardown); delPort removes it later.
+// With portDrop, the bridge port stays in @ports without its pin, so that
+// everything it sends is dropped, for a veth pair that outlives its rules
+// for a moment (see Manager.Teardown); delPort removes it later.
 func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, portDrop bool) error {
 	k, addr := key(a.SandboxID), ip4Key(a.Addr)
 	dflt := isDefaultPolicy(a.Policy)
@@ -410,12 +433,13 @@ func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, port
 			return err
 		}
 	}
-	if err := c.SetDeleteElements(rs.ports, []nftables.SetElement{{Key: ifname(a.HostLink)}}); err != nil {
+	// Without its pin the port sends nothing; with portDrop it stays in
+	// @ports, so that its frames are dropped until delPort.
+	if err := c.SetDeleteElements(rs.pins, []nftables.SetElement{{Key: pinKey(a)}}); err != nil {
 		return err
 	}
-	if portDrop {
-		el := nftables.SetElement{Key: ifname(a.HostLink), VerdictData: &expr.Verdict{Kind: expr.VerdictDrop}}
-		if err := c.SetAddElements(rs.ports, []nftables.SetElement{el}); err != nil {
+	if !portDrop {
+		if err := c.SetDeleteElements(rs.ports, []nftables.SetElement{{Key: ifname(a.HostLink)}}); err != nil {
 			return err
 		}
 	}
@@ -424,7 +448,6 @@ func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, port
 			c.DelChain(&nftables.Chain{Name: n, Table: rs.inet})
 		}
 	}
-	c.DelChain(&nftables.Chain{Name: portChain(k), Table: rs.br})
 	if len(a.Policy.AllowNames) > 0 { // after the chain whose rule uses it
 		c.DelSet(&nftables.Set{Table: rs.inet, Name: resolvedSet(k)})
 	}

@@ -58,7 +58,6 @@ func hostLinkName(k string) string { return "sbxv" + k }
 func egressChain(k string) string  { return "e-" + k }
 func ingressChain(k string) string { return "i-" + k }
 func hostChain(k string) string    { return "h-" + k }
-func portChain(k string) string    { return "p-" + k }
 func groupSet(g string) string     { return "g-" + key(g) }
 func resolvedSet(k string) string  { return "r-" + k }
 
