@@ -3,10 +3,10 @@ package agent
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"syscall"
 
+	"github.com/sbx-run/sbx/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,10 +36,9 @@ type workload struct {
 func startWorkload(f *os.File) (*workload, error) {
 	w := &workload{reqs: make(chan func())}
 	ready := make(chan error)
-	run := func() {
-		// Locked for good: the thread is no longer in the agent's
-		// cgroup, so it must run nothing else; it ends with the agent.
-		runtime.LockOSThread()
+	// The thread is no longer in the agent's cgroup once moved, so it
+	// runs nothing else and ends with the agent.
+	osthread.Go(func() {
 		_, err := f.WriteString(strconv.Itoa(unix.Gettid()))
 		f.Close()
 		if err != nil {
@@ -50,20 +49,7 @@ func startWorkload(f *os.File) (*workload, error) {
 		for fn := range w.reqs {
 			fn()
 		}
-	}
-	go func() {
-		// Not the main thread (PID 1 itself, as /proc shows it): while
-		// this goroutine holds it, the next one runs on another.
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			run()
-			return
-		}
-		started := make(chan struct{})
-		go func() { runtime.LockOSThread(); close(started); run() }()
-		<-started
-		runtime.UnlockOSThread()
-	}()
+	})
 	if err := <-ready; err != nil {
 		return nil, err
 	}

@@ -187,7 +187,7 @@ func TestAntiSpoofing(t *testing.T) {
 
 // TestMACSpoofing: a sandbox that takes another sandbox's MAC address (and
 // its IPv4 address) sends nothing out: its bridge port accepts only its own
-// MAC (the port chain of ruleset.go), whatever its policy allows.
+// MAC (@pins in ruleset.go), whatever its policy allows.
 func TestMACSpoofing(t *testing.T) {
 	w := newWorld(t)
 	spoofer, spooferNS := w.sandbox("sb-mac-spoofer", Policy{})

@@ -3,11 +3,11 @@ package local
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/sbx-run/sbx/internal/osthread"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,7 +107,7 @@ func inOwnMountNS(fn func() error) error {
 func newSpawner() (*spawner, error) {
 	s := &spawner{work: make(chan func())}
 	ready := make(chan error)
-	onOwnThread(func() {
+	osthread.Go(func() {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			ready <- fmt.Errorf("unshare the filesystem information of a spawner thread: %w", err)
 			return
@@ -121,31 +121,6 @@ func newSpawner() (*spawner, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// onOwnThread runs body in a new goroutine locked to a thread other than
-// the process's main one, and ends that thread with it: body may change
-// the thread's namespaces, which must then never run another goroutine.
-// Not the main thread, whose namespaces /proc/self shows (mountinfo
-// readers look there), and which Go never ends.
-func onOwnThread(body func()) {
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			body()
-			return // locked: the thread ends with the goroutine
-		}
-		// The main thread: while this goroutine holds it, the next one
-		// runs on another.
-		handed := make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			close(handed)
-			body()
-		}()
-		<-handed
-		runtime.UnlockOSThread()
-	}()
 }
 
 // freshMountNS puts the calling (locked, unshared) thread into a new copy
