@@ -122,7 +122,17 @@ func (m *Manager) recover() error {
 	if err != nil {
 		return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "network state in %s: %w", m.cfg.StateDir, err)
 	}
+	kept := atts[:0]
 	for _, a := range atts {
+		if twin := m.rebindTwin(a); twin != nil {
+			// Rebind was cut short between writing a's record and
+			// removing its twin's: one network under two ids. Either is
+			// only being made or torn down (see Rebind); keep one.
+			if err := m.state.remove(a.SandboxID); err != nil {
+				return sandbox.Internal("remove network state of sandbox %q: %w", a.SandboxID, err)
+			}
+			continue
+		}
 		if !m.cfg.Subnet.Contains(a.Addr) || m.ipam.used[a.Addr] {
 			return sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup,
 				"network state of sandbox %q: address %s is outside subnet %s or taken twice; was the subnet changed? Stop those sandboxes or restore the old subnet", a.SandboxID, a.Addr, m.cfg.Subnet)
@@ -140,7 +150,9 @@ func (m *Manager) recover() error {
 		if a.Policy.PeerGroup != "" {
 			m.groups[a.Policy.PeerGroup]++
 		}
+		kept = append(kept, a)
 	}
+	atts = kept
 	uplinks, routed, err := uplinkAddrs(m.nl)
 	m.uplinksAtStart = uplinkState{uplinks, routed}
 	if err != nil {
@@ -189,6 +201,20 @@ func (m *Manager) recover() error {
 			if err := detach(m.nl, l.Attrs().Name); err != nil {
 				return sandbox.Internal("remove stray veth: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// rebindTwin returns the attachment recovered so far that a is a copy of
+// under another id (same address, link and default policy), if any.
+func (m *Manager) rebindTwin(a *Attachment) *Attachment {
+	if !m.ipam.used[a.Addr] || !isDefaultPolicy(a.Policy) {
+		return nil
+	}
+	for _, b := range m.atts {
+		if b.Addr == a.Addr && b.HostLink == a.HostLink && isDefaultPolicy(b.Policy) {
+			return b
 		}
 	}
 	return nil
@@ -256,8 +282,10 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 		return nil, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already has a network; tear it down first", sandboxID)
 	}
 	k := key(sandboxID)
-	for id := range m.atts {
-		if key(id) == k {
+	for id, a := range m.atts {
+		// A rebound attachment keeps the link named after its first
+		// sandbox (Rebind): compare links, and state files by id.
+		if key(id) == k || a.HostLink == hostLinkName(k) {
 			return nil, sandbox.Internal("sandbox ids %q and %q hash to the same network name", id, sandboxID)
 		}
 	}
@@ -299,6 +327,59 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 		m.groups[p.PeerGroup]++
 	}
 	cp := *a
+	return &cp, nil
+}
+
+// Rebind hands the network of sandbox from, whose policy must be the
+// default one, to sandbox to, as it is: the same namespace, veth pair,
+// address and rules (a default-policy sandbox's rules are keyed by its
+// address and port, not its id). Only the record changes: to's state file
+// is written, then from's removed, and DNS queries from the address are
+// answered for to. The caller makes sure nothing of from is left in the
+// namespace (the local runtime reuses a namespace only when its previous
+// sandbox left no socket and no packet in it).
+func (m *Manager) Rebind(from, to string) (*Attachment, error) {
+	if to == "" || len(to) > maxIDLen {
+		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.atts[from]
+	if !ok {
+		return nil, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q has no network", from)
+	}
+	if !isDefaultPolicy(a.Policy) {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "the network of sandbox %q has a policy of its own; only a default-policy network can be handed on", from)
+	}
+	if _, ok := m.atts[to]; ok {
+		return nil, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already has a network; tear it down first", to)
+	}
+	k := key(to)
+	for id := range m.atts {
+		if id != from && key(id) == k {
+			return nil, sandbox.Internal("sandbox ids %q and %q hash to the same network name", id, to)
+		}
+	}
+	b := *a
+	b.SandboxID = to
+	// The new record first: a crash in between leaves two records of one
+	// network, which New reduces to one (rebindTwin); removing the old
+	// first could leave none, and New would then delete the link of a
+	// sandbox that may still run. A Rebind happens only while one of
+	// the two sandboxes is being made and the other torn down, so after a
+	// crash recovery tears both down whichever record is kept.
+	if err := m.state.save(&b); err != nil {
+		return nil, sandbox.Internal("save network state: %w", err)
+	}
+	if err := m.state.remove(from); err != nil {
+		m.state.remove(to)
+		return nil, sandbox.Internal("remove network state of sandbox %q: %w", from, err)
+	}
+	m.res.unindex(a)
+	delete(m.atts, from)
+	m.atts[to] = &b
+	m.res.index(&b)
+	cp := b
 	return &cp, nil
 }
 
@@ -432,6 +513,10 @@ func (m *Manager) settle() error {
 	m.reapErr = nil
 	return err
 }
+
+// WaitTeardowns waits until every veth pair that Teardown let go is
+// deleted, and so its address and bridge port are free again.
+func (m *Manager) WaitTeardowns() { m.reapers.Wait() }
 
 // List returns every attachment the manager knows, sorted by sandbox id;
 // Linked is false for those whose namespace is gone.

@@ -714,3 +714,76 @@ func TestNftSocketOptions(t *testing.T) {
 		t.Errorf("receive buffer %d bytes, want at least %d", rcv, nftBuffer)
 	}
 }
+
+// TestRebind: a default-policy network changes hands as it is (address,
+// link, rules, DNS answers), survives a restart under its new id, and a
+// Rebind cut short between its two state writes leaves one network.
+func TestRebind(t *testing.T) {
+	w := newWorld(t)
+	a, ns := w.sandbox("sb-first", Policy{})
+	w.sandbox("sb-policy", Policy{DenyIngress: true})
+	rulesBefore := nftDump(t)
+
+	b, err := w.mgr.Rebind("sb-first", "sb-second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.SandboxID != "sb-second" || b.Addr != a.Addr || b.HostLink != a.HostLink {
+		t.Fatalf("rebound attachment %+v, want %+v under sb-second", b, a)
+	}
+	if !reflect.DeepEqual(nftDump(t), rulesBefore) {
+		t.Error("Rebind changed the rules")
+	}
+	if id, _, ok := w.mgr.Lookup(a.Addr); !ok || id != "sb-second" {
+		t.Errorf("Lookup(%s) = %q %v, want sb-second", a.Addr, id, ok)
+	}
+	if _, err := w.mgr.Get("sb-first"); err == nil {
+		t.Error("the old id still has a network")
+	}
+	reach(t, "internet after Rebind", ns, ap(publicAddr, 80))
+
+	for _, c := range []struct {
+		from, to string
+		kind     error
+	}{
+		{"sb-policy", "sb-x", sandbox.ErrFailedPrecondition}, // a policy of its own
+		{"sb-gone", "sb-x", sandbox.ErrNotFound},
+		{"sb-second", "sb-policy", sandbox.ErrAlreadyExists},
+		{"sb-second", "", sandbox.ErrInvalidArgument},
+	} {
+		if _, err := w.mgr.Rebind(c.from, c.to); sandbox.KindOf(err) != c.kind {
+			t.Errorf("Rebind(%q, %q): %v, want %v", c.from, c.to, err, c.kind)
+		}
+	}
+
+	// A crash between writing the new record and removing the old: both
+	// are on disk, and New keeps one.
+	twin := *b
+	twin.SandboxID = "sb-third"
+	if err := w.mgr.state.save(&twin); err != nil {
+		t.Fatal(err)
+	}
+	w.mgr.Close()
+	w.mgr = w.newManager()
+	list, err := w.mgr.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range list {
+		ids = append(ids, l.SandboxID)
+		if l.SandboxID == "sb-second" && (l.Addr != a.Addr || !l.Linked) {
+			t.Errorf("after restart: %+v", l)
+		}
+	}
+	if len(list) != 2 || ids[0] != "sb-policy" || (ids[1] != "sb-second" && ids[1] != "sb-third") {
+		t.Errorf("networks after restart: %v, want sb-policy and one of sb-second, sb-third", ids)
+	}
+	if atts, err := w.mgr.state.load(); err != nil || len(atts) != 2 {
+		t.Errorf("state files after restart: %d (%v), want 2", len(atts), err)
+	}
+	reach(t, "internet after restart", ns, ap(publicAddr, 80))
+	if err := w.mgr.Teardown(context.Background(), ids[1]); err != nil {
+		t.Fatal(err)
+	}
+}
