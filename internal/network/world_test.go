@@ -241,15 +241,16 @@ func snapshot(t testing.TB, stateDir string) hostSnapshot {
 // foreignLinks are the links (by index) of the other sbx instances that
 // tests of other packages run on this host at the same time (go test runs
 // packages in parallel): their bridges "sbxt<hex>" (internal/testenv) with
-// their overflow bridges and trunks, and the sandbox veths "sbxv..." on
-// those. They come and go during a test; this package's own links (the
-// world's bridge testBridge and its overflow links, their sandboxes'
-// veths, the upstream link) are all kept.
+// their overflow bridges and trunks, runtime/local's world ("sbxl0" and
+// its upstream "sbxlup0"), and the sandbox veths "sbxv..." on those. They
+// come and go during a test; this package's own links (the world's bridge
+// testBridge and its overflow links, their sandboxes' veths, the upstream
+// link) are all kept.
 func foreignLinks(links []netlink.Link) map[int]bool {
 	ours := func(name string) bool { return name == testBridge || strings.HasPrefix(name, testBridge+".") }
 	foreign := map[int]bool{}
 	for _, l := range links {
-		if name := l.Attrs().Name; strings.HasPrefix(name, "sbxt") && !ours(name) && name != upLink {
+		if name := l.Attrs().Name; foreignName(name) && !ours(name) && name != upLink {
 			foreign[l.Attrs().Index] = true
 		}
 	}
@@ -259,6 +260,13 @@ func foreignLinks(links []netlink.Link) map[int]bool {
 		}
 	}
 	return foreign
+}
+
+// foreignName says whether a link or table name is of another package's
+// tests: "sbxt..." (internal/testenv's servers) or "sbxl..."
+// (runtime/local's world).
+func foreignName(name string) bool {
+	return strings.HasPrefix(name, "sbxt") || strings.HasPrefix(name, "sbxl")
 }
 
 // nftDump lists every nftables table of the host but other test servers'
@@ -276,8 +284,8 @@ func nftDump(t testing.TB) []string {
 	}
 	var out []string
 	for _, tb := range tables {
-		if strings.HasPrefix(tb.Name, "sbxt") && tb.Name != testTable {
-			continue // another package's test server (internal/testenv), see foreignLinks
+		if foreignName(tb.Name) && tb.Name != testTable {
+			continue // another package's test server or world, see foreignLinks
 		}
 		prefix := fmt.Sprintf("table %d %s", tb.Family, tb.Name)
 		out = append(out, prefix)
@@ -307,6 +315,12 @@ func nftDump(t testing.TB) []string {
 			els, err := c.GetSetElements(s)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if s.Name == uplinksMap {
+				// The host's addresses, which other packages' tests add
+				// and remove (their bridges' gateways): no count.
+				out = append(out, fmt.Sprintf("%s set %s (some elements)", prefix, s.Name))
+				continue
 			}
 			out = append(out, fmt.Sprintf("%s set %s (%d elements)", prefix, s.Name, len(els)))
 		}
