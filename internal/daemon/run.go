@@ -202,6 +202,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("local runtime: %w", err)
 	}
+	defer func() {
+		// After the manager closed (deferred later): the networks kept
+		// for reuse go; the sandboxes' stay.
+		if err := lrt.Close(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("tearing down the network namespaces kept for reuse", "err", err)
+		}
+	}()
 	if n, err := lrt.ReleaseImageUses(); err != nil {
 		log.Warn("releasing images of sandboxes that are gone", "err", err)
 	} else if n > 0 {
@@ -257,6 +264,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.WatchStore(st)
 	reg.WatchPools(mgr)
 	reg.WatchImages(images)
+	reg.WatchNetns(lrt)
 	reg.WatchUsage(st, "sbx")
 
 	url := "http://" + ln.Addr().String()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -343,6 +344,26 @@ func (s *server) cleanup() {
 	deleteAll(s.t, ctx, s.client())
 	s.checkNoLeaks()
 	s.terminate()
+	// The network namespaces kept for reuse go when the server stops.
+	if ids := s.networkRecords(); len(ids) > 0 {
+		s.t.Errorf("networks left after the server stopped: %v", ids)
+	}
+}
+
+// networkRecords returns the sandbox ids in the network's state files,
+// those of namespaces kept for reuse (local.KeptNetnsPrefix) included.
+func (s *server) networkRecords() []string {
+	files, _ := filepath.Glob(filepath.Join(local.RunRootOf(s.dataDir), local.RunRootNetwork, "*.json"))
+	var ids []string
+	for _, f := range files {
+		var a struct {
+			SandboxID string `json:"sandbox_id"`
+		}
+		if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &a) == nil {
+			ids = append(ids, a.SandboxID)
+		}
+	}
+	return ids
 }
 
 // deleteAll deletes every sandbox the client's tenant has.
@@ -398,6 +419,11 @@ func (s *server) leaks() []string {
 	for _, line := range strings.Split(string(mi), "\n") {
 		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], s.dataDir+"/") || strings.HasPrefix(f[4], runRoot+"/")) && f[4] != poolDir {
 			out = append(out, "mount "+f[4])
+		}
+	}
+	for _, id := range s.networkRecords() {
+		if !strings.HasPrefix(id, local.KeptNetnsPrefix) {
+			out = append(out, "network of sandbox "+id)
 		}
 	}
 	// Every sandbox's cgroup is sbx/<id> in each hierarchy; a cgroup with

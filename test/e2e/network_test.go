@@ -432,22 +432,68 @@ type netHostState struct {
 	Links, Nft, StateFiles, ServerMounts, RootMounts, NetNS []string
 }
 
+// keptNetworks describes the networks the server keeps for reuse
+// (local.KeptNetnsPrefix): theirs until it stops, so hostState leaves
+// them out. It returns their state files, host links, the hex forms of
+// their addresses and link names (as nftState prints set elements) and
+// their namespaces (as readlink shows them).
+func (w *netWorld) keptNetworks() (files, links, hexes, netns []string) {
+	dir := filepath.Join(local.RunRootOf(w.s.dataDir), local.RunRootNetwork)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		var a struct {
+			ID    string     `json:"sandbox_id"`
+			Addr  netip.Addr `json:"addr"`
+			Link  string     `json:"host_link"`
+			NetNS string     `json:"netns"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || json.Unmarshal(b, &a) != nil || !strings.HasPrefix(a.ID, local.KeptNetnsPrefix) {
+			continue
+		}
+		files = append(files, e.Name())
+		links = append(links, a.Link)
+		a4 := a.Addr.As4()
+		hexes = append(hexes, hex.EncodeToString(a4[:]), hex.EncodeToString([]byte(a.Link)))
+		if l, err := os.Readlink(a.NetNS); err == nil {
+			netns = append(netns, "fd "+l)
+		}
+	}
+	return files, links, hexes, netns
+}
+
 func (w *netWorld) hostState(t *testing.T) netHostState {
 	t.Helper()
 	var s netHostState
+	keptFiles, keptLinks, keptHexes, keptNetns := w.keptNetworks()
+	isKept := func(v string, of []string, match func(string, string) bool) bool {
+		return slices.ContainsFunc(of, func(k string) bool { return match(v, k) })
+	}
 	out, err := exec.Command("ip", "-n", filepath.Base(w.srv), "-o", "link", "show").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
+		if f := strings.Fields(l); len(f) > 1 && !isKept(f[1], keptLinks, strings.HasPrefix) {
 			s.Links = append(s.Links, strings.TrimSuffix(f[1], ":"))
 		}
 	}
-	s.Nft = nftState(t, w.srv, w.netw.Table)
+	for _, l := range nftState(t, w.srv, w.netw.Table) {
+		if isKept(l, keptHexes, strings.Contains) {
+			continue
+		}
+		// A set's count changes with the kept networks' elements; each
+		// element has a line of its own.
+		if i := strings.LastIndex(l, " ("); i > 0 && strings.HasSuffix(l, " elements)") {
+			l = l[:i]
+		}
+		s.Nft = append(s.Nft, l)
+	}
 	entries, _ := os.ReadDir(filepath.Join(local.RunRootOf(w.s.dataDir), "network"))
 	for _, e := range entries {
-		s.StateFiles = append(s.StateFiles, e.Name())
+		if !slices.Contains(keptFiles, e.Name()) {
+			s.StateFiles = append(s.StateFiles, e.Name())
+		}
 	}
 	mountsOf := func(pid string, keep func(string) bool) []string {
 		b, _ := os.ReadFile("/proc/" + pid + "/mountinfo")
@@ -477,7 +523,7 @@ func (w *netWorld) hostState(t *testing.T) netHostState {
 		}
 		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
 		for _, fd := range fds {
-			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") {
+			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "net:[") && !slices.Contains(keptNetns, "fd "+l) {
 				s.NetNS = append(s.NetNS, "fd "+l)
 			}
 		}

@@ -166,10 +166,19 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 		return mountOverlay(layers, upper, work, rootfs, r.cfg.Disk != nil)
 	}
 
+	// A sysfs of the sandbox's network namespace, mounted by us where the
+	// runtime binds it from (sysfsMount); gVisor has its own.
+	var sysfs string
+	if r.netnsFirst() && r.oci.name != "runsc" {
+		sysfs = filepath.Join(b.dir, sysfsDir)
+		if err := os.Mkdir(sysfs, 0o555); err != nil {
+			return sandbox.Info{}, sandbox.Internal("create %s: %w", sysfs, err)
+		}
+	}
 	spec := buildSpec(specInput{
 		id: rec.ID, rootfs: rootfs, agentPath: r.cfg.AgentPath, stateDir: b.state,
 		cgroups: cgroupsPath(r.cfg.CgroupParent, rec.ID), res: rec.Resources, swap: r.swap, nofile: r.nofile,
-		uidBase: rec.UIDBase, netnsByPath: r.netnsFirst(),
+		uidBase: rec.UIDBase, netnsByPath: r.netnsFirst(), sysfs: sysfs,
 	})
 	mounts, err := r.networkMounts(b.dir, rec.Network)
 	if err != nil {
@@ -193,7 +202,7 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	if err != nil {
 		return sandbox.Info{}, err
 	}
-	defer netns.Close()
+	b.netns = netns // release's from here on, on failure too
 	netns.apply(spec)
 	r.useSeccompBPF(spec)
 	astart, err := r.newAgentStart(spec)
@@ -225,6 +234,11 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	if err := inOwnMountNS(func() error {
 		if mountErr = mountRoot(); mountErr != nil {
 			return nil
+		}
+		if sysfs != "" {
+			if mountErr = sysfsMount(netns.f, sysfs); mountErr != nil {
+				return nil
+			}
 		}
 		pid, runErr = r.oci.run(ctx, rec.ID, b.dir, filepath.Join(b.dir, "console.log"), files...)
 		return nil
@@ -266,17 +280,8 @@ func (r *Runtime) create(ctx context.Context, b *box) (sandbox.Info, error) {
 	// Only in memory: a crash before the record below leaves one in phase
 	// creating, whose container recovery finds through its pid file.
 	b.setRecord(rec)
-	// The network is set up while the agent starts (its Go runtime takes
-	// milliseconds to listen): nothing in the sandbox but the agent runs
-	// before Start, so nothing can use the network before it is complete.
-	netErr := make(chan error, 1)
-	go func() { netErr <- r.setupNetwork(ctx, rec.ID, b.dir, pid, rec.Network) }()
-	agentErr := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout, astart)
-	if err := <-netErr; err != nil {
+	if err := r.waitAgent(ctx, b, rec, r.cfg.StartTimeout, astart); err != nil {
 		return sandbox.Info{}, err
-	}
-	if agentErr != nil {
-		return sandbox.Info{}, agentErr
 	}
 	rec.Phase = phaseCreated
 	if err := writeRecord(b.dir, &rec); err != nil {
@@ -376,10 +381,13 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	if err := r.cg.removeCgroup(r.cfg.CgroupParent, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
-	// After the container: its namespace, and with it the veth, is gone.
-	if err := r.teardownNetwork(ctx, rec.ID); err != nil {
+	// After the container: nothing of it is in its network namespace any
+	// more, which is kept for another sandbox or goes (with its veth)
+	// once we close it.
+	if err := r.releaseNetns(ctx, rec.ID, rec.Network, b.netns); err != nil {
 		errs = append(errs, err)
 	}
+	b.netns = nil
 	rootfs := filepath.Join(b.dir, "rootfs")
 	if err := unmount(rootfs); err != nil {
 		errs = append(errs, err)
@@ -402,6 +410,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 		filepath.Join(r.dataOf(b.dir), "upper"), filepath.Join(r.dataOf(b.dir), "work"),
 		filepath.Join(b.dir, "rootfs"), filepath.Join(b.dir, "empty"), filepath.Join(b.dir, "config.json"), filepath.Join(b.dir, "init.pid"),
 		filepath.Join(b.dir, resolvConfFile), filepath.Join(b.dir, hostsFile), filepath.Join(b.dir, hostnameFile),
+		filepath.Join(b.dir, sysfsDir),
 	} {
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, err)

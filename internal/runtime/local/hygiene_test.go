@@ -230,6 +230,11 @@ func TestCreateStopCyclesLeaveNothing(t *testing.T) {
 			t.Logf("%d created, %d cancelled mid-create", created, cancelled)
 			checkClean(t, rt, before)
 			if w != nil {
+				// The namespaces kept for reuse are the runtime's until
+				// Close (netpool.go).
+				if err := rt.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
 				checkNetClean(t, w)
 			}
 		})

@@ -143,11 +143,8 @@ func testIsolation(t *testing.T, name string) {
 		}
 	})
 	t.Run("Capabilities", func(t *testing.T) {
-		// Docker's 14 capabilities, nothing else.
-		want := "00000000a80425fb"
-		if name == "runsc" {
-			want = "00000000a80405fb" // gVisor drops CAP_NET_RAW (no --net-raw)
-		}
+		// Docker's 14 capabilities but CAP_NET_RAW, nothing else.
+		want := "00000000a80405fb"
 		r := sh(t, ag, "grep CapEff /proc/self/status")
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("effective capabilities: %q, want %s", r.Stdout, want)

@@ -134,6 +134,9 @@ func newRuntime(t testing.TB, runtimeName string, mod ...func(*Config)) *Runtime
 				t.Errorf("cleanup: Delete(%s): %v", in.ID, err)
 			}
 		}
+		if err := rt.Close(context.Background()); err != nil {
+			t.Errorf("cleanup: Close: %v", err)
+		}
 		os.RemoveAll(root)
 		os.RemoveAll(cfg.RunRoot)
 		// The parent cgroups, when no other test's runtime still uses them.

@@ -40,39 +40,58 @@ func (r *Runtime) networked() bool { return r.cfg.Network != nil }
 
 // netnsFirst reports whether a sandbox's network namespace is made, and
 // its network set up, before the OCI runtime runs, which then joins it
-// (runtime-spec LinuxNamespace{Type: network, Path: ...}). gVisor needs
-// that: the Sentry reads its namespace's interfaces once when it boots, so
-// eth0 must be there already. crun and runc make the namespace themselves
-// and get their veth once the container exists (setupNetwork), which
-// measured no slower (see BenchmarkCreateNetwork) and needs no namespace
-// handle of ours.
-func (r *Runtime) netnsFirst() bool {
-	return r.networked() && (r.cfg.Runtime == "runsc" || netnsFirstForAll)
-}
+// (runtime-spec LinuxNamespace{Type: network, Path: ...}): whenever
+// sandboxes have a network. gVisor needs that (the Sentry reads its
+// namespace's interfaces once when it boots, so eth0 must be there
+// already), and for crun and runc it lets a namespace outlive its sandbox,
+// to be reused (netpool.go). Such a namespace belongs to the host's user
+// namespace, not the sandbox's: sandbox root has no capability in it (see
+// newNetns for the two sysctls that make up for CAP_NET_BIND_SERVICE and
+// ping), cannot mount sysfs for it (the runtime does: sysfsMount), and no
+// sandbox can change it.
+func (r *Runtime) netnsFirst() bool { return r.networked() }
 
-// netnsFirstForAll makes every OCI runtime join a namespace made first
-// (for benchmarks comparing both orders).
-var netnsFirstForAll = false
-
-// sandboxNetns is a network namespace made for one sandbox before its
-// container, held by an open file of ours: no bind mount, so nothing can
-// outlive us. The OCI runtime joins it through Path while we hold it;
-// after that the container's processes keep it alive, and once Close ran
-// and they are gone the kernel frees it, deleting the veth inside with it.
+// sandboxNetns is a network namespace made for sandboxes before their
+// containers, held by an open file of ours for as long as its sandbox
+// lives and while it is kept for the next (netpool.go): no bind mount, so
+// nothing can outlive us. The OCI runtime joins it through path. Once
+// Close ran and no process is in it, the kernel frees it, deleting the
+// veth inside with it.
 type sandboxNetns struct {
 	f    *os.File
 	path string
 }
 
-// prepareNetwork makes the network namespace of a sandbox and sets up its
-// network in it when netnsFirst; otherwise it returns nil (a nil
-// *sandboxNetns is valid and does nothing). Create tears the network down
-// by id on any later failure; the caller closes the namespace once the
-// container runs (or failed to).
+// prepareNetwork gives a sandbox its network namespace with its network
+// set up in it when netnsFirst: a kept one (netpool.go), or a new one;
+// otherwise it returns nil (a nil *sandboxNetns is valid and does
+// nothing). The namespace is the sandbox's until releaseNetns.
 func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.NetworkPolicy) (*sandboxNetns, error) {
 	if !r.netnsFirst() {
 		return nil, nil
 	}
+	if r.reusesNetns(p) {
+		if ns, att := r.takeNetns(ctx, id); ns != nil {
+			if err := writeHosts(dir, id, att.Addr); err != nil {
+				ns.Close()
+				return nil, fmt.Errorf("network of sandbox %q: %w", id, err)
+			}
+			return ns, nil
+		}
+	}
+	ns, err := r.newSandboxNetns(ctx, id, dir, p)
+	if sandbox.ReasonOf(err) == sandbox.ReasonSubnetExhausted && r.drainNetns(ctx) == nil {
+		// The kept namespaces hold addresses and bridge ports: give them
+		// up, once their links are gone, and try again.
+		r.cfg.Network.WaitTeardowns()
+		ns, err = r.newSandboxNetns(ctx, id, dir, p)
+	}
+	return ns, err
+}
+
+// newSandboxNetns makes a network namespace and sets up sandbox id's
+// network in it.
+func (r *Runtime) newSandboxNetns(ctx context.Context, id, dir string, p sandbox.NetworkPolicy) (*sandboxNetns, error) {
 	f, err := newNetns()
 	if err != nil {
 		return nil, sandbox.Errorf(sandbox.ErrUnavailable, sandbox.ReasonNetworkSetup, "network namespace of sandbox %q: %w", id, err)
@@ -86,6 +105,7 @@ func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.
 		ns.Close()
 		return nil, fmt.Errorf("network of sandbox %q: %w", id, err)
 	}
+	r.netPool.made.Add(1)
 	return ns, nil
 }
 
@@ -126,6 +146,12 @@ func newNetns() (*os.File, error) {
 		return nil, fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
 	}
 	ns, nsErr := os.Open("/proc/thread-self/ns/net")
+	if nsErr == nil {
+		nsErr = sandboxSysctls()
+		if nsErr != nil {
+			ns.Close()
+		}
+	}
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		if nsErr == nil {
 			ns.Close()
@@ -137,6 +163,50 @@ func newNetns() (*os.File, error) {
 		return nil, nsErr
 	}
 	return ns, nil
+}
+
+// sysfsDir is the mount point, in a sandbox's dir, of the sysfs mounted for
+// its network namespace.
+const sysfsDir = "sys"
+
+// sysfsMount mounts, read-only, a sysfs of the network namespace ns (whose
+// /sys/class/net lists that namespace's links) at target, for the OCI
+// runtime to bind at the sandbox's /sys. Sandbox root cannot mount it: the
+// namespace is not its user namespace's (netnsFirst). It runs on a spawner
+// thread (spawnns.go), so the mount is in the sandbox's mount namespace
+// only.
+func sysfsMount(ns *os.File, target string) error {
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter the sandbox's network namespace: %w", err)
+	}
+	err := unix.Mount("sysfs", target, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err != nil {
+		err = fmt.Errorf("mount sysfs: %w", err)
+	}
+	// The OCI runtime starts in the server's namespace (should this
+	// fail, so does the spawner's own return, which then ends it).
+	if berr := unix.Setns(int(spawners.homeNet.Fd()), unix.CLONE_NEWNET); berr != nil && err == nil {
+		err = fmt.Errorf("return to the server's network namespace: %w", berr)
+	}
+	return err
+}
+
+// sandboxSysctls sets, in the network namespace of the calling thread,
+// what the sandbox cannot: it has no capability in a namespace that is not
+// its user namespace's (netnsFirst), so CAP_NET_BIND_SERVICE, which it
+// holds, counts for nothing there. Every port may be bound, as containerd
+// allows in its containers, and every group may open ICMP echo ("ping")
+// sockets, which need no CAP_NET_RAW (which no sandbox has: defaultCaps).
+func sandboxSysctls() error {
+	for _, s := range []struct{ name, value string }{
+		{"net/ipv4/ip_unprivileged_port_start", "0"},
+		{"net/ipv4/ping_group_range", "0 2147483647"},
+	} {
+		if err := os.WriteFile("/proc/sys/"+s.name, []byte(s.value+"\n"), 0o644); err != nil {
+			return fmt.Errorf("set %s in a sandbox's network namespace: %w", s.name, err)
+		}
+	}
+	return nil
 }
 
 // networkMounts writes the sandbox's resolv.conf into dir and returns the
@@ -162,24 +232,6 @@ func (r *Runtime) networkMounts(dir string, p sandbox.NetworkPolicy) ([]specs.Mo
 	}
 	return []specs.Mount{{Destination: "/etc/resolv.conf", Type: "bind", Source: path,
 		Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}}, nil
-}
-
-// setupNetwork gives the container whose PID 1 is pid its network, and
-// its name in /etc/hosts the sandbox's address. It runs after the OCI
-// runtime made the namespace and before the agent runs anything of the
-// user's.
-func (r *Runtime) setupNetwork(ctx context.Context, id, dir string, pid int, p sandbox.NetworkPolicy) error {
-	if !r.networked() || r.netnsFirst() {
-		return nil
-	}
-	att, err := r.cfg.Network.Setup(ctx, id, fmt.Sprintf("/proc/%d/ns/net", pid), NetworkPolicy(p))
-	if err == nil {
-		err = writeHosts(dir, id, att.Addr)
-	}
-	if err != nil {
-		return fmt.Errorf("network of sandbox %q: %w", id, err)
-	}
-	return nil
 }
 
 // teardownNetwork removes a sandbox's network; unknown ids are fine.

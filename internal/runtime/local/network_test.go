@@ -65,6 +65,13 @@ func cleanNetWorld() {
 // goes at cleanup.
 func newNetWorld(t testing.TB) *netWorld {
 	t.Helper()
+	return newNetWorldSubnet(t, lnSubnet)
+}
+
+// newNetWorldSubnet builds the world with the sandboxes' subnet a part of
+// lnSubnet that starts with it (its gateway is lnGateway too).
+func newNetWorldSubnet(t testing.TB, subnet netip.Prefix) *netWorld {
+	t.Helper()
 	testenv.Require(t, true, "ip", "busybox")
 	cleanNetWorld()
 	const fwd = "/proc/sys/net/ipv4/ip_forward"
@@ -72,7 +79,7 @@ func newNetWorld(t testing.TB) *netWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := network.New(network.Config{Bridge: lnBridge, Table: lnTable, Subnet: lnSubnet, StateDir: t.TempDir()})
+	mgr, err := network.New(network.Config{Bridge: lnBridge, Table: lnTable, Subnet: subnet, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("network.New: %v", err)
 	}
@@ -321,20 +328,168 @@ func checkNetClean(t *testing.T, w *netWorld) {
 }
 
 // BenchmarkCreateNetwork: Create (image cached) of a sandbox with a
-// network until the first byte of an exec's output, with the veth added
-// after the container exists ("after", crun and runc's order) or into a
-// namespace made first that the container joins ("first", gVisor's).
+// network until the first byte of an exec's output; the namespace is made
+// and set up before the container joins it (netnsFirst), and under crun
+// reused from the sandbox before (netpool.go).
 func BenchmarkCreateNetwork(b *testing.B) {
 	w := newNetWorld(b)
-	for _, c := range []struct {
-		runtime string
-		first   bool
-	}{{"crun", false}, {"crun", true}, {"runsc", true}} {
-		order := map[bool]string{false: "after", true: "first"}[c.first]
-		b.Run(c.runtime+"/"+order, func(b *testing.B) {
-			netnsFirstForAll = c.first
-			defer func() { netnsFirstForAll = false }()
-			benchCreateToFirstOutput(b, newRuntime(b, c.runtime, withNetwork(w.mgr)))
+	for _, name := range []string{"crun", "runsc"} {
+		b.Run(name, func(b *testing.B) {
+			benchCreateToFirstOutput(b, newRuntime(b, name, withNetwork(w.mgr)))
 		})
+	}
+}
+
+// TestNetnsReuse: under crun, a default-policy sandbox that left nothing in
+// its network namespace hands it, with its address, to the next
+// default-policy sandbox; one that sent a packet, or had a policy of its
+// own, does not; the kept ones go with Close.
+func TestNetnsReuse(t *testing.T) {
+	w := newNetWorld(t)
+	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	ctx := context.Background()
+	netnsOf := func(ag sandbox.Agent) string {
+		t.Helper()
+		return strings.TrimSpace(sh(t, ag, "readlink /proc/self/ns/net").Stdout)
+	}
+	counts := func(want NetnsReuse) {
+		t.Helper()
+		if got := rt.NetnsReuse(); got != want {
+			t.Errorf("namespace counters %+v, want %+v", got, want)
+		}
+	}
+
+	a, agA := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	nsA, addrA := netnsOf(agA), mustAddress(t, rt, a)
+	if err := rt.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	counts(NetnsReuse{Made: 1, Kept: 1})
+
+	b, agB := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if ns := netnsOf(agB); ns != nsA {
+		t.Fatalf("sandbox B's network namespace %s, want A's %s", ns, nsA)
+	}
+	if addr := mustAddress(t, rt, b); addr != addrA {
+		t.Errorf("sandbox B's address %s, want A's %s", addr, addrA)
+	}
+	counts(NetnsReuse{Made: 1, Kept: 1, Reused: 1})
+	t.Run("LooksNew", func(t *testing.T) {
+		// Its own sysfs, of its own namespace; no counter of A's.
+		if got := sh(t, agB, "ls /sys/class/net; cat /sys/class/net/eth0/statistics/tx_packets /sys/class/net/lo/statistics/rx_packets").Stdout; got != "eth0\nlo\n0\n0\n" {
+			t.Errorf("/sys/class/net and its counters in B: %q", got)
+		}
+		if got := sh(t, agB, "grep -c . /sys/devices/system/cpu/online").Stdout; got != "1\n" {
+			t.Errorf("/sys/devices/system/cpu/online in B: %q", got)
+		}
+		hosts := sh(t, agB, "cat /etc/hosts").Stdout
+		if !strings.Contains(hosts, addrA.String()+"\t"+b+"\n") || strings.Contains(hosts, a) {
+			t.Errorf("/etc/hosts in B names B, not A:\n%s", hosts)
+		}
+		if id, _, ok := w.mgr.Lookup(addrA); !ok || id != b {
+			t.Errorf("the address answers DNS for %q (%v), want %q", id, ok, b)
+		}
+	})
+	t.Run("Works", func(t *testing.T) {
+		if got := fetch(t, agB, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+			t.Errorf("GET the upstream server from B: %q", got)
+		}
+		// Sandbox root has no capability in a namespace it does not
+		// own, yet binds low ports; ICMP echo sockets are open to all.
+		if r := sh(t, agB, "nc -l -p 80 -e echo bound & sleep 0.2; nc 127.0.0.1 80"); r.Stdout != "bound\n" {
+			t.Errorf("bind port 80 in B: %q %q", r.Stdout, r.Stderr)
+		}
+		rt.mu.Lock()
+		ns := rt.boxes[b].netns
+		rt.mu.Unlock()
+		var got []byte
+		if err := inNetns(ns.f, func() (err error) {
+			got, err = os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+			return err
+		}); err != nil || string(got) != "0\t2147483647\n" {
+			t.Errorf("ping_group_range in B: %q (%v)", got, err)
+		}
+	})
+
+	// B sent packets: its namespace is not kept.
+	if err := rt.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	counts(NetnsReuse{Made: 1, Kept: 1, Reused: 1, Dropped: 1})
+	c, agC := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if ns := netnsOf(agC); ns == nsA {
+		t.Errorf("sandbox C got the namespace of B, which sent packets")
+	}
+	counts(NetnsReuse{Made: 2, Kept: 1, Reused: 1, Dropped: 1})
+
+	// A policy of its own: C's kept namespace is not handed to D, and D's
+	// is not kept.
+	if err := rt.Delete(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	d, agD := netSandbox(t, rt, sandbox.NetworkPolicy{DenyEgress: true})
+	counts(NetnsReuse{Made: 3, Kept: 2, Reused: 1, Dropped: 1})
+	if got := fetch(t, agD, netip.AddrPortFrom(lnPublic, 80)); got != "" {
+		t.Errorf("deny_egress sandbox reached the upstream server: %q", got)
+	}
+	if err := rt.Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	counts(NetnsReuse{Made: 3, Kept: 2, Reused: 1, Dropped: 1})
+
+	// C's namespace is still kept; Close lets it go.
+	if atts, _ := w.mgr.List(); len(atts) != 1 || !strings.HasPrefix(atts[0].SandboxID, KeptNetnsPrefix) {
+		t.Errorf("networks after the deletes: %+v, want one kept", atts)
+	}
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkNetClean(t, w)
+}
+
+func mustAddress(t *testing.T, rt *Runtime, id string) netip.Addr {
+	t.Helper()
+	a, ok := rt.Address(id)
+	if !ok {
+		t.Fatalf("sandbox %s has no address", id)
+	}
+	return a
+}
+
+// TestNetnsReuseFullSubnet: when the subnet has no address left but those
+// of kept namespaces, a sandbox that cannot take one (a policy of its own)
+// gets an address once they are given up.
+func TestNetnsReuseFullSubnet(t *testing.T) {
+	// The smallest subnet allowed: 13 sandbox addresses, .2 to .14.
+	w := newNetWorldSubnet(t, netip.MustParsePrefix("10.212.0.0/28"))
+	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	ctx := context.Background()
+	ref, _ := env(t)
+	var ids []string
+	for {
+		id := runtimetest.NewID("full")
+		_, err := rt.Create(ctx, sandbox.Spec{ID: id, Image: ref})
+		if sandbox.ReasonOf(err) == sandbox.ReasonSubnetExhausted {
+			break
+		}
+		if err != nil || len(ids) == 13 {
+			t.Fatalf("Create %d: %v, want SUBNET_EXHAUSTED after 13", len(ids)+1, err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids[:2] {
+		if err := rt.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rt.NetnsReuse(); got.Kept != 2 {
+		t.Fatalf("namespace counters %+v, want 2 kept", got)
+	}
+	_, ag := netSandbox(t, rt, sandbox.NetworkPolicy{AllowCIDRs: []sandbox.CIDRRule{{CIDR: "198.51.100.0/24"}}})
+	if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+		t.Errorf("GET the upstream server: %q", got)
+	}
+	if atts, _ := w.mgr.List(); len(atts) != 12 {
+		t.Errorf("networks: %+v, want the 12 sandboxes' and no kept one", atts)
 	}
 }

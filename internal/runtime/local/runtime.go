@@ -217,6 +217,9 @@ type Runtime struct {
 	dataHome  string
 	oldLayout int
 
+	// netPool keeps sandboxes' network namespaces for reuse (netpool.go).
+	netPool netnsPool
+
 	mu    sync.Mutex
 	boxes map[string]*box
 }
@@ -240,6 +243,12 @@ type box struct {
 	// the container's PID 1 clientPID.
 	client    *agent.Client
 	clientPID int
+
+	// netns is the sandbox's network namespace, held from Create to
+	// release for reuse (netpool.go); nil without a network, or for a
+	// sandbox this runtime found at start (release then tears it down).
+	// Guarded by op.
+	netns *sandboxNetns
 }
 
 // agentClient returns the shared client of b's agent, whose PID 1 rec names.

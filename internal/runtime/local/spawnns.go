@@ -37,8 +37,9 @@ const maxIdleSpawners = 8
 var spawners struct {
 	once sync.Once
 	err  error
-	// home is the process's mount namespace (the server's).
-	home *os.File
+	// home is the process's mount namespace (the server's), homeNet its
+	// network namespace (a spawner enters a sandbox's to mount its sysfs).
+	home, homeNet *os.File
 	// private: no mount of home propagates anywhere (Go made the
 	// namespace of EnterMountNamespace's child private), so its copies
 	// need not be made private again.
@@ -63,6 +64,10 @@ func inOwnMountNS(fn func() error) error {
 			return
 		}
 		spawners.home = f
+		if spawners.homeNet, err = os.Open("/proc/self/ns/net"); err != nil {
+			spawners.err = fmt.Errorf("open the server's network namespace: %w", err)
+			return
+		}
 		spawners.private = allMountsPrivate()
 		spawners.idle = make(chan *spawner, maxIdleSpawners)
 	})
@@ -88,7 +93,8 @@ func inOwnMountNS(fn func() error) error {
 		}
 		// Back home, so that the sandbox's namespace (and the mounts in
 		// it) goes now, not when this thread next works.
-		home = unix.Setns(int(spawners.home.Fd()), unix.CLONE_NEWNS) == nil
+		home = unix.Setns(int(spawners.home.Fd()), unix.CLONE_NEWNS) == nil &&
+			unix.Setns(int(spawners.homeNet.Fd()), unix.CLONE_NEWNET) == nil
 	}
 	<-done
 	if !home {

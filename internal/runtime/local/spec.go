@@ -23,10 +23,15 @@ const (
 const ociVersion = "1.0.2"
 
 // defaultCaps is the capability set container engines give by default
-// (Docker's 14); no CAP_SYS_ADMIN, no CAP_NET_ADMIN.
+// (Docker's 14) but CAP_NET_RAW, as in gVisor and Kubernetes' restricted
+// pod profile: raw and packet sockets would let a sandbox see what the
+// bridge floods to every port (broadcasts, frames for a sandbox that just
+// went). With user namespaces it would count for nothing anyway: a
+// sandbox's network namespace is not its user namespace's (netnsFirst).
+// No CAP_SYS_ADMIN, no CAP_NET_ADMIN.
 var defaultCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
@@ -58,6 +63,9 @@ type specInput struct {
 	// netnsByPath: the sandbox joins a network namespace made before it
 	// (netnsFirst), which its user namespace then does not own.
 	netnsByPath bool
+	// sysfs, when set, is the host path of a sysfs mounted for the
+	// sandbox's network namespace (sysfsMount), bound at /sys.
+	sysfs string
 }
 
 // buildSpec returns the OCI spec of a sandbox whose PID 1 is the agent.
@@ -105,6 +113,14 @@ func buildSpec(in specInput) *specs.Spec {
 	if in.uidBase != 0 {
 		userns(s, in.uidBase, in.netnsByPath)
 	}
+	if in.sysfs != "" {
+		for i, m := range s.Mounts {
+			if m.Destination == "/sys" {
+				s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: in.sysfs,
+					Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
+			}
+		}
+	}
 	return s
 }
 
@@ -124,7 +140,8 @@ func userns(s *specs.Spec, base uint32, netnsByPath bool) {
 	// sysfs can only be mounted by the user namespace that owns the
 	// network namespace, which a namespace made before the container
 	// (netnsFirst) is not: the sandbox gets an empty /sys rather than the
-	// host's, with room for the cgroup mount point under it.
+	// host's, with room for the cgroup mount point under it, unless sbx
+	// mounted one for it (specInput.sysfs; all but gVisor).
 	for i, m := range s.Mounts {
 		if m.Destination == "/sys" {
 			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "tmpfs", Source: "tmpfs",

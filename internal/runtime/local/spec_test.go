@@ -31,7 +31,7 @@ func TestBuildSpec(t *testing.T) {
 		t.Errorf("unexpected user namespace")
 	}
 	caps := s.Process.Capabilities.Bounding
-	if len(caps) != 14 || slices.Contains(caps, "CAP_SYS_ADMIN") || slices.Contains(caps, "CAP_NET_ADMIN") {
+	if len(caps) != 13 || slices.Contains(caps, "CAP_SYS_ADMIN") || slices.Contains(caps, "CAP_NET_ADMIN") || slices.Contains(caps, "CAP_NET_RAW") {
 		t.Errorf("capabilities %v", caps)
 	}
 	if !s.Process.NoNewPrivileges {

@@ -1,0 +1,271 @@
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-run/sbx/internal/network"
+	"github.com/sbx-run/sbx/internal/sandbox"
+)
+
+// A sandbox's network namespace is made by sbx, not by the OCI runtime
+// (netnsFirst), and kept, with its veth pair, address and firewall
+// entries, for the next sandbox when its sandbox left nothing in it: a
+// namespace with its network costs about 2 ms of host CPU to make and to
+// destroy (the veth pair, its sysfs and sysctl entries, the namespace's
+// own tables and its destruction's RCU waits), a tenth of all a sandbox's
+// life costs in sustained creates.
+//
+// Left nothing means: no socket in the namespace (/proc/net/sockstat:
+// sockets used 0, TCP time-wait 0) and no packet ever sent on any of its
+// links, loopback included (/proc/net/dev), so that nothing a sandbox did,
+// not even how much it sent, reaches the next one. A sandbox cannot change the
+// namespace otherwise: the namespace belongs to the host's user namespace,
+// in which sandbox root has no capability (with user namespaces on), and
+// no sandbox has CAP_NET_ADMIN. Only default-policy namespaces are kept and
+// handed out, to default-policy sandboxes: their rules name no sandbox
+// (network.Manager.Rebind). gVisor's namespaces are never kept: its
+// Sentry takes the interface over.
+
+// maxKeptNetns bounds the namespaces kept between sandboxes: enough for
+// the creates that overlap a sandbox's teardown at hundreds per second;
+// each holds an address and a bridge port.
+const maxKeptNetns = 32
+
+// KeptNetnsPrefix starts the network id of a kept namespace (in the
+// network state files); no sandbox id can start with it (validID).
+const KeptNetnsPrefix = "~kept-"
+
+// keptSeq numbers kept namespaces' ids, unique in the process (tests run
+// several runtimes on one network manager).
+var keptSeq atomic.Uint64
+
+// netnsPool is the namespaces kept for reuse.
+type netnsPool struct {
+	mu   sync.Mutex
+	idle []keptNetns // the most recently kept last
+
+	// Counters since the runtime started (NetnsReuse).
+	reused, made, kept, dropped atomic.Uint64
+}
+
+type keptNetns struct {
+	id string // its network's id in network.Manager while kept
+	ns *sandboxNetns
+}
+
+// NetnsReuse says how sandboxes got their network namespaces since the
+// runtime started: reused ones, new ones, and of the namespaces of
+// sandboxes that ended, those kept and those destroyed.
+type NetnsReuse struct {
+	Reused, Made, Kept, Dropped uint64
+}
+
+// NetnsReuse returns the pool's counters.
+func (r *Runtime) NetnsReuse() NetnsReuse {
+	p := &r.netPool
+	return NetnsReuse{Reused: p.reused.Load(), Made: p.made.Load(), Kept: p.kept.Load(), Dropped: p.dropped.Load()}
+}
+
+// reusesNetns says whether this runtime keeps namespaces for sandboxes
+// with policy p.
+func (r *Runtime) reusesNetns(p sandbox.NetworkPolicy) bool {
+	return r.netnsFirst() && r.oci.name != "runsc" && p.IsDefault()
+}
+
+// takeNetns hands a kept namespace to sandbox id, with its network, or
+// returns nil when none is kept.
+func (r *Runtime) takeNetns(ctx context.Context, id string) (*sandboxNetns, *network.Attachment) {
+	for {
+		r.netPool.mu.Lock()
+		n := len(r.netPool.idle)
+		if n == 0 {
+			r.netPool.mu.Unlock()
+			return nil, nil
+		}
+		p := r.netPool.idle[n-1]
+		r.netPool.idle = r.netPool.idle[:n-1]
+		r.netPool.mu.Unlock()
+		att, err := r.cfg.Network.Rebind(p.id, id)
+		if err != nil {
+			// Torn down meanwhile (another runtime's recovery), or a
+			// record that cannot be written: not usable.
+			p.ns.Close()
+			r.cfg.Network.Teardown(ctx, p.id)
+			continue
+		}
+		r.netPool.reused.Add(1)
+		return p.ns, att
+	}
+}
+
+// releaseNetns keeps the namespace of the ended sandbox id for another,
+// when it may, or tears its network down. Its container must be gone.
+func (r *Runtime) releaseNetns(ctx context.Context, id string, p sandbox.NetworkPolicy, ns *sandboxNetns) error {
+	if ns != nil && r.reusesNetns(p) && r.keepNetns(id, ns) {
+		return nil
+	}
+	ns.Close()
+	return r.teardownNetwork(ctx, id)
+}
+
+// keepNetns puts ns in the pool under a new id if it is clean and there is
+// room, and reports whether it did.
+func (r *Runtime) keepNetns(id string, ns *sandboxNetns) bool {
+	pool := &r.netPool
+	pool.mu.Lock()
+	full := len(pool.idle) >= maxKeptNetns
+	pool.mu.Unlock()
+	kept := KeptNetnsPrefix + strconv.FormatUint(keptSeq.Add(1), 10)
+	if full {
+		pool.dropped.Add(1)
+		return false
+	}
+	if clean, err := netnsClean(ns.f); err != nil || !clean {
+		pool.dropped.Add(1)
+		return false
+	}
+	if _, err := r.cfg.Network.Rebind(id, kept); err != nil {
+		pool.dropped.Add(1)
+		return false
+	}
+	pool.mu.Lock()
+	pool.idle = append(pool.idle, keptNetns{id: kept, ns: ns})
+	pool.mu.Unlock()
+	pool.kept.Add(1)
+	return true
+}
+
+// drainNetns tears down every kept namespace's network.
+func (r *Runtime) drainNetns(ctx context.Context) error {
+	r.netPool.mu.Lock()
+	idle := r.netPool.idle
+	r.netPool.idle = nil
+	r.netPool.mu.Unlock()
+	var errs []error
+	for _, p := range idle {
+		p.ns.Close()
+		errs = append(errs, r.cfg.Network.Teardown(ctx, p.id))
+	}
+	return errors.Join(errs...)
+}
+
+// Close tears down the networks the runtime kept for reuse; sandboxes and
+// their networks stay.
+func (r *Runtime) Close(ctx context.Context) error {
+	if r.cfg.Network == nil {
+		return nil
+	}
+	return r.drainNetns(ctx)
+}
+
+// netnsClean reports whether nothing of a sandbox is left in the network
+// namespace ns: no socket, no packet ever sent on any of its links.
+func netnsClean(ns *os.File) (bool, error) {
+	var sockstat, dev []byte
+	err := inNetns(ns, func() error {
+		var err error
+		if sockstat, err = os.ReadFile("/proc/thread-self/net/sockstat"); err != nil {
+			return err
+		}
+		dev, err = os.ReadFile("/proc/thread-self/net/dev")
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return noSockets(sockstat) && noneSent(dev), nil
+}
+
+// noSockets reports whether a /proc/net/sockstat says no socket is open
+// and no TCP connection is in time-wait (both counts are the
+// namespace's own).
+func noSockets(sockstat []byte) bool {
+	used, tw := -1, -1
+	sc := bufio.NewScanner(bytes.NewReader(sockstat))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 3 && f[0] == "sockets:" && f[1] == "used":
+			used, _ = strconv.Atoi(f[2])
+		case len(f) > 0 && f[0] == "TCP:":
+			for i := 1; i+1 < len(f); i += 2 {
+				if f[i] == "tw" {
+					tw, _ = strconv.Atoi(f[i+1])
+				}
+			}
+		}
+	}
+	return used == 0 && tw == 0
+}
+
+// noneSent reports whether no link in a /proc/net/dev sent anything: all
+// its transmit counters are zero. A sandbox's loopback traffic is counted
+// there, and so is any answer of its kernel to what reached it (a TCP
+// reset, an ARP reply, an ICMP error). What it received unanswered is
+// not: the bridge floods every port with broadcasts (the host's ARP
+// requests) and with frames for a sandbox whose port it has not learned
+// or has forgotten, which sandboxes' eth0 count and drop; they say nothing
+// of the sandbox, and every sandbox on the bridge sees them as they come.
+func noneSent(dev []byte) bool {
+	links := 0
+	sc := bufio.NewScanner(bytes.NewReader(dev))
+	for sc.Scan() {
+		name, counters, ok := strings.Cut(sc.Text(), ":")
+		if !ok || strings.Contains(name, "|") {
+			continue // the two header lines
+		}
+		f := strings.Fields(counters)
+		if len(f) != 16 {
+			return false
+		}
+		links++
+		for _, c := range f[8:] {
+			if c != "0" {
+				return false
+			}
+		}
+	}
+	return links > 0
+}
+
+// inNetns runs fn on a thread inside the network namespace ns. Should the
+// thread fail to return to the server's namespace, it stays locked to a
+// goroutine that ends, and Go ends the thread with it.
+func inNetns(ns *os.File, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer home.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("enter a sandbox's network namespace: %w", err)
+			return
+		}
+		err = fn()
+		if berr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); berr != nil {
+			errc <- fmt.Errorf("return to the server's network namespace: %w", berr)
+			return
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
