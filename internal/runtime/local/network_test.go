@@ -493,3 +493,30 @@ func TestNetnsReuseFullSubnet(t *testing.T) {
 		t.Errorf("networks: %+v, want the 12 sandboxes' and no kept one", atts)
 	}
 }
+
+// TestNetnsKeptAcrossRestart: a runtime started after one that kept a
+// namespace (a killed server's) tears its network down; the old runtime
+// then finds it gone and makes a new one.
+func TestNetnsKeptAcrossRestart(t *testing.T) {
+	w := newNetWorld(t)
+	rt := newRuntime(t, "crun", withNetwork(w.mgr))
+	ctx := context.Background()
+	id, _ := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if atts, _ := w.mgr.List(); len(atts) != 1 || !strings.HasPrefix(atts[0].SandboxID, KeptNetnsPrefix) {
+		t.Fatalf("networks after the delete: %+v, want one kept", atts)
+	}
+	if _, err := New(ctx, rt.cfg); err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	checkNetClean(t, w)
+	_, ag := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+		t.Errorf("GET the upstream server: %q", got)
+	}
+	if got := rt.NetnsReuse(); got.Reused != 0 || got.Made != 2 {
+		t.Errorf("namespace counters %+v, want 2 made, none reused", got)
+	}
+}
