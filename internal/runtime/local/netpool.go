@@ -5,17 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sbx-run/sbx/internal/network"
+	"github.com/sbx-run/sbx/internal/osthread"
 	"github.com/sbx-run/sbx/internal/sandbox"
 )
 
@@ -174,7 +171,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 // namespace ns: no socket, no packet ever sent on any of its links.
 func netnsClean(ns *os.File) (bool, error) {
 	var sockstat, dev []byte
-	err := inNetns(ns, func() error {
+	err := osthread.InNetns(ns, func() error {
 		var err error
 		if sockstat, err = os.ReadFile("/proc/thread-self/net/sockstat"); err != nil {
 			return err
@@ -238,34 +235,4 @@ func noneSent(dev []byte) bool {
 		}
 	}
 	return links > 0
-}
-
-// inNetns runs fn on a thread inside the network namespace ns. Should the
-// thread fail to return to the server's namespace, it stays locked to a
-// goroutine that ends, and Go ends the thread with it.
-func inNetns(ns *os.File, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer home.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("enter a sandbox's network namespace: %w", err)
-			return
-		}
-		err = fn()
-		if berr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); berr != nil {
-			errc <- fmt.Errorf("return to the server's network namespace: %w", berr)
-			return
-		}
-		goruntime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
 }

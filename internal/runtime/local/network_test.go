@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sbx-run/sbx/internal/network"
+	"github.com/sbx-run/sbx/internal/osthread"
 	"github.com/sbx-run/sbx/internal/runtime/runtimetest"
 	"github.com/sbx-run/sbx/internal/sandbox"
 	"github.com/sbx-run/sbx/internal/testenv"
@@ -403,7 +404,7 @@ func TestNetnsReuse(t *testing.T) {
 		ns := rt.boxes[b].netns
 		rt.mu.Unlock()
 		var got []byte
-		if err := inNetns(ns.f, func() (err error) {
+		if err := osthread.InNetns(ns.f, func() (err error) {
 			got, err = os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
 			return err
 		}); err != nil || string(got) != "0\t2147483647\n" {
