@@ -16,7 +16,7 @@ var (
 	descNetnsAcquired = prometheus.NewDesc("sbx_netns_acquired_total",
 		"Network namespaces sandboxes got, by how: reused (kept from an earlier sandbox) or made.", []string{"how"}, nil)
 	descNetnsReleased = prometheus.NewDesc("sbx_netns_released_total",
-		"Network namespaces of ended default-policy sandboxes, by fate: kept for reuse, or dropped (their sandbox left a socket or sent a packet, or enough were kept).", []string{"fate"}, nil)
+		"Network namespaces of ended sandboxes (but gVisor's), by fate: kept for reuse, or dropped (their sandbox left a socket or sent a packet, or enough were kept).", []string{"fate"}, nil)
 )
 
 // WatchNetns registers the counters of the runtime's network namespace

@@ -207,13 +207,13 @@ func (m *Manager) recover() error {
 }
 
 // rebindTwin returns the attachment recovered so far that a is a copy of
-// under another id (same address, link and default policy), if any.
+// under another id (same address and link, maybe another policy), if any.
 func (m *Manager) rebindTwin(a *Attachment) *Attachment {
-	if !m.ipam.used[a.Addr] || !isDefaultPolicy(a.Policy) {
+	if !m.ipam.used[a.Addr] {
 		return nil
 	}
 	for _, b := range m.atts {
-		if b.Addr == a.Addr && b.HostLink == a.HostLink && isDefaultPolicy(b.Policy) {
+		if b.Addr == a.Addr && b.HostLink == a.HostLink {
 			return b
 		}
 	}
@@ -330,26 +330,31 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 	return &cp, nil
 }
 
-// Rebind hands the network of sandbox from, whose policy must be the
-// default one, to sandbox to, as it is: the same namespace, veth pair,
-// address and rules (a default-policy sandbox's rules are keyed by its
-// address and port, not its id). Only the record changes: to's state file
-// is written, then from's removed, and DNS queries from the address are
-// answered for to. The caller makes sure nothing of from is left in the
-// namespace (the local runtime reuses a namespace only when its previous
-// sandbox left no socket and no packet in it).
-func (m *Manager) Rebind(from, to string) (*Attachment, error) {
+// Rebind hands the network of sandbox from to sandbox to, with policy p:
+// the same namespace, veth pair, address and bridge port. Only the policy's
+// rules change, in one nftables transaction, when p or the id they are
+// keyed by differ (a default-policy sandbox's rules are keyed by its
+// address and port, not its id, so between two of those nothing changes);
+// to's state file is written first and from's removed last, and DNS
+// queries from the address are answered for to. The caller makes sure
+// nothing of from is left in the namespace (the local runtime hands a
+// namespace on only when its sandbox left no socket and no packet in it).
+func (m *Manager) Rebind(from, to string, p Policy) (*Attachment, error) {
 	if to == "" || len(to) > maxIDLen {
 		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
+		return nil, sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
+			"network.allow_names: this server does not run sbx's DNS resolver (its config file sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without networkDNS")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a, ok := m.atts[from]
 	if !ok {
 		return nil, sandbox.NotFound(sandbox.ReasonSandboxNotFound, "sandbox %q has no network", from)
-	}
-	if !isDefaultPolicy(a.Policy) {
-		return nil, sandbox.FailedPrecondition(sandbox.ReasonNetworkSetup, "the network of sandbox %q has a policy of its own; only a default-policy network can be handed on", from)
 	}
 	if _, ok := m.atts[to]; ok {
 		return nil, sandbox.Errorf(sandbox.ErrAlreadyExists, sandbox.ReasonSandboxExists, "sandbox %q already has a network; tear it down first", to)
@@ -361,18 +366,50 @@ func (m *Manager) Rebind(from, to string) (*Attachment, error) {
 		}
 	}
 	b := *a
-	b.SandboxID = to
-	// The new record first: a crash in between leaves two records of one
-	// network, which New reduces to one (rebindTwin); removing the old
-	// first could leave none, and New would then delete the link of a
-	// sandbox that may still run. A Rebind happens only while one of
-	// the two sandboxes is being made and the other torn down, so after a
-	// crash recovery tears both down whichever record is kept.
+	b.SandboxID, b.Policy = to, p
+	// The new record first: a crash before the old one is removed leaves
+	// two records of one network, which New reduces to one (rebindTwin),
+	// rebuilding the rules from it; removing the old first could leave
+	// none, and New would then delete the link of a sandbox that may
+	// still run. A Rebind happens only while one of the two sandboxes is
+	// being made and the other torn down, so after a crash recovery tears
+	// both down whichever record is kept.
 	if err := m.state.save(&b); err != nil {
 		return nil, sandbox.Internal("save network state: %w", err)
 	}
+	if !isDefaultPolicy(a.Policy) || !isDefaultPolicy(p) {
+		oldGroup := a.Policy.PeerGroup
+		last := oldGroup != "" && oldGroup != p.PeerGroup && m.groups[oldGroup] <= 1
+		oldSet := m.rs.groups[groupSet(oldGroup)]
+		err := m.rs.delPolicy(m.nft, a, last)
+		if err == nil {
+			err = m.rs.addPolicy(m.nft, &b)
+		}
+		if err == nil {
+			err = m.nft.Flush()
+		}
+		if err != nil {
+			// The transaction is all or nothing: from's rules stand, and
+			// so does the ruleset's record of the group sets.
+			m.state.remove(to)
+			if last && oldSet != nil {
+				m.rs.groups[groupSet(oldGroup)] = oldSet
+			}
+			if p.PeerGroup != "" && m.groups[p.PeerGroup] == 0 {
+				delete(m.rs.groups, groupSet(p.PeerGroup))
+			}
+			return nil, sandbox.Errorf(sandbox.ErrInternal, sandbox.ReasonNetworkSetup, "change the firewall rules of sandbox %q for %q: %w", from, to, err)
+		}
+		if oldGroup != "" {
+			if m.groups[oldGroup]--; m.groups[oldGroup] <= 0 {
+				delete(m.groups, oldGroup)
+			}
+		}
+		if p.PeerGroup != "" {
+			m.groups[p.PeerGroup]++
+		}
+	}
 	if err := m.state.remove(from); err != nil {
-		m.state.remove(to)
 		return nil, sandbox.Internal("remove network state of sandbox %q: %w", from, err)
 	}
 	m.res.unindex(a)
@@ -513,10 +550,6 @@ func (m *Manager) settle() error {
 	m.reapErr = nil
 	return err
 }
-
-// WaitTeardowns waits until every veth pair that Teardown let go is
-// deleted, and so its address and bridge port are free again.
-func (m *Manager) WaitTeardowns() { m.reapers.Wait() }
 
 // List returns every attachment the manager knows, sorted by sandbox id;
 // Linked is false for those whose namespace is gone.

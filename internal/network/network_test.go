@@ -724,7 +724,7 @@ func TestRebind(t *testing.T) {
 	w.sandbox("sb-policy", Policy{DenyIngress: true})
 	rulesBefore := nftDump(t)
 
-	b, err := w.mgr.Rebind("sb-first", "sb-second")
+	b, err := w.mgr.Rebind("sb-first", "sb-second", Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -744,16 +744,20 @@ func TestRebind(t *testing.T) {
 
 	for _, c := range []struct {
 		from, to string
+		p        Policy
 		kind     error
 	}{
-		{"sb-policy", "sb-x", sandbox.ErrFailedPrecondition}, // a policy of its own
-		{"sb-gone", "sb-x", sandbox.ErrNotFound},
-		{"sb-second", "sb-policy", sandbox.ErrAlreadyExists},
-		{"sb-second", "", sandbox.ErrInvalidArgument},
+		{"sb-gone", "sb-x", Policy{}, sandbox.ErrNotFound},
+		{"sb-second", "sb-policy", Policy{}, sandbox.ErrAlreadyExists},
+		{"sb-second", "", Policy{}, sandbox.ErrInvalidArgument},
+		{"sb-second", "sb-x", Policy{DenyEgress: true, AllowCIDRs: []CIDRRule{{CIDR: "203.0.113.0/24"}}}, sandbox.ErrInvalidArgument},
 	} {
-		if _, err := w.mgr.Rebind(c.from, c.to); sandbox.KindOf(err) != c.kind {
+		if _, err := w.mgr.Rebind(c.from, c.to, c.p); sandbox.KindOf(err) != c.kind {
 			t.Errorf("Rebind(%q, %q): %v, want %v", c.from, c.to, err, c.kind)
 		}
+	}
+	if !reflect.DeepEqual(nftDump(t), rulesBefore) {
+		t.Error("a refused Rebind changed the rules")
 	}
 
 	// A crash between writing the new record and removing the old: both
@@ -785,5 +789,61 @@ func TestRebind(t *testing.T) {
 	reach(t, "internet after restart", ns, ap(publicAddr, 80))
 	if err := w.mgr.Teardown(context.Background(), ids[1]); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRebindPolicy: a network handed on with another policy enforces the
+// new one at once, and nothing of the old one is left, whatever the two
+// are (default, own chains, peer groups, name allow-lists).
+func TestRebindPolicy(t *testing.T) {
+	w := newWorld(t)
+	a, ns := w.sandbox("sb-p0", Policy{})
+	peer, nsPeer := w.sandbox("sb-peer", Policy{PeerGroup: "g"}) // each serves HTTP on :80
+	baseline := nftDump(t)
+	steps := []struct {
+		id            string
+		p             Policy
+		upstream, grp bool // reaches the internet, the peer group
+	}{
+		{"sb-p1", Policy{DenyEgress: true}, false, false},
+		{"sb-p2", Policy{PeerGroup: "g"}, true, true},
+		{"sb-p3", Policy{PeerGroup: "g", DenyEgress: true}, false, true}, // same group, other rules
+		{"sb-p4", Policy{AllowNames: []string{"*.example.com"}}, false, false},
+		{"sb-p5", Policy{AllowCIDRs: []CIDRRule{{CIDR: publicAddr.String() + "/32", Ports: []int{80}}}}, true, false},
+		{"sb-p6", Policy{}, true, false},
+	}
+	from := "sb-p0"
+	for _, st := range steps {
+		b, err := w.mgr.Rebind(from, st.id, st.p)
+		if err != nil {
+			t.Fatalf("Rebind(%s, %s): %v", from, st.id, err)
+		}
+		if b.Addr != a.Addr || !reflect.DeepEqual(b.Policy, st.p) {
+			t.Fatalf("Rebind to %s: %+v", st.id, b)
+		}
+		if st.upstream {
+			reach(t, st.id+" internet", ns, ap(publicAddr, 80))
+		} else {
+			blocked(t, st.id+" internet", ns, ap(publicAddr, 80))
+		}
+		if st.grp {
+			reach(t, st.id+" peer", ns, ap(peer.Addr, 80))
+			reach(t, st.id+" from peer", nsPeer, ap(a.Addr, 80))
+		} else {
+			blocked(t, st.id+" peer", ns, ap(peer.Addr, 80))
+		}
+		blocked(t, st.id+" metadata", ns, ap(metadataAddr, 80))
+		state := strings.Join(nftDump(t), "\n")
+		if k := key(from); strings.Contains(state, egressChain(k)+" ") || strings.Contains(state, resolvedSet(k)+" ") {
+			t.Errorf("after Rebind to %s, rules of %s are left:\n%s", st.id, from, state)
+		}
+		from = st.id
+	}
+	// Back at the default policy: the rules are as before the first step.
+	if got := nftDump(t); !reflect.DeepEqual(got, baseline) {
+		t.Errorf("rules after the round trip differ:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(baseline, "\n"))
+	}
+	if w.mgr.groups["g"] != 1 {
+		t.Errorf("peer group g counts %d members, want 1", w.mgr.groups["g"])
 	}
 }

@@ -267,12 +267,18 @@ func (rs *ruleset) group(c *nftables.Conn, name string) (*nftables.Set, error) {
 // included (with 1000 sandboxes alive, 9 % of the host's CPU in sustained
 // creates).
 func (rs *ruleset) addSandbox(c *nftables.Conn, a *Attachment) error {
+	if err := rs.addPolicy(c, a); err != nil {
+		return err
+	}
+	return rs.addPort(c, a)
+}
+
+// addPolicy queues what a's policy adds: its address in @dflt, or its
+// chains, map entries, name set and group membership (keyed by its id).
+func (rs *ruleset) addPolicy(c *nftables.Conn, a *Attachment) error {
 	k, p := key(a.SandboxID), a.Policy
 	if isDefaultPolicy(p) {
-		if err := c.SetAddElements(rs.dflt, []nftables.SetElement{{Key: ip4Key(a.Addr)}}); err != nil {
-			return err
-		}
-		return rs.addPort(c, a)
+		return c.SetAddElements(rs.dflt, []nftables.SetElement{{Key: ip4Key(a.Addr)}})
 	}
 	var grp *nftables.Set
 	if p.PeerGroup != "" {
@@ -295,9 +301,6 @@ func (rs *ruleset) addSandbox(c *nftables.Conn, a *Attachment) error {
 		}
 	}
 	if err := rs.policyChains(c, egressChain(k), ingressChain(k), hostChain(k), p, grp, resolved); err != nil {
-		return err
-	}
-	if err := rs.addPort(c, a); err != nil {
 		return err
 	}
 	addr := ip4Key(a.Addr)
@@ -422,6 +425,22 @@ func pinKey(a *Attachment) []byte {
 // everything it sends is dropped, for a veth pair that outlives its rules
 // for a moment (see Manager.Teardown); delPort removes it later.
 func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, portDrop bool) error {
+	if err := rs.delPolicy(c, a, lastInGroup); err != nil {
+		return err
+	}
+	// Without its pin the port sends nothing; with portDrop it stays in
+	// @ports, so that its frames are dropped until delPort.
+	if err := c.SetDeleteElements(rs.pins, []nftables.SetElement{{Key: pinKey(a)}}); err != nil {
+		return err
+	}
+	if portDrop {
+		return nil
+	}
+	return c.SetDeleteElements(rs.ports, []nftables.SetElement{{Key: ifname(a.HostLink)}})
+}
+
+// delPolicy queues the removal of what addPolicy added for a.
+func (rs *ruleset) delPolicy(c *nftables.Conn, a *Attachment, lastInGroup bool) error {
 	k, addr := key(a.SandboxID), ip4Key(a.Addr)
 	dflt := isDefaultPolicy(a.Policy)
 	sets := []*nftables.Set{rs.dflt}
@@ -430,16 +449,6 @@ func (rs *ruleset) delSandbox(c *nftables.Conn, a *Attachment, lastInGroup, port
 	}
 	for _, set := range sets {
 		if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: addr}}); err != nil {
-			return err
-		}
-	}
-	// Without its pin the port sends nothing; with portDrop it stays in
-	// @ports, so that its frames are dropped until delPort.
-	if err := c.SetDeleteElements(rs.pins, []nftables.SetElement{{Key: pinKey(a)}}); err != nil {
-		return err
-	}
-	if !portDrop {
-		if err := c.SetDeleteElements(rs.ports, []nftables.SetElement{{Key: ifname(a.HostLink)}}); err != nil {
 			return err
 		}
 	}

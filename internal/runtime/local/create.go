@@ -384,7 +384,7 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	// After the container: nothing of it is in its network namespace any
 	// more, which is kept for another sandbox or goes (with its veth)
 	// once we close it.
-	if err := r.releaseNetns(ctx, rec.ID, rec.Network, b.netns); err != nil {
+	if err := r.releaseNetns(ctx, rec.ID, b.netns); err != nil {
 		errs = append(errs, err)
 	}
 	b.netns = nil

@@ -17,27 +17,28 @@ import (
 )
 
 // A sandbox's network namespace is made by sbx, not by the OCI runtime
-// (netnsFirst), and kept, with its veth pair, address and firewall
-// entries, for the next sandbox when its sandbox left nothing in it: a
-// namespace with its network costs about 2 ms of host CPU to make and to
-// destroy (the veth pair, its sysfs and sysctl entries, the namespace's
-// own tables and its destruction's RCU waits), a tenth of all a sandbox's
-// life costs in sustained creates.
+// (netnsFirst), and kept, with its veth pair, address and bridge port, for
+// the next sandbox when its sandbox left nothing in it: a namespace with
+// its network costs about 2 ms of host CPU to make and to destroy (the
+// veth pair, its sysfs and sysctl entries, the namespace's own tables and
+// its destruction's RCU waits), a sixth of all a sandbox's life costs in
+// sustained creates.
 //
 // Left nothing means: no socket in the namespace (/proc/net/sockstat:
 // sockets used 0, TCP time-wait 0) and no packet ever sent on any of its
 // links, loopback included (/proc/net/dev), so that nothing a sandbox did,
-// not even how much it sent, reaches the next one. A sandbox cannot change the
-// namespace otherwise: the namespace belongs to the host's user namespace,
-// in which sandbox root has no capability (with user namespaces on), and
-// no sandbox has CAP_NET_ADMIN. Only default-policy namespaces are kept and
-// handed out, to default-policy sandboxes: their rules name no sandbox
-// (network.Manager.Rebind). gVisor's namespaces are never kept: its
-// Sentry takes the interface over.
+// not even how much it sent, reaches the next one. A sandbox cannot change
+// the namespace otherwise: the namespace belongs to the host's user
+// namespace, in which sandbox root has no capability (with user namespaces
+// on), and no sandbox has CAP_NET_ADMIN. A kept namespace has the default
+// policy's rules; the next sandbox's policy replaces them in one nftables
+// transaction before its container starts (network.Manager.Rebind).
+// gVisor's namespaces are never kept: its Sentry takes the interface over.
 
 // maxKeptNetns bounds the namespaces kept between sandboxes: enough for
 // the creates that overlap a sandbox's teardown at hundreds per second;
-// each holds an address and a bridge port.
+// each holds an address and a bridge port, which the next create takes
+// (whatever its policy) before it would make a namespace of its own.
 const maxKeptNetns = 32
 
 // KeptNetnsPrefix starts the network id of a kept namespace (in the
@@ -75,15 +76,14 @@ func (r *Runtime) NetnsReuse() NetnsReuse {
 	return NetnsReuse{Reused: p.reused.Load(), Made: p.made.Load(), Kept: p.kept.Load(), Dropped: p.dropped.Load()}
 }
 
-// reusesNetns says whether this runtime keeps namespaces for sandboxes
-// with policy p.
-func (r *Runtime) reusesNetns(p sandbox.NetworkPolicy) bool {
-	return r.netnsFirst() && r.oci.name != "runsc" && p.IsDefault()
+// reusesNetns says whether this runtime keeps sandboxes' namespaces.
+func (r *Runtime) reusesNetns() bool {
+	return r.netnsFirst() && r.oci.name != "runsc"
 }
 
-// takeNetns hands a kept namespace to sandbox id, with its network, or
-// returns nil when none is kept.
-func (r *Runtime) takeNetns(ctx context.Context, id string) (*sandboxNetns, *network.Attachment) {
+// takeNetns hands a kept namespace to sandbox id, with its network under
+// policy p, or returns nil when none is kept.
+func (r *Runtime) takeNetns(ctx context.Context, id string, p sandbox.NetworkPolicy) (*sandboxNetns, *network.Attachment) {
 	for {
 		r.netPool.mu.Lock()
 		n := len(r.netPool.idle)
@@ -91,26 +91,34 @@ func (r *Runtime) takeNetns(ctx context.Context, id string) (*sandboxNetns, *net
 			r.netPool.mu.Unlock()
 			return nil, nil
 		}
-		p := r.netPool.idle[n-1]
+		k := r.netPool.idle[n-1]
 		r.netPool.idle = r.netPool.idle[:n-1]
 		r.netPool.mu.Unlock()
-		att, err := r.cfg.Network.Rebind(p.id, id)
+		att, err := r.cfg.Network.Rebind(k.id, id, NetworkPolicy(p))
+		if sandbox.KindOf(err) == sandbox.ErrInvalidArgument || sandbox.ReasonOf(err) == sandbox.ReasonNameResolverOff {
+			// The policy's fault, not the namespace's: keep it, and
+			// let the caller report the error as Setup would.
+			r.netPool.mu.Lock()
+			r.netPool.idle = append(r.netPool.idle, k)
+			r.netPool.mu.Unlock()
+			return nil, nil
+		}
 		if err != nil {
 			// Torn down meanwhile (another runtime's recovery), or a
-			// record that cannot be written: not usable.
-			p.ns.Close()
-			r.cfg.Network.Teardown(ctx, p.id)
+			// record or rules that could not be written: not usable.
+			k.ns.Close()
+			r.cfg.Network.Teardown(ctx, k.id)
 			continue
 		}
 		r.netPool.reused.Add(1)
-		return p.ns, att
+		return k.ns, att
 	}
 }
 
 // releaseNetns keeps the namespace of the ended sandbox id for another,
 // when it may, or tears its network down. Its container must be gone.
-func (r *Runtime) releaseNetns(ctx context.Context, id string, p sandbox.NetworkPolicy, ns *sandboxNetns) error {
-	if ns != nil && r.reusesNetns(p) && r.keepNetns(id, ns) {
+func (r *Runtime) releaseNetns(ctx context.Context, id string, ns *sandboxNetns) error {
+	if ns != nil && r.reusesNetns() && r.keepNetns(id, ns) {
 		return nil
 	}
 	ns.Close()
@@ -133,7 +141,9 @@ func (r *Runtime) keepNetns(id string, ns *sandboxNetns) bool {
 		pool.dropped.Add(1)
 		return false
 	}
-	if _, err := r.cfg.Network.Rebind(id, kept); err != nil {
+	// Kept with the default policy: what its next sandbox asks for is
+	// set when it takes it.
+	if _, err := r.cfg.Network.Rebind(id, kept, network.Policy{}); err != nil {
 		pool.dropped.Add(1)
 		return false
 	}

@@ -70,8 +70,8 @@ func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.
 	if !r.netnsFirst() {
 		return nil, nil
 	}
-	if r.reusesNetns(p) {
-		if ns, att := r.takeNetns(ctx, id); ns != nil {
+	if r.reusesNetns() {
+		if ns, att := r.takeNetns(ctx, id, p); ns != nil {
 			if err := writeHosts(dir, id, att.Addr); err != nil {
 				ns.Close()
 				return nil, fmt.Errorf("network of sandbox %q: %w", id, err)
@@ -79,14 +79,7 @@ func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.
 			return ns, nil
 		}
 	}
-	ns, err := r.newSandboxNetns(ctx, id, dir, p)
-	if sandbox.ReasonOf(err) == sandbox.ReasonSubnetExhausted && r.drainNetns(ctx) == nil {
-		// The kept namespaces hold addresses and bridge ports: give them
-		// up, once their links are gone, and try again.
-		r.cfg.Network.WaitTeardowns()
-		ns, err = r.newSandboxNetns(ctx, id, dir, p)
-	}
-	return ns, err
+	return r.newSandboxNetns(ctx, id, dir, p)
 }
 
 // newSandboxNetns makes a network namespace and sets up sandbox id's

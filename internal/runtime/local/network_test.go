@@ -423,29 +423,54 @@ func TestNetnsReuse(t *testing.T) {
 	}
 	counts(NetnsReuse{Made: 2, Kept: 1, Reused: 1, Dropped: 1})
 
-	// A policy of its own: C's kept namespace is not handed to D, and D's
-	// is not kept.
+	// Policies change hands with the namespace. C left nothing: its
+	// namespace goes to D, whose deny_egress holds at once; D sent
+	// packets (its blocked attempt), so its namespace is not kept.
+	nsC := netnsOf(agC)
 	if err := rt.Delete(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	d, agD := netSandbox(t, rt, sandbox.NetworkPolicy{DenyEgress: true})
-	counts(NetnsReuse{Made: 3, Kept: 2, Reused: 1, Dropped: 1})
+	if ns := netnsOf(agD); ns != nsC {
+		t.Errorf("sandbox D's network namespace %s, want C's %s", ns, nsC)
+	}
+	counts(NetnsReuse{Made: 2, Kept: 2, Reused: 2, Dropped: 1})
 	if got := fetch(t, agD, netip.AddrPortFrom(lnPublic, 80)); got != "" {
-		t.Errorf("deny_egress sandbox reached the upstream server: %q", got)
+		t.Errorf("deny_egress sandbox in a reused namespace reached the upstream server: %q", got)
 	}
 	if err := rt.Delete(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	counts(NetnsReuse{Made: 3, Kept: 2, Reused: 1, Dropped: 1})
+	counts(NetnsReuse{Made: 2, Kept: 2, Reused: 2, Dropped: 2})
 
-	// C's namespace is still kept; Close lets it go.
-	if atts, _ := w.mgr.List(); len(atts) != 1 || !strings.HasPrefix(atts[0].SandboxID, KeptNetnsPrefix) {
-		t.Errorf("networks after the deletes: %+v, want one kept", atts)
+	// E, with deny_egress, leaves nothing: its namespace is kept without
+	// its policy, and F, with the default one, reaches the internet in it.
+	e, agE := netSandbox(t, rt, sandbox.NetworkPolicy{DenyEgress: true})
+	nsE := netnsOf(agE)
+	if err := rt.Delete(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	_, agF := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if ns := netnsOf(agF); ns != nsE {
+		t.Errorf("sandbox F's network namespace %s, want E's %s", ns, nsE)
+	}
+	if got := fetch(t, agF, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
+		t.Errorf("default sandbox in deny_egress E's namespace: GET the upstream server: %q", got)
+	}
+	counts(NetnsReuse{Made: 3, Kept: 3, Reused: 3, Dropped: 2})
+
+	// One more kept namespace (G's); Close lets it go, with F's network
+	// once F is deleted.
+	g, _ := netSandbox(t, rt, sandbox.NetworkPolicy{})
+	if err := rt.Delete(ctx, g); err != nil {
+		t.Fatal(err)
 	}
 	if err := rt.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	checkNetClean(t, w)
+	if atts, _ := w.mgr.List(); len(atts) != 1 || strings.HasPrefix(atts[0].SandboxID, KeptNetnsPrefix) {
+		t.Errorf("networks after Close: %+v, want F's only", atts)
+	}
 }
 
 func mustAddress(t *testing.T, rt *Runtime, id string) netip.Addr {
@@ -458,8 +483,7 @@ func mustAddress(t *testing.T, rt *Runtime, id string) netip.Addr {
 }
 
 // TestNetnsReuseFullSubnet: when the subnet has no address left but those
-// of kept namespaces, a sandbox that cannot take one (a policy of its own)
-// gets an address once they are given up.
+// of kept namespaces, a sandbox with a policy of its own gets one of them.
 func TestNetnsReuseFullSubnet(t *testing.T) {
 	// The smallest subnet allowed: 13 sandbox addresses, .2 to .14.
 	w := newNetWorldSubnet(t, netip.MustParsePrefix("10.212.0.0/28"))
@@ -490,8 +514,8 @@ func TestNetnsReuseFullSubnet(t *testing.T) {
 	if got := fetch(t, ag, netip.AddrPortFrom(lnPublic, 80)); got != "upstream\n" {
 		t.Errorf("GET the upstream server: %q", got)
 	}
-	if atts, _ := w.mgr.List(); len(atts) != 12 {
-		t.Errorf("networks: %+v, want the 12 sandboxes' and no kept one", atts)
+	if got := rt.NetnsReuse(); got.Reused != 1 {
+		t.Errorf("namespace counters %+v, want 1 reused", got)
 	}
 }
 
