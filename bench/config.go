@@ -25,7 +25,11 @@ type Config struct {
 	// Crowded is how long the sustained loop runs again while the density
 	// scenario's idle sandboxes are alive (scenario sustained_crowded;
 	// 0 skips it): what creates cost with many sandboxes around.
-	Crowded     time.Duration `json:"sustained_crowded_ns,omitempty"`
+	Crowded time.Duration `json:"sustained_crowded_ns,omitempty"`
+	// DenyEgress is how long the sustained loop runs again with deny_egress
+	// on every sandbox (scenario sustained_deny_egress; 0 skips it): what
+	// a network policy of a sandbox's own adds to a create.
+	DenyEgress  time.Duration `json:"sustained_deny_egress_ns,omitempty"`
 	Quota       int           `json:"quota"`
 	Full        bool          `json:"full"` // adds the 1 GiB file
 	Baselines   bool          `json:"baselines"`
@@ -73,6 +77,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Crowded < 0 || c.Crowded > 30*time.Minute {
 		return fmt.Errorf("--sustained-crowded %s is out of range 0..30m", c.Crowded)
+	}
+	if c.DenyEgress < 0 || c.DenyEgress > 30*time.Minute {
+		return fmt.Errorf("--sustained-deny-egress %s is out of range 0..30m", c.DenyEgress)
 	}
 	if c.Crowded > 0 && c.Density == 0 {
 		return fmt.Errorf("--sustained-crowded runs among the density scenario's sandboxes: give --density too")

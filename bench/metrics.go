@@ -134,6 +134,13 @@ func BuildMetrics(r *Report, floor string) []Metric {
 				SBX: F(float64(otherErrors(b)))},
 			Metric{Name: "burst QUOTA_EXCEEDED answers", Unit: "", SBX: F(float64(b.Errors["QUOTA_EXCEEDED"]))})
 	}
+	if d := r.Find("sustained_deny_egress", "sbx"); d != nil {
+		m = append(m,
+			Metric{Name: "sustained creates per second, each sandbox with deny_egress", Unit: "/s",
+				SBX: F(value(d, "creates_per_second")), Note: "a network policy of their own"},
+			Metric{Name: "sustained with deny_egress: host CPU per sandbox life", Unit: "ms", LowerIsBetter: true,
+				SBX: F(value(d, "host_cpu_ms_per_create")), Note: fmt.Sprintf("host %.0f %% busy", 100*value(d, "host_cpu_busy"))})
+	}
 	if c := r.Find("sustained_crowded", "sbx"); c != nil {
 		alive := value(c, "idle_alive")
 		m = append(m,

@@ -68,6 +68,7 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	add("exec_true", "host", sum(0.5, 0.7))
 	add("run_parallel", "crun", &Scenario{Values: map[string]float64{"per_second": 55, "workers": 2, "cpu_ms_per_run": 36, "cpu_ms_per_run_one_at_a_time": 33}})
 	add("sustained_crowded", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 70, "host_cpu_ms_per_create": 26.5, "host_cpu_busy": 0.92, "idle_alive": 600}})
+	add("sustained_deny_egress", "sbx", &Scenario{Values: map[string]float64{"creates_per_second": 90, "host_cpu_ms_per_create": 19.5, "host_cpu_busy": 0.9}})
 
 	m := BuildMetrics(r, "crun")
 	get := func(prefix string) Metric {
@@ -84,6 +85,12 @@ func TestBuildMetricsAndReport(t *testing.T) {
 	}
 	if c := get("sustained with 600 idle sandboxes alive: host CPU"); c.SBX == nil || *c.SBX != 26.5 || !c.LowerIsBetter {
 		t.Errorf("host CPU per life among idle sandboxes: %+v", c)
+	}
+	if c := get("sustained creates per second, each sandbox with deny_egress"); c.SBX == nil || *c.SBX != 90 {
+		t.Errorf("sustained with deny_egress: %+v", c)
+	}
+	if c := get("sustained with deny_egress: host CPU"); c.SBX == nil || *c.SBX != 19.5 || !c.LowerIsBetter {
+		t.Errorf("host CPU per life with deny_egress: %+v", c)
 	}
 	if c := get("sustained creates per second, second half"); c.SBX == nil || *c.SBX != 80 {
 		t.Errorf("second half of the sustained run: %+v", c)

@@ -295,8 +295,8 @@ func sizeName(n int64) string {
 
 // createRunning creates a sandbox and waits until it runs; the sandbox is
 // returned even on a failed Wait, so that it can be deleted.
-func (b *SBX) createRunning(ctx context.Context) (*sbx.Sandbox, error) {
-	sb, err := b.C.Run(ctx, sbx.Image(b.Image))
+func (b *SBX) createRunning(ctx context.Context, opts ...sbx.RunOption) (*sbx.Sandbox, error) {
+	sb, err := b.C.Run(ctx, append([]sbx.RunOption{sbx.Image(b.Image)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -305,8 +305,8 @@ func (b *SBX) createRunning(ctx context.Context) (*sbx.Sandbox, error) {
 
 // Sustained runs workers loops of create → RUNNING → delete for dur and
 // reports sandboxes that reached RUNNING per second, overall and per
-// second of the run.
-func (b *SBX) Sustained(ctx context.Context, dur time.Duration, workers int) *Scenario {
+// second of the run; opts go to every create.
+func (b *SBX) Sustained(ctx context.Context, dur time.Duration, workers int, opts ...sbx.RunOption) *Scenario {
 	s := &Scenario{Name: "sustained", System: "sbx", Errors: map[string]int{}, Values: map[string]float64{}, Series: map[string][]float64{},
 		Note: fmt.Sprintf("%d workers loop create → RUNNING for %s; deletes run in the background", workers, dur)}
 	// Deletes are not what is measured: run them apart, and wait for them
@@ -326,7 +326,7 @@ func (b *SBX) Sustained(ctx context.Context, dur time.Duration, workers int) *Sc
 			defer wg.Done()
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				sb, err := b.createRunning(ctx)
+				sb, err := b.createRunning(ctx, opts...)
 				now := time.Now()
 				mu.Lock()
 				switch {

@@ -71,6 +71,7 @@ func TestConfigValidate(t *testing.T) {
 		"quota":                   func(c *Config) { c.Quota = -1 },
 		"crowded without density": func(c *Config) { c.Crowded, c.Density = time.Second, 0 },
 		"crowded too long":        func(c *Config) { c.Crowded = time.Hour },
+		"deny_egress too long":    func(c *Config) { c.DenyEgress = time.Hour },
 	} {
 		c := ok
 		mut(&c)

@@ -48,6 +48,7 @@ func main() {
 	flag.DurationVar(&cfg.Sustained, "sustained", 10*time.Second, "duration of the sustained-creates scenario (0 skips it)")
 	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent create loops in the sustained scenario")
 	flag.DurationVar(&cfg.Crowded, "sustained-crowded", 0, "run the sustained loop again for this long while the density scenario's idle sandboxes are alive (0 skips it)")
+	flag.DurationVar(&cfg.DenyEgress, "sustained-deny-egress", 0, "run the sustained loop again for this long with deny_egress on every sandbox, a network policy of their own (0 skips it)")
 	flag.IntVar(&cfg.Burst, "burst", 100, "concurrent creates in the burst (0 skips it)")
 	flag.Float64Var(&cfg.PoolRate, "pool-rate", 100, "creates per second offered from a warm pool in the pool_rate scenario (0 skips it); the started server gets a second run with that pool")
 	flag.DurationVar(&cfg.PoolFor, "pool-for", 5*time.Second, "how long the pool_rate scenario offers its rate")
@@ -214,6 +215,14 @@ func run(ctx context.Context, cfg bench.Config, out, apiKey, serverBin string) e
 		quiesce()
 		logf("sustained creates for %s, %d workers", cfg.Sustained, cfg.Workers)
 		add(b.Sustained(sctx, cfg.Sustained, cfg.Workers))
+	}
+	if cfg.DenyEgress > 0 {
+		quiesce()
+		logf("sustained creates for %s with deny_egress, %d workers", cfg.DenyEgress, cfg.Workers)
+		s := b.Sustained(sctx, cfg.DenyEgress, cfg.Workers, sbx.Network{DenyEgress: true})
+		s.Name = "sustained_deny_egress"
+		s.Note += ", each sandbox with deny_egress"
+		add(s)
 	}
 	if cfg.Burst > 0 {
 		quiesce()
