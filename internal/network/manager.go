@@ -252,20 +252,28 @@ func bigBuffers(c *mnl.Conn) error {
 // Config returns the configuration in effect, defaults filled in.
 func (m *Manager) Config() Config { return m.cfg }
 
+// checkRequest checks a sandbox id and the policy asked for it.
+func (m *Manager) checkRequest(sandboxID string, p Policy) error {
+	if sandboxID == "" || len(sandboxID) > maxIDLen {
+		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
+		return sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
+			"network.allow_names: this server does not run sbx's DNS resolver (its config file sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without networkDNS")
+	}
+	return nil
+}
+
 // Setup gives the sandbox a network: a veth pair from the bridge into the
 // namespace at netnsPath (e.g. /proc/<pid>/ns/net of the container's
 // process), an address from the subnet, a default route via the bridge and
 // the firewall rules of p. A failed Setup leaves nothing behind.
 func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Policy) (*Attachment, error) {
-	if sandboxID == "" || len(sandboxID) > maxIDLen {
-		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
-	}
-	if err := p.Validate(); err != nil {
+	if err := m.checkRequest(sandboxID, p); err != nil {
 		return nil, err
-	}
-	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
-		return nil, sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
-			"network.allow_names: this server does not run sbx's DNS resolver (its config file sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without networkDNS")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, sandbox.Errorf(sandbox.ErrDeadlineExceeded, sandbox.ReasonNetworkSetup, "network setup of sandbox %q: %w", sandboxID, err)
@@ -340,15 +348,8 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 // nothing of from is left in the namespace (the local runtime hands a
 // namespace on only when its sandbox left no socket and no packet in it).
 func (m *Manager) Rebind(from, to string, p Policy) (*Attachment, error) {
-	if to == "" || len(to) > maxIDLen {
-		return nil, sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
-	}
-	if err := p.Validate(); err != nil {
+	if err := m.checkRequest(to, p); err != nil {
 		return nil, err
-	}
-	if len(p.AllowNames) > 0 && !m.cfg.NameResolver {
-		return nil, sandbox.FailedPrecondition(sandbox.ReasonNameResolverOff,
-			"network.allow_names: this server does not run sbx's DNS resolver (its config file sets networkDNS), so nothing can enforce a name allow-list; use allow_cidrs, or restart sbx serve without networkDNS")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
