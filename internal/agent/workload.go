@@ -28,32 +28,26 @@ const WorkloadFlag = "workload-tasks-fd"
 
 // workload forks sandbox processes from a thread in the workload cgroup.
 type workload struct {
-	reqs chan func()
+	reqs chan<- func()
 }
 
 // startWorkload starts the workload thread and moves it into the cgroup
 // whose tasks file is open as f (which it closes).
 func startWorkload(f *os.File) (*workload, error) {
-	w := &workload{reqs: make(chan func())}
-	ready := make(chan error)
 	// The thread is no longer in the agent's cgroup once moved, so it
 	// runs nothing else and ends with the agent.
-	osthread.Go(func() {
+	reqs, err := osthread.Serve(func() error {
 		_, err := f.WriteString(strconv.Itoa(unix.Gettid()))
 		f.Close()
 		if err != nil {
-			ready <- fmt.Errorf("move the workload thread into its cgroup: %w", err)
-			return
+			return fmt.Errorf("move the workload thread into its cgroup: %w", err)
 		}
-		ready <- nil
-		for fn := range w.reqs {
-			fn()
-		}
+		return nil
 	})
-	if err := <-ready; err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return w, nil
+	return &workload{reqs: reqs}, nil
 }
 
 // close ends the workload thread (tests; an agent keeps it for its life).

@@ -31,3 +31,26 @@ func Go(body func()) {
 		runtime.UnlockOSThread()
 	}()
 }
+
+// Serve starts a thread (as Go does) that runs setup, then every function
+// sent on the returned channel, in order, until the channel is closed; the
+// thread ends then. If setup fails, the thread ends at once and Serve
+// returns setup's error.
+func Serve(setup func() error) (chan<- func(), error) {
+	work := make(chan func())
+	ready := make(chan error)
+	Go(func() {
+		if err := setup(); err != nil {
+			ready <- err
+			return
+		}
+		ready <- nil
+		for fn := range work {
+			fn()
+		}
+	})
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return work, nil
+}

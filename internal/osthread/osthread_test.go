@@ -1,6 +1,7 @@
 package osthread
 
 import (
+	"errors"
 	"runtime"
 	"testing"
 
@@ -29,3 +30,33 @@ func TestGoNeverOnMainThread(t *testing.T) {
 		t.Fatal("body ran on the main thread")
 	}
 }
+
+// TestServe: setup and every function sent run on one thread, not the
+// main one, in order; a failed setup is returned.
+func TestServe(t *testing.T) {
+	tids := make(chan int, 4)
+	work, err := Serve(func() error { tids <- unix.Gettid(); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		done := make(chan struct{})
+		work <- func() { tids <- unix.Gettid(); close(done) }
+		<-done
+	}
+	close(work)
+	first := <-tids
+	if first == unix.Getpid() {
+		t.Error("Serve ran on the main thread")
+	}
+	for range 3 {
+		if tid := <-tids; tid != first {
+			t.Errorf("a function ran on thread %d, setup on %d", tid, first)
+		}
+	}
+	if _, err := Serve(func() error { return errSetup }); err != errSetup {
+		t.Errorf("Serve with a failing setup: %v, want %v", err, errSetup)
+	}
+}
+
+var errSetup = errors.New("setup failed")

@@ -49,7 +49,7 @@ var spawners struct {
 
 // spawner is a thread that runs functions in fresh mount namespaces.
 type spawner struct {
-	work chan func()
+	work chan<- func()
 }
 
 // inOwnMountNS runs fn on a thread whose mount namespace is a fresh copy
@@ -111,22 +111,16 @@ func inOwnMountNS(fn func() error) error {
 
 // newSpawner starts a spawner's thread.
 func newSpawner() (*spawner, error) {
-	s := &spawner{work: make(chan func())}
-	ready := make(chan error)
-	osthread.Go(func() {
+	work, err := osthread.Serve(func() error {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			ready <- fmt.Errorf("unshare the filesystem information of a spawner thread: %w", err)
-			return
+			return fmt.Errorf("unshare the filesystem information of a spawner thread: %w", err)
 		}
-		ready <- nil
-		for fn := range s.work {
-			fn()
-		}
+		return nil
 	})
-	if err := <-ready; err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &spawner{work: work}, nil
 }
 
 // freshMountNS puts the calling (locked, unshared) thread into a new copy
