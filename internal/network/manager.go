@@ -252,8 +252,9 @@ func bigBuffers(c *mnl.Conn) error {
 // Config returns the configuration in effect, defaults filled in.
 func (m *Manager) Config() Config { return m.cfg }
 
-// checkRequest checks a sandbox id and the policy asked for it.
-func (m *Manager) checkRequest(sandboxID string, p Policy) error {
+// CheckRequest checks a sandbox id and the policy asked for it, as Setup
+// and Rebind do first.
+func (m *Manager) CheckRequest(sandboxID string, p Policy) error {
 	if sandboxID == "" || len(sandboxID) > maxIDLen {
 		return sandbox.InvalidArgument(sandbox.ReasonInvalidSpec, "sandbox id must be 1-%d bytes", maxIDLen)
 	}
@@ -272,7 +273,7 @@ func (m *Manager) checkRequest(sandboxID string, p Policy) error {
 // process), an address from the subnet, a default route via the bridge and
 // the firewall rules of p. A failed Setup leaves nothing behind.
 func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Policy) (*Attachment, error) {
-	if err := m.checkRequest(sandboxID, p); err != nil {
+	if err := m.CheckRequest(sandboxID, p); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -348,7 +349,7 @@ func (m *Manager) Setup(ctx context.Context, sandboxID, netnsPath string, p Poli
 // nothing of from is left in the namespace (the local runtime hands a
 // namespace on only when its sandbox left no socket and no packet in it).
 func (m *Manager) Rebind(from, to string, p Policy) (*Attachment, error) {
-	if err := m.checkRequest(to, p); err != nil {
+	if err := m.CheckRequest(to, p); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

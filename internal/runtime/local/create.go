@@ -383,7 +383,9 @@ func (r *Runtime) release(ctx context.Context, b *box) error {
 	}
 	// After the container: nothing of it is in its network namespace any
 	// more, which is kept for another sandbox or goes (with its veth)
-	// once we close it.
+	// once we close it. Our connections to its dead agent hold the
+	// agent's ends of them, sockets of that namespace, until closed.
+	b.dropClient()
 	if err := r.releaseNetns(ctx, rec.ID, b.netns); err != nil {
 		errs = append(errs, err)
 	}

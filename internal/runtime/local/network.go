@@ -70,6 +70,10 @@ func (r *Runtime) prepareNetwork(ctx context.Context, id, dir string, p sandbox.
 	if !r.netnsFirst() {
 		return nil, nil
 	}
+	// A policy that cannot be had costs no namespace, kept or new.
+	if err := r.cfg.Network.CheckRequest(id, NetworkPolicy(p)); err != nil {
+		return nil, err
+	}
 	if r.reusesNetns() {
 		if ns, att := r.takeNetns(ctx, id, p); ns != nil {
 			if err := writeHosts(dir, id, att.Addr); err != nil {
