@@ -125,7 +125,6 @@ func (r *Runtime) keepNetns(id string, ns *sandboxNetns) bool {
 	pool.mu.Lock()
 	full := len(pool.idle) >= maxKeptNetns
 	pool.mu.Unlock()
-	kept := KeptNetnsPrefix + strconv.FormatUint(keptSeq.Add(1), 10)
 	if full {
 		pool.dropped.Add(1)
 		return false
@@ -136,6 +135,7 @@ func (r *Runtime) keepNetns(id string, ns *sandboxNetns) bool {
 	}
 	// Kept with the default policy: what its next sandbox asks for is
 	// set when it takes it.
+	kept := KeptNetnsPrefix + strconv.FormatUint(keptSeq.Add(1), 10)
 	if _, err := r.cfg.Network.Rebind(id, kept, network.Policy{}); err != nil {
 		pool.dropped.Add(1)
 		return false
@@ -147,27 +147,22 @@ func (r *Runtime) keepNetns(id string, ns *sandboxNetns) bool {
 	return true
 }
 
-// drainNetns tears down every kept namespace's network.
-func (r *Runtime) drainNetns(ctx context.Context) error {
-	r.netPool.mu.Lock()
-	idle := r.netPool.idle
-	r.netPool.idle = nil
-	r.netPool.mu.Unlock()
-	var errs []error
-	for _, p := range idle {
-		p.ns.Close()
-		errs = append(errs, r.cfg.Network.Teardown(ctx, p.id))
-	}
-	return errors.Join(errs...)
-}
-
 // Close tears down the networks the runtime kept for reuse; sandboxes and
 // their networks stay.
 func (r *Runtime) Close(ctx context.Context) error {
 	if r.cfg.Network == nil {
 		return nil
 	}
-	return r.drainNetns(ctx)
+	r.netPool.mu.Lock()
+	idle := r.netPool.idle
+	r.netPool.idle = nil
+	r.netPool.mu.Unlock()
+	var errs []error
+	for _, k := range idle {
+		k.ns.Close()
+		errs = append(errs, r.cfg.Network.Teardown(ctx, k.id))
+	}
+	return errors.Join(errs...)
 }
 
 // socketsSettle bounds the wait for a namespace's last sockets to be freed
